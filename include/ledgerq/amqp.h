@@ -1,0 +1,146 @@
+/*
+ * The RabbitMQ connection.  The only module that includes <amqp.h>.
+ *
+ * One connection, two channels: one consumes (and acks), the other
+ * publishes in confirm mode.  Frames of both arrive on the one socket; this
+ * module reads them all, keeps deliveries that arrive while it waits for
+ * confirms, and never blocks longer than asked so that heartbeats are
+ * serviced.  Failures: LQ_ERR_AMQP_UNAVAILABLE when the connection or a
+ * channel is gone (close the handle and connect again), LQ_ERR_AMQP_NACK
+ * when the broker refused a publish.  lq_amqp_error() tells the last one.
+ */
+#ifndef LEDGERQ_AMQP_H
+#define LEDGERQ_AMQP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ledgerq/config.h"
+
+typedef struct lq_amqp lq_amqp;
+
+/* One message received from a queue; fields point into memory it owns. */
+typedef struct lq_delivery {
+    uint64_t tag;
+    bool redelivered;
+    const char *body; /* not NUL-terminated */
+    size_t body_len;
+    const char *content_type; /* not NUL-terminated; NULL when absent */
+    size_t content_type_len;
+    char *exchange; /* NUL-terminated copies; "" when empty */
+    char *routing_key;
+    char *reply_to;         /* NULL when absent */
+    char *message_id;       /* NULL when absent */
+    int64_t delivery_count; /* quorum queues' x-delivery-count; 0 when absent */
+    void *priv;             /* the module's own */
+} lq_delivery;
+
+/* Free a delivery.  Accepts NULL; returns NULL. */
+lq_delivery *lq_delivery_free(lq_delivery *d);
+
+/* What to publish. */
+typedef struct lq_publish {
+    const char *exchange; /* "" is the default exchange */
+    const char *routing_key;
+    const void *body;
+    size_t body_len;
+    const char *content_type;   /* NULL for none */
+    const char *message_id;     /* NULL for none */
+    const char *correlation_id; /* NULL for none */
+} lq_publish;
+
+/* Why a message is dead-lettered (the x-ledgerq-* headers). */
+typedef struct lq_dead_letter {
+    const char *exchange; /* the dead-letter exchange */
+    const char *error;    /* a wire code: "invalid_payment", ... */
+    const char *detail;   /* one line */
+    const char *queue;    /* the queue it was consumed from */
+    int attempts;
+} lq_dead_letter;
+
+/*
+ * Connect to url (amqp:// or amqps://), log in with a heartbeat of
+ * heartbeat_s seconds (0: none), open the channels and put the publishing
+ * one in confirm mode.  On success stores a new handle in *ret (caller
+ * closes with lq_amqp_close()).  On failure writes a line without secrets
+ * to err.
+ */
+int lq_amqp_connect(const char *url, int heartbeat_s, lq_amqp **ret, char *err, size_t err_len);
+
+/* Close channels and connection, politely when possible.  Accepts NULL; returns NULL. */
+lq_amqp *lq_amqp_close(lq_amqp *c);
+
+/* The last failure, one line; "" when none.  Valid until the next call. */
+const char *lq_amqp_error(const lq_amqp *c);
+
+/* Declare the exchanges, queues and bindings of contract section 3 as cfg names them. */
+int lq_amqp_declare_topology(lq_amqp *c, const lq_config *cfg);
+
+/*
+ * Declare a server-named, exclusive, auto-delete queue bound to exchange
+ * with binding_key, for listening to events.  ret_name (256 bytes) gets
+ * its name.
+ */
+int lq_amqp_declare_listener(lq_amqp *c, const char *exchange, const char *binding_key,
+                             char ret_name[256]);
+
+/*
+ * Publish a persistent message on the confirm channel.  *ret_seq (may be
+ * NULL) gets its confirm sequence number.  Does not wait for the confirm.
+ */
+int lq_amqp_publish(lq_amqp *c, const lq_publish *p, uint64_t *ret_seq);
+
+/*
+ * Republish d unchanged (body and properties) to dl->exchange with the
+ * x-ledgerq-* headers of contract section 7 added.  Does not wait for the
+ * confirm.
+ */
+int lq_amqp_dead_letter(lq_amqp *c, const lq_delivery *d, const lq_dead_letter *dl,
+                        uint64_t *ret_seq);
+
+/*
+ * Wait until the broker has confirmed everything published so far, at most
+ * timeout_ms.  Deliveries that arrive meanwhile are kept for
+ * lq_amqp_next().  Returns LQ_OK, LQ_ERR_AMQP_NACK (something was refused),
+ * LQ_ERR_TIMEOUT or LQ_ERR_AMQP_UNAVAILABLE.
+ */
+int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms);
+
+/* Start consuming queue with manual acks and the given prefetch. */
+int lq_amqp_consume(lq_amqp *c, const char *queue, int prefetch);
+
+/* Stop consuming (basic.cancel); deliveries already sent may still arrive. */
+int lq_amqp_cancel(lq_amqp *c);
+
+/*
+ * The next delivery, waiting at most timeout_ms (0: only what is already
+ * here).  On success stores it in *ret (caller frees with
+ * lq_delivery_free()).  LQ_ERR_TIMEOUT when none came.
+ */
+int lq_amqp_next(lq_amqp *c, int timeout_ms, lq_delivery **ret);
+
+/* Ack tag (and, with multiple, every earlier unacked tag) on the consuming channel. */
+int lq_amqp_ack(lq_amqp *c, uint64_t tag, bool multiple);
+
+/* Reject tag, requeueing it or not. */
+int lq_amqp_reject(lq_amqp *c, uint64_t tag, bool requeue);
+
+/*
+ * basic.get one message from queue with manual ack.  LQ_ERR_NOT_FOUND when
+ * the queue is empty.  The caller acks or rejects it.
+ */
+int lq_amqp_get(lq_amqp *c, const char *queue, lq_delivery **ret);
+
+/* Look up a header of d: integer or string value.  false when absent or of another type. */
+bool lq_delivery_header_int(const lq_delivery *d, const char *name, int64_t *ret);
+bool lq_delivery_header_string(const lq_delivery *d, const char *name, char *ret, size_t ret_len);
+
+/* Purge queue; *ret_count (may be NULL) gets how many messages were removed. */
+int lq_amqp_purge(lq_amqp *c, const char *queue, uint32_t *ret_count);
+
+/* Delete an exchange or a queue (tests clean up with these). */
+int lq_amqp_delete_exchange(lq_amqp *c, const char *name);
+int lq_amqp_delete_queue(lq_amqp *c, const char *name);
+
+#endif

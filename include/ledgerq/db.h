@@ -1,0 +1,106 @@
+/*
+ * The PostgreSQL ledger.  The only module that includes libpq-fe.h.
+ *
+ * Every statement is parameterised; the schema lives in sql/ and is
+ * embedded in the binary (lq_db_migrate()).  Failures are classified once
+ * here: LQ_ERR_DB_UNAVAILABLE (the connection is gone or refused: reconnect),
+ * LQ_ERR_DB_RETRY (deadlock, serialization failure, a concurrent first
+ * insert of the same payment id: run the transaction again) and
+ * LQ_ERR_DB_FAILED (anything else).  lq_db_error() tells the last failure in
+ * one line.
+ */
+#ifndef LEDGERQ_DB_H
+#define LEDGERQ_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ledgerq/ledger.h"
+
+typedef struct lq_db lq_db;
+
+/*
+ * Connect to url (a libpq URI or conninfo).  On success stores a new handle
+ * in *ret (caller closes with lq_db_close()).  Returns LQ_ERR_DB_UNAVAILABLE
+ * with a line (no password) in err when the server cannot be reached or
+ * refuses.
+ */
+int lq_db_connect(const char *url, lq_db **ret, char *err, size_t err_len);
+
+/* Close the connection.  Accepts NULL; returns NULL. */
+lq_db *lq_db_close(lq_db *db);
+
+/* The last failure, one line; "" when none.  Valid until the next call. */
+const char *lq_db_error(const lq_db *db);
+
+/*
+ * Apply the embedded migrations not yet applied, each in its own
+ * transaction, under an advisory lock so that concurrent callers are safe.
+ * *ret_applied (may be NULL) gets how many were applied now.
+ */
+int lq_db_migrate(lq_db *db, int *ret_applied);
+
+/* Open one account (debits and credits start at 0).  LQ_ERR_EXISTS if the id is taken. */
+int lq_db_account_open(lq_db *db, const lq_account *a);
+
+/*
+ * Open n accounts in one transaction: all or none.  On LQ_ERR_EXISTS
+ * *ret_failed (may be NULL) gets the index of an account whose id is taken.
+ */
+int lq_db_account_import(lq_db *db, const lq_account *accounts, size_t n, size_t *ret_failed);
+
+/*
+ * Read one account into *ret and its creation time (RFC 3339 UTC) into
+ * ret_created_at.  LQ_ERR_NOT_FOUND when there is none.
+ */
+int lq_db_account_get(lq_db *db, const char *id, lq_account *ret,
+                      char ret_created_at[LQ_TIMESTAMP_MAX]);
+
+typedef void (*lq_db_account_fn)(const lq_account *a, const char *created_at, void *arg);
+
+/* Call fn for every account, in id order. */
+int lq_db_account_list(lq_db *db, lq_db_account_fn fn, void *arg);
+
+/* A stored payment outcome, for `payment show`. */
+typedef struct lq_payment_record {
+    char id[LQ_ID_MAX + 1];
+    lq_outcome outcome; /* result, detail, processed_at; duplicate is false */
+    size_t n_legs;
+    lq_leg *legs;    /* owned: the requested legs, applied or not */
+    char *reference; /* owned, NULL when absent */
+    char *metadata;  /* owned JSON text, NULL when absent */
+} lq_payment_record;
+
+/* Read a payment's stored outcome.  LQ_ERR_NOT_FOUND when the id is unknown. */
+int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret);
+
+/* Release what a record owns. */
+void lq_payment_record_release(lq_payment_record *r);
+
+typedef void (*lq_db_violation_fn)(const char *invariant, const char *detail, void *arg);
+
+/*
+ * Check the ledger invariants of contract section 8 in one read-only
+ * snapshot, calling fn once per violation found.  *ret_violations gets the
+ * count.  Returns LQ_OK when the check ran (whatever it found).
+ */
+int lq_db_audit(lq_db *db, lq_db_violation_fn fn, void *arg, size_t *ret_violations);
+
+/*
+ * First half of a batch: begin a transaction, fill each item's stored
+ * outcome (and whether its content matches), lock every existing account
+ * that the not-yet-stored items name, in id order, and load them into book
+ * (cleared first).  ret_now gets the transaction's time.  On failure the
+ * transaction is rolled back.
+ */
+int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
+                     char ret_now[LQ_TIMESTAMP_MAX]);
+
+/*
+ * Second half: store the items marked insert (outcome, legs, postings of
+ * the applied ones), write the book's totals for the accounts that changed,
+ * and commit.  On failure the transaction is rolled back.
+ */
+int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book);
+
+#endif

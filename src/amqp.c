@@ -1,0 +1,2 @@
+/* amqp: to be written */
+#include "ledgerq/amqp.h"

@@ -1,0 +1,2 @@
+/* cmd_account: to be written */
+#include "ledgerq/cli.h"

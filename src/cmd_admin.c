@@ -1,0 +1,2 @@
+/* cmd_admin: to be written */
+#include "ledgerq/cli.h"

@@ -1,0 +1,2 @@
+/* cmd_publish: to be written */
+#include "ledgerq/cli.h"

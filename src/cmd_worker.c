@@ -1,0 +1,2 @@
+/* cmd_worker: to be written */
+#include "ledgerq/cli.h"

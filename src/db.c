@@ -1,0 +1,2 @@
+/* db: to be written */
+#include "ledgerq/db.h"

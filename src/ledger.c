@@ -1,0 +1,2 @@
+/* ledger: to be written */
+#include "ledgerq/ledger.h"

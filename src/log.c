@@ -1,0 +1,2 @@
+/* log: to be written */
+#include "ledgerq/log.h"

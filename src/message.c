@@ -1,0 +1,2 @@
+/* message: to be written */
+#include "ledgerq/message.h"

@@ -1,0 +1,2 @@
+/* worker: to be written */
+#include "ledgerq/worker.h"
