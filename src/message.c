@@ -1,2 +1,1182 @@
-/* message: to be written */
+/*
+ * Payment commands: parse and validate a message body (contract section 4).
+ *
+ * cJSON builds the tree, but it is lenient where the contract is not: it
+ * accepts "01", "1.", raw control characters in strings and control bytes
+ * as whitespace, it truncates strings at \u0000, and it keeps numbers only
+ * as doubles.  So before cJSON sees a body we check its UTF-8 and its
+ * tokens ourselves (lex_body), and we read JSON-number amounts from their
+ * literal text, exactly, instead of from cJSON's double.
+ */
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ledgerq/error.h"
 #include "ledgerq/message.h"
+
+#define LQ_AMOUNT_STRING_MAX INT64_MAX
+#define LQ_SHOWN_MAX         40 /* most input bytes quoted in a detail line */
+#define LQ_SHOWN_BUF         (LQ_SHOWN_MAX * 4 + 4)
+
+static const char content_type_json[] = "application/json";
+
+static void set_detail(char *detail, size_t detail_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Write one detail line, if the caller gave room for it. */
+static void set_detail(char *detail, size_t detail_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (detail == NULL || detail_len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(detail, detail_len, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Make untrusted bytes safe to show in a detail line (it becomes an AMQP
+ * header and a log field): printable ASCII is kept, anything else becomes
+ * \xNN, and the text is cut after LQ_SHOWN_MAX input bytes.
+ */
+static const char *shown(const char *s, size_t len, char buf[LQ_SHOWN_BUF])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+
+    for (size_t i = 0; i < len && i < LQ_SHOWN_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
+            buf[n++] = (char)c;
+        } else {
+            buf[n++] = '\\';
+            buf[n++] = 'x';
+            buf[n++] = hex[c >> 4];
+            buf[n++] = hex[c & 0xf];
+        }
+    }
+    if (len > LQ_SHOWN_MAX) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+int lq_message_check_envelope(const char *content_type, size_t content_type_len, size_t body_len,
+                              char *detail, size_t detail_len)
+{
+    if (detail != NULL && detail_len > 0)
+        detail[0] = '\0';
+
+    if (content_type != NULL) {
+        const char *start = content_type;
+        const char *end = content_type + content_type_len;
+        const char *semi = memchr(start, ';', content_type_len);
+
+        /* Parameters ("; charset=utf-8") do not change the media type. */
+        if (semi != NULL)
+            end = semi;
+        while (start < end && is_space(*start))
+            start++;
+        while (end > start && is_space(end[-1]))
+            end--;
+        /* An empty content type says no more than an absent one. */
+        if (end > start || semi != NULL) {
+            size_t n = (size_t)(end - start);
+
+            if (n != sizeof(content_type_json) - 1 ||
+                strncasecmp(start, content_type_json, n) != 0) {
+                char buf[LQ_SHOWN_BUF];
+
+                set_detail(detail, detail_len, "content type \"%s\" is not application/json",
+                           shown(content_type, content_type_len, buf));
+                return LQ_ERR_UNSUPPORTED_CONTENT_TYPE;
+            }
+        }
+    }
+
+    if (body_len > LQ_BODY_MAX) {
+        set_detail(detail, detail_len, "body is %zu bytes, more than %d", body_len, LQ_BODY_MAX);
+        return LQ_ERR_PAYLOAD_TOO_LARGE;
+    }
+    return LQ_OK;
+}
+
+/*
+ * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF, no truncated sequence.
+ */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = s[i];
+        unsigned char lo = 0x80, hi = 0xbf;
+        size_t follow;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            follow = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            follow = 2;
+            if (c == 0xe0)
+                lo = 0xa0; /* overlong below U+0800 */
+            else if (c == 0xed)
+                hi = 0x9f; /* surrogates U+D800..U+DFFF */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            follow = 3;
+            if (c == 0xf0)
+                lo = 0x90; /* overlong below U+10000 */
+            else if (c == 0xf4)
+                hi = 0x8f; /* above U+10FFFF */
+        } else {
+            return false; /* a continuation byte, C0, C1 or F5..FF */
+        }
+        if (len - i - 1 < follow)
+            return false;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= follow; k++) {
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+                return false;
+        }
+        i += follow + 1;
+    }
+    return true;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* What lex_body learnt about a body. */
+typedef struct lq_lexed {
+    size_t *numbers; /* owned: offset of each number token, in document order */
+    size_t n_numbers;
+    size_t cap_numbers;
+    bool nul_escape; /* a string holds \u0000 */
+} lq_lexed;
+
+/*
+ * The length of the JSON string token at s[0] == '"', or 0 when it is not
+ * one (unterminated, a raw control character, a bad escape).
+ */
+static size_t lex_string(const char *s, size_t len, bool *nul_escape)
+{
+    size_t i = 1;
+
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"')
+            return i + 1;
+        if (c < 0x20)
+            return 0;
+        if (c != '\\') {
+            i++;
+            continue;
+        }
+        if (i + 1 >= len)
+            return 0;
+        switch (s[i + 1]) {
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            i += 2;
+            break;
+        case 'u':
+            if (len - i < 6)
+                return 0;
+            for (size_t k = 2; k < 6; k++) {
+                if (!is_hex(s[i + k]))
+                    return 0;
+            }
+            if (memcmp(s + i + 2, "0000", 4) == 0)
+                *nul_escape = true;
+            i += 6;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The length of the JSON number token at s (RFC 8259: -?(0|[1-9][0-9]*)
+ * (.[0-9]+)?([eE][+-]?[0-9]+)?), or 0 when s does not start one or the
+ * token runs on into more number characters ("01", "1.", "1e").
+ */
+static size_t lex_number(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    if (i < len && s[i] == '-')
+        i++;
+    if (i >= len || !is_digit(s[i]))
+        return 0;
+    if (s[i] == '0') {
+        i++;
+    } else {
+        while (i < len && is_digit(s[i]))
+            i++;
+    }
+    if (i < len && s[i] == '.') {
+        i++;
+        if (i >= len || !is_digit(s[i]))
+            return 0;
+        while (i < len && is_digit(s[i]))
+            i++;
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (i >= len || !is_digit(s[i]))
+            return 0;
+        while (i < len && is_digit(s[i]))
+            i++;
+    }
+    if (i < len &&
+        (is_digit(s[i]) || s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '+' || s[i] == '-'))
+        return 0;
+    return i;
+}
+
+static bool lexed_add_number(lq_lexed *lx, size_t offset)
+{
+    if (lx->n_numbers == lx->cap_numbers) {
+        size_t cap = lx->cap_numbers ? lx->cap_numbers * 2 : 16;
+        size_t *n = realloc(lx->numbers, cap * sizeof(*n));
+
+        if (n == NULL)
+            return false;
+        lx->numbers = n;
+        lx->cap_numbers = cap;
+    }
+    lx->numbers[lx->n_numbers++] = offset;
+    return true;
+}
+
+static bool starts_number(char c)
+{
+    return c == '-' || is_digit(c);
+}
+
+/*
+ * The length of the token at s: one byte of JSON whitespace or punctuation,
+ * a string, a number or a literal; 0 when no valid token starts there.
+ * Sets *nul_escape when the token is a string that holds \u0000.
+ */
+static size_t token_len(const char *s, size_t len, bool *nul_escape)
+{
+    switch (s[0]) {
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\r':
+    case '{':
+    case '}':
+    case '[':
+    case ']':
+    case ':':
+    case ',':
+        return 1;
+    case '"':
+        return lex_string(s, len, nul_escape);
+    case 't':
+        return len >= 4 && memcmp(s, "true", 4) == 0 ? 4 : 0;
+    case 'f':
+        return len >= 5 && memcmp(s, "false", 5) == 0 ? 5 : 0;
+    case 'n':
+        return len >= 4 && memcmp(s, "null", 4) == 0 ? 4 : 0;
+    default:
+        return starts_number(s[0]) ? lex_number(s, len) : 0;
+    }
+}
+
+/* Where the text after a UTF-8 byte order mark begins: cJSON skips one, as RFC 8259 allows. */
+static size_t skip_bom(const char *s, size_t len)
+{
+    return len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+}
+
+/*
+ * Check every token of s (len bytes, valid UTF-8) the way RFC 8259 spells
+ * it; the structure is left to cJSON.  When lx is not NULL, record the
+ * number tokens and whether a string holds \u0000.  Returns LQ_OK,
+ * LQ_ERR_MALFORMED_JSON or LQ_ERR_NOMEM.
+ */
+static int lex_body(const char *s, size_t len, lq_lexed *lx)
+{
+    bool nul_escape = false;
+
+    for (size_t i = skip_bom(s, len); i < len;) {
+        size_t n = token_len(s + i, len - i, &nul_escape);
+
+        if (n == 0)
+            return LQ_ERR_MALFORMED_JSON;
+        if (lx != NULL && starts_number(s[i]) && !lexed_add_number(lx, i))
+            return LQ_ERR_NOMEM;
+        i += n;
+    }
+    if (lx != NULL)
+        lx->nul_escape = nul_escape;
+    return LQ_OK;
+}
+
+/*
+ * Parse body (len bytes) into *ret_root: strict UTF-8, no NUL byte, valid
+ * tokens, one JSON value and nothing after it but whitespace.  Returns
+ * LQ_OK, LQ_ERR_MALFORMED_JSON (with a detail naming the body as what) or
+ * LQ_ERR_NOMEM.
+ */
+static int json_load(const char *what, const char *body, size_t len, lq_lexed *lx, cJSON **ret_root,
+                     char *detail, size_t detail_len)
+{
+    char *copy = NULL;
+    cJSON *root;
+    int r;
+
+    if (body == NULL)
+        len = 0;
+    if (!utf8_valid((const unsigned char *)body, len)) {
+        set_detail(detail, detail_len, "%s is not valid UTF-8", what);
+        r = LQ_ERR_MALFORMED_JSON;
+        goto out;
+    }
+    if (len > 0 && memchr(body, '\0', len) != NULL) {
+        set_detail(detail, detail_len, "%s contains a NUL byte", what);
+        r = LQ_ERR_MALFORMED_JSON;
+        goto out;
+    }
+    r = lex_body(body, len, lx);
+    if (r == LQ_ERR_MALFORMED_JSON)
+        set_detail(detail, detail_len, "%s is not valid JSON", what);
+    if (r != LQ_OK)
+        goto out;
+
+    /*
+     * cJSON only checks for the end of the document by finding a NUL inside
+     * the length it is given, so parse a NUL-terminated copy.  The body has
+     * no NUL of its own, so that NUL is the end of the body.
+     */
+    copy = malloc(len + 1);
+    if (copy == NULL) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
+    if (len > 0)
+        memcpy(copy, body, len);
+    copy[len] = '\0';
+    root = cJSON_ParseWithLengthOpts(copy, len + 1, NULL, 1);
+    if (root == NULL) {
+        /* Also what cJSON says about nesting deeper than CJSON_NESTING_LIMIT. */
+        set_detail(detail, detail_len, "%s is not valid JSON", what);
+        r = LQ_ERR_MALFORMED_JSON;
+        goto out;
+    }
+    *ret_root = root;
+    r = LQ_OK;
+out:
+    free(copy);
+    return r;
+}
+
+/* Everything lq_payment_parse needs while it walks one body. */
+typedef struct lq_parse {
+    const char *body;
+    size_t len;
+    const cJSON *root;
+    lq_lexed lexed;
+    const cJSON **number_items; /* owned: the number items of root, in document order */
+    size_t n_number_items;
+    size_t next_number; /* where to start looking for the next amount */
+    char *detail;
+    size_t detail_len;
+} lq_parse;
+
+static const char *const top_fields[] = {
+    "id", "debit", "credit", "amount", "currency", "legs", "reference", "metadata",
+};
+enum {
+    TOP_ID,
+    TOP_DEBIT,
+    TOP_CREDIT,
+    TOP_AMOUNT,
+    TOP_CURRENCY,
+    TOP_LEGS,
+    TOP_REFERENCE,
+    TOP_METADATA,
+    TOP_COUNT
+};
+
+static const char *const leg_fields[] = {"debit", "credit", "amount", "currency"};
+enum { LEG_DEBIT, LEG_CREDIT, LEG_AMOUNT, LEG_CURRENCY, LEG_COUNT };
+
+/* The single-leg form hands &found[TOP_DEBIT] to take_leg() as a leg's members. */
+_Static_assert(TOP_CREDIT - TOP_DEBIT == LEG_CREDIT - LEG_DEBIT &&
+                   TOP_AMOUNT - TOP_DEBIT == LEG_AMOUNT - LEG_DEBIT &&
+                   TOP_CURRENCY - TOP_DEBIT == LEG_CURRENCY - LEG_DEBIT,
+               "top-level leg fields in leg order");
+
+/*
+ * Sort the members of object obj into found[] (n names), refusing unknown
+ * and repeated names.  Names are compared exactly: cJSON's own lookup
+ * ignores case.
+ */
+static int collect_fields(lq_parse *ps, const cJSON *obj, const char *prefix,
+                          const char *const *names, size_t n, const cJSON **found)
+{
+    for (size_t k = 0; k < n; k++)
+        found[k] = NULL;
+    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
+        const char *key = m->string != NULL ? m->string : "";
+        size_t k;
+
+        for (k = 0; k < n; k++) {
+            if (strcmp(key, names[k]) == 0)
+                break;
+        }
+        if (k == n) {
+            char buf[LQ_SHOWN_BUF];
+
+            set_detail(ps->detail, ps->detail_len, "%s%s: unknown field", prefix,
+                       shown(key, strlen(key), buf));
+            return LQ_ERR_INVALID_PAYMENT;
+        }
+        if (found[k] != NULL) {
+            set_detail(ps->detail, ps->detail_len, "%s%s: appears twice", prefix, names[k]);
+            return LQ_ERR_INVALID_PAYMENT;
+        }
+        found[k] = m;
+    }
+    return LQ_OK;
+}
+
+static bool ident_valid(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '.' ||
+              c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool currency_valid(const char *s)
+{
+    return strlen(s) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
+           s[2] >= 'A' && s[2] <= 'Z';
+}
+
+/* Copy an id (payment or account) of 1 .. max characters of A-Z a-z 0-9 . _ : - */
+static int take_ident(lq_parse *ps, const cJSON *item, const char *prefix, const char *name,
+                      size_t max, char *out)
+{
+    if (item == NULL) {
+        set_detail(ps->detail, ps->detail_len, "%s%s: is required", prefix, name);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    if (!cJSON_IsString(item) || item->valuestring == NULL ||
+        !ident_valid(item->valuestring, max)) {
+        set_detail(ps->detail, ps->detail_len,
+                   "%s%s: must be 1-%zu characters of A-Z a-z 0-9 . _ : -", prefix, name, max);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    memcpy(out, item->valuestring, strlen(item->valuestring) + 1);
+    return LQ_OK;
+}
+
+/* Collect the number items of the tree in document order (pre-order). */
+static bool gather_numbers(lq_parse *ps, const cJSON *node, size_t *n)
+{
+    for (; node != NULL; node = node->next) {
+        if (cJSON_IsNumber(node)) {
+            if (*n == ps->lexed.n_numbers)
+                return false;
+            ps->number_items[(*n)++] = node;
+        }
+        if (node->child != NULL && !gather_numbers(ps, node->child, n))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The literal text of number item: cJSON keeps only a double, so match the
+ * item with the number token at the same place in document order.  Amounts
+ * are asked for in document order, so the search resumes where the last
+ * one ended.
+ */
+static int number_literal(lq_parse *ps, const cJSON *item, const char **ret_s, size_t *ret_len)
+{
+    size_t i;
+
+    if (ps->number_items == NULL) {
+        size_t n = 0;
+
+        ps->number_items = calloc(ps->lexed.n_numbers + 1, sizeof(*ps->number_items));
+        if (ps->number_items == NULL)
+            return LQ_ERR_NOMEM;
+        if (!gather_numbers(ps, ps->root, &n) || n != ps->lexed.n_numbers)
+            return LQ_ERR_INTERNAL;
+        ps->n_number_items = n;
+    }
+    for (i = ps->next_number; i < ps->n_number_items; i++) {
+        if (ps->number_items[i] == item)
+            break;
+    }
+    if (i == ps->n_number_items) {
+        for (i = 0; i < ps->next_number; i++) {
+            if (ps->number_items[i] == item)
+                break;
+        }
+        if (i == ps->next_number)
+            return LQ_ERR_INTERNAL;
+    }
+    ps->next_number = i + 1;
+    *ret_s = ps->body + ps->lexed.numbers[i];
+    *ret_len = lex_number(*ret_s, ps->len - ps->lexed.numbers[i]);
+    return LQ_OK;
+}
+
+/* A JSON number literal taken apart: the digits, split by the point. */
+typedef struct lq_decimal {
+    const char *int_part;
+    size_t int_len;
+    const char *frac;
+    size_t frac_len;
+} lq_decimal;
+
+/* Digit k of the number written without its point. */
+static char decimal_digit(const lq_decimal *d, size_t k)
+{
+    return k < d->int_len ? d->int_part[k] : d->frac[k - d->int_len];
+}
+
+typedef enum lq_whole {
+    LQ_WHOLE_OK,
+    LQ_WHOLE_NOT,       /* zero, negative or a fraction */
+    LQ_WHOLE_TOO_LARGE, /* a whole number above INT64_MAX */
+} lq_whole;
+
+/*
+ * The value of a JSON number literal (valid per lex_number), decided on its
+ * decimal text so that nothing is rounded: 1e3 and 100.0e1 are 1000,
+ * 1.0000000000000001 is no whole number.
+ */
+static lq_whole number_whole(const char *s, size_t len, int64_t *ret)
+{
+    lq_decimal d = {0};
+    size_t i = 0, n_digits, first, last;
+    long exp = 0, scale;
+    int64_t v = 0;
+
+    if (s[0] == '-')
+        return LQ_WHOLE_NOT; /* negative, or -0 */
+    d.int_part = s;
+    while (i < len && is_digit(s[i]))
+        i++;
+    d.int_len = i;
+    if (i < len && s[i] == '.') {
+        d.frac = s + ++i;
+        while (i < len && is_digit(s[i]))
+            i++;
+        d.frac_len = (size_t)(s + i - d.frac);
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        bool negative = false;
+
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            negative = s[i++] == '-';
+        /*
+         * Saturate: a body of at most LQ_BODY_MAX bytes has fewer digits
+         * than that, so an exponent beyond a million decides alone.
+         */
+        while (i < len && is_digit(s[i])) {
+            if (exp < 1000000)
+                exp = exp * 10 + (s[i] - '0');
+            i++;
+        }
+        if (negative)
+            exp = -exp;
+    }
+
+    n_digits = d.int_len + d.frac_len;
+    for (first = 0; first < n_digits && decimal_digit(&d, first) == '0'; first++)
+        ;
+    if (first == n_digits)
+        return LQ_WHOLE_NOT; /* zero */
+    for (last = n_digits - 1; decimal_digit(&d, last) == '0'; last--)
+        ;
+    /* The value is digits first .. last times 10^scale. */
+    scale = exp - (long)d.frac_len + (long)(n_digits - 1 - last);
+    if (scale < 0)
+        return LQ_WHOLE_NOT;
+    if ((long)(last - first + 1) + scale > 19)
+        return LQ_WHOLE_TOO_LARGE; /* at least 10^19 */
+    for (size_t k = first; k <= last; k++) {
+        if (__builtin_mul_overflow(v, 10, &v) ||
+            __builtin_add_overflow(v, decimal_digit(&d, k) - '0', &v))
+            return LQ_WHOLE_TOO_LARGE;
+    }
+    for (long k = 0; k < scale; k++) {
+        if (__builtin_mul_overflow(v, 10, &v))
+            return LQ_WHOLE_TOO_LARGE;
+    }
+    *ret = v;
+    return LQ_WHOLE_OK;
+}
+
+/* A string amount: decimal digits, no sign, no leading zero, 1 .. INT64_MAX. */
+static int string_amount(const char *s, int64_t *ret)
+{
+    int64_t v = 0;
+
+    if (s[0] == '\0' || s[0] == '0')
+        return LQ_ERR_INVALID_PAYMENT;
+    for (const char *c = s; *c != '\0'; c++) {
+        if (!is_digit(*c))
+            return LQ_ERR_INVALID_PAYMENT;
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, *c - '0', &v))
+            return LQ_ERR_AMOUNT_OVERFLOW;
+    }
+    *ret = v;
+    return LQ_OK;
+}
+
+static int take_amount(lq_parse *ps, const cJSON *item, const char *prefix, int64_t *out)
+{
+    if (item == NULL) {
+        set_detail(ps->detail, ps->detail_len, "%samount: is required", prefix);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    if (cJSON_IsNumber(item)) {
+        const char *lit = NULL;
+        size_t lit_len = 0;
+        int r = number_literal(ps, item, &lit, &lit_len);
+
+        if (r != LQ_OK)
+            return r;
+        switch (number_whole(lit, lit_len, out)) {
+        case LQ_WHOLE_OK:
+            if (*out <= LQ_AMOUNT_JSON_MAX)
+                return LQ_OK;
+            break;
+        case LQ_WHOLE_TOO_LARGE:
+            break;
+        case LQ_WHOLE_NOT:
+            set_detail(ps->detail, ps->detail_len, "%samount: must be a positive whole number",
+                       prefix);
+            return LQ_ERR_INVALID_PAYMENT;
+        }
+        set_detail(ps->detail, ps->detail_len,
+                   "%samount: a JSON number must be at most %" PRId64
+                   "; write larger amounts as a string",
+                   prefix, LQ_AMOUNT_JSON_MAX);
+        return LQ_ERR_INVALID_PAYMENT;
+    } else if (cJSON_IsString(item) && item->valuestring != NULL) {
+        int r = string_amount(item->valuestring, out);
+
+        if (r == LQ_OK)
+            return LQ_OK;
+        if (r == LQ_ERR_AMOUNT_OVERFLOW) {
+            set_detail(ps->detail, ps->detail_len, "%samount: must be at most %" PRId64, prefix,
+                       LQ_AMOUNT_STRING_MAX);
+            return LQ_ERR_INVALID_PAYMENT;
+        }
+    }
+    set_detail(ps->detail, ps->detail_len, "%samount: must be a positive whole number", prefix);
+    return LQ_ERR_INVALID_PAYMENT;
+}
+
+static int take_currency(lq_parse *ps, const cJSON *item, const char *prefix, char out[4])
+{
+    const char *s;
+
+    if (item == NULL) {
+        set_detail(ps->detail, ps->detail_len, "%scurrency: is required", prefix);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    s = cJSON_IsString(item) ? item->valuestring : NULL;
+    if (s == NULL || !currency_valid(s)) {
+        set_detail(ps->detail, ps->detail_len, "%scurrency: must be three upper-case letters",
+                   prefix);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    memcpy(out, s, 4);
+    return LQ_OK;
+}
+
+/* One leg from its four members, checked in the order debit, credit, amount, currency. */
+static int take_leg(lq_parse *ps, const cJSON *const *f, const char *prefix, lq_leg *leg)
+{
+    int r;
+
+    r = take_ident(ps, f[LEG_DEBIT], prefix, "debit", LQ_ACCOUNT_ID_MAX, leg->debit);
+    if (r != LQ_OK)
+        return r;
+    r = take_ident(ps, f[LEG_CREDIT], prefix, "credit", LQ_ACCOUNT_ID_MAX, leg->credit);
+    if (r != LQ_OK)
+        return r;
+    if (strcmp(leg->debit, leg->credit) == 0) {
+        set_detail(ps->detail, ps->detail_len, "%sdebit: must differ from credit", prefix);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    r = take_amount(ps, f[LEG_AMOUNT], prefix, &leg->amount);
+    if (r != LQ_OK)
+        return r;
+    return take_currency(ps, f[LEG_CURRENCY], prefix, leg->currency);
+}
+
+static int take_legs(lq_parse *ps, const cJSON *legs, lq_payment *p)
+{
+    const cJSON *leg;
+    size_t n = 0, i = 0;
+
+    if (!cJSON_IsArray(legs)) {
+        set_detail(ps->detail, ps->detail_len, "legs: must be an array of 1 to %d legs",
+                   LQ_LEGS_MAX);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    for (leg = legs->child; leg != NULL && n <= LQ_LEGS_MAX; leg = leg->next)
+        n++;
+    if (n < 1 || n > LQ_LEGS_MAX) {
+        set_detail(ps->detail, ps->detail_len, "legs: must have 1 to %d legs", LQ_LEGS_MAX);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    p->legs = calloc(n, sizeof(*p->legs));
+    if (p->legs == NULL)
+        return LQ_ERR_NOMEM;
+    p->n_legs = n;
+    for (leg = legs->child; leg != NULL; leg = leg->next, i++) {
+        const cJSON *f[LEG_COUNT];
+        char prefix[32];
+        int r;
+
+        snprintf(prefix, sizeof(prefix), "legs[%zu].", i);
+        if (!cJSON_IsObject(leg)) {
+            set_detail(ps->detail, ps->detail_len, "legs[%zu]: must be an object", i);
+            return LQ_ERR_INVALID_PAYMENT;
+        }
+        r = collect_fields(ps, leg, prefix, leg_fields, LEG_COUNT, f);
+        if (r != LQ_OK)
+            return r;
+        r = take_leg(ps, f, prefix, &p->legs[i]);
+        if (r != LQ_OK)
+            return r;
+    }
+    return LQ_OK;
+}
+
+static int take_reference(lq_parse *ps, const cJSON *item, lq_payment *p)
+{
+    if (item == NULL)
+        return LQ_OK;
+    if (!cJSON_IsString(item) || item->valuestring == NULL ||
+        strlen(item->valuestring) > LQ_REFERENCE_MAX) {
+        set_detail(ps->detail, ps->detail_len, "reference: must be a string of at most %d bytes",
+                   LQ_REFERENCE_MAX);
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    p->reference = strdup(item->valuestring);
+    return p->reference != NULL ? LQ_OK : LQ_ERR_NOMEM;
+}
+
+static int take_metadata(lq_parse *ps, const cJSON *item, lq_payment *p)
+{
+    if (item == NULL)
+        return LQ_OK;
+    if (cJSON_IsObject(item)) {
+        /*
+         * Print into a fixed buffer: cJSON gives up as soon as the text
+         * outgrows it, instead of formatting a whole 64 KiB object only to
+         * refuse it.  The slack covers cJSON asking for a little more room
+         * than it writes.
+         */
+        char text[LQ_METADATA_MAX + 64];
+
+        if (cJSON_PrintPreallocated((cJSON *)item, text, (int)sizeof(text), 0) &&
+            strlen(text) <= LQ_METADATA_MAX) {
+            p->metadata = strdup(text);
+            return p->metadata != NULL ? LQ_OK : LQ_ERR_NOMEM;
+        }
+    }
+    set_detail(ps->detail, ps->detail_len, "metadata: must be a JSON object of at most %d bytes",
+               LQ_METADATA_MAX);
+    return LQ_ERR_INVALID_PAYMENT;
+}
+
+/*
+ * "v1|<legs>|<debit>,<credit>,<amount>,<currency>|...|r<bytes>:<reference>"
+ * or "...|-" without a reference.  Ids never hold '|' or ',' and the
+ * reference, which may, is last and length-prefixed: the text is
+ * unambiguous.
+ */
+static int make_canonical(lq_payment *p)
+{
+    size_t ref_len = p->reference != NULL ? strlen(p->reference) : 0;
+    size_t cap = 32 + p->n_legs * (2 * LQ_ACCOUNT_ID_MAX + 20 + 3 + 5) + ref_len;
+    size_t n;
+    char *s = malloc(cap);
+
+    if (s == NULL)
+        return LQ_ERR_NOMEM;
+    n = (size_t)snprintf(s, cap, "v1|%zu", p->n_legs);
+    for (size_t i = 0; i < p->n_legs; i++) {
+        const lq_leg *l = &p->legs[i];
+
+        n += (size_t)snprintf(s + n, cap - n, "|%s,%s,%" PRId64 ",%s", l->debit, l->credit,
+                              l->amount, l->currency);
+    }
+    if (p->reference != NULL)
+        n += (size_t)snprintf(s + n, cap - n, "|r%zu:%s", ref_len, p->reference);
+    else
+        n += (size_t)snprintf(s + n, cap - n, "|-");
+    if (n >= cap) {
+        free(s);
+        return LQ_ERR_INTERNAL;
+    }
+    p->canonical = s;
+    return LQ_OK;
+}
+
+static int take_payment(lq_parse *ps, lq_payment *p)
+{
+    const cJSON *f[TOP_COUNT];
+    bool single;
+    int r;
+
+    r = collect_fields(ps, ps->root, "", top_fields, TOP_COUNT, f);
+    if (r != LQ_OK)
+        return r;
+    r = take_ident(ps, f[TOP_ID], "", "id", LQ_ID_MAX, p->id);
+    if (r != LQ_OK)
+        return r;
+
+    single = f[TOP_DEBIT] != NULL || f[TOP_CREDIT] != NULL || f[TOP_AMOUNT] != NULL ||
+             f[TOP_CURRENCY] != NULL;
+    if (f[TOP_LEGS] != NULL && single) {
+        set_detail(ps->detail, ps->detail_len,
+                   "legs: cannot be combined with debit, credit, amount or currency");
+        return LQ_ERR_INVALID_PAYMENT;
+    }
+    if (f[TOP_LEGS] != NULL) {
+        r = take_legs(ps, f[TOP_LEGS], p);
+    } else if (single) {
+        p->legs = calloc(1, sizeof(*p->legs));
+        if (p->legs == NULL)
+            return LQ_ERR_NOMEM;
+        p->n_legs = 1;
+        r = take_leg(ps, &f[TOP_DEBIT], "", p->legs);
+    } else {
+        set_detail(ps->detail, ps->detail_len,
+                   "body: must have debit, credit, amount and currency, or legs");
+        r = LQ_ERR_INVALID_PAYMENT;
+    }
+    if (r != LQ_OK)
+        return r;
+
+    r = take_reference(ps, f[TOP_REFERENCE], p);
+    if (r != LQ_OK)
+        return r;
+    r = take_metadata(ps, f[TOP_METADATA], p);
+    if (r != LQ_OK)
+        return r;
+    return make_canonical(p);
+}
+
+int lq_payment_parse(const char *body, size_t len, lq_payment **ret, char *detail,
+                     size_t detail_len)
+{
+    lq_parse ps = {.body = body, .len = len, .detail = detail, .detail_len = detail_len};
+    cJSON *root = NULL;
+    lq_payment *p = NULL;
+    int r;
+
+    if (detail != NULL && detail_len > 0)
+        detail[0] = '\0';
+    r = json_load("body", body, len, &ps.lexed, &root, detail, detail_len);
+    if (r != LQ_OK)
+        goto out;
+    ps.root = root;
+
+    /* cJSON would cut the string short, and PostgreSQL cannot store a NUL. */
+    if (ps.lexed.nul_escape) {
+        set_detail(detail, detail_len, "body: strings must not contain \\u0000");
+        r = LQ_ERR_INVALID_PAYMENT;
+        goto out;
+    }
+    if (!cJSON_IsObject(root)) {
+        set_detail(detail, detail_len, "body: must be a JSON object");
+        r = LQ_ERR_INVALID_PAYMENT;
+        goto out;
+    }
+
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
+    r = take_payment(&ps, p);
+    if (r != LQ_OK)
+        goto out;
+
+    *ret = p;
+    p = NULL;
+out:
+    if (r == LQ_ERR_NOMEM)
+        set_detail(detail, detail_len, "out of memory");
+    else if (r == LQ_ERR_INTERNAL)
+        set_detail(detail, detail_len, "internal error while parsing the body");
+    lq_payment_free(p);
+    free(ps.number_items);
+    free(ps.lexed.numbers);
+    cJSON_Delete(root);
+    return r;
+}
+
+lq_payment *lq_payment_free(lq_payment *p)
+{
+    if (p == NULL)
+        return NULL;
+    free(p->canonical);
+    free(p->metadata);
+    free(p->reference);
+    free(p->legs);
+    free(p);
+    return NULL;
+}
+
+bool lq_message_peek_id(const char *body, size_t len, char ret_id[LQ_ID_MAX + 1])
+{
+    cJSON *root = NULL;
+    const cJSON *id;
+    bool found = false;
+    size_t n;
+
+    if (json_load("body", body, len, NULL, &root, NULL, 0) != LQ_OK || !cJSON_IsObject(root))
+        goto out;
+    id = cJSON_GetObjectItemCaseSensitive(root, "id");
+    if (!cJSON_IsString(id) || id->valuestring == NULL)
+        goto out;
+    n = strlen(id->valuestring);
+    if (n < 1 || n > LQ_ID_MAX)
+        goto out;
+    memcpy(ret_id, id->valuestring, n + 1);
+    found = true;
+out:
+    cJSON_Delete(root);
+    return found;
+}
+
+bool lq_message_valid_account_id(const char *s)
+{
+    return s != NULL && ident_valid(s, LQ_ACCOUNT_ID_MAX);
+}
+
+bool lq_message_valid_currency(const char *s)
+{
+    return s != NULL && currency_valid(s);
+}
+
+static const char *const account_fields[] = {"id", "currency", "allow_negative"};
+enum { ACCOUNT_ID, ACCOUNT_CURRENCY, ACCOUNT_ALLOW_NEGATIVE, ACCOUNT_COUNT };
+
+int lq_message_parse_account(const char *line, size_t len, char ret_id[LQ_ACCOUNT_ID_MAX + 1],
+                             char ret_currency[4], bool *ret_allow_negative, char *detail,
+                             size_t detail_len)
+{
+    lq_parse ps = {.body = line, .len = len, .detail = detail, .detail_len = detail_len};
+    const cJSON *f[ACCOUNT_COUNT];
+    cJSON *root = NULL;
+    char id[LQ_ACCOUNT_ID_MAX + 1], currency[4];
+    int r;
+
+    if (detail != NULL && detail_len > 0)
+        detail[0] = '\0';
+    r = json_load("line", line, len, &ps.lexed, &root, detail, detail_len);
+    if (r != LQ_OK)
+        goto out;
+    ps.root = root;
+    if (ps.lexed.nul_escape) {
+        set_detail(detail, detail_len, "line: strings must not contain \\u0000");
+        r = LQ_ERR_INVALID_PAYMENT;
+        goto out;
+    }
+    if (!cJSON_IsObject(root)) {
+        set_detail(detail, detail_len, "line: must be a JSON object");
+        r = LQ_ERR_INVALID_PAYMENT;
+        goto out;
+    }
+    r = collect_fields(&ps, root, "", account_fields, ACCOUNT_COUNT, f);
+    if (r != LQ_OK)
+        goto out;
+    r = take_ident(&ps, f[ACCOUNT_ID], "", "id", LQ_ACCOUNT_ID_MAX, id);
+    if (r != LQ_OK)
+        goto out;
+    r = take_currency(&ps, f[ACCOUNT_CURRENCY], "", currency);
+    if (r != LQ_OK)
+        goto out;
+    if (f[ACCOUNT_ALLOW_NEGATIVE] != NULL && !cJSON_IsBool(f[ACCOUNT_ALLOW_NEGATIVE])) {
+        set_detail(detail, detail_len, "allow_negative: must be true or false");
+        r = LQ_ERR_INVALID_PAYMENT;
+        goto out;
+    }
+
+    memcpy(ret_id, id, strlen(id) + 1);
+    memcpy(ret_currency, currency, sizeof(currency));
+    *ret_allow_negative = cJSON_IsTrue(f[ACCOUNT_ALLOW_NEGATIVE]);
+out:
+    if (r == LQ_ERR_NOMEM)
+        set_detail(detail, detail_len, "out of memory");
+    free(ps.lexed.numbers);
+    cJSON_Delete(root);
+    return r;
+}
+
+/* A growing text buffer for lq_message_pretty(). */
+typedef struct lq_text {
+    char *buf;
+    size_t len;
+    size_t cap;
+    bool failed;
+} lq_text;
+
+static void text_add(lq_text *t, const char *s, size_t n)
+{
+    if (t->failed)
+        return;
+    if (t->cap - t->len < n + 1) {
+        size_t cap = t->cap ? t->cap : 256;
+        char *b;
+
+        while (cap - t->len < n + 1) {
+            if (__builtin_mul_overflow(cap, 2, &cap)) {
+                t->failed = true;
+                return;
+            }
+        }
+        b = realloc(t->buf, cap);
+        if (b == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->buf = b;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
+static void text_newline(lq_text *t, size_t depth)
+{
+    text_add(t, "\n", 1);
+    for (size_t k = 0; k < depth; k++)
+        text_add(t, "  ", 2);
+}
+
+static bool is_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * The tokens are copied as they are written, not printed from cJSON's
+ * tree: cJSON would round a number such as 9007199254740993 through a
+ * double and show an operator a value the message does not hold.
+ */
+char *lq_message_pretty(const char *body, size_t len)
+{
+    lq_text t = {0};
+    cJSON *root = NULL;
+    bool nul_escape = false;
+    size_t depth = 0;
+
+    /* Only a document cJSON accepts, so the tokens below nest properly. */
+    if (json_load("body", body, len, NULL, &root, NULL, 0) != LQ_OK)
+        goto out;
+    for (size_t i = skip_bom(body, len); i < len;) {
+        char c = body[i];
+        size_t n = token_len(body + i, len - i, &nul_escape), j;
+
+        if (is_json_space(c)) {
+            i += n;
+            continue;
+        }
+        switch (c) {
+        case '{':
+        case '[':
+            for (j = i + 1; j < len && is_json_space(body[j]); j++)
+                ;
+            if (j < len && (body[j] == '}' || body[j] == ']')) {
+                text_add(&t, c == '{' ? "{}" : "[]", 2);
+                n = j + 1 - i;
+            } else {
+                text_add(&t, &c, 1);
+                text_newline(&t, ++depth);
+            }
+            break;
+        case '}':
+        case ']':
+            text_newline(&t, --depth);
+            text_add(&t, &c, 1);
+            break;
+        case ',':
+            text_add(&t, ",", 1);
+            text_newline(&t, depth);
+            break;
+        case ':':
+            text_add(&t, ": ", 2);
+            break;
+        default:
+            text_add(&t, body + i, n);
+            break;
+        }
+        i += n;
+    }
+out:
+    cJSON_Delete(root);
+    if (root == NULL || t.failed) {
+        free(t.buf);
+        return NULL;
+    }
+    return t.buf;
+}

@@ -1,2 +1,523 @@
-/* worker: to be written */
+/*
+ * The worker loop (contract sections 5-7).
+ *
+ * Deliveries are gathered into a batch (at most batch_max, waiting at most
+ * batch_wait_ms after the first), validated, applied to the ledger in one
+ * database transaction, answered with one result event each (or
+ * dead-lettered), and acked with one multiple-ack once the transaction has
+ * committed and the broker has confirmed every event.  Anything that goes
+ * wrong before that leaves the batch unacked: the broker redelivers it and
+ * the stored outcomes make the redelivery harmless.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ledgerq/amqp.h"
+#include "ledgerq/clock.h"
+#include "ledgerq/db.h"
+#include "ledgerq/error.h"
+#include "ledgerq/json.h"
+#include "ledgerq/ledger.h"
+#include "ledgerq/log.h"
+#include "ledgerq/message.h"
 #include "ledgerq/worker.h"
+
+#define HEARTBEAT_S        30
+#define CONFIRM_TIMEOUT_MS 30000
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     10000
+#define IDLE_POLL_MS       200
+/* Deadlocks and concurrent first inserts resolve on a retry; past this, something else is wrong. */
+#define DB_RETRY_MAX 50
+
+/* Set by the signal handler; read by the loop. */
+static volatile sig_atomic_t stop_requested;
+
+/* One delivery in hand. */
+typedef struct entry {
+    lq_delivery *delivery;
+    lq_payment *payment; /* NULL when the message is invalid */
+    int invalid;         /* an LQ_ERR_* of the invalid or failed class, or LQ_OK */
+    char detail[LQ_DETAIL_MAX];
+    int attempts;
+    lq_item *item; /* this entry's item in the batch, when valid */
+} entry;
+
+typedef struct worker {
+    const lq_config *cfg;
+    lq_amqp *amqp;
+    lq_db *db;
+    entry *entries;
+    lq_item *items;
+    size_t n;
+    lq_book book;
+    int64_t deadline_ms; /* when stopping: the moment to give up; 0 before */
+    int backoff_ms;
+} worker;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (stop_requested) {
+        /* A second signal: leave now.  Unacked work is redelivered. */
+        _exit(1);
+    }
+    stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static bool past_deadline(const worker *w)
+{
+    return w->deadline_ms != 0 && lq_clock_ms() >= w->deadline_ms;
+}
+
+/* Capped exponential backoff with jitter: the next wait, in ms. */
+static int next_backoff(worker *w)
+{
+    int base = w->backoff_ms ? w->backoff_ms : BACKOFF_MIN_MS;
+    int wait = base / 2 + rand() % (base / 2 + 1);
+
+    w->backoff_ms = base * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : base * 2;
+    return wait;
+}
+
+static void drop_amqp(worker *w, const char *why);
+
+/*
+ * Wait ms, keeping the broker connection alive (heartbeats) when there is
+ * one.  Deliveries that arrive meanwhile stay queued in the amqp module.
+ */
+static void pause_ms(worker *w, int ms)
+{
+    if (w->amqp == NULL) {
+        usleep((useconds_t)ms * 1000);
+        return;
+    }
+    if (lq_amqp_service(w->amqp, ms) != LQ_OK)
+        drop_amqp(w, lq_amqp_error(w->amqp));
+}
+
+static void drop_amqp(worker *w, const char *why)
+{
+    if (w->amqp == NULL)
+        return;
+    lq_warn("broker connection lost: %s", why);
+    w->amqp = lq_amqp_close(w->amqp);
+}
+
+static void drop_db(worker *w, const char *why)
+{
+    if (w->db == NULL)
+        return;
+    lq_warn("database connection lost: %s", why);
+    w->db = lq_db_close(w->db);
+}
+
+/* Connect to the broker, declare, consume.  Returns LQ_OK or a failure to back off from. */
+static int connect_amqp(worker *w)
+{
+    char err[512];
+    int r = lq_amqp_connect(w->cfg->amqp_url, HEARTBEAT_S, &w->amqp, err, sizeof(err));
+
+    if (r != LQ_OK) {
+        lq_warn("%s", err);
+        return r;
+    }
+    if (w->cfg->declare) {
+        r = lq_amqp_declare_topology(w->amqp, w->cfg);
+        if (r != LQ_OK)
+            goto fail;
+    }
+    r = lq_amqp_consume(w->amqp, w->cfg->queue, w->cfg->prefetch);
+    if (r != LQ_OK)
+        goto fail;
+    lq_info("consuming from queue \"%s\" (prefetch %d)", w->cfg->queue, w->cfg->prefetch);
+    return LQ_OK;
+fail:
+    lq_warn("%s", lq_amqp_error(w->amqp));
+    w->amqp = lq_amqp_close(w->amqp);
+    return r;
+}
+
+static int connect_db(worker *w)
+{
+    char err[512];
+    int r = lq_db_connect(w->cfg->database_url, &w->db, err, sizeof(err));
+
+    if (r != LQ_OK)
+        lq_warn("%s", err);
+    else
+        lq_info("connected to the database");
+    return r;
+}
+
+/* Both connections up, or stop requested. */
+static bool ensure_connected(worker *w)
+{
+    while (!stop_requested) {
+        if (w->amqp == NULL && connect_amqp(w) != LQ_OK) {
+            pause_ms(w, next_backoff(w));
+            continue;
+        }
+        if (w->db == NULL && connect_db(w) != LQ_OK) {
+            pause_ms(w, next_backoff(w));
+            continue;
+        }
+        w->backoff_ms = 0;
+        return true;
+    }
+    return false;
+}
+
+static void release_batch(worker *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        lq_delivery_free(w->entries[i].delivery);
+        lq_payment_free(w->entries[i].payment);
+    }
+    w->n = 0;
+}
+
+/* Validate one delivery into its entry. */
+static void validate(entry *e)
+{
+    const lq_delivery *d = e->delivery;
+    int r = lq_message_check_envelope(d->content_type, d->content_type_len, d->body_len, e->detail,
+                                      sizeof(e->detail));
+
+    if (r == LQ_OK)
+        r = lq_payment_parse(d->body, d->body_len, &e->payment, e->detail, sizeof(e->detail));
+    e->invalid = r;
+    e->attempts = 1;
+}
+
+/*
+ * Gather a batch: wait for a first delivery (a short poll, so that signals
+ * are noticed), then fill up to batch_max for at most batch_wait_ms.
+ */
+static int gather(worker *w)
+{
+    int64_t fill_until = 0;
+    int r;
+
+    while (w->n < (size_t)w->cfg->batch_max) {
+        lq_delivery *d = NULL;
+        int wait;
+        if (w->n == 0) {
+            if (stop_requested)
+                return LQ_OK;
+            wait = IDLE_POLL_MS;
+        } else {
+            wait = (int)(fill_until - lq_clock_ms());
+            if (wait < 0)
+                wait = 0;
+        }
+        r = lq_amqp_next(w->amqp, wait, &d);
+        if (r == LQ_ERR_TIMEOUT) {
+            if (w->n > 0)
+                return LQ_OK;
+            continue;
+        }
+        if (r != LQ_OK)
+            return r;
+        memset(&w->entries[w->n], 0, sizeof(w->entries[w->n]));
+        w->entries[w->n].delivery = d;
+        validate(&w->entries[w->n]);
+        if (w->n == 0)
+            fill_until = lq_clock_ms() + w->cfg->batch_wait_ms;
+        w->n++;
+    }
+    return LQ_OK;
+}
+
+/* Keep the database up; retry what can be retried.  Applies items[0..n). */
+static int apply_items(worker *w, lq_item *items, size_t n)
+{
+    char now[LQ_TIMESTAMP_MAX];
+    int retries = 0, r;
+
+    for (;;) {
+        if (w->db == NULL) {
+            if (past_deadline(w))
+                return LQ_ERR_TIMEOUT;
+            if (connect_db(w) != LQ_OK) {
+                pause_ms(w, next_backoff(w));
+                if (w->amqp == NULL)
+                    return LQ_ERR_AMQP_UNAVAILABLE;
+                continue;
+            }
+            w->backoff_ms = 0;
+        }
+        r = lq_db_batch_load(w->db, items, n, &w->book, now);
+        if (r == LQ_OK) {
+            lq_ledger_decide(items, n, &w->book, now);
+            r = lq_db_batch_store(w->db, items, n, &w->book);
+        }
+        if (r == LQ_OK)
+            return LQ_OK;
+        switch (lq_error_classify(r)) {
+        case LQ_CLASS_TRANSIENT:
+            if (r == LQ_ERR_DB_RETRY && ++retries <= DB_RETRY_MAX) {
+                lq_debug("retrying a batch: %s", lq_db_error(w->db));
+                pause_ms(w, rand() % (5 * retries) + 1);
+                continue;
+            }
+            if (r == LQ_ERR_DB_RETRY)
+                return LQ_ERR_DB_FAILED;
+            drop_db(w, lq_db_error(w->db));
+            continue;
+        default:
+            lq_warn("batch of %zu failed: %s", n, lq_db_error(w->db));
+            return r;
+        }
+    }
+}
+
+/*
+ * Apply the valid entries.  When the batch fails for an unexpected reason,
+ * apply each payment alone so that one bad payment does not hold up the
+ * others; one that keeps failing is marked for the dead-letter queue.
+ */
+static int apply_batch(worker *w)
+{
+    size_t n_items = 0;
+    int r;
+
+    for (size_t i = 0; i < w->n; i++) {
+        entry *e = &w->entries[i];
+        e->item = NULL;
+        if (e->invalid != LQ_OK)
+            continue;
+        memset(&w->items[n_items], 0, sizeof(w->items[n_items]));
+        w->items[n_items].payment = e->payment;
+        e->item = &w->items[n_items++];
+    }
+    if (n_items == 0)
+        return LQ_OK;
+    r = apply_items(w, w->items, n_items);
+    if (r == LQ_OK || lq_error_classify(r) != LQ_CLASS_FAILED)
+        return r;
+
+    for (size_t i = 0; i < w->n; i++) {
+        entry *e = &w->entries[i];
+        if (e->item == NULL)
+            continue;
+        for (e->attempts = 1; e->attempts <= w->cfg->max_attempts; e->attempts++) {
+            r = apply_items(w, e->item, 1);
+            if (r == LQ_OK || lq_error_classify(r) != LQ_CLASS_FAILED)
+                break;
+            lq_log(LQ_LOG_WARN, &(lq_log_ctx){e->payment->id, e->delivery->tag},
+                   "payment failed (attempt %d of %d): %s", e->attempts, w->cfg->max_attempts,
+                   lq_db_error(w->db));
+        }
+        if (r == LQ_OK)
+            continue;
+        if (lq_error_classify(r) != LQ_CLASS_FAILED)
+            return r;
+        e->attempts = w->cfg->max_attempts;
+        e->invalid = LQ_ERR_DB_FAILED;
+        snprintf(e->detail, sizeof(e->detail), "%s", lq_db_error(w->db));
+        e->item = NULL;
+    }
+    return LQ_OK;
+}
+
+/* The result event of contract section 6; caller frees. */
+static char *result_event(const lq_payment *p, const lq_outcome *o)
+{
+    lq_json j;
+
+    lq_json_init(&j);
+    lq_json_object_begin(&j);
+    lq_json_key(&j, "id");
+    lq_json_string(&j, p->id);
+    lq_json_key(&j, "status");
+    lq_json_string(&j, o->result == LQ_OK ? "applied" : "rejected");
+    lq_json_key(&j, "reason");
+    lq_json_string(&j, o->result == LQ_OK ? NULL : lq_error_code(o->result));
+    lq_json_key(&j, "detail");
+    lq_json_string(&j, o->detail[0] ? o->detail : NULL);
+    lq_json_key(&j, "duplicate");
+    lq_json_bool(&j, o->duplicate);
+    lq_json_key(&j, "processed_at");
+    lq_json_string(&j, o->processed_at);
+    lq_json_object_end(&j);
+    return lq_json_steal(&j);
+}
+
+static int publish_result(worker *w, const entry *e)
+{
+    const lq_outcome *o = &e->item->outcome;
+    lq_log_ctx ctx = {e->payment->id, e->delivery->tag};
+    char *body = result_event(e->payment, o);
+    lq_publish pub = {
+        .exchange = w->cfg->results_exchange,
+        .routing_key = o->result == LQ_OK ? "payment.applied" : "payment.rejected",
+        .content_type = "application/json",
+        .correlation_id = e->payment->id,
+    };
+    int r;
+
+    if (body == NULL)
+        return LQ_ERR_NOMEM;
+    pub.body = body;
+    pub.body_len = strlen(body);
+    r = lq_amqp_publish(w->amqp, &pub, NULL);
+    if (r == LQ_OK && e->delivery->reply_to && e->delivery->reply_to[0]) {
+        pub.exchange = "";
+        pub.routing_key = e->delivery->reply_to;
+        r = lq_amqp_publish(w->amqp, &pub, NULL);
+    }
+    lq_log(LQ_LOG_DEBUG, &ctx, "payment %s%s%s%s", o->result == LQ_OK ? "applied" : "rejected",
+           o->result == LQ_OK ? "" : ": ", o->result == LQ_OK ? "" : lq_error_code(o->result),
+           o->duplicate ? " (duplicate)" : "");
+    free(body);
+    return r;
+}
+
+static int dead_letter(worker *w, const entry *e)
+{
+    lq_dead_letter dl = {
+        .exchange = w->cfg->dlx,
+        .error = lq_error_code(e->invalid),
+        .detail = e->detail,
+        .queue = w->cfg->queue,
+        .attempts = e->attempts,
+    };
+    lq_log_ctx ctx = {e->payment ? e->payment->id : NULL, e->delivery->tag};
+
+    lq_log(LQ_LOG_WARN, &ctx, "dead-lettering a message: %s: %s", dl.error, e->detail);
+    return lq_amqp_dead_letter(w->amqp, e->delivery, &dl, NULL);
+}
+
+/* Publish every event and dead-letter, wait for the confirms, ack the batch. */
+static int answer_batch(worker *w)
+{
+    size_t applied = 0, rejected = 0, duplicates = 0, dead = 0;
+    uint64_t returned = lq_amqp_returned(w->amqp);
+    int r;
+
+    for (size_t i = 0; i < w->n; i++) {
+        const entry *e = &w->entries[i];
+        if (e->item) {
+            r = publish_result(w, e);
+            duplicates += e->item->outcome.duplicate;
+            applied += !e->item->outcome.duplicate && e->item->outcome.result == LQ_OK;
+            rejected += !e->item->outcome.duplicate && e->item->outcome.result != LQ_OK;
+        } else {
+            r = dead_letter(w, e);
+            dead++;
+        }
+        if (r != LQ_OK)
+            return r;
+    }
+    r = lq_amqp_wait_confirms(w->amqp, CONFIRM_TIMEOUT_MS);
+    if (r != LQ_OK)
+        return r;
+    if (lq_amqp_returned(w->amqp) != returned) {
+        lq_error("the dead-letter exchange \"%s\" routed a message to no queue: is \"%s\" bound?",
+                 w->cfg->dlx, w->cfg->dlq);
+        return LQ_ERR_AMQP_NACK;
+    }
+    r = lq_amqp_ack(w->amqp, w->entries[w->n - 1].delivery->tag, true);
+    if (r != LQ_OK)
+        return r;
+    lq_debug("batch of %zu done: %zu applied, %zu rejected, %zu duplicates, %zu dead-lettered",
+             w->n, applied, rejected, duplicates, dead);
+    return LQ_OK;
+}
+
+static void process_batch(worker *w)
+{
+    int r = apply_batch(w);
+
+    if (r == LQ_OK && w->amqp)
+        r = answer_batch(w);
+    if (r != LQ_OK) {
+        /* Nothing acked: the broker redelivers the batch to whoever consumes next. */
+        const char *why = w->amqp ? lq_amqp_error(w->amqp) : "";
+        lq_warn("batch of %zu left unacked: %s%s%s", w->n, lq_strerror(r), why[0] ? ": " : "", why);
+        drop_amqp(w, lq_strerror(r));
+    }
+    release_batch(w);
+}
+
+int lq_worker_run(const lq_config *cfg)
+{
+    worker w;
+    int r;
+
+    memset(&w, 0, sizeof(w));
+    w.cfg = cfg;
+    w.entries = calloc((size_t)cfg->batch_max, sizeof(*w.entries));
+    w.items = calloc((size_t)cfg->batch_max, sizeof(*w.items));
+    if (w.entries == NULL || w.items == NULL) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
+    srand((unsigned)getpid() ^ (unsigned)lq_clock_ms());
+    stop_requested = 0;
+    install_signals();
+    lq_info("worker starting: batch up to %d payments, %d ms wait", cfg->batch_max,
+            cfg->batch_wait_ms);
+
+    while (!stop_requested) {
+        if (!ensure_connected(&w))
+            break;
+        r = gather(&w);
+        if (r != LQ_OK && w.n == 0) {
+            drop_amqp(&w, lq_amqp_error(w.amqp));
+            continue;
+        }
+        if (r != LQ_OK) {
+            /* The connection died mid-batch: its deliveries will be redelivered. */
+            release_batch(&w);
+            drop_amqp(&w, lq_amqp_error(w.amqp));
+            continue;
+        }
+        if (w.n > 0)
+            process_batch(&w);
+    }
+
+    /* Drain: stop consuming, finish what was already delivered, then close. */
+    w.deadline_ms = lq_clock_ms() + cfg->shutdown_timeout_ms - 500;
+    lq_info("stopping: finishing the payments in hand");
+    if (w.amqp && lq_amqp_cancel(w.amqp) == LQ_OK) {
+        while (!past_deadline(&w) && w.amqp && w.db) {
+            lq_delivery *d = NULL;
+            while (w.n < (size_t)cfg->batch_max && lq_amqp_next(w.amqp, 50, &d) == LQ_OK) {
+                memset(&w.entries[w.n], 0, sizeof(w.entries[w.n]));
+                w.entries[w.n].delivery = d;
+                validate(&w.entries[w.n]);
+                w.n++;
+            }
+            if (w.n == 0)
+                break;
+            process_batch(&w);
+        }
+    }
+    release_batch(&w);
+    r = LQ_OK;
+    lq_info("stopped");
+out:
+    w.amqp = lq_amqp_close(w.amqp);
+    w.db = lq_db_close(w.db);
+    lq_book_release(&w.book);
+    free(w.entries);
+    free(w.items);
+    return r;
+}

@@ -1,22 +1,1106 @@
-/* Unit tests of the ledger module: to be written. */
+/*
+ * Unit tests of the ledger module: contract section 5, without a database.
+ *
+ * Payments are built by hand (no message parsing): a test payment owns its
+ * legs and a made-up canonical text derived from them, so two payments built
+ * with the same legs have "the same content".
+ */
 #include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-START_TEST(test_placeholder)
+#include "ledgerq/error.h"
+#include "ledgerq/ledger.h"
+
+#define NOW     "2026-11-22T10:00:00.123456Z"
+#define EARLIER "2026-11-21T09:00:00.000001Z"
+
+typedef struct test_payment {
+    lq_payment p;
+    lq_leg legs[LQ_LEGS_MAX];
+    char canonical[LQ_LEGS_MAX * 200];
+} test_payment;
+
+/* The book every test works on; set up and released by the fixture. */
+static lq_book book;
+
+static void book_setup(void)
 {
-    ck_assert_int_eq(1, 1);
+    memset(&book, 0, sizeof(book));
+}
+
+static void book_teardown(void)
+{
+    lq_book_release(&book);
+}
+
+static void pay_init(test_payment *t, const char *id)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->p.id, sizeof(t->p.id), "%s", id);
+    t->p.legs = t->legs;
+    t->p.canonical = t->canonical;
+}
+
+/* Append a leg; the canonical text grows with it. */
+static void pay_leg(test_payment *t, const char *debit, const char *credit, int64_t amount,
+                    const char *currency)
+{
+    lq_leg *leg;
+    size_t used = strlen(t->canonical);
+
+    ck_assert_uint_lt(t->p.n_legs, LQ_LEGS_MAX);
+    leg = &t->legs[t->p.n_legs++];
+    snprintf(leg->debit, sizeof(leg->debit), "%s", debit);
+    snprintf(leg->credit, sizeof(leg->credit), "%s", credit);
+    leg->amount = amount;
+    snprintf(leg->currency, sizeof(leg->currency), "%s", currency);
+    snprintf(t->canonical + used, sizeof(t->canonical) - used, "%s>%s:%" PRId64 ":%s;", debit,
+             credit, amount, currency);
+}
+
+/* A one-leg payment. */
+static void pay1(test_payment *t, const char *id, const char *debit, const char *credit,
+                 int64_t amount, const char *currency)
+{
+    pay_init(t, id);
+    pay_leg(t, debit, credit, amount, currency);
+}
+
+static void open_account(const char *id, const char *currency, bool allow_negative, int64_t debits,
+                         int64_t credits)
+{
+    lq_account a;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.id, sizeof(a.id), "%s", id);
+    snprintf(a.currency, sizeof(a.currency), "%s", currency);
+    a.allow_negative = allow_negative;
+    a.debits = debits;
+    a.credits = credits;
+    ck_assert_int_eq(lq_book_add(&book, &a), LQ_OK);
+}
+
+/* An account that is not allowed to go negative, holding balance (>= 0). */
+static void open_funded(const char *id, const char *currency, int64_t balance)
+{
+    open_account(id, currency, false, 0, balance);
+}
+
+static lq_account *account(const char *id)
+{
+    lq_account *a = lq_book_find(&book, id);
+
+    ck_assert_msg(a != NULL, "account %s is not in the book", id);
+    return a;
+}
+
+#define ck_assert_account(id, want_debits, want_credits, want_changed)                             \
+    do {                                                                                           \
+        const lq_account *a_ = account(id);                                                        \
+        ck_assert_int_eq(a_->debits, (want_debits));                                               \
+        ck_assert_int_eq(a_->credits, (want_credits));                                             \
+        ck_assert_int_eq(a_->changed, (want_changed));                                             \
+    } while (0)
+
+#define ck_assert_balance(id, want) ck_assert_int_eq(lq_account_balance(account(id)), (want))
+
+/* A copy of the whole book, to show that a rejection left it exactly as it was. */
+static lq_account *snapshot(void)
+{
+    lq_account *copy = malloc(book.n * sizeof(*copy) + 1);
+
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, book.accounts, book.n * sizeof(*copy));
+    return copy;
+}
+
+static void ck_assert_book_is(lq_account *before, size_t n)
+{
+    ck_assert_uint_eq(book.n, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(book.accounts[i].id, before[i].id);
+        ck_assert_int_eq(book.accounts[i].debits, before[i].debits);
+        ck_assert_int_eq(book.accounts[i].credits, before[i].credits);
+        ck_assert_int_eq(book.accounts[i].changed, before[i].changed);
+    }
+    free(before);
+}
+
+/* Apply p and check result and detail; returns nothing, asserts everything. */
+static void ck_apply(const test_payment *t, int want, const char *want_detail)
+{
+    char detail[LQ_DETAIL_MAX];
+
+    memset(detail, 'x', sizeof(detail));
+    ck_assert_int_eq(lq_ledger_apply(&book, &t->p, detail, sizeof(detail)), want);
+    ck_assert_str_eq(detail, want_detail);
+}
+
+/* ---- accounts and the book ---------------------------------------------- */
+
+START_TEST(test_balance_is_credits_minus_debits)
+{
+    open_account("acct:a", "EUR", true, 250, 100);
+    open_account("acct:max", "EUR", true, INT64_MAX, 0);
+    open_account("acct:top", "EUR", false, 0, INT64_MAX);
+    ck_assert_balance("acct:a", -150);
+    ck_assert_balance("acct:max", -INT64_MAX);
+    ck_assert_balance("acct:top", INT64_MAX);
 }
 END_TEST
 
-int main(void)
+START_TEST(test_book_add_keeps_order)
+{
+    open_funded("acct:m", "EUR", 1);
+    open_funded("acct:b", "EUR", 2);
+    open_funded("acct:z", "EUR", 3);
+    open_funded("acct:a", "EUR", 4);
+    ck_assert_uint_eq(book.n, 4);
+    ck_assert_str_eq(book.accounts[0].id, "acct:a");
+    ck_assert_str_eq(book.accounts[1].id, "acct:b");
+    ck_assert_str_eq(book.accounts[2].id, "acct:m");
+    ck_assert_str_eq(book.accounts[3].id, "acct:z");
+    /* Each entry is a copy of what was added. */
+    ck_assert_int_eq(account("acct:z")->credits, 3);
+    ck_assert_str_eq(account("acct:z")->currency, "EUR");
+}
+END_TEST
+
+START_TEST(test_book_add_duplicate_is_exists)
+{
+    lq_account again;
+
+    open_funded("acct:a", "EUR", 100);
+    memset(&again, 0, sizeof(again));
+    snprintf(again.id, sizeof(again.id), "acct:a");
+    snprintf(again.currency, sizeof(again.currency), "USD");
+    ck_assert_int_eq(lq_book_add(&book, &again), LQ_ERR_EXISTS);
+    ck_assert_uint_eq(book.n, 1);
+    ck_assert_str_eq(account("acct:a")->currency, "EUR");
+    ck_assert_int_eq(account("acct:a")->credits, 100);
+}
+END_TEST
+
+START_TEST(test_book_find_hits_and_misses)
+{
+    ck_assert_ptr_null(lq_book_find(&book, "acct:a")); /* empty book */
+    open_funded("acct:a", "EUR", 1);
+    open_funded("acct:c", "EUR", 3);
+    ck_assert_str_eq(lq_book_find(&book, "acct:a")->id, "acct:a");
+    ck_assert_str_eq(lq_book_find(&book, "acct:c")->id, "acct:c");
+    ck_assert_ptr_null(lq_book_find(&book, "acct:b"));
+    ck_assert_ptr_null(lq_book_find(&book, "acct:0"));
+    ck_assert_ptr_null(lq_book_find(&book, "acct:d"));
+    ck_assert_ptr_null(lq_book_find(&book, "acct:"));
+    ck_assert_ptr_null(lq_book_find(&book, "acct:aa"));
+}
+END_TEST
+
+START_TEST(test_book_grows_past_initial_capacity)
+{
+    enum { N = 1000 };
+    size_t order[N];
+    char id[32];
+    uint64_t rng = 42;
+
+    for (size_t i = 0; i < N; i++)
+        order[i] = i;
+    /* Fisher-Yates with a fixed LCG: random order, same every run. */
+    for (size_t i = N - 1; i > 0; i--) {
+        size_t j, tmp;
+
+        rng = rng * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+        j = (size_t)((rng >> 33) % (i + 1));
+        tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    for (size_t i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "acct:%zu", order[i]);
+        open_funded(id, "EUR", (int64_t)order[i]);
+    }
+    ck_assert_uint_eq(book.n, N);
+    ck_assert_uint_ge(book.cap, N);
+    for (size_t i = 1; i < N; i++)
+        ck_assert_int_lt(strcmp(book.accounts[i - 1].id, book.accounts[i].id), 0);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "acct:%zu", i);
+        ck_assert_int_eq(account(id)->credits, (int64_t)i);
+    }
+    ck_assert_ptr_null(lq_book_find(&book, "acct:1000"));
+}
+END_TEST
+
+START_TEST(test_book_clear_keeps_allocation)
+{
+    size_t cap;
+
+    open_funded("acct:a", "EUR", 1);
+    open_funded("acct:b", "EUR", 2);
+    cap = book.cap;
+    lq_book_clear(&book);
+    ck_assert_uint_eq(book.n, 0);
+    ck_assert_uint_eq(book.cap, cap);
+    ck_assert_ptr_null(lq_book_find(&book, "acct:a"));
+    open_funded("acct:a", "EUR", 5); /* reusable, no EXISTS from before the clear */
+    ck_assert_int_eq(account("acct:a")->credits, 5);
+}
+END_TEST
+
+/* ---- one leg: each outcome ------------------------------------------------ */
+
+START_TEST(test_applied_single_leg)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 7);
+    pay1(&t, "p1", "acct:a", "acct:b", 30, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:a", 30, 100, true);
+    ck_assert_account("acct:b", 0, 30, true);
+    ck_assert_account("acct:c", 0, 7, false); /* not named: untouched */
+    ck_assert_balance("acct:a", 70);
+    ck_assert_balance("acct:b", 30);
+}
+END_TEST
+
+START_TEST(test_account_not_found_debit)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:b", "EUR", 0);
+    before = snapshot();
+    pay1(&t, "p1", "acct:x", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 1: account \"acct:x\" does not exist");
+    ck_assert_book_is(before, 1);
+}
+END_TEST
+
+START_TEST(test_account_not_found_credit)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:a", "EUR", 100);
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:y", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 1: account \"acct:y\" does not exist");
+    ck_assert_book_is(before, 1);
+}
+END_TEST
+
+START_TEST(test_account_not_found_both_names_debit)
+{
+    test_payment t;
+
+    pay1(&t, "p1", "acct:x", "acct:y", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 1: account \"acct:x\" does not exist");
+    ck_assert_uint_eq(book.n, 0);
+}
+END_TEST
+
+START_TEST(test_currency_mismatch_debit_side)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "USD", 0);
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "USD");
+    ck_apply(&t, LQ_ERR_CURRENCY_MISMATCH,
+             "leg 1: currency USD differs from account \"acct:a\" (EUR)");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_currency_mismatch_credit_side)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "USD", 0);
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_CURRENCY_MISMATCH,
+             "leg 1: currency EUR differs from account \"acct:b\" (USD)");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_insufficient_funds_exactly_zero_is_allowed)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:a", 100, 100, true);
+    ck_assert_balance("acct:a", 0);
+    ck_assert_balance("acct:b", 100);
+}
+END_TEST
+
+START_TEST(test_insufficient_funds_one_below)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:a", "EUR", 99);
+    open_funded("acct:b", "EUR", 0);
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 99, cannot be debited 100");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_insufficient_funds_empty_account)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 0, cannot be debited 1");
+    ck_assert_account("acct:a", 0, 0, false);
+    ck_assert_account("acct:b", 0, 0, false);
+}
+END_TEST
+
+START_TEST(test_allow_negative_may_go_negative)
+{
+    test_payment t;
+
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:bank", "acct:b", 500, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:bank", 500, 0, true);
+    ck_assert_balance("acct:bank", -500);
+    /* and further */
+    pay1(&t, "p2", "acct:bank", "acct:b", 250, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:bank", -750);
+    ck_assert_balance("acct:b", 750);
+}
+END_TEST
+
+START_TEST(test_amount_overflow_on_credits)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_account("acct:a", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", INT64_MAX - 10);
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 11, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: credits of account \"acct:b\" would exceed the 64-bit range");
+    ck_assert_book_is(before, 2);
+    /* Up to INT64_MAX exactly is fine. */
+    pay1(&t, "p2", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:b", 0, INT64_MAX, true);
+    ck_assert_account("acct:a", 10, 0, true);
+}
+END_TEST
+
+START_TEST(test_amount_overflow_on_debits_of_allow_negative)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_account("acct:a", "EUR", true, INT64_MAX - 5, 0);
+    open_funded("acct:b", "EUR", 0);
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 6, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:a\" would exceed the 64-bit range");
+    ck_assert_book_is(before, 2);
+    pay1(&t, "p2", "acct:a", "acct:b", 5, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:a", INT64_MAX, 0, true);
+    ck_assert_balance("acct:a", -INT64_MAX);
+}
+END_TEST
+
+START_TEST(test_int64_max_amounts)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_account("acct:a", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:a", INT64_MAX, 0, true);
+    ck_assert_account("acct:b", 0, INT64_MAX, true);
+    ck_assert_balance("acct:b", INT64_MAX);
+
+    /* b can pass all of it on. */
+    pay1(&t, "p2", "acct:b", "acct:c", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:b", INT64_MAX, INT64_MAX, true);
+    ck_assert_balance("acct:b", 0);
+    ck_assert_balance("acct:c", INT64_MAX);
+
+    /* Two INT64_MAX legs from a fresh d: leg 2 overflows d's debits, nothing of leg 1 stays. */
+    open_account("acct:d", "EUR", true, 0, 0);
+    open_funded("acct:e", "EUR", 0);
+    open_funded("acct:f", "EUR", 0);
+    before = snapshot();
+    pay_init(&t, "p3");
+    pay_leg(&t, "acct:d", "acct:e", INT64_MAX, "EUR");
+    pay_leg(&t, "acct:d", "acct:f", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 2: debits of account \"acct:d\" would exceed the 64-bit range");
+    ck_assert_book_is(before, 6);
+}
+END_TEST
+
+/* ---- the order of the checks ---------------------------------------------- */
+
+START_TEST(test_order_currency_mismatch_before_insufficient_funds)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 0);
+    open_funded("acct:b", "USD", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 100, "USD");
+    ck_apply(&t, LQ_ERR_CURRENCY_MISMATCH,
+             "leg 1: currency USD differs from account \"acct:a\" (EUR)");
+}
+END_TEST
+
+START_TEST(test_order_missing_account_beats_everything)
+{
+    test_payment t;
+
+    /* Debit underfunded and in another currency; the credit account is missing. */
+    open_funded("acct:a", "USD", 0);
+    pay1(&t, "p1", "acct:a", "acct:x", 100, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 1: account \"acct:x\" does not exist");
+
+    /* The credit account would overflow and mismatch; the debit account is missing. */
+    open_funded("acct:b", "USD", INT64_MAX);
+    pay1(&t, "p2", "acct:y", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 1: account \"acct:y\" does not exist");
+    ck_assert_account("acct:a", 0, 0, false);
+    ck_assert_account("acct:b", 0, INT64_MAX, false);
+}
+END_TEST
+
+START_TEST(test_order_insufficient_funds_before_overflow)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 5);
+    open_funded("acct:b", "EUR", INT64_MAX);
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 5, cannot be debited 10");
+}
+END_TEST
+
+START_TEST(test_order_debits_overflow_before_credits_overflow)
+{
+    test_payment t;
+
+    open_account("acct:a", "EUR", true, INT64_MAX, 0);
+    open_funded("acct:b", "EUR", INT64_MAX);
+    pay1(&t, "p1", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:a\" would exceed the 64-bit range");
+}
+END_TEST
+
+START_TEST(test_first_failing_leg_decides)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:a", "EUR", 10);
+    open_funded("acct:b", "EUR", 0);
+    before = snapshot();
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 50, "EUR"); /* underfunded */
+    pay_leg(&t, "acct:a", "acct:zz", 1, "EUR"); /* missing account */
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 10, cannot be debited 50");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+/* ---- several legs ---------------------------------------------------------- */
+
+START_TEST(test_multi_leg_atomicity)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    /* An earlier payment of the batch already changed c: that mark must stay. */
+    account("acct:c")->changed = true;
+    before = snapshot();
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 60, "EUR"); /* ok */
+    pay_leg(&t, "acct:a", "acct:c", 60, "EUR"); /* a has only 40 left */
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 2: account \"acct:a\" has balance 40, cannot be debited 60");
+    ck_assert_book_is(before, 3);
+    ck_assert_account("acct:a", 0, 100, false);
+    ck_assert_account("acct:b", 0, 0, false);
+    ck_assert_account("acct:c", 0, 0, true);
+}
+END_TEST
+
+START_TEST(test_multi_leg_applied_all_legs)
+{
+    test_payment t;
+
+    open_funded("acct:alice", "EUR", 1000);
+    open_funded("acct:shop", "EUR", 0);
+    open_funded("acct:fees", "EUR", 0);
+    pay_init(&t, "split-77");
+    pay_leg(&t, "acct:alice", "acct:shop", 900, "EUR");
+    pay_leg(&t, "acct:alice", "acct:fees", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:alice", 1000, 1000, true);
+    ck_assert_account("acct:shop", 0, 900, true);
+    ck_assert_account("acct:fees", 0, 100, true);
+}
+END_TEST
+
+START_TEST(test_later_leg_spends_what_earlier_leg_credited)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 0);
+    open_funded("acct:b", "EUR", 100);
+    open_funded("acct:c", "EUR", 0);
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:b", "acct:a", 100, "EUR");
+    pay_leg(&t, "acct:a", "acct:c", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:a", 100, 100, true);
+    ck_assert_account("acct:b", 100, 100, true);
+    ck_assert_account("acct:c", 0, 100, true);
+}
+END_TEST
+
+START_TEST(test_legs_in_order_not_netted)
+{
+    test_payment t;
+    lq_account *before;
+
+    /* The same legs the other way round: a is spent before it is funded. */
+    open_funded("acct:a", "EUR", 0);
+    open_funded("acct:b", "EUR", 100);
+    open_funded("acct:c", "EUR", 0);
+    before = snapshot();
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:c", 100, "EUR");
+    pay_leg(&t, "acct:b", "acct:a", 100, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 0, cannot be debited 100");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_same_account_in_several_legs)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 20);
+    open_funded("acct:c", "EUR", 0);
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 30, "EUR"); /* b: 50 */
+    pay_leg(&t, "acct:b", "acct:c", 50, "EUR"); /* b: 0, needs leg 1 */
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR"); /* b: 10 */
+    pay_leg(&t, "acct:c", "acct:a", 5, "EUR");  /* a: 65 */
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:a", 40, 105, true);
+    ck_assert_account("acct:b", 50, 60, true);
+    ck_assert_account("acct:c", 5, 50, true);
+    ck_assert_balance("acct:a", 65);
+    ck_assert_balance("acct:b", 10);
+    ck_assert_balance("acct:c", 45);
+}
+END_TEST
+
+START_TEST(test_same_account_in_several_legs_rolled_back)
+{
+    test_payment t;
+    lq_account *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 20);
+    open_funded("acct:c", "EUR", 0);
+    before = snapshot();
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 30, "EUR");
+    pay_leg(&t, "acct:b", "acct:c", 50, "EUR");
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    pay_leg(&t, "acct:b", "acct:c", 11, "EUR"); /* b has 10 */
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 4: account \"acct:b\" has balance 10, cannot be debited 11");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_sixty_four_legs)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 64);
+    open_funded("acct:b", "EUR", 0);
+    pay_init(&t, "p1");
+    for (int i = 0; i < LQ_LEGS_MAX; i++)
+        pay_leg(&t, "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", 0);
+    ck_assert_balance("acct:b", 64);
+
+    /* The last leg fails: 63 legs undone. */
+    lq_book_clear(&book);
+    open_funded("acct:a", "EUR", 63);
+    open_funded("acct:b", "EUR", 0);
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 64: account \"acct:a\" has balance 0, cannot be debited 1");
+    ck_assert_account("acct:a", 0, 63, false);
+    ck_assert_account("acct:b", 0, 0, false);
+}
+END_TEST
+
+START_TEST(test_detail_is_truncated_to_its_buffer)
+{
+    test_payment t;
+    char detail[8];
+
+    pay1(&t, "p1", "acct:x", "acct:y", 1, "EUR");
+    ck_assert_int_eq(lq_ledger_apply(&book, &t.p, detail, sizeof(detail)),
+                     LQ_ERR_ACCOUNT_NOT_FOUND);
+    ck_assert_str_eq(detail, "leg 1: ");
+    ck_assert_int_eq(lq_ledger_apply(&book, &t.p, NULL, 0), LQ_ERR_ACCOUNT_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(test_malformed_payment_is_internal_error)
+{
+    test_payment t;
+    lq_account *before;
+
+    /* What lq_payment_parse() never produces is a bug, not a business outcome. */
+    open_account("acct:a", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    before = snapshot();
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    pay_leg(&t, "acct:a", "acct:b", -5, "EUR");
+    ck_apply(&t, LQ_ERR_INTERNAL, "leg 2: amount -5 is not positive");
+    pay1(&t, "p2", "acct:b", "acct:b", 5, "EUR");
+    ck_apply(&t, LQ_ERR_INTERNAL, "leg 1: debits and credits the same account \"acct:b\"");
+    pay_init(&t, "p3");
+    ck_apply(&t, LQ_ERR_INTERNAL, "payment has 0 legs, not 1 to 64");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+/* ---- deciding a batch ----------------------------------------------------- */
+
+static void item_init(lq_item *item, const test_payment *t)
+{
+    memset(item, 0, sizeof(*item));
+    item->payment = &t->p;
+    /* Garbage the decision must overwrite. */
+    item->insert = true;
+    item->outcome.result = 12345;
+    item->outcome.duplicate = true;
+    snprintf(item->outcome.detail, sizeof(item->outcome.detail), "stale");
+    snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "stale");
+}
+
+static void item_stored(lq_item *item, bool same, int result, const char *detail,
+                        const char *processed_at)
+{
+    item->stored = true;
+    item->stored_same = same;
+    item->stored_outcome.result = result;
+    item->stored_outcome.duplicate = false;
+    snprintf(item->stored_outcome.detail, sizeof(item->stored_outcome.detail), "%s", detail);
+    snprintf(item->stored_outcome.processed_at, sizeof(item->stored_outcome.processed_at), "%s",
+             processed_at);
+}
+
+#define ck_assert_outcome(item, want_result, want_duplicate, want_insert, want_detail, want_at)    \
+    do {                                                                                           \
+        ck_assert_int_eq((item)->outcome.result, (want_result));                                   \
+        ck_assert_int_eq((item)->outcome.duplicate, (want_duplicate));                             \
+        ck_assert_int_eq((item)->insert, (want_insert));                                           \
+        ck_assert_str_eq((item)->outcome.detail, (want_detail));                                   \
+        ck_assert_str_eq((item)->outcome.processed_at, (want_at));                                 \
+    } while (0)
+
+START_TEST(test_decide_first_time_applied_and_rejected)
+{
+    test_payment t1, t2;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t1, "p1", "acct:a", "acct:b", 70, "EUR");
+    pay1(&t2, "p2", "acct:a", "acct:b", 70, "EUR");
+    item_init(&items[0], &t1);
+    item_init(&items[1], &t2);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_ERR_INSUFFICIENT_FUNDS, false, true,
+                      "leg 1: account \"acct:a\" has balance 30, cannot be debited 70", NOW);
+    ck_assert_account("acct:a", 70, 100, true);
+    ck_assert_account("acct:b", 0, 70, true);
+}
+END_TEST
+
+START_TEST(test_decide_stored_same_is_duplicate_of_stored_outcome)
+{
+    test_payment t1, t2;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    /* Stored applied: not applied again although it still could be. */
+    pay1(&t1, "p1", "acct:a", "acct:b", 10, "EUR");
+    item_init(&items[0], &t1);
+    item_stored(&items[0], true, LQ_OK, "", EARLIER);
+    /* Stored rejected: stays rejected although it would now pass. */
+    pay1(&t2, "p2", "acct:a", "acct:b", 50, "EUR");
+    item_init(&items[1], &t2);
+    item_stored(&items[1], true, LQ_ERR_INSUFFICIENT_FUNDS,
+                "leg 1: account \"acct:a\" has balance 0, cannot be debited 50", EARLIER);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, true, false, "", EARLIER);
+    ck_assert_outcome(&items[1], LQ_ERR_INSUFFICIENT_FUNDS, true, false,
+                      "leg 1: account \"acct:a\" has balance 0, cannot be debited 50", EARLIER);
+    ck_assert_account("acct:a", 0, 100, false);
+    ck_assert_account("acct:b", 0, 0, false);
+}
+END_TEST
+
+START_TEST(test_decide_stored_other_content_is_conflict)
+{
+    test_payment t;
+    lq_item item;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    item_init(&item, &t);
+    item_stored(&item, false, LQ_OK, "", EARLIER);
+    lq_ledger_decide(&item, 1, &book, NOW);
+    ck_assert_outcome(&item, LQ_ERR_IDEMPOTENCY_CONFLICT, false, false,
+                      "id was first used with other content", NOW);
+    ck_assert_account("acct:a", 0, 100, false);
+    ck_assert_account("acct:b", 0, 0, false);
+}
+END_TEST
+
+START_TEST(test_decide_stored_twice_in_batch)
+{
+    test_payment t;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    item_init(&items[0], &t);
+    item_init(&items[1], &t);
+    item_stored(&items[0], true, LQ_OK, "", EARLIER);
+    item_stored(&items[1], true, LQ_OK, "", EARLIER);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, true, false, "", EARLIER);
+    ck_assert_outcome(&items[1], LQ_OK, true, false, "", EARLIER);
+    ck_assert_account("acct:a", 0, 100, false);
+}
+END_TEST
+
+START_TEST(test_decide_batch_duplicate_of_applied)
+{
+    test_payment t1, t2;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t1, "p1", "acct:a", "acct:b", 40, "EUR");
+    pay1(&t2, "p1", "acct:a", "acct:b", 40, "EUR"); /* redelivered: same content */
+    item_init(&items[0], &t1);
+    item_init(&items[1], &t2);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_OK, true, false, "", NOW);
+    /* Moved once. */
+    ck_assert_account("acct:a", 40, 100, true);
+    ck_assert_account("acct:b", 0, 40, true);
+}
+END_TEST
+
+START_TEST(test_decide_batch_duplicate_of_rejected)
+{
+    test_payment t1, t2;
+    lq_item items[2];
+    const char *detail = "leg 1: account \"acct:a\" has balance 10, cannot be debited 40";
+
+    open_funded("acct:a", "EUR", 10);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t1, "p1", "acct:a", "acct:b", 40, "EUR");
+    pay1(&t2, "p1", "acct:a", "acct:b", 40, "EUR");
+    item_init(&items[0], &t1);
+    item_init(&items[1], &t2);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_ERR_INSUFFICIENT_FUNDS, false, true, detail, NOW);
+    ck_assert_outcome(&items[1], LQ_ERR_INSUFFICIENT_FUNDS, true, false, detail, NOW);
+    ck_assert_account("acct:a", 0, 10, false);
+    ck_assert_account("acct:b", 0, 0, false);
+}
+END_TEST
+
+START_TEST(test_decide_batch_conflict)
+{
+    test_payment t1, t2, t3;
+    lq_item items[3];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t1, "p1", "acct:a", "acct:b", 40, "EUR");
+    pay1(&t2, "p1", "acct:a", "acct:b", 41, "EUR"); /* same id, other content */
+    pay1(&t3, "p1", "acct:a", "acct:b", 40, "EUR"); /* the first content again */
+    item_init(&items[0], &t1);
+    item_init(&items[1], &t2);
+    item_init(&items[2], &t3);
+    lq_ledger_decide(items, 3, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_ERR_IDEMPOTENCY_CONFLICT, false, false,
+                      "id was first used with other content", NOW);
+    /* Compared with the first occurrence, not with the conflict. */
+    ck_assert_outcome(&items[2], LQ_OK, true, false, "", NOW);
+    ck_assert_account("acct:a", 40, 100, true);
+    ck_assert_account("acct:b", 0, 40, true);
+}
+END_TEST
+
+START_TEST(test_decide_rejected_stays_rejected_when_funds_arrive)
+{
+    test_payment t1, fund, t2;
+    lq_item items[3];
+    const char *detail = "leg 1: account \"acct:a\" has balance 0, cannot be debited 50";
+
+    open_funded("acct:a", "EUR", 0);
+    open_funded("acct:b", "EUR", 0);
+    open_account("acct:bank", "EUR", true, 0, 0);
+    pay1(&t1, "p1", "acct:a", "acct:b", 50, "EUR");
+    pay1(&fund, "fund", "acct:bank", "acct:a", 50, "EUR");
+    pay1(&t2, "p1", "acct:a", "acct:b", 50, "EUR");
+    item_init(&items[0], &t1);
+    item_init(&items[1], &fund);
+    item_init(&items[2], &t2);
+    lq_ledger_decide(items, 3, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_ERR_INSUFFICIENT_FUNDS, false, true, detail, NOW);
+    ck_assert_outcome(&items[1], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[2], LQ_ERR_INSUFFICIENT_FUNDS, true, false, detail, NOW);
+    /* Only the funding moved. */
+    ck_assert_account("acct:a", 0, 50, true);
+    ck_assert_account("acct:b", 0, 0, false);
+    ck_assert_account("acct:bank", 50, 0, true);
+}
+END_TEST
+
+START_TEST(test_decide_earlier_payment_funds_later_one)
+{
+    enum { N = 100 };
+    test_payment *t = calloc(N, sizeof(*t));
+    lq_item items[N];
+    char from[32], to[32], id[32];
+
+    ck_assert_ptr_nonnull(t);
+    /* A chain: acct:0 holds 1000, payment i moves it from acct:i to acct:i+1. */
+    for (int i = 0; i <= N; i++) {
+        snprintf(id, sizeof(id), "acct:%d", i);
+        open_funded(id, "EUR", i == 0 ? 1000 : 0);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "p%d", i);
+        snprintf(from, sizeof(from), "acct:%d", i);
+        snprintf(to, sizeof(to), "acct:%d", i + 1);
+        pay1(&t[i], id, from, to, 1000, "EUR");
+        item_init(&items[i], &t[i]);
+    }
+    lq_ledger_decide(items, N, &book, NOW);
+    for (int i = 0; i < N; i++)
+        ck_assert_outcome(&items[i], LQ_OK, false, true, "", NOW);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "acct:%d", i);
+        ck_assert_account(id, 1000, 1000, true);
+        ck_assert_balance(id, 0);
+    }
+    snprintf(id, sizeof(id), "acct:%d", N);
+    ck_assert_account(id, 0, 1000, true);
+    free(t);
+}
+END_TEST
+
+START_TEST(test_decide_large_batch_with_duplicates)
+{
+    /* Enough ids to fill several hash slots chains; every id three times. */
+    enum { IDS = 1500, N = 3 * IDS };
+    test_payment *t = calloc(IDS, sizeof(*t));
+    test_payment other;
+    lq_item *items = calloc(N, sizeof(*items));
+    char id[32];
+
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(items);
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&other, "x", "acct:a", "acct:b", 2, "EUR");
+    for (int i = 0; i < IDS; i++) {
+        snprintf(id, sizeof(id), "pay-%d", i);
+        pay1(&t[i], id, "acct:a", "acct:b", 1, "EUR");
+    }
+    for (int i = 0; i < IDS; i++) {
+        item_init(&items[i], &t[i]);
+        item_init(&items[IDS + i], &t[IDS - 1 - i]);
+        item_init(&items[2 * IDS + i], &t[i]);
+    }
+    /* One conflicting content in the middle. */
+    snprintf(other.p.id, sizeof(other.p.id), "pay-7");
+    item_init(&items[IDS + 3], &other);
+    lq_ledger_decide(items, N, &book, NOW);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_outcome(&items[i], LQ_OK, false, true, "", NOW);
+    for (int i = 1000; i < IDS; i++) {
+        ck_assert_int_eq(items[i].outcome.result, LQ_ERR_INSUFFICIENT_FUNDS);
+        ck_assert(items[i].insert);
+    }
+    for (int i = IDS; i < N; i++) {
+        const lq_item *first;
+
+        if (i == IDS + 3) {
+            ck_assert_outcome(&items[i], LQ_ERR_IDEMPOTENCY_CONFLICT, false, false,
+                              "id was first used with other content", NOW);
+            continue;
+        }
+        first = &items[i < 2 * IDS ? N / 3 - 1 - (i - IDS) : i - 2 * IDS];
+        ck_assert_str_eq(items[i].payment->id, first->payment->id);
+        ck_assert_outcome(&items[i], first->outcome.result, true, false, first->outcome.detail,
+                          NOW);
+    }
+    ck_assert_account("acct:a", 1000, 1000, true);
+    ck_assert_account("acct:b", 0, 1000, true);
+    free(items);
+    free(t);
+}
+END_TEST
+
+START_TEST(test_decide_empty_batch)
+{
+    lq_ledger_decide(NULL, 0, &book, NOW);
+    ck_assert_uint_eq(book.n, 0);
+}
+END_TEST
+
+static Suite *ledger_suite(void)
 {
     Suite *s = suite_create("ledger");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_placeholder);
+    TCase *tc;
+
+    tc = tcase_create("book");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_balance_is_credits_minus_debits);
+    tcase_add_test(tc, test_book_add_keeps_order);
+    tcase_add_test(tc, test_book_add_duplicate_is_exists);
+    tcase_add_test(tc, test_book_find_hits_and_misses);
+    tcase_add_test(tc, test_book_grows_past_initial_capacity);
+    tcase_add_test(tc, test_book_clear_keeps_allocation);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
+
+    tc = tcase_create("outcomes");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_applied_single_leg);
+    tcase_add_test(tc, test_account_not_found_debit);
+    tcase_add_test(tc, test_account_not_found_credit);
+    tcase_add_test(tc, test_account_not_found_both_names_debit);
+    tcase_add_test(tc, test_currency_mismatch_debit_side);
+    tcase_add_test(tc, test_currency_mismatch_credit_side);
+    tcase_add_test(tc, test_insufficient_funds_exactly_zero_is_allowed);
+    tcase_add_test(tc, test_insufficient_funds_one_below);
+    tcase_add_test(tc, test_insufficient_funds_empty_account);
+    tcase_add_test(tc, test_allow_negative_may_go_negative);
+    tcase_add_test(tc, test_amount_overflow_on_credits);
+    tcase_add_test(tc, test_amount_overflow_on_debits_of_allow_negative);
+    tcase_add_test(tc, test_int64_max_amounts);
+    tcase_add_test(tc, test_detail_is_truncated_to_its_buffer);
+    tcase_add_test(tc, test_malformed_payment_is_internal_error);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("check order");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_order_currency_mismatch_before_insufficient_funds);
+    tcase_add_test(tc, test_order_missing_account_beats_everything);
+    tcase_add_test(tc, test_order_insufficient_funds_before_overflow);
+    tcase_add_test(tc, test_order_debits_overflow_before_credits_overflow);
+    tcase_add_test(tc, test_first_failing_leg_decides);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("legs");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_multi_leg_atomicity);
+    tcase_add_test(tc, test_multi_leg_applied_all_legs);
+    tcase_add_test(tc, test_later_leg_spends_what_earlier_leg_credited);
+    tcase_add_test(tc, test_legs_in_order_not_netted);
+    tcase_add_test(tc, test_same_account_in_several_legs);
+    tcase_add_test(tc, test_same_account_in_several_legs_rolled_back);
+    tcase_add_test(tc, test_sixty_four_legs);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("decide");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_decide_first_time_applied_and_rejected);
+    tcase_add_test(tc, test_decide_stored_same_is_duplicate_of_stored_outcome);
+    tcase_add_test(tc, test_decide_stored_other_content_is_conflict);
+    tcase_add_test(tc, test_decide_stored_twice_in_batch);
+    tcase_add_test(tc, test_decide_batch_duplicate_of_applied);
+    tcase_add_test(tc, test_decide_batch_duplicate_of_rejected);
+    tcase_add_test(tc, test_decide_batch_conflict);
+    tcase_add_test(tc, test_decide_rejected_stays_rejected_when_funds_arrive);
+    tcase_add_test(tc, test_decide_earlier_payment_funds_later_one);
+    tcase_add_test(tc, test_decide_large_batch_with_duplicates);
+    tcase_add_test(tc, test_decide_empty_batch);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ledger_suite());
+    int failed;
+
     srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
+    failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,22 +1,1474 @@
-/* Unit tests of the message module: to be written. */
+/*
+ * Unit tests of the message module: the payment command of contract
+ * section 4, read as a specification.
+ *
+ * Bodies are handed over in a buffer of exactly their length, as a broker
+ * delivers them, so AddressSanitizer catches any read past the end.
+ */
 #include <check.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-START_TEST(test_placeholder)
+#include "ledgerq/error.h"
+#include "ledgerq/message.h"
+
+/* A payment pointer parse must leave alone when it fails. */
+static lq_payment untouched_payment;
+#define UNTOUCHED (&untouched_payment)
+
+/* Parse len bytes of data from a buffer that ends where the body ends. */
+static int parse_n(const char *data, size_t len, lq_payment **ret, char *detail)
 {
-    ck_assert_int_eq(1, 1);
+    char *buf = malloc(len > 0 ? len : 1);
+    int r;
+
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, data, len);
+    r = lq_payment_parse(buf, len, ret, detail, LQ_DETAIL_MAX);
+    /* The payment must not point into the body: free it at once. */
+    free(buf);
+    return r;
+}
+
+static int parse_s(const char *text, lq_payment **ret, char *detail)
+{
+    return parse_n(text, strlen(text), ret, detail);
+}
+
+/* A body built with printf; caller frees. */
+static char *body_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *body_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    ck_assert_int_ge(n, 0);
+    return s;
+}
+
+/* A string of n copies of c; caller frees. */
+static char *repeat(char c, size_t n)
+{
+    char *s = malloc(n + 1);
+
+    ck_assert_ptr_nonnull(s);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Parse text, expect success and return the payment. */
+static lq_payment *parse_ok(const char *text)
+{
+    lq_payment *p = NULL;
+    char detail[LQ_DETAIL_MAX] = "";
+    int r = parse_s(text, &p, detail);
+
+    ck_assert_msg(r == LQ_OK, "body %.200s: got %s (%s)", text, lq_strerror(r), detail);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(p->canonical);
+    ck_assert_int_gt(strlen(p->canonical), 0);
+    return p;
+}
+
+/*
+ * Parse len bytes, expect err, a detail starting with detail_prefix, and
+ * *ret left alone.
+ */
+static void expect_fail_n(const char *data, size_t len, int err, const char *detail_prefix)
+{
+    lq_payment *p = UNTOUCHED;
+    char detail[LQ_DETAIL_MAX] = "";
+    int r = parse_n(data, len, &p, detail);
+
+    ck_assert_msg(r == err, "body %.*s: got %s (%s), want %s", (int)(len > 200 ? 200 : len), data,
+                  lq_strerror(r), detail, lq_strerror(err));
+    ck_assert_ptr_eq(p, UNTOUCHED);
+    ck_assert_msg(starts_with(detail, detail_prefix), "body %.*s: detail \"%s\", want \"%s...\"",
+                  (int)(len > 200 ? 200 : len), data, detail, detail_prefix);
+    ck_assert_ptr_null(strchr(detail, '\n'));
+}
+
+static void expect_fail(const char *text, int err, const char *detail_prefix)
+{
+    expect_fail_n(text, strlen(text), err, detail_prefix);
+}
+
+static void expect_invalid(const char *text, const char *detail_prefix)
+{
+    expect_fail(text, LQ_ERR_INVALID_PAYMENT, detail_prefix);
+}
+
+static void expect_malformed(const char *text)
+{
+    expect_fail(text, LQ_ERR_MALFORMED_JSON, "body is not valid");
+}
+
+#define PAY_HEAD "{\"id\":\"p-1\","
+#define PAY_LEG  "\"debit\":\"acct:a\",\"credit\":\"acct:b\",\"amount\":100,\"currency\":\"EUR\""
+/* A valid single-leg payment, with more fields spliced in at the end. */
+#define PAY(extra) PAY_HEAD PAY_LEG extra "}"
+
+/* ------------------------------------------------------------------ */
+/* Envelope */
+
+static int envelope(const char *content_type, size_t body_len, char *detail)
+{
+    return lq_message_check_envelope(content_type, content_type ? strlen(content_type) : 0,
+                                     body_len, detail, LQ_DETAIL_MAX);
+}
+
+START_TEST(envelope_accepts_json_or_absent_content_type)
+{
+    static const char *const ok[] = {
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "APPLICATION/JSON",
+        "  application/json  ",
+        "application/json;charset=UTF-8",
+        "application/json ; charset=utf-8",
+        "", /* present but empty says no more than absent */
+    };
+    char detail[LQ_DETAIL_MAX];
+
+    ck_assert_int_eq(envelope(NULL, 10, detail), LQ_OK);
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        ck_assert_msg(envelope(ok[i], 10, detail) == LQ_OK, "content type \"%s\"", ok[i]);
 }
 END_TEST
 
-int main(void)
+START_TEST(envelope_rejects_other_content_types)
+{
+    static const char *const bad[] = {"text/plain",
+                                      "application/jsonx",
+                                      "application/json-patch+json",
+                                      "application/xml",
+                                      "json",
+                                      "application/ json",
+                                      "; charset=utf-8",
+                                      "application",
+                                      "text/json",
+                                      "application/x-json"};
+    char detail[LQ_DETAIL_MAX];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(envelope(bad[i], 10, detail) == LQ_ERR_UNSUPPORTED_CONTENT_TYPE,
+                      "content type \"%s\"", bad[i]);
+    }
+    envelope("text/plain", 10, detail);
+    ck_assert_str_eq(detail, "content type \"text/plain\" is not application/json");
+}
+END_TEST
+
+START_TEST(envelope_content_type_uses_its_length_not_a_nul)
+{
+    /* As AMQP hands it over: not NUL-terminated. */
+    static const char ct[] = "application/jsonGARBAGE";
+    char detail[LQ_DETAIL_MAX];
+
+    ck_assert_int_eq(lq_message_check_envelope(ct, 16, 10, detail, sizeof(detail)), LQ_OK);
+    ck_assert_int_eq(lq_message_check_envelope(ct, 17, 10, detail, sizeof(detail)),
+                     LQ_ERR_UNSUPPORTED_CONTENT_TYPE);
+}
+END_TEST
+
+START_TEST(envelope_detail_is_one_safe_line)
+{
+    char ct[300];
+    char detail[LQ_DETAIL_MAX];
+
+    memset(ct, 'x', sizeof(ct));
+    ct[3] = '\n';
+    ct[4] = '\x1b';
+    ct[5] = '"';
+    ck_assert_int_eq(lq_message_check_envelope(ct, sizeof(ct), 10, detail, sizeof(detail)),
+                     LQ_ERR_UNSUPPORTED_CONTENT_TYPE);
+    ck_assert_ptr_null(strchr(detail, '\n'));
+    ck_assert_ptr_null(strchr(detail, '\x1b'));
+    ck_assert_int_lt(strlen(detail), 250);
+    ck_assert(starts_with(detail, "content type \"xxx\\x0a\\x1b\\x22xxx"));
+}
+END_TEST
+
+START_TEST(envelope_limits_body_size)
+{
+    char detail[LQ_DETAIL_MAX];
+
+    ck_assert_int_eq(envelope(NULL, 0, detail), LQ_OK);
+    ck_assert_int_eq(envelope(NULL, 65536, detail), LQ_OK);
+    ck_assert_int_eq(envelope("application/json", 65537, detail), LQ_ERR_PAYLOAD_TOO_LARGE);
+    ck_assert_str_eq(detail, "body is 65537 bytes, more than 65536");
+    ck_assert_int_eq(envelope(NULL, 70000, detail), LQ_ERR_PAYLOAD_TOO_LARGE);
+    ck_assert_str_eq(detail, "body is 70000 bytes, more than 65536");
+}
+END_TEST
+
+START_TEST(envelope_checks_content_type_first_and_accepts_no_detail_buffer)
+{
+    char detail[LQ_DETAIL_MAX];
+
+    ck_assert_int_eq(envelope("text/plain", 70000, detail), LQ_ERR_UNSUPPORTED_CONTENT_TYPE);
+    ck_assert_int_eq(lq_message_check_envelope("text/plain", 10, 1, NULL, 0),
+                     LQ_ERR_UNSUPPORTED_CONTENT_TYPE);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Well-formed payments */
+
+START_TEST(single_form_is_parsed)
+{
+    lq_payment *p = parse_ok("{\"id\": \"9b2f0c1e-5d1a-4c55-9a53-1d4f0e0b7c11\", \"debit\": "
+                             "\"acct:alice\", \"credit\": \"acct:bob\",\n \"amount\": 1250, "
+                             "\"currency\": \"EUR\", \"reference\": \"order-42\", \"metadata\": "
+                             "{\"channel\": \"web\"}}");
+
+    ck_assert_str_eq(p->id, "9b2f0c1e-5d1a-4c55-9a53-1d4f0e0b7c11");
+    ck_assert_uint_eq(p->n_legs, 1);
+    ck_assert_str_eq(p->legs[0].debit, "acct:alice");
+    ck_assert_str_eq(p->legs[0].credit, "acct:bob");
+    ck_assert_int_eq(p->legs[0].amount, 1250);
+    ck_assert_str_eq(p->legs[0].currency, "EUR");
+    ck_assert_str_eq(p->reference, "order-42");
+    ck_assert_str_eq(p->metadata, "{\"channel\":\"web\"}");
+    ck_assert_str_eq(p->canonical, "v1|1|acct:alice,acct:bob,1250,EUR|r8:order-42");
+    ck_assert_ptr_null(lq_payment_free(p));
+}
+END_TEST
+
+START_TEST(legs_form_is_parsed)
+{
+    lq_payment *p =
+        parse_ok("{\"id\": \"split-77\", \"legs\": [\n"
+                 "  {\"debit\": \"acct:alice\", \"credit\": \"acct:shop\", \"amount\": 900, "
+                 "\"currency\": \"EUR\"},\n"
+                 "  {\"debit\": \"acct:alice\", \"credit\": \"acct:fees\", \"amount\": \"100\", "
+                 "\"currency\": \"EUR\"}]}");
+
+    ck_assert_str_eq(p->id, "split-77");
+    ck_assert_uint_eq(p->n_legs, 2);
+    ck_assert_str_eq(p->legs[0].credit, "acct:shop");
+    ck_assert_int_eq(p->legs[0].amount, 900);
+    ck_assert_str_eq(p->legs[1].debit, "acct:alice");
+    ck_assert_str_eq(p->legs[1].credit, "acct:fees");
+    ck_assert_int_eq(p->legs[1].amount, 100);
+    ck_assert_str_eq(p->legs[1].currency, "EUR");
+    ck_assert_ptr_null(p->reference);
+    ck_assert_ptr_null(p->metadata);
+    ck_assert_str_eq(p->canonical,
+                     "v1|2|acct:alice,acct:shop,900,EUR|acct:alice,acct:fees,100,EUR|-");
+    lq_payment_free(p);
+}
+END_TEST
+
+START_TEST(field_order_and_whitespace_do_not_matter)
+{
+    lq_payment *p = parse_ok("\r\n\t {\"currency\":\"USD\" , \"amount\" : 7 ,\"credit\":\"b\","
+                             "\"debit\":\"a\",\"id\":\"x\"} \n\t\r ");
+
+    ck_assert_str_eq(p->id, "x");
+    ck_assert_str_eq(p->legs[0].debit, "a");
+    ck_assert_int_eq(p->legs[0].amount, 7);
+    lq_payment_free(p);
+}
+END_TEST
+
+START_TEST(free_accepts_null)
+{
+    ck_assert_ptr_null(lq_payment_free(NULL));
+}
+END_TEST
+
+START_TEST(parse_accepts_no_detail_buffer)
+{
+    lq_payment *p = UNTOUCHED;
+
+    ck_assert_int_eq(lq_payment_parse("{", 1, &p, NULL, 0), LQ_ERR_MALFORMED_JSON);
+    ck_assert_int_eq(lq_payment_parse("[]", 2, &p, NULL, 0), LQ_ERR_INVALID_PAYMENT);
+    ck_assert_ptr_eq(p, UNTOUCHED);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Not UTF-8, not JSON: malformed_json */
+
+static const struct {
+    const char *bytes;
+    size_t len;
+} bad_utf8[] = {
+#define B(s)                                                                                       \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+    B("{\"id\":\"\x80\"}"),                           /* lone continuation byte */
+    B("{\"id\":\"\xc0\xaf\"}"),                       /* overlong '/' */
+    B("{\"id\":\"\xc1\xbf\"}"),                       /* overlong */
+    B("{\"id\":\"\xe0\x80\xaf\"}"),                   /* overlong, 3 bytes */
+    B("{\"id\":\"\xf0\x80\x80\xaf\"}"),               /* overlong, 4 bytes */
+    B("{\"id\":\"\xe2\x82\"}"),                       /* truncated euro sign */
+    B("{\"id\":\"x\"}\xe2\x82"),                      /* truncated at the end of the body */
+    B("{\"id\":\"\xed\xa0\x80\"}"),                   /* surrogate U+D800 */
+    B("{\"id\":\"\xed\xbf\xbf\"}"),                   /* surrogate U+DFFF */
+    B("{\"id\":\"\xf4\x90\x80\x80\"}"),               /* U+110000 */
+    B("{\"id\":\"\xf5\x80\x80\x80\"}"),               /* F5 is never UTF-8 */
+    B("{\"id\":\"\xff\"}"),                           /* FF is never UTF-8 */
+    B("{\"id\":\"\xc3\"}"),                           /* lead byte, no continuation */
+    B("{\"reference\":\"ok\",\"id\":\"\xe9t\xe9\"}"), /* Latin-1 */
+#undef B
+};
+
+START_TEST(invalid_utf8_is_malformed)
+{
+    expect_fail_n(bad_utf8[_i].bytes, bad_utf8[_i].len, LQ_ERR_MALFORMED_JSON,
+                  "body is not valid UTF-8");
+}
+END_TEST
+
+START_TEST(valid_non_ascii_utf8_is_accepted_in_reference)
+{
+    /* 2, 3 and 4 byte forms, the edges around the surrogates and U+10FFFF */
+    lq_payment *p =
+        parse_ok(PAY(",\"reference\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb6 \xed\x9f\xbf "
+                     "\xee\x80\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\""));
+
+    ck_assert_str_eq(p->reference, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb6 \xed\x9f\xbf "
+                                   "\xee\x80\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf");
+    lq_payment_free(p);
+
+    /* \u escapes, a surrogate pair included, are decoded to UTF-8 */
+    p = parse_ok(PAY(",\"reference\":\"caf\\u00e9 \\ud83d\\udcb6\""));
+    ck_assert_str_eq(p->reference, "caf\xc3\xa9 \xf0\x9f\x92\xb6");
+    lq_payment_free(p);
+}
+END_TEST
+
+static const char *const not_json[] = {
+    "",
+    " ",
+    "{",
+    "}",
+    "{\"id\":\"p-1\"",
+    PAY("") " x",
+    PAY("") ",",
+    PAY("") PAY(""),
+    "{\"id\":\"p-1\",}",
+    "{'id':'p-1'}",
+    "{id:\"p-1\"}",
+    PAY(",\"metadata\":{\"a\":[1,2,]}"),
+    "/* comment */" PAY(""),
+    PAY(",\"reference\":\"tab\there\""),      /* raw control character in a string */
+    PAY(",\"reference\":\"new\nline\""),      /* raw newline in a string */
+    "\x0b" PAY(""),                           /* vertical tab is no JSON whitespace */
+    PAY("") "\x0c",                           /* nor is form feed */
+    PAY(",\"reference\":\"bad \\x escape\""), /* unknown escape */
+    PAY(",\"reference\":\"\\u12\""),          /* short \u escape */
+    PAY(",\"reference\":\"\\ud800\""),        /* lone high surrogate */
+    PAY(",\"reference\":\"\\udc00 x\""),      /* lone low surrogate */
+    PAY(",\"reference\":\"unterminated}"),
+    PAY(",\"reference\":\"ends in a backslash\\"),
+    PAY(",\"metadata\":{\"n\":NaN}"),
+    PAY(",\"metadata\":{\"n\":Infinity}"),
+    PAY(",\"metadata\":{\"n\":tru}"),
+    PAY(",\"metadata\":{\"n\":nul}"),
+    PAY(",\"metadata\":{\"n\":True}"),
+};
+
+START_TEST(non_json_is_malformed)
+{
+    expect_malformed(not_json[_i]);
+}
+END_TEST
+
+START_TEST(nul_bytes_and_null_body_are_malformed)
+{
+    static const char in_string[] = PAY_HEAD "\"reference\":\"a\0b\"," PAY_LEG "}";
+    static const char after[] = PAY("") "\0";
+
+    expect_fail_n(in_string, sizeof(in_string) - 1, LQ_ERR_MALFORMED_JSON, "body contains a NUL");
+    expect_fail_n(after, sizeof(after) - 1, LQ_ERR_MALFORMED_JSON, "body contains a NUL");
+
+    lq_payment *p = UNTOUCHED;
+    char detail[LQ_DETAIL_MAX];
+
+    ck_assert_int_eq(lq_payment_parse(NULL, 0, &p, detail, sizeof(detail)), LQ_ERR_MALFORMED_JSON);
+    ck_assert_ptr_eq(p, UNTOUCHED);
+}
+END_TEST
+
+/* A body of depth nested arrays, alone or as the value of metadata. */
+static char *nested(size_t depth, bool in_metadata)
+{
+    char *open = repeat('[', depth), *close = repeat(']', depth);
+    char *s = in_metadata ? body_printf(PAY(",\"metadata\":{\"deep\":%s%s}"), open, close)
+                          : body_printf("%s%s", open, close);
+
+    free(open);
+    free(close);
+    return s;
+}
+
+START_TEST(nesting_deeper_than_the_parser_allows_is_malformed)
+{
+    char *whole = nested(2000, false);
+    char *meta = nested(2000, true);
+    char *braces = repeat('{', 5000);
+
+    expect_malformed(whole);
+    expect_malformed(meta);
+    expect_malformed(braces);
+    free(braces);
+    free(meta);
+    free(whole);
+}
+END_TEST
+
+START_TEST(moderate_nesting_in_metadata_is_kept)
+{
+    char *body = nested(100, true);
+    lq_payment *p = parse_ok(body);
+
+    ck_assert(starts_with(p->metadata, "{\"deep\":[[[[["));
+    ck_assert_uint_eq(strlen(p->metadata), strlen("{\"deep\":}") + 200);
+    lq_payment_free(p);
+    free(body);
+}
+END_TEST
+
+START_TEST(byte_order_mark_is_ignored)
+{
+    lq_payment *p = parse_ok("\xef\xbb\xbf" PAY(""));
+
+    ck_assert_str_eq(p->id, "p-1");
+    lq_payment_free(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Shape of the command: invalid_payment */
+
+START_TEST(json_that_is_not_an_object_is_invalid)
+{
+    static const char *const bodies[] = {"[]", "42", "\"x\"", "null", "true", "[{\"id\":\"p\"}]",
+                                         " 0 "};
+
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        expect_invalid(bodies[i], "body: must be a JSON object");
+}
+END_TEST
+
+START_TEST(empty_object_is_invalid)
+{
+    expect_invalid("{}", "id: is required");
+    expect_invalid("{\"id\":\"p-1\"}",
+                   "body: must have debit, credit, amount and currency, or legs");
+}
+END_TEST
+
+START_TEST(unknown_fields_are_invalid)
+{
+    expect_invalid(PAY(",\"foo\":1"), "foo: unknown field");
+    expect_invalid(PAY(",\"ID\":\"p-2\""), "ID: unknown field"); /* names are case-sensitive */
+    expect_invalid(PAY(",\"Amount\":5"), "Amount: unknown field");
+    expect_invalid(PAY(",\"\":5"), ": unknown field");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG ",\"memo\":\"x\"}]}",
+                   "legs[0].memo: unknown field");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG "},{" PAY_LEG ",\"reference\":\"x\"}]}",
+                   "legs[1].reference: unknown field");
+}
+END_TEST
+
+START_TEST(unknown_field_names_are_shown_safely)
+{
+    char *long_name = repeat('k', 500);
+    char *body = body_printf(PAY(",\"%s\":1"), long_name);
+    lq_payment *p = UNTOUCHED;
+    char detail[LQ_DETAIL_MAX];
+
+    ck_assert_int_eq(parse_s(body, &p, detail), LQ_ERR_INVALID_PAYMENT);
+    ck_assert_int_lt(strlen(detail), 80);
+    ck_assert(starts_with(detail, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...: unknown field"));
+
+    ck_assert_int_eq(parse_s(PAY(",\"a\\nb\\u001b\":1"), &p, detail), LQ_ERR_INVALID_PAYMENT);
+    ck_assert_str_eq(detail, "a\\x0ab\\x1b: unknown field");
+    ck_assert_ptr_eq(p, UNTOUCHED);
+    free(body);
+    free(long_name);
+}
+END_TEST
+
+START_TEST(duplicate_keys_are_invalid)
+{
+    expect_invalid(PAY(",\"id\":\"p-2\""), "id: appears twice");
+    expect_invalid(PAY(",\"amount\":100"), "amount: appears twice");
+    expect_invalid(PAY(",\"reference\":\"a\",\"reference\":\"a\""), "reference: appears twice");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG "}],\"legs\":[{" PAY_LEG "}]}",
+                   "legs: appears twice");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG "},{" PAY_LEG ",\"debit\":\"acct:c\"}]}",
+                   "legs[1].debit: appears twice");
+    /* a key spelled with an escape is the same key */
+    expect_invalid(PAY(",\"\\u0069d\":\"p-2\""), "id: appears twice");
+}
+END_TEST
+
+START_TEST(missing_required_fields_are_invalid)
+{
+    expect_invalid("{\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,\"currency\":\"EUR\"}",
+                   "id: is required");
+    expect_invalid("{\"id\":\"p\",\"credit\":\"b\",\"amount\":1,\"currency\":\"EUR\"}",
+                   "debit: is required");
+    expect_invalid("{\"id\":\"p\",\"debit\":\"a\",\"amount\":1,\"currency\":\"EUR\"}",
+                   "credit: is required");
+    expect_invalid("{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\"}",
+                   "amount: is required");
+    expect_invalid("{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1}",
+                   "currency: is required");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{\"credit\":\"b\",\"amount\":1,\"currency\":\"EUR\"}]}",
+                   "legs[0].debit: is required");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{\"debit\":\"a\",\"amount\":1,\"currency\":\"EUR\"}]}",
+                   "legs[0].credit: is required");
+    expect_invalid(
+        "{\"id\":\"p\",\"legs\":[{\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\"}]}",
+        "legs[0].amount: is required");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{\"debit\":\"a\",\"credit\":\"b\",\"amount\":1}]}",
+                   "legs[0].currency: is required");
+}
+END_TEST
+
+START_TEST(nul_escape_is_invalid_but_escaped_backslash_is_not)
+{
+    lq_payment *p;
+
+    /* cJSON would cut the string at the NUL; PostgreSQL cannot store it */
+    expect_invalid(PAY(",\"reference\":\"a\\u0000b\""), "body: strings must not contain \\u0000");
+    expect_invalid(PAY(",\"metadata\":{\"k\":\"\\u0000\"}"), "body: strings must not contain");
+    expect_invalid(PAY(",\"metadata\":{\"\\u0000\":1}"), "body: strings must not contain");
+    /* an escaped backslash, then a real \u0000 escape */
+    expect_invalid(PAY(",\"reference\":\"\\\\\\u0000\""), "body: strings must not contain");
+
+    /* an escaped backslash followed by the text u0000 is six harmless characters */
+    p = parse_ok(PAY(",\"reference\":\"\\\\u0000\""));
+    ck_assert_str_eq(p->reference, "\\u0000");
+    lq_payment_free(p);
+    /* other escapes, control characters included, are fine */
+    p = parse_ok(PAY(",\"reference\":\"\\u0001\\\"\\/\\b\\f\\n\\r\\t\""));
+    ck_assert_str_eq(p->reference, "\x01\"/\b\f\n\r\t");
+    lq_payment_free(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* id */
+
+START_TEST(id_rules)
+{
+    char *id128 = repeat('a', 128), *id129 = repeat('a', 129);
+    char *body;
+    lq_payment *p;
+
+    body = body_printf("{\"id\":\"%s\"," PAY_LEG "}", id128);
+    p = parse_ok(body);
+    ck_assert_str_eq(p->id, id128);
+    lq_payment_free(p);
+    free(body);
+
+    body = body_printf("{\"id\":\"%s\"," PAY_LEG "}", id129);
+    expect_invalid(body, "id: must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+    free(body);
+
+    p = parse_ok("{\"id\":\"AZaz09._:-\"," PAY_LEG "}");
+    ck_assert_str_eq(p->id, "AZaz09._:-");
+    lq_payment_free(p);
+    p = parse_ok("{\"id\":\"x\"," PAY_LEG "}");
+    ck_assert_str_eq(p->id, "x");
+    lq_payment_free(p);
+
+    static const char *const bad[] = {"\"\"",         "\"a b\"",   "\"a/b\"", "\"caf\xc3\xa9\"",
+                                      "\"a|b\"",      "\"a,b\"",   "\" a\"",  "\"a\\n\"",
+                                      "\"a\\u00e9\"", "42",        "null",    "true",
+                                      "[\"a\"]",      "{}",        "\"a+b\"", "\"a@b\"",
+                                      "\"a#b\"",      "\"a\\\\b\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        body = body_printf("{\"id\":%s," PAY_LEG "}", bad[i]);
+        expect_invalid(body, "id: must be 1-128 characters");
+        free(body);
+    }
+    free(id129);
+    free(id128);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* debit, credit */
+
+START_TEST(account_id_rules)
+{
+    char *a64 = repeat('d', 64), *a65 = repeat('d', 65);
+    char *body;
+    lq_payment *p;
+
+    body = body_printf("{\"id\":\"p\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":1,"
+                       "\"currency\":\"EUR\"}",
+                       a64, "c");
+    p = parse_ok(body);
+    ck_assert_str_eq(p->legs[0].debit, a64);
+    lq_payment_free(p);
+    free(body);
+
+    body = body_printf("{\"id\":\"p\",\"debit\":\"b\",\"credit\":\"%s\",\"amount\":1,"
+                       "\"currency\":\"EUR\"}",
+                       a64);
+    p = parse_ok(body);
+    ck_assert_str_eq(p->legs[0].credit, a64);
+    lq_payment_free(p);
+    free(body);
+
+    body = body_printf("{\"id\":\"p\",\"debit\":\"%s\",\"credit\":\"c\",\"amount\":1,"
+                       "\"currency\":\"EUR\"}",
+                       a65);
+    expect_invalid(body, "debit: must be 1-64 characters of A-Z a-z 0-9 . _ : -");
+    free(body);
+
+    body = body_printf("{\"id\":\"p\",\"debit\":\"b\",\"credit\":\"%s\",\"amount\":1,"
+                       "\"currency\":\"EUR\"}",
+                       a65);
+    expect_invalid(body, "credit: must be 1-64 characters of A-Z a-z 0-9 . _ : -");
+    free(body);
+
+    expect_invalid("{\"id\":\"p\",\"debit\":\"\",\"credit\":\"b\",\"amount\":1,\"currency\":"
+                   "\"EUR\"}",
+                   "debit: must be 1-64 characters");
+    expect_invalid("{\"id\":\"p\",\"debit\":\"a b\",\"credit\":\"b\",\"amount\":1,\"currency\":"
+                   "\"EUR\"}",
+                   "debit: must be 1-64 characters");
+    expect_invalid("{\"id\":\"p\",\"debit\":7,\"credit\":\"b\",\"amount\":1,\"currency\":\"EUR\"}",
+                   "debit: must be 1-64 characters");
+    expect_invalid("{\"id\":\"p\",\"debit\":\"a\",\"credit\":null,\"amount\":1,\"currency\":"
+                   "\"EUR\"}",
+                   "credit: must be 1-64 characters");
+    free(a65);
+    free(a64);
+}
+END_TEST
+
+START_TEST(debit_must_differ_from_credit)
+{
+    expect_invalid("{\"id\":\"p\",\"debit\":\"acct:a\",\"credit\":\"acct:a\",\"amount\":1,"
+                   "\"currency\":\"EUR\"}",
+                   "debit: must differ from credit");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG "},{\"debit\":\"x\",\"credit\":\"x\","
+                   "\"amount\":1,\"currency\":\"EUR\"}]}",
+                   "legs[1].debit: must differ from credit");
+    /* ids are case-sensitive: these are two accounts */
+    lq_payment *p =
+        parse_ok("{\"id\":\"p\",\"debit\":\"acct:a\",\"credit\":\"acct:A\",\"amount\":1,"
+                 "\"currency\":\"EUR\"}");
+    lq_payment_free(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* amount */
+
+static const struct {
+    const char *json;
+    int err;
+    int64_t value;
+} amounts[] = {
+    /* JSON numbers: whole values from 1 to 2^53-1, however spelled */
+    {"1", LQ_OK, 1},
+    {"100", LQ_OK, 100},
+    {"9007199254740991", LQ_OK, INT64_C(9007199254740991)},
+    {"1.0", LQ_OK, 1},
+    {"1e3", LQ_OK, 1000},
+    {"1E3", LQ_OK, 1000},
+    {"1e+3", LQ_OK, 1000},
+    {"100e-2", LQ_OK, 1},
+    {"2.5e1", LQ_OK, 25},
+    {"0.01e2", LQ_OK, 1},
+    {"9007199254740991.000", LQ_OK, INT64_C(9007199254740991)},
+    {"9.007199254740991e15", LQ_OK, INT64_C(9007199254740991)},
+    {"9007199254740992", LQ_ERR_INVALID_PAYMENT, 0},
+    {"9007199254740993", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1e16", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1e19", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1e400", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1e999999999999", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1.5", LQ_ERR_INVALID_PAYMENT, 0},
+    {"0.5", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1e-3", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1e-999999999999", LQ_ERR_INVALID_PAYMENT, 0},
+    /* fractions a double would round to a whole number are still fractions */
+    {"1.0000000000000001", LQ_ERR_INVALID_PAYMENT, 0},
+    {"9007199254740990.5", LQ_ERR_INVALID_PAYMENT, 0},
+    {"0", LQ_ERR_INVALID_PAYMENT, 0},
+    {"0.0", LQ_ERR_INVALID_PAYMENT, 0},
+    {"0e5", LQ_ERR_INVALID_PAYMENT, 0},
+    {"-0", LQ_ERR_INVALID_PAYMENT, 0},
+    {"-1", LQ_ERR_INVALID_PAYMENT, 0},
+    {"-1e3", LQ_ERR_INVALID_PAYMENT, 0},
+    /* strings: decimal digits, no sign, no leading zero, up to INT64_MAX */
+    {"\"1\"", LQ_OK, 1},
+    {"\"100\"", LQ_OK, 100},
+    {"\"9007199254740992\"", LQ_OK, INT64_C(9007199254740992)},
+    {"\"9223372036854775807\"", LQ_OK, INT64_MAX},
+    {"\"9223372036854775808\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"99999999999999999999999\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"0\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"01\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"+5\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"-5\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\" 5\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"5 \"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"5a\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"1.0\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"1e3\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"0x10\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"\xd9\xa1\"", LQ_ERR_INVALID_PAYMENT, 0}, /* ARABIC-INDIC DIGIT ONE */
+    /* other types */
+    {"true", LQ_ERR_INVALID_PAYMENT, 0},
+    {"false", LQ_ERR_INVALID_PAYMENT, 0},
+    {"null", LQ_ERR_INVALID_PAYMENT, 0},
+    {"{}", LQ_ERR_INVALID_PAYMENT, 0},
+    {"[1]", LQ_ERR_INVALID_PAYMENT, 0},
+    /* not JSON numbers at all */
+    {"01", LQ_ERR_MALFORMED_JSON, 0},
+    {"-01", LQ_ERR_MALFORMED_JSON, 0},
+    {"1.", LQ_ERR_MALFORMED_JSON, 0},
+    {".5", LQ_ERR_MALFORMED_JSON, 0},
+    {"+5", LQ_ERR_MALFORMED_JSON, 0},
+    {"1e", LQ_ERR_MALFORMED_JSON, 0},
+    {"1e+", LQ_ERR_MALFORMED_JSON, 0},
+    {"1.e3", LQ_ERR_MALFORMED_JSON, 0},
+    {"0x10", LQ_ERR_MALFORMED_JSON, 0},
+    {"-", LQ_ERR_MALFORMED_JSON, 0},
+    {"--1", LQ_ERR_MALFORMED_JSON, 0},
+    {"1 2", LQ_ERR_MALFORMED_JSON, 0},
+};
+
+START_TEST(amount_rules)
+{
+    const char *json = amounts[_i].json;
+    char *single = body_printf("{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":%s,"
+                               "\"currency\":\"EUR\"}",
+                               json);
+    char *legs = body_printf("{\"id\":\"p\",\"legs\":[{" PAY_LEG "},{" PAY_LEG "},"
+                             "{\"debit\":\"a\",\"credit\":\"b\",\"amount\":%s,"
+                             "\"currency\":\"EUR\"}]}",
+                             json);
+
+    if (amounts[_i].err == LQ_OK) {
+        lq_payment *p = parse_ok(single);
+
+        ck_assert_msg(p->legs[0].amount == amounts[_i].value, "amount %s: got %lld", json,
+                      (long long)p->legs[0].amount);
+        lq_payment_free(p);
+        p = parse_ok(legs);
+        ck_assert_int_eq(p->legs[0].amount, 100);
+        ck_assert_int_eq(p->legs[2].amount, amounts[_i].value);
+        lq_payment_free(p);
+    } else if (amounts[_i].err == LQ_ERR_INVALID_PAYMENT) {
+        expect_invalid(single, "amount: ");
+        expect_invalid(legs, "legs[2].amount: ");
+    } else {
+        expect_malformed(single);
+        expect_malformed(legs);
+    }
+    free(legs);
+    free(single);
+}
+END_TEST
+
+START_TEST(amount_details)
+{
+    expect_invalid(PAY_HEAD "\"debit\":\"a\",\"credit\":\"b\",\"amount\":1.5,\"currency\":\"EUR\"}",
+                   "amount: must be a positive whole number");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG "},{" PAY_LEG "},{\"debit\":\"a\","
+                   "\"credit\":\"b\",\"amount\":0,\"currency\":\"EUR\"}]}",
+                   "legs[2].amount: must be a positive whole number");
+    expect_invalid(PAY_HEAD "\"debit\":\"a\",\"credit\":\"b\",\"amount\":9007199254740992,"
+                            "\"currency\":\"EUR\"}",
+                   "amount: a JSON number must be at most 9007199254740991; write larger "
+                   "amounts as a string");
+    expect_invalid(PAY_HEAD "\"debit\":\"a\",\"credit\":\"b\",\"amount\":\"9223372036854775808\","
+                            "\"currency\":\"EUR\"}",
+                   "amount: must be at most 9223372036854775807");
+}
+END_TEST
+
+START_TEST(amounts_elsewhere_do_not_confuse_the_amount)
+{
+    /* numbers before the amount, in metadata and in other legs, keep amounts apart */
+    lq_payment *p =
+        parse_ok("{\"metadata\":{\"n\":[1.5,-2,3e400,{\"amount\":0.5}],\"amount\":7},\"id\":\"p\","
+                 "\"legs\":[{\"amount\":11,\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\"},"
+                 "{\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\",\"amount\":\"22\"},"
+                 "{\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\",\"amount\":3.3e1}]}");
+
+    ck_assert_uint_eq(p->n_legs, 3);
+    ck_assert_int_eq(p->legs[0].amount, 11);
+    ck_assert_int_eq(p->legs[1].amount, 22);
+    ck_assert_int_eq(p->legs[2].amount, 33);
+    lq_payment_free(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* currency */
+
+START_TEST(currency_rules)
+{
+    static const char *const bad[] = {"\"eur\"", "\"Eur\"",   "\"EURO\"",      "\"EU\"",
+                                      "\"E1R\"", "\"\"",      "\"E R\"",       "978",
+                                      "null",    "[\"EUR\"]", "\"\xc3\x89UR\""};
+    lq_payment *p;
+
+    p = parse_ok(
+        "{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,\"currency\":\"JPY\"}");
+    ck_assert_str_eq(p->legs[0].currency, "JPY");
+    lq_payment_free(p);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *body = body_printf("{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,"
+                                 "\"currency\":%s}",
+                                 bad[i]);
+
+        expect_invalid(body, "currency: must be three upper-case letters");
+        free(body);
+    }
+    expect_invalid("{\"id\":\"p\",\"legs\":[{\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,"
+                   "\"currency\":\"eur\"}]}",
+                   "legs[0].currency: must be three upper-case letters");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* legs */
+
+/* A body with n legs, leg i moving i + 1 from "a<i>" to "b<i>"; caller frees. */
+static char *legs_body(size_t n)
+{
+    size_t cap = 64 + n * 80, len = 0;
+    char *s = malloc(cap);
+
+    ck_assert_ptr_nonnull(s);
+    len += (size_t)snprintf(s + len, cap - len, "{\"id\":\"many\",\"legs\":[");
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(s + len, cap - len,
+                                "%s{\"debit\":\"a%zu\",\"credit\":\"b%zu\",\"amount\":%zu,"
+                                "\"currency\":\"EUR\"}",
+                                i ? "," : "", i, i, i + 1);
+    }
+    len += (size_t)snprintf(s + len, cap - len, "]}");
+    ck_assert_uint_lt(len, cap);
+    return s;
+}
+
+START_TEST(legs_count_from_1_to_64)
+{
+    char *one = legs_body(1), *max = legs_body(64), *over = legs_body(65);
+    lq_payment *p;
+
+    p = parse_ok(one);
+    ck_assert_uint_eq(p->n_legs, 1);
+    lq_payment_free(p);
+
+    p = parse_ok(max);
+    ck_assert_uint_eq(p->n_legs, 64);
+    ck_assert_str_eq(p->legs[63].debit, "a63");
+    ck_assert_str_eq(p->legs[63].credit, "b63");
+    ck_assert_int_eq(p->legs[63].amount, 64);
+    lq_payment_free(p);
+
+    expect_invalid(over, "legs: must have 1 to 64 legs");
+    expect_invalid("{\"id\":\"p\",\"legs\":[]}", "legs: must have 1 to 64 legs");
+    free(over);
+    free(max);
+    free(one);
+}
+END_TEST
+
+START_TEST(legs_shape)
+{
+    expect_invalid("{\"id\":\"p\",\"legs\":{" PAY_LEG "}}", "legs: must be an array");
+    expect_invalid("{\"id\":\"p\",\"legs\":null}", "legs: must be an array");
+    expect_invalid("{\"id\":\"p\",\"legs\":\"x\"}", "legs: must be an array");
+    expect_invalid("{\"id\":\"p\",\"legs\":[1]}", "legs[0]: must be an object");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG "},[]]}", "legs[1]: must be an object");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG "},null]}", "legs[1]: must be an object");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{}]}", "legs[0].debit: is required");
+}
+END_TEST
+
+START_TEST(legs_exclude_the_single_leg_fields)
+{
+    static const char *const single[] = {"\"debit\":\"a\"", "\"credit\":\"b\"", "\"amount\":1",
+                                         "\"currency\":\"EUR\""};
+
+    for (size_t i = 0; i < sizeof(single) / sizeof(single[0]); i++) {
+        char *body = body_printf("{\"id\":\"p\",%s,\"legs\":[{" PAY_LEG "}]}", single[i]);
+
+        expect_invalid(body, "legs: cannot be combined with debit, credit, amount or currency");
+        free(body);
+    }
+    expect_invalid(PAY(",\"legs\":[{" PAY_LEG "}]"),
+                   "legs: cannot be combined with debit, credit, amount or currency");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* reference */
+
+START_TEST(reference_rules)
+{
+    char *r256 = repeat('r', 256), *r257 = repeat('r', 257);
+    char *body;
+    lq_payment *p;
+
+    body = body_printf(PAY(",\"reference\":\"%s\""), r256);
+    p = parse_ok(body);
+    ck_assert_str_eq(p->reference, r256);
+    lq_payment_free(p);
+    free(body);
+
+    body = body_printf(PAY(",\"reference\":\"%s\""), r257);
+    expect_invalid(body, "reference: must be a string of at most 256 bytes");
+    free(body);
+
+    /* bytes, not characters: 128 two-byte characters fit, 86 three-byte ones do not */
+    {
+        char ok[2 * 128 + 1], over[3 * 86 + 1];
+
+        for (size_t i = 0; i < 128; i++)
+            memcpy(ok + 2 * i, "\xc3\xa9", 2);
+        ok[256] = '\0';
+        for (size_t i = 0; i < 86; i++)
+            memcpy(over + 3 * i, "\xe2\x82\xac", 3);
+        over[258] = '\0';
+        body = body_printf(PAY(",\"reference\":\"%s\""), ok);
+        p = parse_ok(body);
+        ck_assert_str_eq(p->reference, ok);
+        lq_payment_free(p);
+        free(body);
+        body = body_printf(PAY(",\"reference\":\"%s\""), over);
+        expect_invalid(body, "reference: must be a string of at most 256 bytes");
+        free(body);
+    }
+
+    expect_invalid(PAY(",\"reference\":42"), "reference: must be a string");
+    expect_invalid(PAY(",\"reference\":null"), "reference: must be a string");
+    expect_invalid(PAY(",\"reference\":{}"), "reference: must be a string");
+
+    p = parse_ok(PAY(",\"reference\":\"\""));
+    ck_assert_str_eq(p->reference, "");
+    lq_payment_free(p);
+    p = parse_ok(PAY(""));
+    ck_assert_ptr_null(p->reference);
+    lq_payment_free(p);
+    free(r257);
+    free(r256);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* metadata */
+
+START_TEST(metadata_is_kept_compact)
+{
+    lq_payment *p =
+        parse_ok(PAY(",\"metadata\": { \"channel\" : \"web\",\n \"n\": [1, 2.5, true, null],"
+                     " \"o\": {}, \"s\": \"caf\xc3\xa9\" }"));
+
+    ck_assert_str_eq(
+        p->metadata,
+        "{\"channel\":\"web\",\"n\":[1,2.5,true,null],\"o\":{},\"s\":\"caf\xc3\xa9\"}");
+    lq_payment_free(p);
+
+    p = parse_ok(PAY(",\"metadata\":{}"));
+    ck_assert_str_eq(p->metadata, "{}");
+    lq_payment_free(p);
+}
+END_TEST
+
+START_TEST(metadata_rules)
+{
+    char *fill = repeat('m', 4096);
+    char *body;
+    lq_payment *p;
+
+    expect_invalid(PAY(",\"metadata\":[]"),
+                   "metadata: must be a JSON object of at most 4096 bytes");
+    expect_invalid(PAY(",\"metadata\":null"), "metadata: must be a JSON object");
+    expect_invalid(PAY(",\"metadata\":\"x\""), "metadata: must be a JSON object");
+    expect_invalid(PAY(",\"metadata\":1"), "metadata: must be a JSON object");
+
+    /* {"k":"..."} is 8 bytes around the value: 4088 fill bytes make 4096 */
+    fill[4088] = '\0';
+    body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\"}"), fill);
+    p = parse_ok(body);
+    ck_assert_uint_eq(strlen(p->metadata), 4096);
+    lq_payment_free(p);
+    free(body);
+
+    fill[4088] = 'm';
+    fill[4089] = '\0';
+    body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\"}"), fill);
+    expect_invalid(body, "metadata: must be a JSON object of at most 4096 bytes");
+    free(body);
+
+    /* far too large: cJSON gives up printing it early */
+    {
+        char *big = repeat('b', 20000);
+
+        body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\"}"), big);
+        expect_invalid(body, "metadata: must be a JSON object of at most 4096 bytes");
+        free(big);
+    }
+    free(body);
+
+    /* exactly 4096 bytes ending in a number and in nested containers */
+    fill[4078] = '\0';
+    body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\",\"n\":12345}"), fill);
+    p = parse_ok(body);
+    ck_assert_uint_eq(strlen(p->metadata), 4096);
+    ck_assert(strstr(p->metadata, ",\"n\":12345}") != NULL);
+    lq_payment_free(p);
+    free(body);
+    fill[4078] = 'm';
+    fill[4079] = '\0';
+    body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\",\"a\":[{}]}"), fill);
+    p = parse_ok(body);
+    ck_assert_uint_eq(strlen(p->metadata), 4096);
+    lq_payment_free(p);
+    free(body);
+    fill[4079] = 'm';
+
+    /* the limit is on the compact form: whitespace in the body does not count */
+    fill[4088] = '\0';
+    body = body_printf(PAY(",\"metadata\":{     \"k\"   :    \"%s\"     }"), fill);
+    p = parse_ok(body);
+    ck_assert_uint_eq(strlen(p->metadata), 4096);
+    lq_payment_free(p);
+    free(body);
+    free(fill);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* canonical content: what makes a repeated id "the same payment" */
+
+/* The canonical text of body; caller frees. */
+static char *canonical(const char *body)
+{
+    lq_payment *p = parse_ok(body);
+    char *c = strdup(p->canonical);
+
+    lq_payment_free(p);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+static void expect_same(const char *a, const char *b)
+{
+    char *ca = canonical(a), *cb = canonical(b);
+
+    ck_assert_msg(strcmp(ca, cb) == 0, "%s\nand\n%s\nshould be the same payment: %s vs %s", a, b,
+                  ca, cb);
+    free(cb);
+    free(ca);
+}
+
+static void expect_different(const char *a, const char *b)
+{
+    char *ca = canonical(a), *cb = canonical(b);
+
+    ck_assert_msg(strcmp(ca, cb) != 0, "%s\nand\n%s\nshould differ, both %s", a, b, ca);
+    free(cb);
+    free(ca);
+}
+
+#define LEG_AB(amount) "\"debit\":\"a\",\"credit\":\"b\",\"amount\":" amount ",\"currency\":\"EUR\""
+
+START_TEST(canonical_is_the_same_for_the_same_content)
+{
+    /* the single form is a one-leg legs form */
+    expect_same("{\"id\":\"p\"," LEG_AB("100") ",\"reference\":\"r\"}",
+                "{\"id\":\"p\",\"legs\":[{" LEG_AB("100") "}],\"reference\":\"r\"}");
+    /* an amount by value, however it is spelled */
+    expect_same("{\"id\":\"p\"," LEG_AB("100") "}", "{\"id\":\"p\"," LEG_AB("\"100\"") "}");
+    expect_same("{\"id\":\"p\"," LEG_AB("100") "}", "{\"id\":\"p\"," LEG_AB("1e2") "}");
+    expect_same("{\"id\":\"p\"," LEG_AB("100") "}", "{\"id\":\"p\"," LEG_AB("100.0") "}");
+    /* member order, whitespace and escapes are spelling */
+    expect_same("{\"id\":\"p\"," LEG_AB("1") "}",
+                "{ \"currency\" : \"EUR\", \"amount\": 1, \"credit\": \"\\u0062\", \"debit\": "
+                "\"a\", \"id\": \"p\" }");
+    /* metadata is not part of the content */
+    expect_same("{\"id\":\"p\"," LEG_AB("1") ",\"metadata\":{\"channel\":\"web\"}}",
+                "{\"id\":\"p\"," LEG_AB("1") ",\"metadata\":{\"channel\":\"app\"}}");
+    expect_same("{\"id\":\"p\"," LEG_AB("1") "}",
+                "{\"id\":\"p\"," LEG_AB("1") ",\"metadata\":{\"x\":1}}");
+}
+END_TEST
+
+START_TEST(canonical_differs_for_different_content)
+{
+    expect_different("{\"id\":\"p\"," LEG_AB("1") ",\"reference\":\"x\"}",
+                     "{\"id\":\"p\"," LEG_AB("1") ",\"reference\":\"y\"}");
+    /* a reference absent and an empty one are not the same */
+    expect_different("{\"id\":\"p\"," LEG_AB("1") "}",
+                     "{\"id\":\"p\"," LEG_AB("1") ",\"reference\":\"\"}");
+    expect_different("{\"id\":\"p\"," LEG_AB("1") "}", "{\"id\":\"p\"," LEG_AB("2") "}");
+    expect_different("{\"id\":\"p\"," LEG_AB("1") "}",
+                     "{\"id\":\"p\",\"debit\":\"b\",\"credit\":\"a\",\"amount\":1,"
+                     "\"currency\":\"EUR\"}");
+    expect_different("{\"id\":\"p\"," LEG_AB("1") "}",
+                     "{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,"
+                     "\"currency\":\"USD\"}");
+    /* leg order matters: legs are applied in order */
+    expect_different("{\"id\":\"p\",\"legs\":[{" LEG_AB("1") "},{" LEG_AB("2") "}]}",
+                     "{\"id\":\"p\",\"legs\":[{" LEG_AB("2") "},{" LEG_AB("1") "}]}");
+    expect_different("{\"id\":\"p\",\"legs\":[{" LEG_AB("1") "}]}",
+                     "{\"id\":\"p\",\"legs\":[{" LEG_AB("1") "},{" LEG_AB("1") "}]}");
+    /* a reference that looks like more legs cannot be mistaken for them */
+    expect_different("{\"id\":\"p\"," LEG_AB("1") ",\"reference\":\"|a,b,1,EUR|-\"}",
+                     "{\"id\":\"p\",\"legs\":[{" LEG_AB("1") "},{" LEG_AB("1") "}]}");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* peek_id and pretty */
+
+static bool peek(const char *text, char id[LQ_ID_MAX + 1])
+{
+    size_t n = strlen(text);
+    char *buf = malloc(n > 0 ? n : 1);
+    bool found;
+
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, n);
+    found = lq_message_peek_id(buf, n, id);
+    free(buf);
+    return found;
+}
+
+START_TEST(peek_id_finds_the_id_of_any_json_object)
+{
+    char id[LQ_ID_MAX + 1];
+    char *id128 = repeat('i', 128), *id129 = repeat('i', 129);
+    char *body;
+
+    ck_assert(peek(PAY(""), id));
+    ck_assert_str_eq(id, "p-1");
+    /* also of invalid payments: that is what it is for */
+    ck_assert(peek("{\"amount\":-1,\"id\":\"bad one\"}", id));
+    ck_assert_str_eq(id, "bad one");
+
+    body = body_printf("{\"id\":\"%s\"}", id128);
+    ck_assert(peek(body, id));
+    ck_assert_str_eq(id, id128);
+    free(body);
+    body = body_printf("{\"id\":\"%s\"}", id129);
+    ck_assert(!peek(body, id));
+    free(body);
+    free(id129);
+    free(id128);
+}
+END_TEST
+
+START_TEST(peek_id_gives_up_quietly)
+{
+    static const char *const bodies[] = {"",
+                                         "garbage",
+                                         "{",
+                                         "{\"id\":\"p\"",
+                                         "[\"id\"]",
+                                         "{\"id\":42}",
+                                         "{\"id\":\"\"}",
+                                         "{\"ID\":\"p\"}",
+                                         "{\"id\":\"\xff\"}",
+                                         "\xc0\xaf{\"id\":\"p\"}",
+                                         "{\"id\":\"p\"} x"};
+    static const char nul[] = "{\"id\":\"p\"}\0";
+    char id[LQ_ID_MAX + 1];
+
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        ck_assert_msg(!peek(bodies[i], id), "body %s", bodies[i]);
+    ck_assert(!lq_message_peek_id(nul, sizeof(nul) - 1, id));
+    ck_assert(!lq_message_peek_id(NULL, 0, id));
+}
+END_TEST
+
+START_TEST(pretty_reformats_json_and_refuses_the_rest)
+{
+    static const char body[] = "{\"a\":1,\"b\":[true,null,{}],\"c\":{ },\"d\":[ {\"e\":\"x\"} ]}"
+                               "   trailing";
+    char *s = lq_message_pretty(body, sizeof(body) - 1 - strlen("   trailing"));
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "{\n"
+                        "  \"a\": 1,\n"
+                        "  \"b\": [\n"
+                        "    true,\n"
+                        "    null,\n"
+                        "    {}\n"
+                        "  ],\n"
+                        "  \"c\": {},\n"
+                        "  \"d\": [\n"
+                        "    {\n"
+                        "      \"e\": \"x\"\n"
+                        "    }\n"
+                        "  ]\n"
+                        "}");
+    free(s);
+
+    ck_assert_ptr_null(lq_message_pretty(body, sizeof(body) - 1));
+    ck_assert_ptr_null(lq_message_pretty("{", 1));
+    ck_assert_ptr_null(lq_message_pretty("", 0));
+    ck_assert_ptr_null(lq_message_pretty("\"\xff\"", 3));
+    ck_assert_ptr_null(lq_message_pretty("01", 2));
+    ck_assert_ptr_null(lq_message_pretty(NULL, 0));
+    s = lq_message_pretty(" [ ] ", 5);
+    ck_assert_str_eq(s, "[]");
+    free(s);
+    s = lq_message_pretty("42", 2);
+    ck_assert_str_eq(s, "42");
+    free(s);
+}
+END_TEST
+
+START_TEST(pretty_shows_numbers_and_strings_as_written)
+{
+    /* a double would show 9007199254740992 and 1e+400 would become null */
+    static const char body[] = "{\"amount\":9007199254740993,\"x\":1e400,\"y\":1.50,"
+                               "\"s\":\"caf\\u00e9 \\\"q\\\"\"}";
+    char *s = lq_message_pretty(body, sizeof(body) - 1);
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "{\n"
+                        "  \"amount\": 9007199254740993,\n"
+                        "  \"x\": 1e400,\n"
+                        "  \"y\": 1.50,\n"
+                        "  \"s\": \"caf\\u00e9 \\\"q\\\"\"\n"
+                        "}");
+    free(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* accounts: `account open` arguments and `account import` lines */
+
+START_TEST(account_id_and_currency_checks)
+{
+    char *a64 = repeat('a', 64), *a65 = repeat('a', 65);
+
+    ck_assert(lq_message_valid_account_id("acct:alice"));
+    ck_assert(lq_message_valid_account_id("AZaz09._:-"));
+    ck_assert(lq_message_valid_account_id(a64));
+    ck_assert(!lq_message_valid_account_id(a65));
+    ck_assert(!lq_message_valid_account_id(""));
+    ck_assert(!lq_message_valid_account_id("a b"));
+    ck_assert(!lq_message_valid_account_id("a|b"));
+    ck_assert(!lq_message_valid_account_id("caf\xc3\xa9"));
+    ck_assert(!lq_message_valid_account_id(NULL));
+
+    ck_assert(lq_message_valid_currency("EUR"));
+    ck_assert(!lq_message_valid_currency("eur"));
+    ck_assert(!lq_message_valid_currency("EURO"));
+    ck_assert(!lq_message_valid_currency("EU"));
+    ck_assert(!lq_message_valid_currency("E1R"));
+    ck_assert(!lq_message_valid_currency(""));
+    ck_assert(!lq_message_valid_currency(NULL));
+    free(a65);
+    free(a64);
+}
+END_TEST
+
+/* Parse an import line from a buffer of exactly its length. */
+static int import_line(const char *text, char id[LQ_ACCOUNT_ID_MAX + 1], char currency[4],
+                       bool *allow_negative, char *detail)
+{
+    size_t n = strlen(text);
+    char *buf = malloc(n > 0 ? n : 1);
+    int r;
+
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, n);
+    r = lq_message_parse_account(buf, n, id, currency, allow_negative, detail, LQ_DETAIL_MAX);
+    free(buf);
+    return r;
+}
+
+START_TEST(account_import_lines)
+{
+    char id[LQ_ACCOUNT_ID_MAX + 1], currency[4], detail[LQ_DETAIL_MAX];
+    bool neg = true;
+
+    ck_assert_int_eq(
+        import_line("{\"id\":\"acct:alice\",\"currency\":\"EUR\"}", id, currency, &neg, detail),
+        LQ_OK);
+    ck_assert_str_eq(id, "acct:alice");
+    ck_assert_str_eq(currency, "EUR");
+    ck_assert(!neg);
+
+    ck_assert_int_eq(import_line("{\"currency\":\"USD\",\"allow_negative\":true,\"id\":\"bank\"}",
+                                 id, currency, &neg, detail),
+                     LQ_OK);
+    ck_assert_str_eq(id, "bank");
+    ck_assert_str_eq(currency, "USD");
+    ck_assert(neg);
+
+    ck_assert_int_eq(import_line("{\"id\":\"b\",\"currency\":\"USD\",\"allow_negative\":false}", id,
+                                 currency, &neg, detail),
+                     LQ_OK);
+    ck_assert(!neg);
+}
+END_TEST
+
+START_TEST(account_import_bad_lines)
+{
+    static const struct {
+        const char *line;
+        int err;
+        const char *detail;
+    } bad[] = {
+        {"{\"id\":\"a\",\"currency\":\"EUR\"", LQ_ERR_MALFORMED_JSON, "line is not valid JSON"},
+        {"", LQ_ERR_MALFORMED_JSON, "line is not valid JSON"},
+        {"{\"id\":\"\xff\"}", LQ_ERR_MALFORMED_JSON, "line is not valid UTF-8"},
+        {"[]", LQ_ERR_INVALID_PAYMENT, "line: must be a JSON object"},
+        {"{\"currency\":\"EUR\"}", LQ_ERR_INVALID_PAYMENT, "id: is required"},
+        {"{\"id\":\"a\"}", LQ_ERR_INVALID_PAYMENT, "currency: is required"},
+        {"{\"id\":\"a b\",\"currency\":\"EUR\"}", LQ_ERR_INVALID_PAYMENT,
+         "id: must be 1-64 characters of A-Z a-z 0-9 . _ : -"},
+        {"{\"id\":\"a\",\"currency\":\"eur\"}", LQ_ERR_INVALID_PAYMENT,
+         "currency: must be three upper-case letters"},
+        {"{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":\"yes\"}", LQ_ERR_INVALID_PAYMENT,
+         "allow_negative: must be true or false"},
+        {"{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":null}", LQ_ERR_INVALID_PAYMENT,
+         "allow_negative: must be true or false"},
+        {"{\"id\":\"a\",\"currency\":\"EUR\",\"balance\":5}", LQ_ERR_INVALID_PAYMENT,
+         "balance: unknown field"},
+        {"{\"id\":\"a\",\"id\":\"b\",\"currency\":\"EUR\"}", LQ_ERR_INVALID_PAYMENT,
+         "id: appears twice"},
+        {"{\"id\":\"a\\u0000\",\"currency\":\"EUR\"}", LQ_ERR_INVALID_PAYMENT,
+         "line: strings must not contain \\u0000"},
+    };
+    char id[LQ_ACCOUNT_ID_MAX + 1] = "untouched", currency[4] = "XXX", detail[LQ_DETAIL_MAX];
+    bool neg = true;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r = import_line(bad[i].line, id, currency, &neg, detail);
+
+        ck_assert_msg(r == bad[i].err, "line %s: got %s", bad[i].line, lq_strerror(r));
+        ck_assert_str_eq(detail, bad[i].detail);
+    }
+    /* outputs are written only on success */
+    ck_assert_str_eq(id, "untouched");
+    ck_assert_str_eq(currency, "XXX");
+    ck_assert(neg);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static Suite *message_suite(void)
 {
     Suite *s = suite_create("message");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_placeholder);
+    TCase *tc;
+
+    tc = tcase_create("envelope");
+    tcase_add_test(tc, envelope_accepts_json_or_absent_content_type);
+    tcase_add_test(tc, envelope_rejects_other_content_types);
+    tcase_add_test(tc, envelope_content_type_uses_its_length_not_a_nul);
+    tcase_add_test(tc, envelope_detail_is_one_safe_line);
+    tcase_add_test(tc, envelope_limits_body_size);
+    tcase_add_test(tc, envelope_checks_content_type_first_and_accepts_no_detail_buffer);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
+
+    tc = tcase_create("valid");
+    tcase_add_test(tc, single_form_is_parsed);
+    tcase_add_test(tc, legs_form_is_parsed);
+    tcase_add_test(tc, field_order_and_whitespace_do_not_matter);
+    tcase_add_test(tc, free_accepts_null);
+    tcase_add_test(tc, parse_accepts_no_detail_buffer);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("malformed_json");
+    tcase_add_loop_test(tc, invalid_utf8_is_malformed, 0, sizeof(bad_utf8) / sizeof(bad_utf8[0]));
+    tcase_add_test(tc, valid_non_ascii_utf8_is_accepted_in_reference);
+    tcase_add_loop_test(tc, non_json_is_malformed, 0, sizeof(not_json) / sizeof(not_json[0]));
+    tcase_add_test(tc, nul_bytes_and_null_body_are_malformed);
+    tcase_add_test(tc, nesting_deeper_than_the_parser_allows_is_malformed);
+    tcase_add_test(tc, moderate_nesting_in_metadata_is_kept);
+    tcase_add_test(tc, byte_order_mark_is_ignored);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("shape");
+    tcase_add_test(tc, json_that_is_not_an_object_is_invalid);
+    tcase_add_test(tc, empty_object_is_invalid);
+    tcase_add_test(tc, unknown_fields_are_invalid);
+    tcase_add_test(tc, unknown_field_names_are_shown_safely);
+    tcase_add_test(tc, duplicate_keys_are_invalid);
+    tcase_add_test(tc, missing_required_fields_are_invalid);
+    tcase_add_test(tc, nul_escape_is_invalid_but_escaped_backslash_is_not);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("fields");
+    tcase_add_test(tc, id_rules);
+    tcase_add_test(tc, account_id_rules);
+    tcase_add_test(tc, debit_must_differ_from_credit);
+    tcase_add_loop_test(tc, amount_rules, 0, sizeof(amounts) / sizeof(amounts[0]));
+    tcase_add_test(tc, amount_details);
+    tcase_add_test(tc, amounts_elsewhere_do_not_confuse_the_amount);
+    tcase_add_test(tc, currency_rules);
+    tcase_add_test(tc, legs_count_from_1_to_64);
+    tcase_add_test(tc, legs_shape);
+    tcase_add_test(tc, legs_exclude_the_single_leg_fields);
+    tcase_add_test(tc, reference_rules);
+    tcase_add_test(tc, metadata_is_kept_compact);
+    tcase_add_test(tc, metadata_rules);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("canonical");
+    tcase_add_test(tc, canonical_is_the_same_for_the_same_content);
+    tcase_add_test(tc, canonical_differs_for_different_content);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("peek_and_pretty");
+    tcase_add_test(tc, peek_id_finds_the_id_of_any_json_object);
+    tcase_add_test(tc, peek_id_gives_up_quietly);
+    tcase_add_test(tc, pretty_reformats_json_and_refuses_the_rest);
+    tcase_add_test(tc, pretty_shows_numbers_and_strings_as_written);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("accounts");
+    tcase_add_test(tc, account_id_and_currency_checks);
+    tcase_add_test(tc, account_import_lines);
+    tcase_add_test(tc, account_import_bad_lines);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(message_suite());
+    int failed;
+
     srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
+    failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -48,6 +48,8 @@ typedef struct lq_publish {
     const char *content_type;   /* NULL for none */
     const char *message_id;     /* NULL for none */
     const char *correlation_id; /* NULL for none */
+    const char *reply_to;       /* NULL for none */
+    bool mandatory;             /* unroutable: returned, see lq_amqp_returned() */
 } lq_publish;
 
 /* Why a message is dead-lettered (the x-ledgerq-* headers). */
@@ -93,8 +95,9 @@ int lq_amqp_publish(lq_amqp *c, const lq_publish *p, uint64_t *ret_seq);
 
 /*
  * Republish d unchanged (body and properties) to dl->exchange with the
- * x-ledgerq-* headers of contract section 7 added.  Does not wait for the
- * confirm.
+ * x-ledgerq-* headers of contract section 7 added, as a mandatory publish
+ * (lq_amqp_returned() counts it if no queue took it).  Does not wait for
+ * the confirm.
  */
 int lq_amqp_dead_letter(lq_amqp *c, const lq_delivery *d, const lq_dead_letter *dl,
                         uint64_t *ret_seq);
@@ -106,6 +109,19 @@ int lq_amqp_dead_letter(lq_amqp *c, const lq_delivery *d, const lq_dead_letter *
  * LQ_ERR_TIMEOUT or LQ_ERR_AMQP_UNAVAILABLE.
  */
 int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms);
+
+/*
+ * Keep the connection alive for timeout_ms without taking anything: answer
+ * heartbeats, record confirms, keep deliveries for lq_amqp_next().  Returns
+ * LQ_OK, or LQ_ERR_AMQP_UNAVAILABLE when the connection died meanwhile.
+ */
+int lq_amqp_service(lq_amqp *c, int timeout_ms);
+
+/* How many mandatory publishes the broker returned as unroutable so far. */
+uint64_t lq_amqp_returned(const lq_amqp *c);
+
+/* How many publishes the broker refused (basic.nack) so far. */
+uint64_t lq_amqp_nacked(const lq_amqp *c);
 
 /* Start consuming queue with manual acks and the given prefetch. */
 int lq_amqp_consume(lq_amqp *c, const char *queue, int prefetch);

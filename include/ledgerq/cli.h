@@ -14,6 +14,8 @@
 #define LQ_EXIT_OK      0
 #define LQ_EXIT_FAILURE 1
 #define LQ_EXIT_USAGE   2
+/* lq_cli_parse(): go on with the command. */
+#define LQ_CLI_CONTINUE (-1)
 
 /* One option a command accepts besides the settings of section 2. */
 typedef struct lq_cli_option {
@@ -33,8 +35,9 @@ typedef struct lq_cli_args {
 /*
  * Parse argv (after the command name) for a command accepting options:
  * settings flags (--amqp-url ...), the command's own options, and --help.
- * Returns LQ_EXIT_OK to go on, or an exit code to return at once (after
- * printing help or a usage error).  Release args with lq_cli_args_release().
+ * Also sets up logging from the settings.  Returns LQ_CLI_CONTINUE to go
+ * on, or an exit code to return at once (after printing help or an error).
+ * Release args with lq_cli_args_release() in either case.
  */
 int lq_cli_parse(const char *command, const char *synopsis, const lq_cli_option *options, int argc,
                  char **argv, lq_cli_args *args);
@@ -43,6 +46,12 @@ void lq_cli_args_release(lq_cli_args *args);
 
 /* The value given for option name, or NULL. */
 const char *lq_cli_value(const lq_cli_args *args, const lq_cli_option *options, const char *name);
+
+/* Check the count of positional arguments; print a usage error when off. */
+bool lq_cli_want_args(const char *command, const lq_cli_args *args, int min, int max);
+
+/* Check the count of positional arguments; print a usage error when off. */
+bool lq_cli_want_args(const char *command, const lq_cli_args *args, int min, int max);
 
 /* Print "ledgerq: <message>" on stderr as one line. */
 void lq_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -77,6 +77,23 @@ lq_payment *lq_payment_free(lq_payment *p);
  */
 bool lq_message_peek_id(const char *body, size_t len, char ret_id[LQ_ID_MAX + 1]);
 
+/* Whether s is a valid account id: 1-64 characters of A-Z a-z 0-9 . _ : - */
+bool lq_message_valid_account_id(const char *s);
+
+/* Whether s is a currency code: three upper-case ASCII letters. */
+bool lq_message_valid_currency(const char *s);
+
+/*
+ * Parse one line of `account import`: a JSON object with exactly "id"
+ * (string), "currency" (string) and optionally "allow_negative" (boolean,
+ * default false), each valid as for `account open`.  Writes ret_id,
+ * ret_currency and *ret_allow_negative on success; otherwise returns
+ * LQ_ERR_MALFORMED_JSON or LQ_ERR_INVALID_PAYMENT with a line in detail.
+ */
+int lq_message_parse_account(const char *line, size_t len, char ret_id[LQ_ACCOUNT_ID_MAX + 1],
+                             char ret_currency[4], bool *ret_allow_negative, char *detail,
+                             size_t detail_len);
+
 /*
  * Reformat a JSON document for people: body (len bytes) is parsed and
  * printed indented.  Returns a new NUL-terminated string (caller frees with
