@@ -35,7 +35,8 @@ typedef struct delivery_priv {
 struct lq_amqp {
     amqp_connection_state_t conn;
     char err[512];
-    bool broken; /* a channel or the connection is gone: only close remains */
+    bool broken;  /* a channel or the connection is gone: only close remains */
+    bool blocked; /* connection.blocked received and not yet unblocked */
     amqp_bytes_t consumer_tag;
 
     /* Publisher confirms: sequence numbers sent and not yet confirmed, ascending. */
@@ -356,8 +357,13 @@ static int pump(lq_amqp *c, int timeout_ms)
         c->broken = true;
         return LQ_ERR_AMQP_UNAVAILABLE;
     }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        c->blocked = true;
+        return LQ_OK;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        c->blocked = false;
+        return LQ_OK;
     default:
-        /* connection.blocked / unblocked and the like: nothing to do here. */
         return LQ_OK;
     }
 }
@@ -710,6 +716,11 @@ int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms)
         return LQ_ERR_AMQP_NACK;
     }
     return LQ_OK;
+}
+
+bool lq_amqp_blocked(const lq_amqp *c)
+{
+    return c->blocked;
 }
 
 uint64_t lq_amqp_returned(const lq_amqp *c)

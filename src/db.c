@@ -47,7 +47,9 @@ static int classify(const lq_db *db, const PGresult *res)
 
     if (PQstatus(db->conn) != CONNECTION_OK || state == NULL)
         return LQ_ERR_DB_UNAVAILABLE;
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+    /* Serialization failure, deadlock, statement or lock timeout. */
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+        strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)
         return LQ_ERR_DB_RETRY;
     if (strcmp(state, "23505") == 0) {
         const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
@@ -197,7 +199,7 @@ static void ignore_notice(void *arg, const char *message)
 
 int lq_db_connect(const char *url, lq_db **ret, char *err, size_t err_len)
 {
-    const char *keys[8], *values[8];
+    const char *keys[10], *values[10];
     int n = 0;
     lq_db *db = calloc(1, sizeof(*db));
 
@@ -210,6 +212,8 @@ int lq_db_connect(const char *url, lq_db **ret, char *err, size_t err_len)
     /* Notice a dead server on an idle connection within about a minute. */
     add_default(keys, values, &n, "keepalives_idle", NULL, "30");
     add_default(keys, values, &n, "keepalives_interval", NULL, "10");
+    /* A server that stops answering mid-statement fails the call instead of hanging it. */
+    add_default(keys, values, &n, "tcp_user_timeout", NULL, "20000");
     keys[n] = "dbname";
     values[n] = url;
     n++;
@@ -227,6 +231,19 @@ int lq_db_connect(const char *url, lq_db **ret, char *err, size_t err_len)
     PQsetNoticeProcessor(db->conn, ignore_notice, NULL);
     *ret = db;
     return LQ_OK;
+}
+
+int lq_db_set_timeouts(lq_db *db, int statement_ms, int lock_ms)
+{
+    char statement[16], lock[16];
+    const char *params[2] = {statement, lock};
+
+    snprintf(statement, sizeof(statement), "%d", statement_ms);
+    snprintf(lock, sizeof(lock), "%d", lock_ms);
+    return run(db, "could not set timeouts",
+               "SELECT set_config('statement_timeout', $1, false),"
+               " set_config('lock_timeout', $2, false)",
+               2, params, NULL);
 }
 
 lq_db *lq_db_close(lq_db *db)

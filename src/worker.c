@@ -32,6 +32,12 @@
 #define IDLE_POLL_MS       200
 /* Deadlocks and concurrent first inserts resolve on a retry; past this, something else is wrong. */
 #define DB_RETRY_MAX 50
+/*
+ * libpq calls block the loop, and rabbitmq-c only answers heartbeats inside
+ * its own calls: bound each statement well within the heartbeat interval.
+ */
+#define DB_STATEMENT_TIMEOUT_MS 10000
+#define DB_LOCK_TIMEOUT_MS 5000
 
 /* Set by the signal handler; read by the loop. */
 static volatile sig_atomic_t stop_requested;
@@ -158,11 +164,18 @@ static int connect_db(worker *w)
     char err[512];
     int r = lq_db_connect(w->cfg->database_url, &w->db, err, sizeof(err));
 
-    if (r != LQ_OK)
+    if (r != LQ_OK) {
         lq_warn("%s", err);
-    else
-        lq_info("connected to the database");
-    return r;
+        return r;
+    }
+    r = lq_db_set_timeouts(w->db, DB_STATEMENT_TIMEOUT_MS, DB_LOCK_TIMEOUT_MS);
+    if (r != LQ_OK) {
+        lq_warn("%s", lq_db_error(w->db));
+        w->db = lq_db_close(w->db);
+        return r;
+    }
+    lq_info("connected to the database");
+    return LQ_OK;
 }
 
 /* Both connections up, or stop requested. */
@@ -410,6 +423,17 @@ static int answer_batch(worker *w)
     size_t applied = 0, rejected = 0, duplicates = 0, dead = 0;
     uint64_t returned = lq_amqp_returned(w->amqp);
     int r;
+
+    /* A blocked connection would stall a publish: wait, answering heartbeats. */
+    if (lq_amqp_blocked(w->amqp))
+        lq_warn("the broker blocked publishing (resource alarm): waiting");
+    while (lq_amqp_blocked(w->amqp)) {
+        if (past_deadline(w))
+            return LQ_ERR_TIMEOUT;
+        r = lq_amqp_service(w->amqp, 100);
+        if (r != LQ_OK)
+            return r;
+    }
 
     for (size_t i = 0; i < w->n; i++) {
         const entry *e = &w->entries[i];

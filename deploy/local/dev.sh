@@ -146,6 +146,7 @@ RUN_STACK_ARGS=()
 
 run_cleanup() {
 	local rc="$1"
+	((rc != 130)) || rc=0 # Ctrl-C is how a run ends
 	if [[ -n "$RUN_WORKER_PID" ]] && kill -0 "$RUN_WORKER_PID" 2>/dev/null; then
 		step "stop the worker (SIGTERM, pid $RUN_WORKER_PID)"
 		kill -TERM "$RUN_WORKER_PID"
@@ -442,8 +443,8 @@ main() {
 	preflight "$@"
 	shift
 	trap on_exit EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	trap 'echo "$PROG: interrupted" >&2; exit 130' INT
+	trap 'echo "$PROG: terminated" >&2; exit 143' TERM
 	case "$cmd" in
 	build) cmd_build "$@" ;;
 	run) cmd_run "$@" ;;

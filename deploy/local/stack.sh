@@ -145,6 +145,7 @@ resolve_settings() {
 	RMQ_NODE="ledgerq-$AMQP_PORT@localhost"
 	RMQ_PID_FILE="$RMQ_DIR/pid"              # the Erlang VM (beam.smp), written by the node
 	RMQ_LAUNCHER_PID_FILE="$RMQ_DIR/launcher.pid" # the rabbitmq-server shell wrapper
+	RMQ_RUNNER_PID_FILE="$RMQ_DIR/runner.pid"     # what this script forked to run it
 	EPMD_PID_FILE="$RMQ_DIR/epmd.pid"
 	RMQ_LOG="$RMQ_DIR/server.log"
 	RMQ_BIN="/usr/lib/rabbitmq/bin"
@@ -303,20 +304,26 @@ pg_start() {
 			die "port $PG_PORT on 127.0.0.1 is taken by another program: choose --pg-port"
 		fi
 		if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+			# Into a side folder, moved in place once complete: a start cut
+			# short never leaves a half-made cluster that a later start
+			# would take for ours.
 			log "postgresql: initdb $PG_DATA"
-			rm -rf "$PG_DATA"
-			as_user "$PG_USER" "$PG_BIN/initdb" -D "$PG_DATA" --username=ledgerq --auth=trust \
+			rm -rf "$PG_DATA" "$PG_DATA.new"
+			as_user "$PG_USER" "$PG_BIN/initdb" -D "$PG_DATA.new" --username=ledgerq --auth=trust \
 				-E UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 ||
 				{
 					tail -n 20 "$PG_DIR/initdb.log" >&2
 					die "initdb failed (log: $PG_DIR/initdb.log)"
 				}
-			echo "include_if_exists = 'ledgerq.conf'" >>"$PG_DATA/postgresql.conf"
+			echo "include = 'ledgerq.conf'" >>"$PG_DATA.new/postgresql.conf"
+			mv "$PG_DATA.new" "$PG_DATA"
 		fi
+		grep -qx "include = 'ledgerq.conf'" "$PG_DATA/postgresql.conf" ||
+			echo "include = 'ledgerq.conf'" >>"$PG_DATA/postgresql.conf"
 		# Rewritten at every start: the port may differ from the last run.
 		# Durability stays on (fsync, synchronous_commit, full_page_writes):
 		# this is a payments ledger and the fault tests rely on it.
-		cat >"$PG_DATA/ledgerq.conf" <<EOF
+		cat >"$PG_DATA/ledgerq.conf.new" <<EOF
 # written by deploy/local/stack.sh at each start
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
@@ -330,7 +337,8 @@ logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 EOF
-		if ((EUID == 0)); then chown "$PG_USER:" "$PG_DATA/ledgerq.conf"; fi
+		if ((EUID == 0)); then chown "$PG_USER:" "$PG_DATA/ledgerq.conf.new"; fi
+		mv -f "$PG_DATA/ledgerq.conf.new" "$PG_DATA/ledgerq.conf"
 		[[ -e "$PG_LOG" ]] || : >"$PG_LOG"
 		if ((EUID == 0)); then chown "$PG_USER:" "$PG_LOG"; fi
 
@@ -362,9 +370,24 @@ EOF
 	log "postgresql: up (pid $(pg_pid), port $PG_PORT)"
 }
 
+# A postmaster of this data dir that no postmaster.pid names (a start cut
+# short before the server wrote it).
+pg_strays() {
+	local p cmdline
+	for p in $(pgrep -x postgres || true); do
+		cmdline="$({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null)" || continue
+		if [[ "$cmdline" == *"postgres -D $PG_DATA "* ]]; then echo "$p"; fi
+	done
+}
+
 pg_stop() {
 	local pid
 	if ! pid="$(pg_pid)"; then
+		for pid in $(pg_strays); do
+			log "postgresql: fast shutdown of a postmaster without pid file (pid $pid)"
+			kill -INT "$pid" 2>/dev/null || true
+			wait_gone "$pid" 60 || terminate "$pid" postgres 10
+		done
 		log "postgresql: not running"
 		return 0
 	fi
@@ -410,6 +433,28 @@ pg_status() {
 
 rmq_pid() { pid_alive "$RMQ_PID_FILE" "beam" "-home $RMQ_DIR "; }
 rmq_launcher_pid() { pid_alive "$RMQ_LAUNCHER_PID_FILE" "rabbitmq-server"; }
+rmq_runner_pid() { pid_alive "$RMQ_RUNNER_PID_FILE" "$RMQ_LAUNCHER_PID_FILE"; }
+
+# environ_has PID NAME=VALUE...: the process's environment holds each of them.
+environ_has() {
+	local pid="$1" environ kv
+	shift
+	environ="$({ tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null)" || return 1
+	environ=$'\n'"$environ"$'\n'
+	for kv in "$@"; do
+		[[ "$environ" == *$'\n'"$kv"$'\n'* ]] || return 1
+	done
+}
+
+# Processes named NAME that run with this stack's RabbitMQ environment: ours,
+# even when no pid file names them (a start cut short, an epmd that an Erlang
+# VM spawned by itself).
+rmq_strays() {
+	local p
+	for p in $(pgrep -x "$1" || true); do
+		if environ_has "$p" "HOME=$RMQ_DIR" "ERL_EPMD_PORT=$EPMD_PORT"; then echo "$p"; fi
+	done
+}
 epmd_pid() { pid_alive "$EPMD_PID_FILE" "epmd -port $EPMD_PORT "; }
 
 rmq_write_config() {
@@ -475,7 +520,7 @@ rmq_start() {
 	fi
 
 	log "rabbitmq: starting node $RMQ_NODE on 127.0.0.1:$AMQP_PORT"
-	rm -f "$RMQ_PID_FILE" "$RMQ_LAUNCHER_PID_FILE"
+	rm -f "$RMQ_PID_FILE" "$RMQ_LAUNCHER_PID_FILE" "$RMQ_RUNNER_PID_FILE"
 	# rabbitmq-server stays in the foreground (a shell that waits for the
 	# Erlang VM and turns SIGTERM into a clean stop): run it in the background,
 	# in its own session so a Ctrl-C in the caller's terminal does not reach it.
@@ -490,6 +535,7 @@ rmq_start() {
 				"${RMQ_ENV[@]}" sh -c 'echo $$ >"$0"; exec "$1"' "$RMQ_LAUNCHER_PID_FILE" "$RMQ_BIN/rabbitmq-server"
 		fi
 	) >>"$RMQ_LOG" 2>&1 </dev/null &
+	echo "$!" >"$RMQ_RUNNER_PID_FILE"
 
 	# Up = the node answers await_startup and the AMQP port accepts.
 	local deadline=$((SECONDS + 90))
@@ -512,23 +558,38 @@ rmq_start() {
 }
 
 rmq_stop() {
-	local pid lpid
-	if pid="$(rmq_pid)"; then
-		log "rabbitmq: stopping (pid $pid)"
-		# The node handles SIGTERM as a clean shutdown (as rabbitmqctl stop).
-		terminate "$pid" rabbitmq 60
-	elif lpid="$(rmq_launcher_pid)"; then
-		# Still booting (the node has not written its pid file yet): the
-		# rabbitmq-server wrapper passes SIGTERM on to the Erlang VM.
-		log "rabbitmq: stopping a node that is still starting (wrapper pid $lpid)"
-		terminate "$lpid" rabbitmq-server 60
-	else
+	# The node (it handles SIGTERM as a clean shutdown, as rabbitmqctl stop
+	# does), the rabbitmq-server wrapper (it passes SIGTERM on to the node) and
+	# the runuser above it; any of them may be missing after a start cut short.
+	local pids=() pid
+	pid="$(rmq_pid)" && pids+=("$pid")
+	pid="$(rmq_launcher_pid)" && pids+=("$pid")
+	pid="$(rmq_runner_pid)" && pids+=("$pid")
+	for pid in $(rmq_strays beam.smp); do
+		[[ " ${pids[*]} " == *" $pid "* ]] || pids+=("$pid")
+	done
+	if ((${#pids[@]} == 0)); then
 		log "rabbitmq: not running"
+	else
+		log "rabbitmq: stopping (pids ${pids[*]})"
+		kill -TERM "${pids[@]}" 2>/dev/null || true
+		local tries=600 alive
+		while :; do
+			alive=()
+			for pid in "${pids[@]}"; do
+				if kill -0 "$pid" 2>/dev/null; then alive+=("$pid"); fi
+			done
+			((${#alive[@]} && tries-- > 0)) || break
+			sleep 0.1
+		done
+		if ((${#alive[@]})); then
+			log "rabbitmq: still running after 60s: SIGKILL ${alive[*]}"
+			kill -KILL "${alive[@]}" 2>/dev/null || true
+			for pid in "${alive[@]}"; do wait_gone "$pid" 10 || true; done
+		fi
+		log "rabbitmq: stopped"
 	fi
-	if lpid="$(rmq_launcher_pid)"; then
-		wait_gone "$lpid" 10 || terminate "$lpid" rabbitmq-server 10
-	fi
-	rm -f "$RMQ_PID_FILE" "$RMQ_LAUNCHER_PID_FILE"
+	rm -f "$RMQ_PID_FILE" "$RMQ_LAUNCHER_PID_FILE" "$RMQ_RUNNER_PID_FILE"
 	epmd_stop
 }
 
@@ -543,15 +604,10 @@ epmd_stop() {
 	# An Erlang VM started with this stack's environment spawns an
 	# `epmd -daemon` of its own when ours is not running (rabbitmqctl does so
 	# even with -start_epmd false). Such an epmd is ours by its environment.
-	local p environ
-	for p in $(pgrep -x epmd || true); do
-		environ="$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null)" || continue
-		environ=$'\n'"$environ"$'\n'
-		if [[ "$environ" == *$'\n'"HOME=$RMQ_DIR"$'\n'* &&
-			"$environ" == *$'\n'"ERL_EPMD_PORT=$EPMD_PORT"$'\n'* ]]; then
-			log "rabbitmq: stopping a stray epmd of this stack (pid $p)"
-			terminate "$p" epmd 5
-		fi
+	local p
+	for p in $(rmq_strays epmd); do
+		log "rabbitmq: stopping a stray epmd of this stack (pid $p)"
+		terminate "$p" epmd 5
 	done
 }
 

@@ -117,6 +117,12 @@ int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms);
  */
 int lq_amqp_service(lq_amqp *c, int timeout_ms);
 
+/*
+ * Whether the broker has blocked this connection (connection.blocked, a
+ * resource alarm): publishing now would stall until it unblocks.
+ */
+bool lq_amqp_blocked(const lq_amqp *c);
+
 /* How many mandatory publishes the broker returned as unroutable so far. */
 uint64_t lq_amqp_returned(const lq_amqp *c);
 

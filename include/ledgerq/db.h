@@ -27,6 +27,14 @@ typedef struct lq_db lq_db;
  */
 int lq_db_connect(const char *url, lq_db **ret, char *err, size_t err_len);
 
+/*
+ * Bound every later statement of this session: statement_ms for any one
+ * statement, lock_ms for waiting on a row lock.  A statement cut short
+ * fails with LQ_ERR_DB_RETRY.  The worker uses this so that it returns to
+ * the broker connection (heartbeats) within a known time.
+ */
+int lq_db_set_timeouts(lq_db *db, int statement_ms, int lock_ms);
+
 /* Close the connection.  Accepts NULL; returns NULL. */
 lq_db *lq_db_close(lq_db *db);
 

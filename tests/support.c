@@ -1,0 +1,1430 @@
+/*
+ * The integration test harness (see support.h).
+ *
+ * The product's lq_amqp module publishes the test commands and reads the
+ * dead-letter queue.  Two things it does not offer are done here with
+ * rabbitmq-c directly: reading a delivery's correlation_id (lq_delivery has
+ * no such field), so result listeners consume on connections of their own,
+ * and publishing with a custom header (lq_publish has no headers).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <cjson/cJSON.h>
+
+#include "ledgerq/error.h"
+#include "support.h"
+
+extern char **environ;
+
+#define RUN_TIMEOUT_S  60
+#define STOP_TIMEOUT_S 60
+#define LOG_TAIL_LINES 40
+
+struct lqt_worker {
+    lqt_ns *ns;
+    pid_t pid;
+    char log_path[512];
+};
+
+struct lqt_listener {
+    lqt_ns *ns;
+    amqp_connection_state_t conn;
+    char queue[256];
+    lqt_event *events;
+    size_t n, cap;
+};
+
+/* The runner process (the parent of Check's forked test children). */
+static pid_t runner_pid;
+/* Namespaces created by this process, to make names unique. */
+static int ns_counter;
+
+/* ------------------------------------------------------------ small things */
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+static const char *amqp_url(void)
+{
+    return getenv("LEDGERQ_TEST_AMQP_URL");
+}
+
+static const char *admin_url(void)
+{
+    return getenv("LEDGERQ_TEST_DATABASE_URL");
+}
+
+static const char *log_dir(void)
+{
+    return env_or("LEDGERQ_TEST_LOG_DIR", "/tmp");
+}
+
+static const char *ledgerq_bin(void)
+{
+    return getenv("LEDGERQ_BIN");
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    ck_assert_msg(p != NULL, "out of memory");
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    ck_assert_msg(p != NULL, "out of memory");
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void copy_bytes(char *dst, size_t dst_len, amqp_bytes_t b)
+{
+    size_t n = b.len < dst_len - 1 ? b.len : dst_len - 1;
+    if (n)
+        memcpy(dst, b.bytes, n);
+    dst[n] = '\0';
+}
+
+bool lqt_one_line(const char *s)
+{
+    const char *nl = strchr(s, '\n');
+
+    if (s[0] == '\0' || s[0] == '\n' || strchr(s, '\r'))
+        return false;
+    return nl == NULL || nl[1] == '\0';
+}
+
+bool lqt_parse_utc(const char *s, time_t *ret)
+{
+    struct tm tm;
+    const char *p;
+
+    memset(&tm, 0, sizeof(tm));
+    p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == NULL || strlen(s) < 20 || s[4] != '-' || s[10] != 'T')
+        return false;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (strcmp(p, "Z") != 0)
+        return false;
+    *ret = timegm(&tm);
+    return true;
+}
+
+/* ------------------------------------------------------------ the run */
+
+void lqt_env_or_skip(void)
+{
+    if (amqp_url() == NULL || !*amqp_url() || admin_url() == NULL || !*admin_url()) {
+        printf("skipped: LEDGERQ_TEST_AMQP_URL and LEDGERQ_TEST_DATABASE_URL are not both set "
+               "(deploy/local/dev.sh test starts a stack and sets them)\n");
+        exit(77);
+    }
+    if (ledgerq_bin() == NULL || access(ledgerq_bin(), X_OK) != 0) {
+        printf("LEDGERQ_BIN must name the ledgerq binary (tests/meson.build sets it)\n");
+        exit(1);
+    }
+    if (strncmp(amqp_url(), "amqp://", 7) != 0) {
+        printf("the harness speaks plain amqp:// only, not \"%.8s...\"\n", amqp_url());
+        exit(1);
+    }
+}
+
+void lqt_init(void)
+{
+    runner_pid = getpid();
+    mkdir(log_dir(), 0755);
+}
+
+static void names_path(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/lqt-%d.names", log_dir(), (int)runner_pid);
+}
+
+/* Append one line to the runner's record of namespaces. */
+static void names_record(const char *line)
+{
+    char path[512];
+    int fd;
+
+    names_path(path, sizeof(path));
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    if (write(fd, line, strlen(line)) < 0)
+        perror("lqt: could not record a namespace");
+    close(fd);
+}
+
+static PGconn *admin_connect(void)
+{
+    PGconn *c = PQconnectdb(admin_url());
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c));
+        PQfinish(c);
+        ck_abort_msg("could not connect to LEDGERQ_TEST_DATABASE_URL: %s", msg);
+    }
+    return c;
+}
+
+/* DROP DATABASE name WITH (FORCE); false with a message on stderr when it failed. */
+static bool drop_database(PGconn *admin, const char *name)
+{
+    char *ident = PQescapeIdentifier(admin, name, strlen(name));
+    char sql[256];
+    PGresult *res;
+    bool ok;
+
+    if (ident == NULL)
+        return false;
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", ident);
+    PQfreemem(ident);
+    res = PQexec(admin, sql);
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "lqt: could not drop database %s: %s", name, PQerrorMessage(admin));
+    PQclear(res);
+    return ok;
+}
+
+static void delete_names(lq_amqp *c, const char *const names[5])
+{
+    /* Queues first: deleting an exchange does not delete what is bound to it. */
+    lq_amqp_delete_queue(c, names[1]);
+    lq_amqp_delete_queue(c, names[4]);
+    lq_amqp_delete_exchange(c, names[0]);
+    lq_amqp_delete_exchange(c, names[2]);
+    lq_amqp_delete_exchange(c, names[3]);
+}
+
+void lqt_sweep(void)
+{
+    char path[512], line[1024];
+    char (*created)[6][128] = NULL;
+    size_t n = 0, cap = 0;
+    FILE *f;
+
+    names_path(path, sizeof(path));
+    f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        char kind, w[6][128];
+        if (line[0] == '+' &&
+            sscanf(line, "%c %127s %127s %127s %127s %127s %127s", &kind, w[0], w[1], w[2], w[3],
+                   w[4], w[5]) == 7) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                created = realloc(created, cap * sizeof(*created));
+                if (created == NULL)
+                    break;
+            }
+            memcpy(created[n++], w, sizeof(w));
+        } else if (line[0] == '-' && sscanf(line, "%c %127s", &kind, w[0]) == 2) {
+            for (size_t i = 0; i < n; i++) {
+                if (strcmp(created[i][0], w[0]) == 0)
+                    created[i][0][0] = '\0';
+            }
+        }
+    }
+    fclose(f);
+    for (size_t i = 0; i < n; i++) {
+        char err[512];
+        lq_amqp *c = NULL;
+        PGconn *admin;
+        const char *names[5];
+
+        if (created[i][0][0] == '\0')
+            continue;
+        fprintf(stderr, "lqt: removing namespace %s left behind by a failed test\n",
+                created[i][0]);
+        for (int k = 0; k < 5; k++)
+            names[k] = created[i][k + 1];
+        if (lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK)
+            delete_names(c, names);
+        lq_amqp_close(c);
+        admin = PQconnectdb(admin_url());
+        if (PQstatus(admin) == CONNECTION_OK)
+            drop_database(admin, created[i][0]);
+        PQfinish(admin);
+    }
+    free(created);
+    unlink(path);
+}
+
+/* ------------------------------------------------------------ namespaces */
+
+/* Quote a conninfo value: 'value' with \ and ' escaped. */
+static void append_conninfo(char *buf, size_t len, const char *key, const char *value)
+{
+    size_t used = strlen(buf);
+
+    used += (size_t)snprintf(buf + used, len - used, "%s%s='", used ? " " : "", key);
+    for (const char *p = value; *p && used + 3 < len; p++) {
+        if (*p == '\\' || *p == '\'')
+            buf[used++] = '\\';
+        buf[used++] = *p;
+    }
+    snprintf(buf + used, len - used, "'");
+}
+
+/* The admin URL (URI or conninfo) with another database name, as conninfo. */
+static char *db_url_for(const char *db_name)
+{
+    char *errmsg = NULL, buf[2048] = "";
+    PQconninfoOption *opts = PQconninfoParse(admin_url(), &errmsg);
+
+    ck_assert_msg(opts != NULL, "LEDGERQ_TEST_DATABASE_URL does not parse: %s",
+                  errmsg ? errmsg : "out of memory");
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
+            append_conninfo(buf, sizeof(buf), o->keyword, o->val);
+    }
+    append_conninfo(buf, sizeof(buf), "dbname", db_name);
+    PQconninfoFree(opts);
+    return xstrdup(buf);
+}
+
+lqt_ns *lqt_ns_create(void)
+{
+    lqt_ns *ns = calloc(1, sizeof(*ns));
+    char err[512], line[1024], sql[256], *ident;
+    PGconn *admin;
+    PGresult *res;
+    int n = ++ns_counter;
+
+    ck_assert_msg(ns != NULL, "out of memory");
+    if (runner_pid == 0)
+        runner_pid = getppid();
+    snprintf(ns->prefix, sizeof(ns->prefix), "t%d.%d.", (int)getpid(), n);
+    snprintf(ns->db_name, sizeof(ns->db_name), "lqt_%d_%d_%d", (int)runner_pid, (int)getpid(),
+             n);
+    snprintf(ns->exchange, sizeof(ns->exchange), "%spayments", ns->prefix);
+    snprintf(ns->queue, sizeof(ns->queue), "%spayments.process", ns->prefix);
+    snprintf(ns->results_exchange, sizeof(ns->results_exchange), "%spayments.results",
+             ns->prefix);
+    snprintf(ns->dlx, sizeof(ns->dlx), "%spayments.dlx", ns->prefix);
+    snprintf(ns->dlq, sizeof(ns->dlq), "%spayments.dead", ns->prefix);
+    snprintf(line, sizeof(line), "+ %s %s %s %s %s %s\n", ns->db_name, ns->exchange, ns->queue,
+             ns->results_exchange, ns->dlx, ns->dlq);
+    names_record(line);
+
+    admin = admin_connect();
+    ident = PQescapeIdentifier(admin, ns->db_name, strlen(ns->db_name));
+    ck_assert_msg(ident != NULL, "could not quote %s", ns->db_name);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", ident);
+    PQfreemem(ident);
+    res = PQexec(admin, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(err, sizeof(err), "%s", PQerrorMessage(admin));
+        PQclear(res);
+        PQfinish(admin);
+        ck_abort_msg("could not create database %s: %s", ns->db_name, err);
+    }
+    PQclear(res);
+    PQfinish(admin);
+
+    ns->db_url = db_url_for(ns->db_name);
+    ns->db = PQconnectdb(ns->db_url);
+    ck_assert_msg(PQstatus(ns->db) == CONNECTION_OK, "could not connect to %s: %s", ns->db_name,
+                  PQerrorMessage(ns->db));
+    ck_assert_msg(lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) == LQ_OK,
+                  "could not connect to LEDGERQ_TEST_AMQP_URL: %s", err);
+
+    lqt_run_ok(ns, "migrate");
+    lqt_run_ok(ns, "topology");
+    return ns;
+}
+
+void lqt_ns_destroy(lqt_ns *ns)
+{
+    char line[256], path[600];
+
+    if (ns == NULL)
+        return;
+    for (size_t i = 0; i < LQT_WORKERS_MAX; i++) {
+        lqt_worker *w = ns->workers[i];
+        if (w == NULL)
+            continue;
+        /* A test that forgot to stop its worker: no verdict, just clean up. */
+        kill(w->pid, SIGKILL);
+        waitpid(w->pid, NULL, 0);
+        free(w);
+        ns->workers[i] = NULL;
+    }
+    for (size_t i = 0; i < LQT_LISTENERS_MAX; i++) {
+        lqt_listener *l = ns->listeners[i];
+        if (l == NULL)
+            continue;
+        amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
+        amqp_destroy_connection(l->conn);
+        for (size_t k = 0; k < l->n; k++)
+            free(l->events[k].body);
+        free(l->events);
+        free(l);
+        ns->listeners[i] = NULL;
+    }
+    if (ns->amqp) {
+        const char *names[5] = {ns->exchange, ns->queue, ns->results_exchange, ns->dlx, ns->dlq};
+        delete_names(ns->amqp, names);
+        ns->amqp = lq_amqp_close(ns->amqp);
+    }
+    PQfinish(ns->db);
+    {
+        PGconn *admin = admin_connect();
+        drop_database(admin, ns->db_name);
+        PQfinish(admin);
+    }
+    /* The test passed (Check skips teardown after a failure): its logs are not needed. */
+    for (int k = 1; k <= ns->n_workers_started; k++) {
+        snprintf(path, sizeof(path), "%s/%sworker-%d.log", log_dir(), ns->prefix, k);
+        unlink(path);
+    }
+    for (int k = 0; k < ns->n_files; k++) {
+        snprintf(path, sizeof(path), "%s/%sfile-%d", log_dir(), ns->prefix, k + 1);
+        unlink(path);
+    }
+    snprintf(line, sizeof(line), "- %s\n", ns->db_name);
+    names_record(line);
+    free(ns->db_url);
+    free(ns);
+}
+
+/* ------------------------------------------------------------ processes */
+
+/* The environment of a child: ours without LEDGERQ_*, then the namespace's, then extra. */
+typedef struct env_list {
+    char **v;
+    size_t n, cap;
+} env_list;
+
+static void env_set(env_list *e, const char *entry)
+{
+    size_t key_len = strcspn(entry, "=");
+
+    for (size_t i = 0; i < e->n; i++) {
+        if (strncmp(e->v[i], entry, key_len) == 0 && e->v[i][key_len] == '=') {
+            free(e->v[i]);
+            e->v[i] = xstrdup(entry);
+            return;
+        }
+    }
+    if (e->n + 1 >= e->cap) {
+        e->cap = e->cap ? 2 * e->cap : 64;
+        e->v = realloc(e->v, e->cap * sizeof(*e->v));
+        ck_assert_msg(e->v != NULL, "out of memory");
+    }
+    e->v[e->n++] = xstrdup(entry);
+    e->v[e->n] = NULL;
+}
+
+static void env_setf(env_list *e, const char *name, const char *value)
+{
+    size_t len = strlen(name) + strlen(value) + 2;
+    char *entry = xmalloc(len);
+
+    snprintf(entry, len, "%s=%s", name, value);
+    env_set(e, entry);
+    free(entry);
+}
+
+static env_list child_env(const lqt_ns *ns, const char *const *extra)
+{
+    env_list e = {NULL, 0, 0};
+
+    for (char **p = environ; *p; p++) {
+        if (strncmp(*p, "LEDGERQ_", 8) != 0)
+            env_set(&e, *p);
+    }
+    env_setf(&e, "LEDGERQ_AMQP_URL", amqp_url());
+    env_setf(&e, "LEDGERQ_DATABASE_URL", ns->db_url);
+    env_setf(&e, "LEDGERQ_EXCHANGE", ns->exchange);
+    env_setf(&e, "LEDGERQ_QUEUE", ns->queue);
+    env_setf(&e, "LEDGERQ_RESULTS_EXCHANGE", ns->results_exchange);
+    env_setf(&e, "LEDGERQ_DLX", ns->dlx);
+    env_setf(&e, "LEDGERQ_DLQ", ns->dlq);
+    env_setf(&e, "LEDGERQ_HTTP_ADDR", "off");
+    env_setf(&e, "LEDGERQ_LOG_FORMAT", "json");
+    for (const char *const *p = extra; p && *p; p++)
+        env_set(&e, *p);
+    if (e.v == NULL)
+        env_set(&e, "LQT=1");
+    return e;
+}
+
+static void env_free(env_list *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i]);
+    free(e->v);
+}
+
+/* fork and exec ledgerq with args; the child's fds 0, 1, 2 become in, out, err. */
+static pid_t spawn(const lqt_ns *ns, const char *const *extra, const char **args, int in, int out,
+                   int err)
+{
+    env_list env = child_env(ns, extra);
+    size_t n_args = 0;
+    char **argv;
+    pid_t parent = getpid(), pid;
+
+    while (args[n_args])
+        n_args++;
+    argv = xmalloc((n_args + 2) * sizeof(*argv));
+    argv[0] = (char *)ledgerq_bin();
+    for (size_t i = 0; i < n_args; i++)
+        argv[i + 1] = (char *)args[i];
+    argv[n_args + 1] = NULL;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* Die with the test: a failed assertion ends it with _exit(), skipping teardown. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+            _exit(127);
+        close_range(3, ~0U, 0);
+        execve(argv[0], argv, env.v);
+        dprintf(2, "lqt: could not run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    free(argv);
+    env_free(&env);
+    return pid;
+}
+
+static int decode_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+typedef struct buffer {
+    char *p;
+    size_t n, cap;
+} buffer;
+
+static void buffer_read(buffer *b, int fd, bool *open)
+{
+    ssize_t got;
+
+    if (b->cap - b->n < 4096) {
+        b->cap = b->cap ? 2 * b->cap : 8192;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_msg(b->p != NULL, "out of memory");
+    }
+    got = read(fd, b->p + b->n, b->cap - b->n - 1);
+    if (got > 0)
+        b->n += (size_t)got;
+    else if (got == 0 || (errno != EINTR && errno != EAGAIN))
+        *open = false;
+    b->p[b->n] = '\0';
+}
+
+static int run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const char **args)
+{
+    int out_pipe[2], err_pipe[2], devnull, status;
+    bool out_open = true, err_open = true;
+    buffer out = {NULL, 0, 0}, err = {NULL, 0, 0};
+    int64_t deadline = now_ms() + RUN_TIMEOUT_S * 1000;
+    pid_t pid;
+
+    ck_assert_msg(pipe2(out_pipe, O_CLOEXEC) == 0 && pipe2(err_pipe, O_CLOEXEC) == 0, "pipe: %s",
+                  strerror(errno));
+    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_msg(devnull >= 0, "/dev/null: %s", strerror(errno));
+    pid = spawn(ns, env, args, devnull, out_pipe[1], err_pipe[1]);
+    close(devnull);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    buffer_read(&out, -1, &(bool){true}); /* allocate: output may be empty */
+    buffer_read(&err, -1, &(bool){true});
+    while (out_open || err_open) {
+        struct pollfd fds[2] = {{out_open ? out_pipe[0] : -1, POLLIN, 0},
+                                {err_open ? err_pipe[0] : -1, POLLIN, 0}};
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            ck_abort_msg("ledgerq %s %s did not finish within %d s; stderr so far: %s", args[0],
+                         args[1] ? args[1] : "", RUN_TIMEOUT_S, err.p);
+        }
+        if (poll(fds, 2, (int)left) < 0 && errno != EINTR)
+            ck_abort_msg("poll: %s", strerror(errno));
+        if (fds[0].revents)
+            buffer_read(&out, out_pipe[0], &out_open);
+        if (fds[1].revents)
+            buffer_read(&err, err_pipe[0], &err_open);
+    }
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    while (waitpid(pid, &status, 0) < 0) {
+        ck_assert_msg(errno == EINTR, "waitpid: %s", strerror(errno));
+    }
+    ret->status = decode_status(status);
+    ret->out = out.p;
+    ret->out_len = out.n;
+    ret->err = err.p;
+    return ret->status;
+}
+
+void lqt_output_release(lqt_output *o)
+{
+    free(o->out);
+    free(o->err);
+    memset(o, 0, sizeof(*o));
+}
+
+static const char **collect_args(const char *arg, va_list ap)
+{
+    const char **args = xmalloc(64 * sizeof(*args));
+    size_t n = 0;
+
+    for (const char *a = arg; a; a = va_arg(ap, const char *)) {
+        ck_assert_msg(n < 62, "too many arguments");
+        args[n++] = a;
+    }
+    args[n] = NULL;
+    return args;
+}
+
+int lqt_run_env(lqt_ns *ns, const char *const *env, lqt_output *ret, const char *arg, ...)
+{
+    va_list ap;
+    const char **args;
+    int status;
+
+    va_start(ap, arg);
+    args = collect_args(arg, ap);
+    va_end(ap);
+    status = run_argv(ns, env, ret, args);
+    free(args);
+    return status;
+}
+
+void lqt_run_ok_(lqt_ns *ns, const char *arg, ...)
+{
+    va_list ap;
+    const char **args;
+    lqt_output o;
+    char cmd[512] = "";
+
+    va_start(ap, arg);
+    args = collect_args(arg, ap);
+    va_end(ap);
+    for (size_t i = 0; args[i]; i++) {
+        size_t used = strlen(cmd);
+        snprintf(cmd + used, sizeof(cmd) - used, " %s", args[i]);
+    }
+    run_argv(ns, NULL, &o, args);
+    free(args);
+    ck_assert_msg(o.status == 0, "`ledgerq%s` exited %d; stderr: %s", cmd, o.status, o.err);
+    lqt_output_release(&o);
+}
+
+const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text)
+{
+    static char path[600];
+    FILE *f;
+
+    (void)name;
+    snprintf(path, sizeof(path), "%s/%sfile-%d", log_dir(), ns->prefix, ++ns->n_files);
+    f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "could not create %s: %s", path, strerror(errno));
+    fputs(text, f);
+    ck_assert_msg(fclose(f) == 0, "could not write %s", path);
+    return path;
+}
+
+/* ------------------------------------------------------------ what users see */
+
+/*
+ * The integer written after "key": in a compact JSON text, read exactly
+ * (cJSON would go through a double).
+ */
+static bool raw_int(const char *json, const char *key, int64_t *ret)
+{
+    char needle[80];
+    const char *p;
+    char *end;
+
+    snprintf(needle, sizeof(needle), "\"%s\":", key);
+    p = strstr(json, needle);
+    if (p == NULL)
+        return false;
+    p += strlen(needle);
+    errno = 0;
+    *ret = strtoll(p, &end, 10);
+    return errno == 0 && end != p && (*end == ',' || *end == '}');
+}
+
+/* Check that obj has exactly the keys given (NULL-terminated). */
+static void check_keys(const cJSON *obj, const char *what, const char *const *keys)
+{
+    size_t n_keys = 0, n_items = 0;
+    const cJSON *item;
+
+    while (keys[n_keys]) {
+        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(obj, keys[n_keys]) != NULL,
+                      "%s has no \"%s\"", what, keys[n_keys]);
+        n_keys++;
+    }
+    cJSON_ArrayForEach(item, obj)
+    {
+        n_items++;
+    }
+    ck_assert_msg(n_items == n_keys, "%s has %zu fields, expected %zu", what, n_items, n_keys);
+}
+
+static const char *json_string(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    ck_assert_msg(cJSON_IsString(v), "%s: \"%s\" is not a string", what, key);
+    return v->valuestring;
+}
+
+/* A string or null: NULL for null. */
+static const char *json_string_or_null(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsNull(v))
+        return NULL;
+    ck_assert_msg(cJSON_IsString(v), "%s: \"%s\" is neither a string nor null", what, key);
+    return v->valuestring;
+}
+
+void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
+{
+    static const char *const keys[] = {"id",     "currency",       "balance",    "debits",
+                                       "credits", "allow_negative", "created_at", NULL};
+    lqt_output o;
+    cJSON *j;
+    const cJSON *v;
+    char what[200];
+    time_t t;
+
+    memset(ret, 0, sizeof(*ret));
+    snprintf(what, sizeof(what), "`account show %s --json`", id);
+    lqt_run(ns, &o, "account", "show", id, "--json");
+    ck_assert_msg(o.status == 0, "%s exited %d: %s", what, o.status, o.err);
+    ck_assert_msg(lqt_one_line(o.out), "%s printed more than one line: %s", what, o.out);
+    snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
+    j = cJSON_Parse(o.out);
+    ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
+    check_keys(j, what, keys);
+    snprintf(ret->id, sizeof(ret->id), "%s", json_string(j, "id", what));
+    snprintf(ret->currency, sizeof(ret->currency), "%s", json_string(j, "currency", what));
+    snprintf(ret->created_at, sizeof(ret->created_at), "%s", json_string(j, "created_at", what));
+    ck_assert_msg(lqt_parse_utc(ret->created_at, &t), "%s: created_at \"%s\" is not RFC 3339 UTC",
+                  what, ret->created_at);
+    v = cJSON_GetObjectItemCaseSensitive(j, "allow_negative");
+    ck_assert_msg(cJSON_IsBool(v), "%s: allow_negative is not a boolean", what);
+    ret->allow_negative = cJSON_IsTrue(v);
+    ck_assert_msg(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "balance")) &&
+                      cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "debits")) &&
+                      cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "credits")),
+                  "%s: balance, debits and credits must be JSON numbers: %s", what, o.out);
+    ck_assert_msg(raw_int(o.out, "balance", &ret->balance) &&
+                      raw_int(o.out, "debits", &ret->debits) &&
+                      raw_int(o.out, "credits", &ret->credits),
+                  "%s: balance, debits and credits must be JSON integers: %s", what, o.out);
+    cJSON_Delete(j);
+    lqt_output_release(&o);
+    ck_assert_str_eq(ret->id, id);
+}
+
+int64_t lqt_balance(lqt_ns *ns, const char *id)
+{
+    lqt_account a;
+    lqt_account_show(ns, id, &a);
+    return a.balance;
+}
+
+char *lqt_accounts_snapshot(lqt_ns *ns)
+{
+    lqt_output o;
+    char *text;
+
+    lqt_run(ns, &o, "account", "list", "--json");
+    ck_assert_msg(o.status == 0, "`account list --json` exited %d: %s", o.status, o.err);
+    text = o.out;
+    o.out = NULL;
+    lqt_output_release(&o);
+    return text;
+}
+
+int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_line)
+{
+    static const char *const keys[] = {"id",   "status",       "reason", "detail",
+                                       "legs", "processed_at", NULL};
+    static const char *const leg_keys[] = {"debit", "credit", "amount", "currency", NULL};
+    lqt_output o;
+    cJSON *j;
+    const cJSON *legs, *leg;
+    const char *s;
+    char what[200];
+    time_t t;
+    int status;
+
+    memset(ret, 0, sizeof(*ret));
+    snprintf(what, sizeof(what), "`payment show %s --json`", id);
+    status = lqt_run(ns, &o, "payment", "show", id, "--json");
+    if (err_line)
+        snprintf(err_line, 512, "%s", o.err);
+    if (status != 0) {
+        lqt_output_release(&o);
+        return status;
+    }
+    ck_assert_msg(lqt_one_line(o.out), "%s printed more than one line: %s", what, o.out);
+    snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
+    j = cJSON_Parse(o.out);
+    ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
+    check_keys(j, what, keys);
+    ck_assert_str_eq(json_string(j, "id", what), id);
+    snprintf(ret->status, sizeof(ret->status), "%s", json_string(j, "status", what));
+    s = json_string_or_null(j, "reason", what);
+    ret->reason_null = s == NULL;
+    snprintf(ret->reason, sizeof(ret->reason), "%s", s ? s : "");
+    s = json_string_or_null(j, "detail", what);
+    ret->detail_null = s == NULL;
+    snprintf(ret->detail, sizeof(ret->detail), "%s", s ? s : "");
+    snprintf(ret->processed_at, sizeof(ret->processed_at), "%s",
+             json_string(j, "processed_at", what));
+    ck_assert_msg(lqt_parse_utc(ret->processed_at, &t),
+                  "%s: processed_at \"%s\" is not RFC 3339 UTC", what, ret->processed_at);
+    legs = cJSON_GetObjectItemCaseSensitive(j, "legs");
+    ck_assert_msg(cJSON_IsArray(legs), "%s: legs is not an array", what);
+    cJSON_ArrayForEach(leg, legs)
+    {
+        lqt_leg *l;
+        const cJSON *amount;
+        ck_assert_msg(ret->n_legs < sizeof(ret->legs) / sizeof(ret->legs[0]),
+                      "%s: more legs than the harness keeps", what);
+        l = &ret->legs[ret->n_legs++];
+        ck_assert_msg(cJSON_IsObject(leg), "%s: a leg is not an object", what);
+        check_keys(leg, what, leg_keys);
+        snprintf(l->debit, sizeof(l->debit), "%s", json_string(leg, "debit", what));
+        snprintf(l->credit, sizeof(l->credit), "%s", json_string(leg, "credit", what));
+        snprintf(l->currency, sizeof(l->currency), "%s", json_string(leg, "currency", what));
+        amount = cJSON_GetObjectItemCaseSensitive(leg, "amount");
+        /* Exact below 2^53; tests of larger amounts read the raw text. */
+        ck_assert_msg(cJSON_IsNumber(amount), "%s: a leg's amount is not a number", what);
+        l->amount = (int64_t)amount->valuedouble;
+    }
+    cJSON_Delete(j);
+    lqt_output_release(&o);
+    return 0;
+}
+
+/* ------------------------------------------------------------ raw rabbitmq-c */
+
+static void raw_check(amqp_rpc_reply_t r, const char *what)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        ck_abort_msg("%s: %s", what, amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            const amqp_channel_close_t *m = r.reply.decoded;
+            ck_abort_msg("%s: channel closed: %d %.*s", what, m->reply_code,
+                         (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            const amqp_connection_close_t *m = r.reply.decoded;
+            ck_abort_msg("%s: connection closed: %d %.*s", what, m->reply_code,
+                         (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        }
+        ck_abort_msg("%s: server exception 0x%08x", what, r.reply.id);
+        break;
+    default:
+        ck_abort_msg("%s: no reply", what);
+    }
+}
+
+/* A connection with channel 1 open. */
+static amqp_connection_state_t raw_connect(void)
+{
+    struct amqp_connection_info info;
+    char *url = xstrdup(amqp_url());
+    amqp_connection_state_t conn;
+    amqp_socket_t *sock;
+    int status;
+
+    ck_assert_msg(amqp_parse_url(url, &info) == AMQP_STATUS_OK, "LEDGERQ_TEST_AMQP_URL is invalid");
+    conn = amqp_new_connection();
+    ck_assert_msg(conn != NULL, "out of memory");
+    sock = amqp_tcp_socket_new(conn);
+    ck_assert_msg(sock != NULL, "out of memory");
+    status = amqp_socket_open(sock, info.host, info.port);
+    ck_assert_msg(status == AMQP_STATUS_OK, "could not connect to the broker at %s:%d: %s",
+                  info.host, info.port, amqp_error_string2(status));
+    raw_check(amqp_login(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN,
+                         info.user, info.password),
+              "could not log in to the broker");
+    amqp_channel_open(conn, 1);
+    raw_check(amqp_get_rpc_reply(conn), "could not open a channel");
+    free(url);
+    return conn;
+}
+
+static void raw_close(amqp_connection_state_t conn)
+{
+    amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(conn);
+}
+
+/* Publish m with its custom header on a connection of its own, confirmed. */
+static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
+{
+    amqp_connection_state_t conn = raw_connect();
+    amqp_basic_properties_t props;
+    amqp_table_entry_t header;
+    amqp_bytes_t body = {.len = m->len ? m->len : strlen(m->body), .bytes = (void *)m->body};
+    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    bool returned = false;
+
+    amqp_confirm_select(conn, 1);
+    raw_check(amqp_get_rpc_reply(conn), "could not enable confirms");
+    memset(&props, 0, sizeof(props));
+    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    if (m->content_type == NULL || strcmp(m->content_type, LQT_NO_CONTENT_TYPE) != 0) {
+        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props.content_type = amqp_cstring_bytes(m->content_type ? m->content_type
+                                                                : "application/json");
+    }
+    if (m->message_id) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props.message_id = amqp_cstring_bytes(m->message_id);
+    }
+    if (m->reply_to) {
+        props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        props.reply_to = amqp_cstring_bytes(m->reply_to);
+    }
+    header.key = amqp_cstring_bytes(m->header);
+    header.value.kind = AMQP_FIELD_KIND_UTF8;
+    header.value.value.bytes = amqp_cstring_bytes(m->header_value ? m->header_value : "");
+    props.headers.num_entries = 1;
+    props.headers.entries = &header;
+    ck_assert_msg(amqp_basic_publish(conn, 1, amqp_cstring_bytes(ns->exchange),
+                                     amqp_cstring_bytes(m->routing_key ? m->routing_key
+                                                                       : "payment.submitted"),
+                                     1, 0, &props, body) == AMQP_STATUS_OK,
+                  "could not publish");
+    for (;;) {
+        amqp_frame_t frame;
+        int64_t left = deadline - now_ms();
+        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+        int status;
+
+        ck_assert_msg(left > 0, "no publisher confirm within %d s", LQT_WAIT_S);
+        status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
+        if (status == AMQP_STATUS_TIMEOUT)
+            continue;
+        ck_assert_msg(status == AMQP_STATUS_OK, "waiting for a confirm: %s",
+                      amqp_error_string2(status));
+        if (frame.frame_type != AMQP_FRAME_METHOD)
+            continue;
+        if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+            amqp_message_t msg;
+            raw_check(amqp_read_message(conn, frame.channel, &msg, 0), "reading a return");
+            amqp_destroy_message(&msg);
+            returned = true;
+            continue;
+        }
+        if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD)
+            break;
+        ck_abort_msg("the broker did not confirm a publish (method 0x%08x)",
+                     frame.payload.method.id);
+    }
+    ck_assert_msg(!returned, "a message to %s with routing key %s was unroutable", ns->exchange,
+                  m->routing_key ? m->routing_key : "payment.submitted");
+    raw_close(conn);
+}
+
+/* ------------------------------------------------------------ publishing */
+
+void lqt_send(lqt_ns *ns, const lqt_msg *m)
+{
+    lq_publish p;
+    int r;
+
+    if (m->header) {
+        raw_publish(ns, m);
+        return;
+    }
+    memset(&p, 0, sizeof(p));
+    p.exchange = ns->exchange;
+    p.routing_key = m->routing_key ? m->routing_key : "payment.submitted";
+    p.body = m->body;
+    p.body_len = m->len ? m->len : strlen(m->body);
+    if (m->content_type == NULL)
+        p.content_type = "application/json";
+    else if (strcmp(m->content_type, LQT_NO_CONTENT_TYPE) != 0)
+        p.content_type = m->content_type;
+    p.message_id = m->message_id;
+    p.reply_to = m->reply_to;
+    p.mandatory = true;
+    r = lq_amqp_publish(ns->amqp, &p, NULL);
+    ck_assert_msg(r == LQ_OK, "could not publish: %s", lq_amqp_error(ns->amqp));
+}
+
+void lqt_confirm(lqt_ns *ns)
+{
+    int r = lq_amqp_wait_confirms(ns->amqp, LQT_WAIT_S * 1000);
+
+    ck_assert_msg(r == LQ_OK, "publishes were not confirmed: %s (%s)", lq_strerror(r),
+                  lq_amqp_error(ns->amqp));
+    ck_assert_msg(lq_amqp_returned(ns->amqp) == 0,
+                  "%" PRIu64 " published message(s) were unroutable (no queue bound to %s?)",
+                  lq_amqp_returned(ns->amqp), ns->exchange);
+}
+
+void lqt_publish(lqt_ns *ns, const lqt_msg *m)
+{
+    lqt_send(ns, m);
+    lqt_confirm(ns);
+}
+
+void lqt_pay(lqt_ns *ns, const char *json)
+{
+    lqt_msg m = {.body = json};
+    lqt_publish(ns, &m);
+}
+
+/* ------------------------------------------------------------ result events */
+
+static lqt_listener *listener_new(lqt_ns *ns, const char *exchange)
+{
+    lqt_listener *l = calloc(1, sizeof(*l));
+    amqp_queue_declare_ok_t *ok;
+    size_t slot;
+
+    ck_assert_msg(l != NULL, "out of memory");
+    for (slot = 0; slot < LQT_LISTENERS_MAX && ns->listeners[slot]; slot++)
+        ;
+    ck_assert_msg(slot < LQT_LISTENERS_MAX, "too many listeners");
+    l->ns = ns;
+    l->conn = raw_connect();
+    ns->listeners[slot] = l;
+    ok = amqp_queue_declare(l->conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+    raw_check(amqp_get_rpc_reply(l->conn), "could not declare a listener queue");
+    copy_bytes(l->queue, sizeof(l->queue), ok->queue);
+    if (exchange) {
+        amqp_queue_bind(l->conn, 1, amqp_cstring_bytes(l->queue), amqp_cstring_bytes(exchange),
+                        amqp_cstring_bytes("#"), amqp_empty_table);
+        raw_check(amqp_get_rpc_reply(l->conn), "could not bind a listener queue");
+    }
+    amqp_basic_consume(l->conn, 1, amqp_cstring_bytes(l->queue), amqp_empty_bytes, 0, 1, 0,
+                       amqp_empty_table);
+    raw_check(amqp_get_rpc_reply(l->conn), "could not consume from a listener queue");
+    return l;
+}
+
+lqt_listener *lqt_listen(lqt_ns *ns)
+{
+    return listener_new(ns, ns->results_exchange);
+}
+
+lqt_listener *lqt_listen_queue(lqt_ns *ns)
+{
+    return listener_new(ns, NULL);
+}
+
+const char *lqt_listener_queue(const lqt_listener *l)
+{
+    return l->queue;
+}
+
+/* Parse and check one result event (contract section 6). */
+static void parse_event(lqt_event *e)
+{
+    static const char *const keys[] = {"id",        "status",       "reason", "detail",
+                                       "duplicate", "processed_at", NULL};
+    const char *what = "a result event";
+    cJSON *j = cJSON_Parse(e->body);
+    const cJSON *dup;
+    const char *s;
+    time_t t;
+
+    ck_assert_msg(cJSON_IsObject(j), "a result event is not a JSON object: %s", e->body);
+    check_keys(j, what, keys);
+    snprintf(e->id, sizeof(e->id), "%s", json_string(j, "id", what));
+    snprintf(e->status, sizeof(e->status), "%s", json_string(j, "status", what));
+    s = json_string_or_null(j, "reason", what);
+    e->reason_null = s == NULL;
+    snprintf(e->reason, sizeof(e->reason), "%s", s ? s : "");
+    s = json_string_or_null(j, "detail", what);
+    e->detail_null = s == NULL;
+    snprintf(e->detail, sizeof(e->detail), "%s", s ? s : "");
+    dup = cJSON_GetObjectItemCaseSensitive(j, "duplicate");
+    ck_assert_msg(cJSON_IsBool(dup), "a result event's duplicate is not a boolean: %s", e->body);
+    e->duplicate = cJSON_IsTrue(dup);
+    snprintf(e->processed_at, sizeof(e->processed_at), "%s",
+             json_string(j, "processed_at", what));
+    ck_assert_msg(lqt_parse_utc(e->processed_at, &t),
+                  "a result event's processed_at is not RFC 3339 UTC: %s", e->body);
+    cJSON_Delete(j);
+}
+
+/* Receive one message, waiting at most timeout_ms; false when none came. */
+static bool receive(lqt_listener *l, int timeout_ms)
+{
+    amqp_envelope_t env;
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    amqp_rpc_reply_t r;
+    const amqp_basic_properties_t *props;
+    lqt_event *e;
+
+    amqp_maybe_release_buffers(l->conn);
+    r = amqp_consume_message(l->conn, &env, &tv, 0);
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+        return false;
+    raw_check(r, "could not receive a result event");
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->events = realloc(l->events, l->cap * sizeof(*l->events));
+        ck_assert_msg(l->events != NULL, "out of memory");
+    }
+    e = &l->events[l->n++];
+    memset(e, 0, sizeof(*e));
+    e->body = xstrndup(env.message.body.bytes, env.message.body.len);
+    copy_bytes(e->routing_key, sizeof(e->routing_key), env.routing_key);
+    props = &env.message.properties;
+    if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        e->has_correlation_id = true;
+        copy_bytes(e->correlation_id, sizeof(e->correlation_id), props->correlation_id);
+    }
+    if (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+        copy_bytes(e->content_type, sizeof(e->content_type), props->content_type);
+    e->persistent = (props->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) &&
+                    props->delivery_mode == AMQP_DELIVERY_PERSISTENT;
+    amqp_destroy_envelope(&env);
+    parse_event(e);
+    return true;
+}
+
+void lqt_wait_events(lqt_listener *l, size_t n)
+{
+    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+
+    while (l->n < n) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            fprintf(stderr, "lqt: waited %d s for %zu result events, %zu came:\n", LQT_WAIT_S, n,
+                    l->n);
+            for (size_t i = 0; i < l->n; i++)
+                fprintf(stderr, "  %s\n", l->events[i].body);
+            lqt_print_logs(l->ns);
+            ck_abort_msg("timed out after %d s waiting for %zu result events on %s: %zu came",
+                         LQT_WAIT_S, n, l->queue, l->n);
+        }
+        receive(l, (int)left);
+    }
+}
+
+void lqt_drain_events(lqt_listener *l, int ms)
+{
+    int64_t deadline = now_ms() + ms;
+
+    for (int64_t left = ms; left > 0; left = deadline - now_ms())
+        receive(l, (int)left);
+}
+
+size_t lqt_event_count(const lqt_listener *l)
+{
+    return l->n;
+}
+
+const lqt_event *lqt_event_at(const lqt_listener *l, size_t i)
+{
+    ck_assert_msg(i < l->n, "event %zu asked for, %zu received", i, l->n);
+    return &l->events[i];
+}
+
+const lqt_event *lqt_event_find(const lqt_listener *l, const char *id, size_t nth)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->events[i].id, id) == 0 && nth-- == 0)
+            return &l->events[i];
+    }
+    return NULL;
+}
+
+size_t lqt_event_count_id(const lqt_listener *l, const char *id)
+{
+    size_t count = 0;
+
+    for (size_t i = 0; i < l->n; i++)
+        count += strcmp(l->events[i].id, id) == 0;
+    return count;
+}
+
+/* ------------------------------------------------------------ queues */
+
+lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack)
+{
+    lq_delivery **got = xmalloc((n + 1) * sizeof(*got));
+    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    size_t have = 0;
+    int r;
+
+    while (have < n) {
+        lq_delivery *d = NULL;
+        r = lq_amqp_get(ns->amqp, queue, &d);
+        if (r == LQ_ERR_NOT_FOUND) {
+            if (now_ms() >= deadline) {
+                lqt_print_logs(ns);
+                ck_abort_msg("timed out after %d s waiting for %zu messages on %s: %zu came",
+                             LQT_WAIT_S, n, queue, have);
+            }
+            sleep_ms(20);
+            continue;
+        }
+        ck_assert_msg(r == LQ_OK, "basic.get from %s: %s", queue, lq_amqp_error(ns->amqp));
+        if (ack)
+            ck_assert_msg(lq_amqp_ack(ns->amqp, d->tag, false) == LQ_OK, "ack: %s",
+                          lq_amqp_error(ns->amqp));
+        got[have++] = d;
+    }
+    {
+        lq_delivery *extra = NULL;
+        r = lq_amqp_get(ns->amqp, queue, &extra);
+        if (r == LQ_OK) {
+            char body[300];
+            snprintf(body, sizeof(body), "%.*s", (int)(extra->body_len < 200 ? extra->body_len : 200),
+                     extra->body);
+            lq_delivery_free(extra);
+            ck_abort_msg("%s holds more than the %zu messages expected: also %s", queue, n, body);
+        }
+        ck_assert_msg(r == LQ_ERR_NOT_FOUND, "basic.get from %s: %s", queue,
+                      lq_amqp_error(ns->amqp));
+    }
+    return got;
+}
+
+lq_delivery **lqt_get_all(lqt_ns *ns, const char *queue, size_t *ret_n)
+{
+    lq_delivery **got = NULL;
+    size_t n = 0, cap = 0;
+
+    for (;;) {
+        lq_delivery *d = NULL;
+        int r = lq_amqp_get(ns->amqp, queue, &d);
+        if (r == LQ_ERR_NOT_FOUND)
+            break;
+        ck_assert_msg(r == LQ_OK, "basic.get from %s: %s", queue, lq_amqp_error(ns->amqp));
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            got = realloc(got, cap * sizeof(*got));
+            ck_assert_msg(got != NULL, "out of memory");
+        }
+        got[n++] = d;
+    }
+    *ret_n = n;
+    return got;
+}
+
+void lqt_deliveries_free(lq_delivery **d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        lq_delivery_free(d[i]);
+    free(d);
+}
+
+const char *lqt_header(const lq_delivery *d, const char *name)
+{
+    static char value[4096];
+
+    return lq_delivery_header_string(d, name, value, sizeof(value)) ? value : NULL;
+}
+
+/* ------------------------------------------------------------ workers */
+
+lqt_worker *lqt_worker_start(lqt_ns *ns, const char *const *env)
+{
+    lqt_worker *w = calloc(1, sizeof(*w));
+    const char *args[] = {"worker", NULL};
+    size_t slot;
+    int log, devnull;
+
+    ck_assert_msg(w != NULL, "out of memory");
+    for (slot = 0; slot < LQT_WORKERS_MAX && ns->workers[slot]; slot++)
+        ;
+    ck_assert_msg(slot < LQT_WORKERS_MAX, "too many workers");
+    w->ns = ns;
+    snprintf(w->log_path, sizeof(w->log_path), "%s/%sworker-%d.log", log_dir(), ns->prefix,
+             ++ns->n_workers_started);
+    log = open(w->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ck_assert_msg(log >= 0, "could not create %s: %s", w->log_path, strerror(errno));
+    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_msg(devnull >= 0, "/dev/null: %s", strerror(errno));
+    w->pid = spawn(ns, env, args, devnull, log, log);
+    close(devnull);
+    close(log);
+    ns->workers[slot] = w;
+    return w;
+}
+
+pid_t lqt_worker_pid(const lqt_worker *w)
+{
+    return w->pid;
+}
+
+static void print_log_tail(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text;
+    long size;
+    size_t got, start, lines = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "lqt: no log %s\n", path);
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    if (size > 65536) {
+        fseek(f, size - 65536, SEEK_SET);
+        size = 65536;
+    } else {
+        fseek(f, 0, SEEK_SET);
+    }
+    text = xmalloc((size_t)size + 1);
+    got = fread(text, 1, (size_t)size, f);
+    text[got] = '\0';
+    fclose(f);
+    start = got;
+    while (start > 0 && lines <= LOG_TAIL_LINES) {
+        start--;
+        if (text[start] == '\n' && start + 1 < got)
+            lines++;
+    }
+    if (lines > LOG_TAIL_LINES)
+        start++;
+    fprintf(stderr, "---- last lines of %s ----\n%s---- end of %s ----\n", path, text + start,
+            path);
+    free(text);
+}
+
+void lqt_print_logs(const lqt_ns *ns)
+{
+    char path[600];
+
+    for (int k = 1; k <= ns->n_workers_started; k++) {
+        snprintf(path, sizeof(path), "%s/%sworker-%d.log", log_dir(), ns->prefix, k);
+        print_log_tail(path);
+    }
+}
+
+int lqt_worker_stop(lqt_worker *w)
+{
+    int64_t deadline = now_ms() + STOP_TIMEOUT_S * 1000;
+    int status = 0, code;
+    pid_t got;
+
+    ck_assert_msg(kill(w->pid, SIGTERM) == 0, "kill %d: %s", (int)w->pid, strerror(errno));
+    while ((got = waitpid(w->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
+        sleep_ms(10);
+    if (got == 0) {
+        fprintf(stderr, "lqt: worker %d still running %d s after SIGTERM: SIGKILL\n", (int)w->pid,
+                STOP_TIMEOUT_S);
+        kill(w->pid, SIGKILL);
+        waitpid(w->pid, &status, 0);
+    }
+    code = decode_status(status);
+    if (code != 0) {
+        fprintf(stderr, "lqt: worker %d ended with status %d\n", (int)w->pid, code);
+        print_log_tail(w->log_path);
+    }
+    for (size_t i = 0; i < LQT_WORKERS_MAX; i++) {
+        if (w->ns->workers[i] == w)
+            w->ns->workers[i] = NULL;
+    }
+    free(w);
+    return code;
+}
+
+/* ------------------------------------------------------------ the database */
+
+void lqt_sql(lqt_ns *ns, const char *sql)
+{
+    PGresult *res = PQexec(ns->db, sql);
+    ExecStatusType st = PQresultStatus(res);
+
+    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n%s",
+                  PQerrorMessage(ns->db), sql);
+    PQclear(res);
+}
+
+char *lqt_sql_value(lqt_ns *ns, const char *sql, const char *param)
+{
+    PGresult *res = PQexecParams(ns->db, sql, param ? 1 : 0, NULL, &param, NULL, NULL, 0);
+    char *value = NULL;
+
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "SQL failed: %s\n%s",
+                  PQerrorMessage(ns->db), sql);
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+        value = xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return value;
+}

@@ -1,0 +1,315 @@
+/*
+ * The integration test harness: a real RabbitMQ and PostgreSQL, the real
+ * `ledgerq` binary.
+ *
+ * The stack comes from LEDGERQ_TEST_AMQP_URL and LEDGERQ_TEST_DATABASE_URL
+ * (deploy/local/dev.sh test sets both); without them the test program exits
+ * 77, which meson reports as skipped.  The binary is LEDGERQ_BIN.
+ *
+ * Every test case works in its own namespace (lqt_ns): a fresh database
+ * created through the admin URL and its own exchange and queue names, so
+ * that suites can run in parallel against one broker and one server.  The
+ * CLI and the workers the harness starts see only the namespace, through
+ * the LEDGERQ_* environment.
+ *
+ * Helpers that wait are bounded and fail the test (Check's ck_assert) with
+ * a message saying what was awaited and what came, plus the tail of every
+ * worker log of the namespace.  Worker logs are kept under
+ * LEDGERQ_TEST_LOG_DIR (default /tmp) and removed when the test case passes.
+ *
+ * Check runs each test in a forked child that ends with _exit() on a failed
+ * assertion, skipping teardown: the children the harness starts die with it
+ * (PR_SET_PDEATHSIG), and lqt_sweep() in the runner drops the databases and
+ * deletes the broker objects that failed tests left behind.
+ */
+#ifndef LEDGERQ_TESTS_SUPPORT_H
+#define LEDGERQ_TESTS_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "ledgerq/amqp.h"
+
+/* Longest wait for anything the tests expect to happen, in seconds. */
+#define LQT_WAIT_S 30
+
+/* An lqt_msg content type meaning "no content_type property at all". */
+#define LQT_NO_CONTENT_TYPE "\001none"
+
+#define LQT_WORKERS_MAX   8
+#define LQT_LISTENERS_MAX 8
+
+typedef struct lqt_worker lqt_worker;
+typedef struct lqt_listener lqt_listener;
+
+/* One test case's world. */
+typedef struct lqt_ns {
+    char prefix[64];  /* "t<pid>.<n>.", also names the worker logs */
+    char db_name[64]; /* "lqt_<runner pid>_<pid>_<n>" */
+    char *db_url;     /* conninfo of the namespace database, owned */
+    char exchange[128];
+    char queue[128];
+    char results_exchange[128];
+    char dlx[128];
+    char dlq[128];
+    lq_amqp *amqp; /* the harness's own connection: publishing, basic.get, deletes */
+    PGconn *db;    /* the harness's own connection to the namespace database */
+    lqt_worker *workers[LQT_WORKERS_MAX];
+    lqt_listener *listeners[LQT_LISTENERS_MAX];
+    int n_workers_started; /* names the worker logs */
+    int n_files;           /* files made by lqt_write_file() */
+} lqt_ns;
+
+/* ------------------------------------------------------------ the run */
+
+/* Exit 77 with a line saying why when the test stack is not configured. */
+void lqt_env_or_skip(void);
+
+/* In main(), before running the suite: remember the runner for lqt_sweep(). */
+void lqt_init(void);
+
+/* In main(), after the run: remove what failed test cases left behind. */
+void lqt_sweep(void);
+
+/* ------------------------------------------------------------ namespaces */
+
+/*
+ * Create a database and names, run `ledgerq migrate` and `ledgerq topology`
+ * in them, connect the harness.  Fails the test on any error.  Release with
+ * lqt_ns_destroy().
+ */
+lqt_ns *lqt_ns_create(void);
+
+/*
+ * Kill the workers still running, free the listeners, delete the queues and
+ * exchanges, drop the database (WITH (FORCE)), delete the worker logs.
+ * Accepts NULL.
+ */
+void lqt_ns_destroy(lqt_ns *ns);
+
+/* ------------------------------------------------------------ the CLI */
+
+/* What a command printed, and how it ended. */
+typedef struct lqt_output {
+    int status; /* exit code, or 128 + signal when killed */
+    char *out;  /* stdout, NUL-terminated, owned */
+    size_t out_len;
+    char *err; /* stderr, NUL-terminated, owned */
+} lqt_output;
+
+void lqt_output_release(lqt_output *o);
+
+/*
+ * Run `ledgerq ARG...` (NULL-terminated) in ns's environment plus env (a
+ * NULL-terminated list of "NAME=value", overriding; may be NULL), with
+ * stdin from /dev/null.  Fails the test if it runs longer than 60 s.
+ * Returns ret->status.
+ */
+int lqt_run_env(lqt_ns *ns, const char *const *env, lqt_output *ret, const char *arg, ...)
+    __attribute__((sentinel));
+
+#define lqt_run(ns, ret, ...) lqt_run_env((ns), NULL, (ret), __VA_ARGS__, (const char *)NULL)
+
+/* Run a command that must exit 0 (else the test fails, showing its stderr). */
+void lqt_run_ok_(lqt_ns *ns, const char *arg, ...) __attribute__((sentinel));
+
+#define lqt_run_ok(ns, ...) lqt_run_ok_((ns), __VA_ARGS__, (const char *)NULL)
+
+/* Write text to a new file under the log directory; returns its path (static, one at a time). */
+const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text);
+
+/* ------------------------------------------------------------ what users see */
+
+/* `ledgerq account show ID --json`, checked for the shape of contract section 6. */
+typedef struct lqt_account {
+    char id[128];
+    char currency[8];
+    int64_t balance, debits, credits; /* exact: read from the JSON text */
+    bool allow_negative;
+    char created_at[64];
+    char raw[1024]; /* the printed line */
+} lqt_account;
+
+/* Show an account (must exit 0 and print the documented object). */
+void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret);
+
+/* Its balance, via lqt_account_show(). */
+int64_t lqt_balance(lqt_ns *ns, const char *id);
+
+/* `ledgerq account list --json` as printed; the whole ledger's state.  Caller frees. */
+char *lqt_accounts_snapshot(lqt_ns *ns);
+
+typedef struct lqt_leg {
+    char debit[128];
+    char credit[128];
+    int64_t amount;
+    char currency[8];
+} lqt_leg;
+
+/* `ledgerq payment show ID --json`, checked for the shape of contract section 6. */
+typedef struct lqt_payment {
+    char status[16];
+    bool reason_null;
+    char reason[64];
+    bool detail_null;
+    char detail[512];
+    size_t n_legs;
+    lqt_leg legs[8];
+    char processed_at[64];
+    char raw[8192];
+} lqt_payment;
+
+/*
+ * Show a payment.  Returns the exit status; ret is filled (and the shape
+ * checked) only when it is 0.  err_line (may be NULL, 512 bytes) gets
+ * stderr.
+ */
+int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_line);
+
+/* ------------------------------------------------------------ publishing */
+
+/* A message to publish on the namespace's exchange. */
+typedef struct lqt_msg {
+    const char *body;
+    size_t len;               /* 0: strlen(body) */
+    const char *routing_key;  /* NULL: "payment.submitted" */
+    const char *content_type; /* NULL: "application/json"; LQT_NO_CONTENT_TYPE: none */
+    const char *message_id;   /* NULL: none */
+    const char *reply_to;     /* NULL: none */
+    const char *header;       /* a custom string header to set, NULL: none */
+    const char *header_value;
+} lqt_msg;
+
+/*
+ * Publish m (persistent, mandatory) without waiting for the confirm.  A
+ * message with a custom header goes through its own connection (lq_publish
+ * has no headers) and is confirmed at once.
+ */
+void lqt_send(lqt_ns *ns, const lqt_msg *m);
+
+/* Wait for the confirms of everything sent; fail on a nack or an unroutable message. */
+void lqt_confirm(lqt_ns *ns);
+
+/* lqt_send() and lqt_confirm(). */
+void lqt_publish(lqt_ns *ns, const lqt_msg *m);
+
+/* Publish a JSON payment command with the default properties, confirmed. */
+void lqt_pay(lqt_ns *ns, const char *json);
+
+/* ------------------------------------------------------------ result events */
+
+/* One message received by a listener, parsed as a result event. */
+typedef struct lqt_event {
+    char *body; /* owned, NUL-terminated */
+    char routing_key[256];
+    bool has_correlation_id;
+    char correlation_id[256];
+    char content_type[128];
+    bool persistent;
+    /* The event's fields (contract section 6). */
+    char id[256];
+    char status[32];
+    bool reason_null;
+    char reason[64];
+    bool detail_null;
+    char detail[512];
+    bool duplicate;
+    char processed_at[64];
+} lqt_event;
+
+/*
+ * A server-named, exclusive queue on a connection of its own, consumed
+ * from.  lqt_listen() binds it to the results exchange with "#" (declare it
+ * before publishing); lqt_listen_queue() leaves it unbound, for reply_to.
+ * The namespace frees it.
+ */
+lqt_listener *lqt_listen(lqt_ns *ns);
+lqt_listener *lqt_listen_queue(lqt_ns *ns);
+
+/* The queue's name. */
+const char *lqt_listener_queue(const lqt_listener *l);
+
+/*
+ * Receive until n messages have arrived in all, at most LQT_WAIT_S
+ * seconds; each must be a well-formed result event.  Fails the test on
+ * timeout.
+ */
+void lqt_wait_events(lqt_listener *l, size_t n);
+
+/* Receive whatever arrives within ms milliseconds (to see that nothing more came). */
+void lqt_drain_events(lqt_listener *l, int ms);
+
+size_t lqt_event_count(const lqt_listener *l);
+const lqt_event *lqt_event_at(const lqt_listener *l, size_t i);
+
+/* The nth (0-based) event received for payment id, or NULL. */
+const lqt_event *lqt_event_find(const lqt_listener *l, const char *id, size_t nth);
+
+/* How many events were received for payment id. */
+size_t lqt_event_count_id(const lqt_listener *l, const char *id);
+
+/* ------------------------------------------------------------ queues */
+
+/*
+ * Take messages from queue with basic.get until n have come (polling, at
+ * most LQT_WAIT_S seconds), then check that no more is there.  Messages
+ * are acked when ack, else left unacked on the harness connection (reject
+ * them with lq_amqp_reject(ns->amqp, ...)).  Returns an array of n
+ * deliveries; free with lqt_deliveries_free().
+ */
+lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack);
+
+/* Take everything queue holds now (basic.get until empty), unacked. *ret_n gets the count. */
+lq_delivery **lqt_get_all(lqt_ns *ns, const char *queue, size_t *ret_n);
+
+void lqt_deliveries_free(lq_delivery **d, size_t n);
+
+/* A string header of d, or NULL when absent (static buffer, one at a time). */
+const char *lqt_header(const lq_delivery *d, const char *name);
+
+/* ------------------------------------------------------------ workers */
+
+/*
+ * Start `ledgerq worker` in ns's environment plus env (NULL-terminated
+ * "NAME=value" list, may be NULL), with LEDGERQ_HTTP_ADDR=off,
+ * LEDGERQ_LOG_FORMAT=json and its output in a log file.
+ */
+lqt_worker *lqt_worker_start(lqt_ns *ns, const char *const *env);
+
+pid_t lqt_worker_pid(const lqt_worker *w);
+
+/*
+ * SIGTERM the worker and wait for it (at most 60 s, then SIGKILL).  Returns
+ * its exit code (128 + signal when killed), printing its log tail when not
+ * 0.  Frees w.
+ */
+int lqt_worker_stop(lqt_worker *w);
+
+/* Print the last lines of every worker log of ns to stderr. */
+void lqt_print_logs(const lqt_ns *ns);
+
+/* ------------------------------------------------------------ the database */
+
+/* Run SQL (no parameters) in the namespace database; fails the test on error. */
+void lqt_sql(lqt_ns *ns, const char *sql);
+
+/*
+ * Run a query with up to one text parameter (NULL: none) and return the
+ * first column of the first row (caller frees), or NULL when no row.
+ */
+char *lqt_sql_value(lqt_ns *ns, const char *sql, const char *param);
+
+/* ------------------------------------------------------------ small things */
+
+/* Whether s holds one line: non-empty, one '\n' at most and only at the end. */
+bool lqt_one_line(const char *s);
+
+/* Parse an RFC 3339 UTC time ("...Z"); false when it is not one. */
+bool lqt_parse_utc(const char *s, time_t *ret);
+
+#endif
