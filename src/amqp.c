@@ -375,7 +375,65 @@ static int open_channel(lq_amqp *c, amqp_channel_t ch)
     return rpc_error(c, "could not open a channel", amqp_get_rpc_reply(c->conn));
 }
 
+/* Used when no CA file is configured: Debian's bundle of the system's trusted CAs. */
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+typedef struct tls_files {
+    const char *ca, *cert, *key;
+} tls_files;
+
+/* Verify the broker: certificate chain and host name, TLS 1.2 or later. */
+static amqp_socket_t *tls_socket(amqp_connection_state_t conn, const tls_files *tls, char *err,
+                                 size_t err_len)
+{
+    amqp_socket_t *socket = amqp_ssl_socket_new(conn);
+    const char *ca = tls && tls->ca ? tls->ca : SYSTEM_CA_FILE;
+
+    if (socket == NULL) {
+        snprintf(err, err_len, "could not set up TLS for the broker connection");
+        return NULL;
+    }
+    amqp_ssl_socket_set_verify_peer(socket, 1);
+    amqp_ssl_socket_set_verify_hostname(socket, 1);
+    if (amqp_ssl_socket_set_ssl_versions(socket, AMQP_TLSv1_2, AMQP_TLSvLATEST) != AMQP_STATUS_OK) {
+        snprintf(err, err_len, "could not require TLS 1.2 or later for the broker connection");
+        return NULL;
+    }
+    if (amqp_ssl_socket_set_cacert(socket, ca) != AMQP_STATUS_OK) {
+        snprintf(err, err_len, "could not load CA certificates from \"%s\"", ca);
+        return NULL;
+    }
+    if (tls && (tls->cert || tls->key)) {
+        if (!tls->cert || !tls->key) {
+            snprintf(err, err_len, "a client certificate needs both a certificate and a key file");
+            return NULL;
+        }
+        if (amqp_ssl_socket_set_key(socket, tls->cert, tls->key) != AMQP_STATUS_OK) {
+            snprintf(err, err_len, "could not load the client certificate \"%s\" and key \"%s\"",
+                     tls->cert, tls->key);
+            return NULL;
+        }
+    }
+    return socket;
+}
+
+static int connect_tls(const char *url, const tls_files *tls, int heartbeat_s, lq_amqp **ret,
+                       char *err, size_t err_len);
+
 int lq_amqp_connect(const char *url, int heartbeat_s, lq_amqp **ret, char *err, size_t err_len)
+{
+    return connect_tls(url, NULL, heartbeat_s, ret, err, err_len);
+}
+
+int lq_amqp_connect_config(const lq_config *cfg, int heartbeat_s, lq_amqp **ret, char *err,
+                           size_t err_len)
+{
+    tls_files tls = {cfg->amqp_ca_file, cfg->amqp_cert_file, cfg->amqp_key_file};
+    return connect_tls(cfg->amqp_url, &tls, heartbeat_s, ret, err, err_len);
+}
+
+static int connect_tls(const char *url, const tls_files *tls, int heartbeat_s, lq_amqp **ret,
+                       char *err, size_t err_len)
 {
     struct amqp_connection_info info;
     struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
@@ -406,23 +464,20 @@ int lq_amqp_connect(const char *url, int heartbeat_s, lq_amqp **ret, char *err, 
         goto out;
     }
     if (info.ssl) {
-        socket = amqp_ssl_socket_new(c->conn);
-        if (socket) {
-            amqp_ssl_socket_set_verify_peer(socket, 1);
-            amqp_ssl_socket_set_verify_hostname(socket, 1);
-            amqp_ssl_socket_set_ssl_versions(socket, AMQP_TLSv1_2, AMQP_TLSvLATEST);
-        }
+        socket = tls_socket(c->conn, tls, err, err_len);
+        if (socket == NULL)
+            goto out;
     } else {
         socket = amqp_tcp_socket_new(c->conn);
-    }
-    if (socket == NULL) {
-        snprintf(err, err_len, "could not create a socket for the broker");
-        goto out;
+        if (socket == NULL) {
+            snprintf(err, err_len, "could not create a socket for the broker");
+            goto out;
+        }
     }
     status = amqp_socket_open_noblock(socket, info.host, info.port, &tv);
     if (status != AMQP_STATUS_OK) {
-        snprintf(err, err_len, "could not connect to the broker at %s:%d: %s", info.host, info.port,
-                 amqp_error_string2(status));
+        snprintf(err, err_len, "could not connect to the broker at %s:%d%s: %s", info.host,
+                 info.port, info.ssl ? " over TLS" : "", amqp_error_string2(status));
         goto out;
     }
     amqp_set_rpc_timeout(c->conn, &rpc_tv);

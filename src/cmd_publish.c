@@ -60,7 +60,7 @@ int lq_cmd_publish(int argc, char **argv)
         lq_cli_fail("could not open file \"%s\": %s", path, strerror(errno));
         goto out;
     }
-    if (lq_amqp_connect(args.cfg.amqp_url, 0, &amqp, err, sizeof(err)) != LQ_OK) {
+    if (lq_amqp_connect_config(&args.cfg, 0, &amqp, err, sizeof(err)) != LQ_OK) {
         lq_cli_fail("%s", err);
         goto out;
     }

@@ -68,7 +68,7 @@ int lq_cmd_topology(int argc, char **argv)
     if (!lq_cli_want_args("topology", &args, 0, 0))
         goto out;
     rc = LQ_EXIT_FAILURE;
-    if (lq_amqp_connect(args.cfg.amqp_url, 0, &amqp, err, sizeof(err)) != LQ_OK) {
+    if (lq_amqp_connect_config(&args.cfg, 0, &amqp, err, sizeof(err)) != LQ_OK) {
         lq_cli_fail("%s", err);
         goto out;
     }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "ledgerq/config.h"
@@ -30,6 +31,7 @@ typedef enum setting_kind {
     KIND_LEVEL,    /* int, an lq_log_level */
     KIND_FORMAT,   /* int, an lq_log_format */
     KIND_BOOL,     /* bool */
+    KIND_PATH,     /* char *, a readable file; unset by default */
 } setting_kind;
 
 typedef struct setting {
@@ -83,6 +85,12 @@ static const setting settings[] = {
      "dead-letter queue"},
     {"delivery-limit", "LEDGERQ_DELIVERY_LIMIT", "10", KIND_INT, false, FIELD(delivery_limit), 1,
      1000000, "delivery limit declared on the queue (1-1000000)"},
+    {"amqp-ca-file", "LEDGERQ_AMQP_CA_FILE", NULL, KIND_PATH, false, FIELD(amqp_ca_file), 0, 0,
+     "amqps://: CA certificates (PEM) that verify the broker; default: the system's"},
+    {"amqp-cert-file", "LEDGERQ_AMQP_CERT_FILE", NULL, KIND_PATH, false, FIELD(amqp_cert_file), 0,
+     0, "amqps://: client certificate (PEM), with --amqp-key-file"},
+    {"amqp-key-file", "LEDGERQ_AMQP_KEY_FILE", NULL, KIND_PATH, false, FIELD(amqp_key_file), 0, 0,
+     "amqps://: client private key (PEM), with --amqp-cert-file"},
     {"declare", "LEDGERQ_DECLARE", "true", KIND_BOOL, false, FIELD(declare), 0, 0,
      "declare the topology at start: true or false"},
 };
@@ -258,6 +266,13 @@ static int store(lq_config *cfg, const setting *s, const char *value, const char
         if (!valid_addr(value)) {
             fail_value(err, err_len, name, value,
                        "host:port with a port from 1 to 65535, [ipv6]:port, or off");
+            return LQ_ERR_CONFIG;
+        }
+        break;
+    case KIND_PATH:
+        if (access(value, R_OK) != 0) {
+            fail(err, err_len, "invalid value for %s: could not read file \"%.200s\": %s", name,
+                 value, strerror(errno));
             return LQ_ERR_CONFIG;
         }
         break;
@@ -480,7 +495,8 @@ void lq_config_release(lq_config *cfg)
         case KIND_AMQP_URL:
         case KIND_DB_URL:
         case KIND_ADDR:
-        case KIND_NAME: {
+        case KIND_NAME:
+        case KIND_PATH: {
             char **field = (char **)((char *)cfg + s->offset);
             free(*field);
             *field = NULL;

@@ -137,7 +137,7 @@ static void drop_db(worker *w, const char *why)
 static int connect_amqp(worker *w)
 {
     char err[512];
-    int r = lq_amqp_connect(w->cfg->amqp_url, HEARTBEAT_S, &w->amqp, err, sizeof(err));
+    int r = lq_amqp_connect_config(w->cfg, HEARTBEAT_S, &w->amqp, err, sizeof(err));
 
     if (r != LQ_OK) {
         lq_warn("%s", err);

@@ -70,6 +70,15 @@ typedef struct lq_dead_letter {
  */
 int lq_amqp_connect(const char *url, int heartbeat_s, lq_amqp **ret, char *err, size_t err_len);
 
+/*
+ * Connect as lq_amqp_connect() does, to cfg->amqp_url, with cfg's TLS
+ * files for amqps://: the CA certificates that verify the broker (the
+ * system's when unset) and an optional client certificate and key.  The
+ * broker's certificate and host name are always verified; TLS 1.2 or later.
+ */
+int lq_amqp_connect_config(const lq_config *cfg, int heartbeat_s, lq_amqp **ret, char *err,
+                           size_t err_len);
+
 /* Close channels and connection, politely when possible.  Accepts NULL; returns NULL. */
 lq_amqp *lq_amqp_close(lq_amqp *c);
 

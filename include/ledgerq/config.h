@@ -27,6 +27,9 @@ typedef struct lq_config {
     char *dlq;
     int delivery_limit;
     bool declare;
+    char *amqp_ca_file;   /* NULL: the system's CA certificates */
+    char *amqp_cert_file; /* NULL: no client certificate */
+    char *amqp_key_file;
 } lq_config;
 
 /* The settings table, for --help texts: flag name, variable, meaning. */
