@@ -32,7 +32,12 @@ struct lq_db {
 /* Keep the first line of msg, so that errors stay one line. */
 static void set_error(lq_db *db, const char *what, const char *msg)
 {
-    size_t n = strcspn(msg, "\n");
+    size_t n;
+
+    /* Never NULL from libpq, but GCC 12 with UBSan cannot tell (-Wformat-truncation). */
+    if (msg == NULL)
+        msg = "";
+    n = strcspn(msg, "\n");
     snprintf(db->err, sizeof(db->err), "%s: %.*s", what, (int)n, msg);
 }
 
@@ -48,8 +53,8 @@ static int classify(const lq_db *db, const PGresult *res)
     if (PQstatus(db->conn) != CONNECTION_OK || state == NULL)
         return LQ_ERR_DB_UNAVAILABLE;
     /* Serialization failure, deadlock, statement or lock timeout. */
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "57014") == 0 ||
+        strcmp(state, "55P03") == 0)
         return LQ_ERR_DB_RETRY;
     if (strcmp(state, "23505") == 0) {
         const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);

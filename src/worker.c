@@ -37,7 +37,7 @@
  * its own calls: bound each statement well within the heartbeat interval.
  */
 #define DB_STATEMENT_TIMEOUT_MS 10000
-#define DB_LOCK_TIMEOUT_MS 5000
+#define DB_LOCK_TIMEOUT_MS      5000
 
 /* Set by the signal handler; read by the loop. */
 static volatile sig_atomic_t stop_requested;

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -249,7 +250,7 @@ static void delete_names(lq_amqp *c, const char *const names[5])
 void lqt_sweep(void)
 {
     char path[512], line[1024];
-    char (*created)[6][128] = NULL;
+    char(*created)[6][128] = NULL;
     size_t n = 0, cap = 0;
     FILE *f;
 
@@ -259,9 +260,8 @@ void lqt_sweep(void)
         return;
     while (fgets(line, sizeof(line), f)) {
         char kind, w[6][128];
-        if (line[0] == '+' &&
-            sscanf(line, "%c %127s %127s %127s %127s %127s %127s", &kind, w[0], w[1], w[2], w[3],
-                   w[4], w[5]) == 7) {
+        if (line[0] == '+' && sscanf(line, "%c %127s %127s %127s %127s %127s %127s", &kind, w[0],
+                                     w[1], w[2], w[3], w[4], w[5]) == 7) {
             if (n == cap) {
                 cap = cap ? 2 * cap : 16;
                 created = realloc(created, cap * sizeof(*created));
@@ -285,8 +285,7 @@ void lqt_sweep(void)
 
         if (created[i][0][0] == '\0')
             continue;
-        fprintf(stderr, "lqt: removing namespace %s left behind by a failed test\n",
-                created[i][0]);
+        fprintf(stderr, "lqt: removing namespace %s left behind by a failed test\n", created[i][0]);
         for (int k = 0; k < 5; k++)
             names[k] = created[i][k + 1];
         if (lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK)
@@ -346,12 +345,10 @@ lqt_ns *lqt_ns_create(void)
     if (runner_pid == 0)
         runner_pid = getppid();
     snprintf(ns->prefix, sizeof(ns->prefix), "t%d.%d.", (int)getpid(), n);
-    snprintf(ns->db_name, sizeof(ns->db_name), "lqt_%d_%d_%d", (int)runner_pid, (int)getpid(),
-             n);
+    snprintf(ns->db_name, sizeof(ns->db_name), "lqt_%d_%d_%d", (int)runner_pid, (int)getpid(), n);
     snprintf(ns->exchange, sizeof(ns->exchange), "%spayments", ns->prefix);
     snprintf(ns->queue, sizeof(ns->queue), "%spayments.process", ns->prefix);
-    snprintf(ns->results_exchange, sizeof(ns->results_exchange), "%spayments.results",
-             ns->prefix);
+    snprintf(ns->results_exchange, sizeof(ns->results_exchange), "%spayments.results", ns->prefix);
     snprintf(ns->dlx, sizeof(ns->dlx), "%spayments.dlx", ns->prefix);
     snprintf(ns->dlq, sizeof(ns->dlq), "%spayments.dead", ns->prefix);
     snprintf(line, sizeof(line), "+ %s %s %s %s %s %s\n", ns->db_name, ns->exchange, ns->queue,
@@ -388,6 +385,7 @@ lqt_ns *lqt_ns_create(void)
 void lqt_ns_destroy(lqt_ns *ns)
 {
     char line[256], path[600];
+    glob_t files;
 
     if (ns == NULL)
         return;
@@ -424,15 +422,13 @@ void lqt_ns_destroy(lqt_ns *ns)
         drop_database(admin, ns->db_name);
         PQfinish(admin);
     }
-    /* The test passed (Check skips teardown after a failure): its logs are not needed. */
-    for (int k = 1; k <= ns->n_workers_started; k++) {
-        snprintf(path, sizeof(path), "%s/%sworker-%d.log", log_dir(), ns->prefix, k);
-        unlink(path);
+    /* The test passed (Check skips teardown after a failure): its files are not needed. */
+    snprintf(path, sizeof(path), "%s/%s*", log_dir(), ns->prefix);
+    if (glob(path, 0, NULL, &files) == 0) {
+        for (size_t i = 0; i < files.gl_pathc; i++)
+            unlink(files.gl_pathv[i]);
     }
-    for (int k = 0; k < ns->n_files; k++) {
-        snprintf(path, sizeof(path), "%s/%sfile-%d", log_dir(), ns->prefix, k + 1);
-        unlink(path);
-    }
+    globfree(&files);
     snprintf(line, sizeof(line), "- %s\n", ns->db_name);
     names_record(line);
     free(ns->db_url);
@@ -683,8 +679,7 @@ const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text)
     static char path[600];
     FILE *f;
 
-    (void)name;
-    snprintf(path, sizeof(path), "%s/%sfile-%d", log_dir(), ns->prefix, ++ns->n_files);
+    snprintf(path, sizeof(path), "%s/%s%s", log_dir(), ns->prefix, name);
     f = fopen(path, "w");
     ck_assert_msg(f != NULL, "could not create %s: %s", path, strerror(errno));
     fputs(text, f);
@@ -751,7 +746,7 @@ static const char *json_string_or_null(const cJSON *obj, const char *key, const 
 
 void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
 {
-    static const char *const keys[] = {"id",     "currency",       "balance",    "debits",
+    static const char *const keys[] = {"id",      "currency",       "balance",    "debits",
                                        "credits", "allow_negative", "created_at", NULL};
     lqt_output o;
     cJSON *j;
@@ -885,8 +880,8 @@ static void raw_check(amqp_rpc_reply_t r, const char *what)
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
             const amqp_channel_close_t *m = r.reply.decoded;
-            ck_abort_msg("%s: channel closed: %d %.*s", what, m->reply_code,
-                         (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            ck_abort_msg("%s: channel closed: %d %.*s", what, m->reply_code, (int)m->reply_text.len,
+                         (const char *)m->reply_text.bytes);
         } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             const amqp_connection_close_t *m = r.reply.decoded;
             ck_abort_msg("%s: connection closed: %d %.*s", what, m->reply_code,
@@ -949,8 +944,8 @@ static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     if (m->content_type == NULL || strcmp(m->content_type, LQT_NO_CONTENT_TYPE) != 0) {
         props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-        props.content_type = amqp_cstring_bytes(m->content_type ? m->content_type
-                                                                : "application/json");
+        props.content_type =
+            amqp_cstring_bytes(m->content_type ? m->content_type : "application/json");
     }
     if (m->message_id) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
@@ -965,10 +960,10 @@ static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
     header.value.value.bytes = amqp_cstring_bytes(m->header_value ? m->header_value : "");
     props.headers.num_entries = 1;
     props.headers.entries = &header;
-    ck_assert_msg(amqp_basic_publish(conn, 1, amqp_cstring_bytes(ns->exchange),
-                                     amqp_cstring_bytes(m->routing_key ? m->routing_key
-                                                                       : "payment.submitted"),
-                                     1, 0, &props, body) == AMQP_STATUS_OK,
+    ck_assert_msg(amqp_basic_publish(
+                      conn, 1, amqp_cstring_bytes(ns->exchange),
+                      amqp_cstring_bytes(m->routing_key ? m->routing_key : "payment.submitted"), 1,
+                      0, &props, body) == AMQP_STATUS_OK,
                   "could not publish");
     for (;;) {
         amqp_frame_t frame;
@@ -1119,8 +1114,7 @@ static void parse_event(lqt_event *e)
     dup = cJSON_GetObjectItemCaseSensitive(j, "duplicate");
     ck_assert_msg(cJSON_IsBool(dup), "a result event's duplicate is not a boolean: %s", e->body);
     e->duplicate = cJSON_IsTrue(dup);
-    snprintf(e->processed_at, sizeof(e->processed_at), "%s",
-             json_string(j, "processed_at", what));
+    snprintf(e->processed_at, sizeof(e->processed_at), "%s", json_string(j, "processed_at", what));
     ck_assert_msg(lqt_parse_utc(e->processed_at, &t),
                   "a result event's processed_at is not RFC 3339 UTC: %s", e->body);
     cJSON_Delete(j);
@@ -1251,8 +1245,8 @@ lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack)
         r = lq_amqp_get(ns->amqp, queue, &extra);
         if (r == LQ_OK) {
             char body[300];
-            snprintf(body, sizeof(body), "%.*s", (int)(extra->body_len < 200 ? extra->body_len : 200),
-                     extra->body);
+            snprintf(body, sizeof(body), "%.*s",
+                     (int)(extra->body_len < 200 ? extra->body_len : 200), extra->body);
             lq_delivery_free(extra);
             ck_abort_msg("%s holds more than the %zu messages expected: also %s", queue, n, body);
         }
@@ -1291,6 +1285,37 @@ void lqt_deliveries_free(lq_delivery **d, size_t n)
     free(d);
 }
 
+uint32_t lqt_queue_ready(lqt_ns *ns, const char *queue, uint32_t *ret_consumers)
+{
+    amqp_connection_state_t conn = raw_connect();
+    amqp_queue_declare_ok_t *ok;
+    uint32_t ready;
+
+    (void)ns;
+    ok = amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    raw_check(amqp_get_rpc_reply(conn), "could not look at a queue");
+    ready = ok->message_count;
+    if (ret_consumers)
+        *ret_consumers = ok->consumer_count;
+    raw_close(conn);
+    return ready;
+}
+
+void lqt_wait_queue_ready(lqt_ns *ns, const char *queue, uint32_t n)
+{
+    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    uint32_t ready;
+
+    while ((ready = lqt_queue_ready(ns, queue, NULL)) != n) {
+        if (now_ms() >= deadline) {
+            lqt_print_logs(ns);
+            ck_abort_msg("timed out after %d s waiting for %s to hold %u ready messages: %u",
+                         LQT_WAIT_S, queue, n, ready);
+        }
+        sleep_ms(20);
+    }
+}
+
 const char *lqt_header(const lq_delivery *d, const char *name)
 {
     static char value[4096];
@@ -1321,6 +1346,9 @@ lqt_worker *lqt_worker_start(lqt_ns *ns, const char *const *env)
     w->pid = spawn(ns, env, args, devnull, log, log);
     close(devnull);
     close(log);
+    /* Shown by meson only when the test fails: where to look. */
+    printf("lqt: worker %d logs to %s\n", (int)w->pid, w->log_path);
+    fflush(stdout); /* a failed assertion ends the test with _exit() */
     ns->workers[slot] = w;
     return w;
 }

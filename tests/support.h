@@ -62,7 +62,6 @@ typedef struct lqt_ns {
     lqt_worker *workers[LQT_WORKERS_MAX];
     lqt_listener *listeners[LQT_LISTENERS_MAX];
     int n_workers_started; /* names the worker logs */
-    int n_files;           /* files made by lqt_write_file() */
 } lqt_ns;
 
 /* ------------------------------------------------------------ the run */
@@ -120,7 +119,10 @@ void lqt_run_ok_(lqt_ns *ns, const char *arg, ...) __attribute__((sentinel));
 
 #define lqt_run_ok(ns, ...) lqt_run_ok_((ns), __VA_ARGS__, (const char *)NULL)
 
-/* Write text to a new file under the log directory; returns its path (static, one at a time). */
+/*
+ * Write text to a file named name in the namespace's part of the log
+ * directory; returns its path (static storage, valid until the next call).
+ */
 const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text);
 
 /* ------------------------------------------------------------ what users see */
@@ -241,7 +243,10 @@ const char *lqt_listener_queue(const lqt_listener *l);
  */
 void lqt_wait_events(lqt_listener *l, size_t n);
 
-/* Receive whatever arrives within ms milliseconds (to see that nothing more came). */
+/*
+ * Receive whatever arrives within ms milliseconds, e.g. to see that no
+ * stray event follows the ones awaited.
+ */
 void lqt_drain_events(lqt_listener *l, int ms);
 
 size_t lqt_event_count(const lqt_listener *l);
@@ -268,6 +273,16 @@ lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack);
 lq_delivery **lqt_get_all(lqt_ns *ns, const char *queue, size_t *ret_n);
 
 void lqt_deliveries_free(lq_delivery **d, size_t n);
+
+/*
+ * How many messages queue holds ready for delivery (not those delivered and
+ * unacked), by a passive declare; *ret_consumers (may be NULL) gets its
+ * consumer count.
+ */
+uint32_t lqt_queue_ready(lqt_ns *ns, const char *queue, uint32_t *ret_consumers);
+
+/* Wait (at most LQT_WAIT_S seconds) until queue holds exactly n ready messages. */
+void lqt_wait_queue_ready(lqt_ns *ns, const char *queue, uint32_t n);
 
 /* A string header of d, or NULL when absent (static buffer, one at a time). */
 const char *lqt_header(const lq_delivery *d, const char *name);

@@ -31,6 +31,9 @@ static const char *const all_vars[] = {
     "LEDGERQ_DLQ",
     "LEDGERQ_DELIVERY_LIMIT",
     "LEDGERQ_DECLARE",
+    "LEDGERQ_AMQP_CA_FILE",
+    "LEDGERQ_AMQP_CERT_FILE",
+    "LEDGERQ_AMQP_KEY_FILE",
 };
 
 #define N_VARS (sizeof(all_vars) / sizeof(all_vars[0]))
@@ -621,6 +624,35 @@ START_TEST(test_settings_list_every_variable)
 }
 END_TEST
 
+START_TEST(test_tls_files_must_be_readable)
+{
+    lq_config cfg;
+    char err[512];
+    char path[] = "/tmp/lq-test-ca-XXXXXX";
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    /* Unset by default: the system's CA certificates, no client certificate. */
+    ck_assert_int_eq(load_with(NULL, NULL, &cfg, err, sizeof(err)), LQ_OK);
+    ck_assert_ptr_null(cfg.amqp_ca_file);
+    ck_assert_ptr_null(cfg.amqp_cert_file);
+    ck_assert_ptr_null(cfg.amqp_key_file);
+    lq_config_release(&cfg);
+
+    ck_assert_int_eq(load_with("LEDGERQ_AMQP_CA_FILE", path, &cfg, err, sizeof(err)), LQ_OK);
+    ck_assert_str_eq(cfg.amqp_ca_file, path);
+    lq_config_release(&cfg);
+
+    ck_assert_int_eq(
+        load_with("LEDGERQ_AMQP_KEY_FILE", "/nonexistent/key.pem", &cfg, err, sizeof(err)),
+        LQ_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "LEDGERQ_AMQP_KEY_FILE"));
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/key.pem"));
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_settings_flags_are_accepted)
 {
     const lq_setting_info *infos = lq_config_settings();
@@ -772,6 +804,7 @@ int main(void)
     tcase_add_test(tc, test_unknown_flag);
     tcase_add_test(tc, test_settings_list_every_variable);
     tcase_add_test(tc, test_settings_flags_are_accepted);
+    tcase_add_test(tc, test_tls_files_must_be_readable);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("redaction");

@@ -50,9 +50,6 @@ const char *lq_cli_value(const lq_cli_args *args, const lq_cli_option *options, 
 /* Check the count of positional arguments; print a usage error when off. */
 bool lq_cli_want_args(const char *command, const lq_cli_args *args, int min, int max);
 
-/* Check the count of positional arguments; print a usage error when off. */
-bool lq_cli_want_args(const char *command, const lq_cli_args *args, int min, int max);
-
 /* Print "ledgerq: <message>" on stderr as one line. */
 void lq_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

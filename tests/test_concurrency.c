@@ -1,0 +1,233 @@
+/*
+ * Concurrency: three workers on one queue and one ledger, 100 accounts,
+ * more than 20,000 random payments (some ids sent twice with the same
+ * content, a few reused with other content), published while the workers
+ * run.  Afterwards every id has exactly one stored outcome, every command
+ * got exactly one event, no payment took effect twice, the balances equal
+ * what the events say was applied (recomputed here, independently of the
+ * database), and `ledgerq audit` passes.
+ */
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+#define N_ACCOUNTS      100
+#define N_PAYMENTS      20000
+#define DUPLICATE_EVERY 20 /* every 20th payment is sent a second time, same content */
+#define CONFLICT_EVERY                                                                             \
+    500 /* every 500th id (never a duplicated one) is reused with another amount */
+
+typedef struct payment {
+    char id[32];
+    int debit, credit; /* account index */
+    int64_t amount;
+    int n_sent;         /* messages published with this id */
+    bool conflict_sent; /* one of them had other content */
+} payment;
+
+typedef struct account {
+    char id[32];
+    const char *currency;
+    bool allow_negative;
+    int64_t expected; /* balance recomputed from the applied events */
+} account;
+
+/* A small deterministic generator: the same run every time. */
+static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static void send_payment(lqt_ns *ns, const payment *p, int64_t amount, const account *accounts)
+{
+    char body[256];
+    lqt_msg m = {.body = body};
+
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":%" PRId64
+             ",\"currency\":\"%s\"}",
+             p->id, accounts[p->debit].id, accounts[p->credit].id, amount,
+             accounts[p->debit].currency);
+    lqt_send(ns, &m);
+}
+
+START_TEST(three_workers_apply_each_payment_exactly_once)
+{
+    static account accounts[N_ACCOUNTS];
+    static payment payments[N_PAYMENTS];
+    lqt_ns *ns = lqt_ns_create();
+    lqt_listener *events = lqt_listen(ns);
+    const char *const worker_env[] = {"LEDGERQ_PREFETCH=100", "LEDGERQ_BATCH_MAX=50", NULL};
+    lqt_worker *workers[3];
+    char *import = malloc(N_ACCOUNTS * 96);
+    size_t len = 0, n_messages = 0, applied = 0, rejected = 0;
+    lqt_output out;
+
+    ck_assert_ptr_nonnull(import);
+    /*
+     * Two currencies; a tenth of the accounts may not go negative, so that
+     * insufficient_funds happens and depends on the order workers commit.
+     */
+    for (int i = 0; i < N_ACCOUNTS; i++) {
+        account *a = &accounts[i];
+        snprintf(a->id, sizeof(a->id), "acct:%03d", i);
+        a->currency = i % 2 ? "USD" : "EUR";
+        a->allow_negative = i % 10 != 0;
+        len += (size_t)sprintf(import + len,
+                               "{\"id\":\"%s\",\"currency\":\"%s\",\"allow_negative\":%s}\n", a->id,
+                               a->currency, a->allow_negative ? "true" : "false");
+    }
+    lqt_run_ok(ns, "account", "import", "--file", lqt_write_file(ns, "accounts.jsonl", import));
+    free(import);
+
+    for (int i = 0; i < 3; i++)
+        workers[i] = lqt_worker_start(ns, worker_env);
+
+    for (int i = 0; i < N_PAYMENTS; i++) {
+        payment *p = &payments[i];
+        snprintf(p->id, sizeof(p->id), "pay-%05d", i);
+        p->debit = (int)(rng() % N_ACCOUNTS);
+        /* Mostly the same currency (same parity); sometimes not: currency_mismatch. */
+        do {
+            p->credit = (int)(rng() % N_ACCOUNTS);
+        } while (p->credit == p->debit || ((p->credit - p->debit) % 2 != 0 && rng() % 50 != 0));
+        p->amount = 1 + rng() % 10000;
+        send_payment(ns, p, p->amount, accounts);
+        p->n_sent = 1;
+        n_messages++;
+        /* A duplicate soon after the original: likely handled by another worker. */
+        if (i % DUPLICATE_EVERY == 0) {
+            send_payment(ns, p, p->amount, accounts);
+            p->n_sent++;
+            n_messages++;
+        }
+        if (i % CONFLICT_EVERY == CONFLICT_EVERY / 2 + 1) {
+            send_payment(ns, p, p->amount + 1, accounts);
+            p->n_sent++;
+            p->conflict_sent = true;
+            n_messages++;
+        }
+        if (i % 1000 == 999)
+            lqt_confirm(ns);
+    }
+    lqt_confirm(ns);
+    ck_assert_uint_gt(n_messages, 20000);
+
+    /* One event per message, whichever worker handled it. */
+    lqt_wait_events(events, n_messages);
+    lqt_drain_events(events, 500);
+    ck_assert_uint_eq(lqt_event_count(events), n_messages);
+
+    for (int w = 0; w < 3; w++)
+        ck_assert_int_eq(lqt_worker_stop(workers[w]), 0);
+
+    for (int i = 0; i < N_PAYMENTS; i++) {
+        payment *p = &payments[i];
+        size_t firsts = 0, conflicts = 0;
+        const lqt_event *first = NULL;
+        lqt_payment stored;
+
+        ck_assert_uint_eq(lqt_event_count_id(events, p->id), (size_t)p->n_sent);
+        for (size_t k = 0; k < (size_t)p->n_sent; k++) {
+            const lqt_event *e = lqt_event_find(events, p->id, k);
+            if (!e->duplicate && strcmp(e->reason, "idempotency_conflict") == 0) {
+                conflicts++;
+            } else if (!e->duplicate) {
+                firsts++;
+                first = e;
+            }
+        }
+        /* Exactly one first outcome; duplicates repeat it, never a second effect. */
+        ck_assert_msg(firsts == 1, "payment %s: %zu first outcomes", p->id, firsts);
+        ck_assert_uint_eq(conflicts, p->conflict_sent ? 1 : 0);
+        for (size_t k = 0; k < (size_t)p->n_sent; k++) {
+            const lqt_event *e = lqt_event_find(events, p->id, k);
+            if (e->duplicate) {
+                ck_assert_str_eq(e->status, first->status);
+                ck_assert_str_eq(e->processed_at, first->processed_at);
+            }
+        }
+        /* Spot-check the stored outcome against the event (every 50th: the CLI is slow). */
+        if (i % 50 == 0) {
+            ck_assert_int_eq(lqt_payment_show(ns, p->id, &stored, NULL), 0);
+            ck_assert_str_eq(stored.status, first->status);
+            ck_assert_str_eq(stored.processed_at, first->processed_at);
+        }
+        if (strcmp(first->status, "applied") == 0) {
+            /*
+             * A conflicting copy may have been the one stored: the event
+             * does not say which amount, the stored legs do.
+             */
+            int64_t amount = p->amount;
+            if (p->conflict_sent) {
+                ck_assert_int_eq(lqt_payment_show(ns, p->id, &stored, NULL), 0);
+                amount = stored.legs[0].amount;
+            }
+            accounts[p->debit].expected -= amount;
+            accounts[p->credit].expected += amount;
+            applied++;
+        } else {
+            rejected++;
+        }
+    }
+    /* Both outcomes happened, so the run exercised the rules, not just the happy path. */
+    ck_assert_uint_gt(applied, N_PAYMENTS / 2);
+    ck_assert_uint_gt(rejected, 0);
+
+    /* The ledger holds one outcome per id... */
+    {
+        PGresult *res = PQexec(ns->db, "SELECT count(*), count(DISTINCT id) FROM payments");
+        ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+        ck_assert_str_eq(PQgetvalue(res, 0, 0), "20000");
+        ck_assert_str_eq(PQgetvalue(res, 0, 1), "20000");
+        PQclear(res);
+    }
+    /* ...every balance is what the applied events add up to... */
+    for (int i = 0; i < N_ACCOUNTS; i++)
+        ck_assert_msg(lqt_balance(ns, accounts[i].id) == accounts[i].expected,
+                      "account %s: balance differs from the applied events", accounts[i].id);
+    /* ...and the invariants hold, balances summing to zero per currency among them. */
+    ck_assert_int_eq(lqt_run(ns, &out, "audit"), 0);
+    lqt_output_release(&out);
+
+    /* Nothing left behind: every message was acked. */
+    {
+        size_t left = 0;
+        lq_delivery **rest = lqt_get_all(ns, ns->queue, &left);
+        ck_assert_uint_eq(left, 0);
+        lqt_deliveries_free(rest, left);
+    }
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s;
+    TCase *tc;
+    SRunner *sr;
+    int failed;
+
+    lqt_env_or_skip();
+    lqt_init();
+    s = suite_create("concurrency");
+    tc = tcase_create("three workers");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, three_workers_apply_each_payment_exactly_once);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    lqt_sweep();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
