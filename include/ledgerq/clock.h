@@ -14,4 +14,7 @@ void lq_clock_rfc3339(char buf[LQ_RFC3339_MAX]);
 /* Milliseconds on a clock that never goes back; only differences mean anything. */
 int64_t lq_clock_ms(void);
 
+/* The same clock in microseconds, for measuring latencies. */
+int64_t lq_clock_us(void);
+
 #endif

@@ -1,0 +1,438 @@
+/*
+ * `ledgerq bench`: a load generator that measures the whole pipeline,
+ * from publishing a payment command to receiving its result event
+ * (contract section 10).
+ *
+ * One thread, two broker connections: one publishes (with confirms), one
+ * consumes the result events from a private queue bound to the results
+ * exchange.  Latency is receipt of the event minus publish of the command.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ledgerq/amqp.h"
+#include "ledgerq/cli.h"
+#include "ledgerq/clock.h"
+#include "ledgerq/db.h"
+#include "ledgerq/error.h"
+#include "ledgerq/json.h"
+#include "ledgerq/message.h"
+
+#define CONFIRM_WINDOW     2000
+#define CONFIRM_TIMEOUT_MS 60000
+
+static const lq_cli_option bench_options[] = {
+    {"accounts", true, "N  accounts bench:0 .. bench:N-1 (default 1000)"},
+    {"count", true, "N  payments to publish (default 10000)"},
+    {"rate", true, "R  payments per second (default: as fast as possible)"},
+    {"duration", true, "S  with --rate: publish for S seconds (count = R * S)"},
+    {"skew", true, "uniform|hot  hot: every payment debits bench:0 (default uniform)"},
+    {"duplicates", true, "F  share of payments published twice, 0 to 1 (default 0)"},
+    {"setup", false, "open the accounts first (allow negative; skipped when they exist)"},
+    {"preload", false, "publish everything, then measure how fast the workers drain it"},
+    {"timeout", true, "S  longest wait for the result events (default 300)"},
+    {"json", false, "print the result as one JSON object"},
+    {NULL, false, NULL},
+};
+
+typedef struct bench {
+    long accounts;
+    long count;
+    long rate;
+    bool hot;
+    double duplicates;
+    bool preload;
+    long timeout_s;
+    char prefix[32];
+
+    lq_amqp *pub;
+    lq_amqp *sub;
+    char queue[256];
+
+    int64_t *sent_us;   /* per payment: when its first command was published */
+    int64_t *second_us; /* per duplicated payment: when its copy was published */
+    uint8_t *n_events;  /* per payment: events received */
+    int64_t *latency_us;
+    size_t n_latency;
+    size_t n_messages; /* published */
+    size_t n_duplicates;
+    int64_t start_us, first_event_us, last_event_us, published_us;
+} bench;
+
+/* Strictly positive whole number option, or def when absent. */
+static bool long_option(const lq_cli_args *args, const char *name, long def, long min, long max,
+                        long *ret)
+{
+    const char *v = lq_cli_value(args, bench_options, name);
+    char *end;
+    long n;
+
+    if (v == NULL) {
+        *ret = def;
+        return true;
+    }
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < min || n > max) {
+        lq_cli_fail("invalid value for --%s: \"%.40s\" (expected a whole number from %ld to %ld)",
+                    name, v, min, max);
+        return false;
+    }
+    *ret = n;
+    return true;
+}
+
+/* The payment index an event is about, from its "id" (prefix + index). */
+static long event_index(const bench *b, const lq_delivery *d)
+{
+    char id[LQ_ID_MAX + 1];
+    size_t plen = strlen(b->prefix);
+    char *end;
+    long i;
+
+    if (!lq_message_peek_id(d->body, d->body_len, id) || strncmp(id, b->prefix, plen) != 0)
+        return -1;
+    i = strtol(id + plen, &end, 10);
+    return *end == '\0' && i >= 0 && i < b->count ? i : -1;
+}
+
+/* Take every event already received; wait at most wait_ms for the first. */
+static int collect(bench *b, int wait_ms)
+{
+    lq_delivery *d = NULL;
+    uint64_t last_tag = 0;
+    int r;
+
+    while ((r = lq_amqp_next(b->sub, wait_ms, &d)) == LQ_OK) {
+        int64_t t = lq_clock_us();
+        long i = event_index(b, d);
+        wait_ms = 0;
+        last_tag = d->tag;
+        if (i >= 0) {
+            int64_t sent = b->n_events[i] == 0 ? b->sent_us[i] : b->second_us[i];
+            b->n_events[i]++;
+            if (sent > 0)
+                b->latency_us[b->n_latency++] = t - sent;
+            if (b->first_event_us == 0)
+                b->first_event_us = t;
+            b->last_event_us = t;
+        }
+        d = lq_delivery_free(d);
+    }
+    if (last_tag && lq_amqp_ack(b->sub, last_tag, true) != LQ_OK)
+        return LQ_ERR_AMQP_UNAVAILABLE;
+    return r == LQ_ERR_TIMEOUT ? LQ_OK : r;
+}
+
+static int publish_one(bench *b, long i, const char *exchange, bool second)
+{
+    char body[320], id[64];
+    long debit, credit;
+    uint64_t seed = (uint64_t)i * 0x9E3779B97F4A7C15ULL;
+    lq_publish p = {.exchange = exchange,
+                    .routing_key = "payment.bench",
+                    .content_type = "application/json",
+                    .mandatory = true};
+    int r;
+
+    /* Derived from i, so a duplicate repeats the same content. */
+    debit = b->hot ? 0 : (long)((seed >> 11) % (uint64_t)b->accounts);
+    credit = (long)((seed >> 29) % (uint64_t)(b->accounts - 1));
+    if (credit >= debit)
+        credit++;
+    snprintf(id, sizeof(id), "%s%ld", b->prefix, i);
+    p.body = body;
+    p.body_len = (size_t)snprintf(
+        body, sizeof(body),
+        "{\"id\":\"%s\",\"debit\":\"bench:%ld\",\"credit\":\"bench:%ld\",\"amount\":%" PRIu64
+        ",\"currency\":\"EUR\"}",
+        id, debit, credit, 1 + (seed >> 40) % 10000);
+    p.message_id = id;
+    r = lq_amqp_publish(b->pub, &p, NULL);
+    if (r != LQ_OK)
+        return r;
+    if (second)
+        b->second_us[i] = lq_clock_us();
+    else
+        b->sent_us[i] = lq_clock_us();
+    b->n_messages++;
+    if (b->n_messages % CONFIRM_WINDOW == 0)
+        return lq_amqp_wait_confirms(b->pub, CONFIRM_TIMEOUT_MS);
+    return LQ_OK;
+}
+
+static int publish_all(bench *b, const char *exchange)
+{
+    long dup_every = b->duplicates > 0 ? (long)(1.0 / b->duplicates + 0.5) : 0;
+    int r;
+
+    b->start_us = lq_clock_us();
+    for (long i = 0; i < b->count; i++) {
+        if (b->rate > 0) {
+            /* Hold the offered rate; collect events while waiting. */
+            int64_t due = b->start_us + (int64_t)((double)i * 1e6 / (double)b->rate);
+            int64_t wait;
+            while ((wait = due - lq_clock_us()) > 0) {
+                r = collect(b, (int)(wait / 1000));
+                if (r != LQ_OK)
+                    return r;
+                if (wait < 1000)
+                    usleep((useconds_t)wait);
+            }
+        }
+        r = publish_one(b, i, exchange, false);
+        if (r == LQ_OK && dup_every > 0 && i % dup_every == 0) {
+            r = publish_one(b, i, exchange, true);
+            b->n_duplicates++;
+        }
+        if (r != LQ_OK)
+            return r;
+        if (!b->preload && i % 64 == 0 && (r = collect(b, 0)) != LQ_OK)
+            return r;
+    }
+    r = lq_amqp_wait_confirms(b->pub, CONFIRM_TIMEOUT_MS);
+    b->published_us = lq_clock_us();
+    if (r == LQ_OK && lq_amqp_returned(b->pub) > 0) {
+        lq_cli_fail("%" PRIu64 " commands were unroutable: is the topology declared?",
+                    lq_amqp_returned(b->pub));
+        return LQ_ERR_AMQP_NACK;
+    }
+    return r;
+}
+
+static int compare_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static double percentile_ms(const bench *b, double p)
+{
+    size_t i;
+
+    if (b->n_latency == 0)
+        return 0;
+    i = (size_t)(p * (double)(b->n_latency - 1) + 0.5);
+    return (double)b->latency_us[i] / 1000.0;
+}
+
+static void report(const bench *b, bool json, bool complete)
+{
+    int64_t from = b->preload ? b->first_event_us : b->start_us;
+    double seconds = (double)(b->last_event_us - from) / 1e6;
+    double throughput = seconds > 0 ? (double)b->n_latency / seconds : 0;
+
+    if (json) {
+        lq_json j;
+        char *text;
+        char num[64];
+        lq_json_init(&j);
+        lq_json_object_begin(&j);
+        lq_json_key(&j, "mode");
+        lq_json_string(&j, b->preload ? "drain" : b->rate > 0 ? "rate" : "full-speed");
+        lq_json_key(&j, "skew");
+        lq_json_string(&j, b->hot ? "hot" : "uniform");
+        lq_json_key(&j, "accounts");
+        lq_json_int(&j, b->accounts);
+        lq_json_key(&j, "payments");
+        lq_json_int(&j, b->count);
+        lq_json_key(&j, "messages");
+        lq_json_uint(&j, b->n_messages);
+        lq_json_key(&j, "duplicates");
+        lq_json_uint(&j, b->n_duplicates);
+        lq_json_key(&j, "offered_rate");
+        lq_json_int(&j, b->rate);
+        lq_json_key(&j, "events");
+        lq_json_uint(&j, b->n_latency);
+        lq_json_key(&j, "complete");
+        lq_json_bool(&j, complete);
+        /* Measurements are not money: plain decimal text is fine here. */
+        snprintf(num, sizeof(num), "%.3f", seconds);
+        lq_json_key(&j, "seconds");
+        lq_json_raw(&j, num);
+        snprintf(num, sizeof(num), "%.1f", throughput);
+        lq_json_key(&j, "throughput_per_s");
+        lq_json_raw(&j, num);
+        lq_json_key(&j, "latency_ms");
+        lq_json_object_begin(&j);
+        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 0.5));
+        lq_json_key(&j, "p50");
+        lq_json_raw(&j, num);
+        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 0.99));
+        lq_json_key(&j, "p99");
+        lq_json_raw(&j, num);
+        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 0.999));
+        lq_json_key(&j, "p99_9");
+        lq_json_raw(&j, num);
+        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 1.0));
+        lq_json_key(&j, "max");
+        lq_json_raw(&j, num);
+        lq_json_object_end(&j);
+        lq_json_object_end(&j);
+        text = lq_json_steal(&j);
+        if (text) {
+            puts(text);
+            free(text);
+        }
+        return;
+    }
+    printf("mode:        %s, %s accounts (%ld), %zu messages (%zu duplicates)\n",
+           b->preload    ? "drain of preloaded payments"
+           : b->rate > 0 ? "fixed rate"
+                         : "full speed",
+           b->hot ? "hot account" : "uniform", b->accounts, b->n_messages, b->n_duplicates);
+    if (b->rate > 0)
+        printf("offered:     %ld payments/s\n", b->rate);
+    printf("events:      %zu of %zu%s\n", b->n_latency, b->n_messages,
+           complete ? "" : " (timed out)");
+    printf("throughput:  %.0f payments/s over %.3f s\n", throughput, seconds);
+    printf("latency:     p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+           percentile_ms(b, 0.5), percentile_ms(b, 0.99), percentile_ms(b, 0.999),
+           percentile_ms(b, 1.0));
+}
+
+/* Open bench:0 .. bench:N-1 unless bench:0 exists. */
+static int setup_accounts(const lq_config *cfg, long n)
+{
+    lq_db *db = NULL;
+    lq_account *accounts = NULL, probe;
+    char err[512], created[LQ_TIMESTAMP_MAX];
+    int r = lq_db_connect(cfg->database_url, &db, err, sizeof(err));
+
+    if (r != LQ_OK) {
+        lq_cli_fail("%s", err);
+        return r;
+    }
+    r = lq_db_account_get(db, "bench:0", &probe, created);
+    if (r == LQ_OK)
+        goto out;
+    accounts = calloc((size_t)n, sizeof(*accounts));
+    if (accounts == NULL) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
+    for (long i = 0; i < n; i++) {
+        snprintf(accounts[i].id, sizeof(accounts[i].id), "bench:%ld", i);
+        memcpy(accounts[i].currency, "EUR", 4);
+        accounts[i].allow_negative = true;
+    }
+    r = lq_db_account_import(db, accounts, (size_t)n, NULL);
+    if (r != LQ_OK)
+        lq_cli_fail("%s", lq_db_error(db));
+out:
+    free(accounts);
+    lq_db_close(db);
+    return r;
+}
+
+int lq_cmd_bench(int argc, char **argv)
+{
+    lq_cli_args args;
+    bench b;
+    const char *skew, *dup;
+    char err[512];
+    long duration = 0;
+    bool complete = false;
+    int r, rc = lq_cli_parse("bench", "[--count N | --rate R --duration S] [options]",
+                             bench_options, argc, argv, &args);
+
+    memset(&b, 0, sizeof(b));
+    if (rc != LQ_CLI_CONTINUE)
+        goto out;
+    rc = LQ_EXIT_USAGE;
+    if (!lq_cli_want_args("bench", &args, 0, 0) ||
+        !long_option(&args, "accounts", 1000, 2, 10000000, &b.accounts) ||
+        !long_option(&args, "count", 10000, 1, 100000000, &b.count) ||
+        !long_option(&args, "rate", 0, 1, 10000000, &b.rate) ||
+        !long_option(&args, "duration", 0, 1, 86400, &duration) ||
+        !long_option(&args, "timeout", 300, 1, 86400, &b.timeout_s))
+        goto out;
+    if (duration > 0) {
+        if (b.rate == 0) {
+            lq_cli_fail("--duration needs --rate");
+            goto out;
+        }
+        b.count = b.rate * duration;
+    }
+    skew = lq_cli_value(&args, bench_options, "skew");
+    if (skew && strcmp(skew, "hot") != 0 && strcmp(skew, "uniform") != 0) {
+        lq_cli_fail("invalid value for --skew: \"%.20s\" (expected uniform or hot)", skew);
+        goto out;
+    }
+    b.hot = skew && strcmp(skew, "hot") == 0;
+    dup = lq_cli_value(&args, bench_options, "duplicates");
+    if (dup) {
+        char *end;
+        b.duplicates = strtod(dup, &end);
+        if (*end || end == dup || !(b.duplicates >= 0 && b.duplicates <= 1)) {
+            lq_cli_fail("invalid value for --duplicates: \"%.20s\" (expected 0 to 1)", dup);
+            goto out;
+        }
+    }
+    b.preload = lq_cli_value(&args, bench_options, "preload") != NULL;
+    snprintf(b.prefix, sizeof(b.prefix), "bench-%lx-%x-", (long)time(NULL), (unsigned)getpid());
+
+    rc = LQ_EXIT_FAILURE;
+    b.sent_us = calloc((size_t)b.count, sizeof(*b.sent_us));
+    b.second_us = calloc((size_t)b.count, sizeof(*b.second_us));
+    b.n_events = calloc((size_t)b.count, sizeof(*b.n_events));
+    b.latency_us = calloc((size_t)b.count * 2, sizeof(*b.latency_us));
+    if (!b.sent_us || !b.second_us || !b.n_events || !b.latency_us) {
+        lq_cli_fail("out of memory for %ld payments", b.count);
+        goto out;
+    }
+    if (lq_cli_value(&args, bench_options, "setup") &&
+        setup_accounts(&args.cfg, b.accounts) != LQ_OK)
+        goto out;
+    if (lq_amqp_connect_config(&args.cfg, 0, &b.pub, err, sizeof(err)) != LQ_OK ||
+        lq_amqp_connect_config(&args.cfg, 0, &b.sub, err, sizeof(err)) != LQ_OK) {
+        lq_cli_fail("%s", err);
+        goto out;
+    }
+    if ((args.cfg.declare && lq_amqp_declare_topology(b.pub, &args.cfg) != LQ_OK) ||
+        lq_amqp_declare_listener(b.sub, args.cfg.results_exchange, "payment.#", b.queue) != LQ_OK ||
+        lq_amqp_consume(b.sub, b.queue, 10000) != LQ_OK) {
+        lq_cli_fail("%s", lq_amqp_error(b.pub)[0] ? lq_amqp_error(b.pub) : lq_amqp_error(b.sub));
+        goto out;
+    }
+    r = publish_all(&b, args.cfg.exchange);
+    if (r != LQ_OK) {
+        lq_cli_fail("publishing failed: %s", lq_amqp_error(b.pub));
+        goto out;
+    }
+    if (b.preload) {
+        /* A driver script starts the workers when it reads this line. */
+        fprintf(stderr, "published %zu messages; waiting for the result events\n", b.n_messages);
+        fflush(stderr);
+    }
+    {
+        int64_t deadline = lq_clock_us() + b.timeout_s * 1000000;
+        while (b.n_latency < b.n_messages && lq_clock_us() < deadline) {
+            r = collect(&b, 200);
+            if (r != LQ_OK) {
+                lq_cli_fail("receiving events failed: %s", lq_amqp_error(b.sub));
+                goto out;
+            }
+        }
+    }
+    complete = b.n_latency == b.n_messages;
+    qsort(b.latency_us, b.n_latency, sizeof(*b.latency_us), compare_int64);
+    report(&b, lq_cli_value(&args, bench_options, "json") != NULL, complete);
+    if (!complete)
+        lq_cli_fail("timed out: %zu of %zu result events arrived", b.n_latency, b.n_messages);
+    rc = complete ? LQ_EXIT_OK : LQ_EXIT_FAILURE;
+out:
+    lq_amqp_close(b.pub);
+    lq_amqp_close(b.sub);
+    free(b.sent_us);
+    free(b.second_us);
+    free(b.n_events);
+    free(b.latency_us);
+    lq_cli_args_release(&args);
+    return rc;
+}
