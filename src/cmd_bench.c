@@ -28,7 +28,7 @@
 
 static const lq_cli_option bench_options[] = {
     {"accounts", true, "N  accounts bench:0 .. bench:N-1 (default 1000)"},
-    {"count", true, "N  payments to publish (default 10000)"},
+    {"count", true, "N  payments to publish (default 10000; 0 with --setup: only open accounts)"},
     {"rate", true, "R  payments per second (default: as fast as possible)"},
     {"duration", true, "S  with --rate: publish for S seconds (count = R * S)"},
     {"skew", true, "uniform|hot  hot: every payment debits bench:0 (default uniform)"},
@@ -347,7 +347,7 @@ int lq_cmd_bench(int argc, char **argv)
     rc = LQ_EXIT_USAGE;
     if (!lq_cli_want_args("bench", &args, 0, 0) ||
         !long_option(&args, "accounts", 1000, 2, 10000000, &b.accounts) ||
-        !long_option(&args, "count", 10000, 1, 100000000, &b.count) ||
+        !long_option(&args, "count", 10000, 0, 100000000, &b.count) ||
         !long_option(&args, "rate", 0, 1, 10000000, &b.rate) ||
         !long_option(&args, "duration", 0, 1, 86400, &duration) ||
         !long_option(&args, "timeout", 300, 1, 86400, &b.timeout_s))
@@ -378,10 +378,10 @@ int lq_cmd_bench(int argc, char **argv)
     snprintf(b.prefix, sizeof(b.prefix), "bench-%lx-%x-", (long)time(NULL), (unsigned)getpid());
 
     rc = LQ_EXIT_FAILURE;
-    b.sent_us = calloc((size_t)b.count, sizeof(*b.sent_us));
-    b.second_us = calloc((size_t)b.count, sizeof(*b.second_us));
-    b.n_events = calloc((size_t)b.count, sizeof(*b.n_events));
-    b.latency_us = calloc((size_t)b.count * 2, sizeof(*b.latency_us));
+    b.sent_us = calloc((size_t)b.count + 1, sizeof(*b.sent_us));
+    b.second_us = calloc((size_t)b.count + 1, sizeof(*b.second_us));
+    b.n_events = calloc((size_t)b.count + 1, sizeof(*b.n_events));
+    b.latency_us = calloc((size_t)b.count * 2 + 1, sizeof(*b.latency_us));
     if (!b.sent_us || !b.second_us || !b.n_events || !b.latency_us) {
         lq_cli_fail("out of memory for %ld payments", b.count);
         goto out;
@@ -389,6 +389,10 @@ int lq_cmd_bench(int argc, char **argv)
     if (lq_cli_value(&args, bench_options, "setup") &&
         setup_accounts(&args.cfg, b.accounts) != LQ_OK)
         goto out;
+    if (b.count == 0) {
+        rc = LQ_EXIT_OK;
+        goto out;
+    }
     if (lq_amqp_connect_config(&args.cfg, 0, &b.pub, err, sizeof(err)) != LQ_OK ||
         lq_amqp_connect_config(&args.cfg, 0, &b.sub, err, sizeof(err)) != LQ_OK) {
         lq_cli_fail("%s", err);
