@@ -19,6 +19,7 @@
 #include "ledgerq/amqp.h"
 #include "ledgerq/clock.h"
 #include "ledgerq/error.h"
+#include "ledgerq/json.h"
 
 #define CH_CONSUME 1
 #define CH_PUBLISH 2
@@ -930,4 +931,172 @@ int lq_amqp_delete_queue(lq_amqp *c, const char *name)
 {
     amqp_queue_delete(c->conn, CH_RPC, cstring(name), 0, 0);
     return rpc_error(c, "could not delete a queue", amqp_get_rpc_reply(c->conn));
+}
+
+int lq_amqp_republish(lq_amqp *c, const lq_delivery *d, const char *exchange,
+                      const char *routing_key, uint64_t *ret_seq)
+{
+    const delivery_priv *p = d->priv;
+    amqp_basic_properties_t props = p->msg.properties;
+    int n_old = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? props.headers.num_entries : 0;
+    amqp_table_entry_t *entries = calloc((size_t)n_old + 1, sizeof(*entries));
+    int n = 0, r;
+
+    if (entries == NULL)
+        return LQ_ERR_NOMEM;
+    /* The failure's marks go: a replayed message starts clean. */
+    for (int i = 0; i < n_old; i++) {
+        amqp_bytes_t key = props.headers.entries[i].key;
+        if ((key.len >= 10 && memcmp(key.bytes, "x-ledgerq-", 10) == 0) || key_is(key, "x-death"))
+            continue;
+        entries[n++] = props.headers.entries[i];
+    }
+    props.headers.num_entries = n;
+    props.headers.entries = entries;
+    r = publish(c, exchange, routing_key, true, &props, p->msg.body, ret_seq);
+    free(entries);
+    return r;
+}
+
+int lq_amqp_queue_depth(lq_amqp *c, const char *queue, uint32_t *ret_ready)
+{
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(c->conn, CH_RPC, cstring(queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t reply = amqp_get_rpc_reply(c->conn);
+
+    if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+        ((amqp_channel_close_t *)reply.reply.decoded)->reply_code == AMQP_NOT_FOUND) {
+        rpc_error(c, "no such queue", reply);
+        return LQ_ERR_NOT_FOUND;
+    }
+    if (rpc_error(c, "could not look up a queue", reply) != LQ_OK)
+        return LQ_ERR_AMQP_UNAVAILABLE;
+    *ret_ready = ok->message_count;
+    return LQ_OK;
+}
+
+static void copy_bytes(char *dst, size_t len, amqp_bytes_t b)
+{
+    snprintf(dst, len, "%.*s", (int)b.len, (const char *)b.bytes);
+}
+
+static const amqp_field_value_t *table_get(const amqp_table_t *t, const char *key)
+{
+    for (int i = 0; i < t->num_entries; i++) {
+        if (key_is(t->entries[i].key, key))
+            return &t->entries[i].value;
+    }
+    return NULL;
+}
+
+bool lq_delivery_x_death(const lq_delivery *d, lq_x_death *ret)
+{
+    const amqp_table_entry_t *e = find_header(d, "x-death");
+    const amqp_table_t *t;
+    const amqp_field_value_t *v;
+
+    if (e == NULL || e->value.kind != AMQP_FIELD_KIND_ARRAY ||
+        e->value.value.array.num_entries < 1 ||
+        e->value.value.array.entries[0].kind != AMQP_FIELD_KIND_TABLE)
+        return false;
+    t = &e->value.value.array.entries[0].value.table;
+    memset(ret, 0, sizeof(*ret));
+    if ((v = table_get(t, "reason")) &&
+        (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+        copy_bytes(ret->reason, sizeof(ret->reason), v->value.bytes);
+    if ((v = table_get(t, "count")) && v->kind == AMQP_FIELD_KIND_I64)
+        ret->count = v->value.i64;
+    if ((v = table_get(t, "queue")) &&
+        (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+        copy_bytes(ret->queue, sizeof(ret->queue), v->value.bytes);
+    if ((v = table_get(t, "exchange")) &&
+        (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+        copy_bytes(ret->exchange, sizeof(ret->exchange), v->value.bytes);
+    if ((v = table_get(t, "time")) && v->kind == AMQP_FIELD_KIND_TIMESTAMP)
+        ret->time = (int64_t)v->value.u64;
+    if ((v = table_get(t, "routing-keys")) && v->kind == AMQP_FIELD_KIND_ARRAY &&
+        v->value.array.num_entries > 0 &&
+        (v->value.array.entries[0].kind == AMQP_FIELD_KIND_UTF8 ||
+         v->value.array.entries[0].kind == AMQP_FIELD_KIND_BYTES))
+        copy_bytes(ret->routing_key, sizeof(ret->routing_key),
+                   v->value.array.entries[0].value.bytes);
+    return true;
+}
+
+static void field_json(lq_json *j, const amqp_field_value_t *v);
+
+static void table_json(lq_json *j, const amqp_table_t *t)
+{
+    lq_json_object_begin(j);
+    for (int i = 0; i < t->num_entries; i++) {
+        char key[256];
+        copy_bytes(key, sizeof(key), t->entries[i].key);
+        lq_json_key(j, key);
+        field_json(j, &t->entries[i].value);
+    }
+    lq_json_object_end(j);
+}
+
+static void field_json(lq_json *j, const amqp_field_value_t *v)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        lq_json_bool(j, v->value.boolean);
+        break;
+    case AMQP_FIELD_KIND_I8:
+        lq_json_int(j, v->value.i8);
+        break;
+    case AMQP_FIELD_KIND_U8:
+        lq_json_int(j, v->value.u8);
+        break;
+    case AMQP_FIELD_KIND_I16:
+        lq_json_int(j, v->value.i16);
+        break;
+    case AMQP_FIELD_KIND_U16:
+        lq_json_int(j, v->value.u16);
+        break;
+    case AMQP_FIELD_KIND_I32:
+        lq_json_int(j, v->value.i32);
+        break;
+    case AMQP_FIELD_KIND_U32:
+        lq_json_int(j, v->value.u32);
+        break;
+    case AMQP_FIELD_KIND_I64:
+        lq_json_int(j, v->value.i64);
+        break;
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        lq_json_uint(j, v->value.u64);
+        break;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        lq_json_string_len(j, v->value.bytes.bytes, v->value.bytes.len);
+        break;
+    case AMQP_FIELD_KIND_ARRAY:
+        lq_json_array_begin(j);
+        for (int i = 0; i < v->value.array.num_entries; i++)
+            field_json(j, &v->value.array.entries[i]);
+        lq_json_array_end(j);
+        break;
+    case AMQP_FIELD_KIND_TABLE:
+        table_json(j, &v->value.table);
+        break;
+    default:
+        /* Floats and decimals: not used by RabbitMQ or ledgerq in headers. */
+        lq_json_null(j);
+        break;
+    }
+}
+
+char *lq_delivery_headers_json(const lq_delivery *d)
+{
+    const delivery_priv *p = d->priv;
+    static const amqp_table_t empty = {0, NULL};
+    lq_json j;
+
+    lq_json_init(&j);
+    table_json(&j, (p->msg.properties._flags & AMQP_BASIC_HEADERS_FLAG) ? &p->msg.properties.headers
+                                                                        : &empty);
+    return lq_json_steal(&j);
 }

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"payment", lq_cmd_payment, "show a payment's stored outcome and legs"},
     {"audit", lq_cmd_audit, "check the ledger invariants"},
     {"publish", lq_cmd_publish, "publish payment commands, one JSON object per line"},
+    {"dlq", lq_cmd_dlq, "list, show, count, replay and purge dead-lettered messages"},
     {"bench", lq_cmd_bench, "load generator: throughput and latency through result events"},
 };
 

@@ -167,6 +167,42 @@ int lq_amqp_get(lq_amqp *c, const char *queue, lq_delivery **ret);
 bool lq_delivery_header_int(const lq_delivery *d, const char *name, int64_t *ret);
 bool lq_delivery_header_string(const lq_delivery *d, const char *name, char *ret, size_t ret_len);
 
+/*
+ * Publish d again, body and properties unchanged but without its
+ * x-ledgerq-* and x-death headers, to exchange with routing_key (mandatory:
+ * see lq_amqp_returned()).  For replaying dead-lettered messages.  Does not
+ * wait for the confirm.
+ */
+int lq_amqp_republish(lq_amqp *c, const lq_delivery *d, const char *exchange,
+                      const char *routing_key, uint64_t *ret_seq);
+
+/*
+ * The number of ready messages in queue (a passive declare).  Returns
+ * LQ_ERR_NOT_FOUND when the queue does not exist (the connection is then
+ * broken: close it).
+ */
+int lq_amqp_queue_depth(lq_amqp *c, const char *queue, uint32_t *ret_ready);
+
+/* The first (latest) entry of a message's x-death header, set by the broker. */
+typedef struct lq_x_death {
+    char reason[64]; /* "delivery_limit", "rejected", "expired", "maxlen" */
+    int64_t count;
+    char queue[256];
+    char exchange[256];
+    char routing_key[256]; /* the first of routing-keys */
+    int64_t time;          /* when, in seconds since the epoch; 0 when absent */
+} lq_x_death;
+
+/* Read d's x-death header into *ret; false when it has none. */
+bool lq_delivery_x_death(const lq_delivery *d, lq_x_death *ret);
+
+/*
+ * d's headers as a JSON object (nested tables and arrays included, x-death
+ * for one), for people.  Returns a new string (caller frees), or NULL when
+ * out of memory.
+ */
+char *lq_delivery_headers_json(const lq_delivery *d);
+
 /* Purge queue; *ret_count (may be NULL) gets how many messages were removed. */
 int lq_amqp_purge(lq_amqp *c, const char *queue, uint32_t *ret_count);
 

@@ -61,5 +61,6 @@ int lq_cmd_payment(int argc, char **argv);
 int lq_cmd_audit(int argc, char **argv);
 int lq_cmd_publish(int argc, char **argv);
 int lq_cmd_bench(int argc, char **argv);
+int lq_cmd_dlq(int argc, char **argv);
 
 #endif
