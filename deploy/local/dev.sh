@@ -427,8 +427,12 @@ cmd_test() {
 # ---------------------------------------------------------------- main
 
 main() {
-	local cmd="${1:-help}"
+	local cmd="${1:-}"
 	case "$cmd" in
+	"")
+		usage >&2
+		exit 2
+		;;
 	help | -h | --help)
 		usage
 		return 0

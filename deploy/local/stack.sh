@@ -790,10 +790,13 @@ restore_policy() {
 main() {
 	parse_args "$@"
 	case "$CMD" in
-	"" | help)
+	help)
 		usage
-		[[ "$CMD" == help ]]
-		return
+		return 0
+		;;
+	"")
+		usage >&2
+		exit 2
 		;;
 	install-deps)
 		cmd_install_deps
