@@ -161,3 +161,16 @@ bool lq_cli_want_args(const char *command, const lq_cli_args *args, int min, int
     }
     return true;
 }
+
+int lq_cli_print_json(lq_json *j)
+{
+    char *text = lq_json_steal(j);
+
+    if (text == NULL) {
+        lq_cli_fail("out of memory");
+        return LQ_EXIT_FAILURE;
+    }
+    puts(text);
+    free(text);
+    return LQ_EXIT_OK;
+}

@@ -44,20 +44,6 @@ static void account_json(lq_json *j, const lq_account *a, const char *created_at
     lq_json_object_end(j);
 }
 
-/* Print and release j; false when it could not be built. */
-static bool print_json(lq_json *j)
-{
-    char *text = lq_json_steal(j);
-
-    if (text == NULL) {
-        lq_cli_fail("out of memory");
-        return false;
-    }
-    puts(text);
-    free(text);
-    return true;
-}
-
 static int open_account(lq_db *db, const lq_cli_args *args)
 {
     const char *currency = lq_cli_value(args, account_options, "currency");
@@ -166,7 +152,7 @@ static int show_account(lq_db *db, const lq_cli_args *args)
         lq_json j;
         lq_json_init(&j);
         account_json(&j, &a, created_at);
-        return print_json(&j) ? LQ_EXIT_OK : LQ_EXIT_FAILURE;
+        return lq_cli_print_json(&j);
     }
     printf("id:             %s\n"
            "currency:       %s\n"
@@ -208,7 +194,7 @@ static int list_accounts(lq_db *db, const lq_cli_args *args)
             lq_cli_fail("%s", lq_db_error(db));
             return LQ_EXIT_FAILURE;
         }
-        return print_json(&j) ? LQ_EXIT_OK : LQ_EXIT_FAILURE;
+        return lq_cli_print_json(&j);
     }
     printf("%-24s %-3s %20s %20s %20s %-5s %s\n", "ID", "CCY", "BALANCE", "DEBITS", "CREDITS",
            "NEG", "CREATED_AT");

@@ -29,7 +29,6 @@ static int print_payment_json(const lq_payment_record *rec)
 {
     const lq_outcome *o = &rec->outcome;
     lq_json j;
-    char *text;
 
     lq_json_init(&j);
     lq_json_object_begin(&j);
@@ -59,14 +58,7 @@ static int print_payment_json(const lq_payment_record *rec)
     lq_json_key(&j, "processed_at");
     lq_json_string(&j, o->processed_at);
     lq_json_object_end(&j);
-    text = lq_json_steal(&j);
-    if (text == NULL) {
-        lq_cli_fail("out of memory");
-        return LQ_EXIT_FAILURE;
-    }
-    puts(text);
-    free(text);
-    return LQ_EXIT_OK;
+    return lq_cli_print_json(&j);
 }
 
 static void print_payment_text(const lq_payment_record *rec)
@@ -178,13 +170,8 @@ int lq_cmd_audit(int argc, char **argv)
     lq_json_bool(&j, violations == 0);
     lq_json_object_end(&j);
     if (json) {
-        char *text = lq_json_steal(&j);
-        if (text == NULL) {
-            lq_cli_fail("out of memory");
+        if (lq_cli_print_json(&j) != LQ_EXIT_OK)
             goto out;
-        }
-        puts(text);
-        free(text);
     } else if (violations == 0) {
         printf("ok: every ledger invariant holds\n");
     } else {

@@ -219,19 +219,6 @@ static void entry_json(lq_json *j, const dead *m)
     lq_json_object_end(j);
 }
 
-static int print_json(lq_json *j)
-{
-    char *text = lq_json_steal(j);
-
-    if (text == NULL) {
-        lq_cli_fail("out of memory");
-        return LQ_EXIT_FAILURE;
-    }
-    puts(text);
-    free(text);
-    return LQ_EXIT_OK;
-}
-
 static int cmd_list(dlq *q, const lq_cli_args *args)
 {
     const char *error = lq_cli_value(args, dlq_options, "error");
@@ -272,7 +259,7 @@ static int cmd_list(dlq *q, const lq_cli_args *args)
     }
     lq_json_array_end(&j);
     if (json)
-        return print_json(&j);
+        return lq_cli_print_json(&j);
     lq_json_release(&j);
     return LQ_EXIT_OK;
 }
@@ -384,7 +371,7 @@ static int cmd_stats(dlq *q, const lq_cli_args *args)
         lq_json_key(&j, "by_reason");
         tally_json(&j, &by_reason);
         lq_json_object_end(&j);
-        return print_json(&j);
+        return lq_cli_print_json(&j);
     }
     printf("total: %zu\n", q->n);
     for (size_t i = 0; i < by_error.n; i++)

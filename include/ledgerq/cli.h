@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "ledgerq/config.h"
+#include "ledgerq/json.h"
 
 /* Exit codes of every command. */
 #define LQ_EXIT_OK      0
@@ -49,6 +50,12 @@ const char *lq_cli_value(const lq_cli_args *args, const lq_cli_option *options, 
 
 /* Check the count of positional arguments; print a usage error when off. */
 bool lq_cli_want_args(const char *command, const lq_cli_args *args, int min, int max);
+
+/*
+ * Print the JSON text j holds on stdout, one line, and release j.  Returns
+ * LQ_EXIT_OK, or LQ_EXIT_FAILURE (reported) when building it ran out of memory.
+ */
+int lq_cli_print_json(lq_json *j);
 
 /* Print "ledgerq: <message>" on stderr as one line. */
 void lq_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
