@@ -19,10 +19,12 @@
 #include "ledgerq/clock.h"
 #include "ledgerq/db.h"
 #include "ledgerq/error.h"
+#include "ledgerq/http.h"
 #include "ledgerq/json.h"
 #include "ledgerq/ledger.h"
 #include "ledgerq/log.h"
 #include "ledgerq/message.h"
+#include "ledgerq/metrics.h"
 #include "ledgerq/worker.h"
 
 #define HEARTBEAT_S        30
@@ -49,7 +51,8 @@ typedef struct entry {
     int invalid;         /* an LQ_ERR_* of the invalid or failed class, or LQ_OK */
     char detail[LQ_DETAIL_MAX];
     int attempts;
-    lq_item *item; /* this entry's item in the batch, when valid */
+    lq_item *item;       /* this entry's item in the batch, when valid */
+    int64_t received_us; /* when the delivery was taken from the connection */
 } entry;
 
 typedef struct worker {
@@ -61,6 +64,9 @@ typedef struct worker {
     size_t n;
     lq_book book;
     int64_t deadline_ms; /* when stopping: the moment to give up; 0 before */
+    lq_metrics *metrics;
+    bool amqp_connected_before, db_connected_before; /* to count reconnects */
+    int64_t depth_checked_ms;
     int backoff_ms;
 } worker;
 
@@ -109,6 +115,8 @@ static void drop_amqp(worker *w, const char *why);
  */
 static void pause_ms(worker *w, int ms)
 {
+    /* Waiting on purpose is the loop going round: /healthz stays green. */
+    lq_metrics_tick(w->metrics);
     if (w->amqp == NULL) {
         usleep((useconds_t)ms * 1000);
         return;
@@ -119,6 +127,8 @@ static void pause_ms(worker *w, int ms)
 
 static void drop_amqp(worker *w, const char *why)
 {
+    lq_metrics_set_connected(w->metrics, LQ_METRICS_AMQP, false);
+    lq_metrics_set_consuming(w->metrics, false);
     if (w->amqp == NULL)
         return;
     lq_warn("broker connection lost: %s", why);
@@ -127,6 +137,7 @@ static void drop_amqp(worker *w, const char *why)
 
 static void drop_db(worker *w, const char *why)
 {
+    lq_metrics_set_connected(w->metrics, LQ_METRICS_DB, false);
     if (w->db == NULL)
         return;
     lq_warn("database connection lost: %s", why);
@@ -152,6 +163,11 @@ static int connect_amqp(worker *w)
     if (r != LQ_OK)
         goto fail;
     lq_info("consuming from queue \"%s\" (prefetch %d)", w->cfg->queue, w->cfg->prefetch);
+    if (w->amqp_connected_before)
+        lq_metrics_count_reconnect(w->metrics, LQ_METRICS_AMQP);
+    w->amqp_connected_before = true;
+    lq_metrics_set_connected(w->metrics, LQ_METRICS_AMQP, true);
+    lq_metrics_set_consuming(w->metrics, true);
     return LQ_OK;
 fail:
     lq_warn("%s", lq_amqp_error(w->amqp));
@@ -175,6 +191,10 @@ static int connect_db(worker *w)
         return r;
     }
     lq_info("connected to the database");
+    if (w->db_connected_before)
+        lq_metrics_count_reconnect(w->metrics, LQ_METRICS_DB);
+    w->db_connected_before = true;
+    lq_metrics_set_connected(w->metrics, LQ_METRICS_DB, true);
     return LQ_OK;
 }
 
@@ -249,6 +269,7 @@ static int gather(worker *w)
             return r;
         memset(&w->entries[w->n], 0, sizeof(w->entries[w->n]));
         w->entries[w->n].delivery = d;
+        w->entries[w->n].received_us = lq_clock_us();
         validate(&w->entries[w->n]);
         if (w->n == 0)
             fill_until = lq_clock_ms() + w->cfg->batch_wait_ms;
@@ -275,10 +296,15 @@ static int apply_items(worker *w, lq_item *items, size_t n)
             }
             w->backoff_ms = 0;
         }
+        int64_t started = lq_clock_us();
         r = lq_db_batch_load(w->db, items, n, &w->book, now);
         if (r == LQ_OK) {
             lq_ledger_decide(items, n, &w->book, now);
             r = lq_db_batch_store(w->db, items, n, &w->book);
+        }
+        if (r == LQ_OK) {
+            lq_metrics_observe_batch(w->metrics, n);
+            lq_metrics_observe_commit_us(w->metrics, lq_clock_us() - started);
         }
         if (r == LQ_OK)
             return LQ_OK;
@@ -460,6 +486,15 @@ static int answer_batch(worker *w)
     r = lq_amqp_ack(w->amqp, w->entries[w->n - 1].delivery->tag, true);
     if (r != LQ_OK)
         return r;
+    lq_metrics_count(w->metrics, LQ_METRICS_APPLIED, applied);
+    lq_metrics_count(w->metrics, LQ_METRICS_REJECTED, rejected);
+    lq_metrics_count(w->metrics, LQ_METRICS_DUPLICATE, duplicates);
+    lq_metrics_count(w->metrics, LQ_METRICS_DEAD_LETTERED, dead);
+    {
+        int64_t now = lq_clock_us();
+        for (size_t i = 0; i < w->n; i++)
+            lq_metrics_observe_message_us(w->metrics, now - w->entries[i].received_us);
+    }
     lq_debug("batch of %zu done: %zu applied, %zu rejected, %zu duplicates, %zu dead-lettered",
              w->n, applied, rejected, duplicates, dead);
     return LQ_OK;
@@ -480,18 +515,44 @@ static void process_batch(worker *w)
     release_batch(w);
 }
 
+/* Refresh the queue-depth gauge about once a second (a passive declare). */
+static void refresh_depth(worker *w)
+{
+    uint32_t ready = 0;
+    int64_t now = lq_clock_ms();
+
+    if (w->amqp == NULL || now - w->depth_checked_ms < 1000)
+        return;
+    w->depth_checked_ms = now;
+    if (lq_amqp_queue_depth(w->amqp, w->cfg->queue, &ready) == LQ_OK)
+        lq_metrics_set_queue(w->metrics, ready, w->n);
+    else
+        drop_amqp(w, lq_amqp_error(w->amqp));
+}
+
 int lq_worker_run(const lq_config *cfg)
 {
     worker w;
+    lq_http *http = NULL;
+    char err[512];
     int r;
 
     memset(&w, 0, sizeof(w));
     w.cfg = cfg;
     w.entries = calloc((size_t)cfg->batch_max, sizeof(*w.entries));
     w.items = calloc((size_t)cfg->batch_max, sizeof(*w.items));
-    if (w.entries == NULL || w.items == NULL) {
+    w.metrics = lq_metrics_new();
+    if (w.entries == NULL || w.items == NULL || w.metrics == NULL) {
         r = LQ_ERR_NOMEM;
         goto out;
+    }
+    if (strcmp(cfg->http_addr, "off") != 0) {
+        r = lq_http_start(cfg->http_addr, w.metrics, &http, err, sizeof(err));
+        if (r != LQ_OK) {
+            lq_error("%s (LEDGERQ_HTTP_ADDR)", err);
+            goto out;
+        }
+        lq_info("health and metrics on http://%s/ (healthz, readyz, metrics)", cfg->http_addr);
     }
     srand((unsigned)getpid() ^ (unsigned)lq_clock_ms());
     stop_requested = 0;
@@ -500,8 +561,12 @@ int lq_worker_run(const lq_config *cfg)
             cfg->batch_wait_ms);
 
     while (!stop_requested) {
+        lq_metrics_tick(w.metrics);
         if (!ensure_connected(&w))
             break;
+        refresh_depth(&w);
+        if (w.amqp == NULL)
+            continue;
         r = gather(&w);
         if (r != LQ_OK && w.n == 0) {
             drop_amqp(&w, lq_amqp_error(w.amqp));
@@ -520,12 +585,14 @@ int lq_worker_run(const lq_config *cfg)
     /* Drain: stop consuming, finish what was already delivered, then close. */
     w.deadline_ms = lq_clock_ms() + cfg->shutdown_timeout_ms - 500;
     lq_info("stopping: finishing the payments in hand");
+    lq_metrics_set_consuming(w.metrics, false);
     if (w.amqp && lq_amqp_cancel(w.amqp) == LQ_OK) {
         while (!past_deadline(&w) && w.amqp && w.db) {
             lq_delivery *d = NULL;
             while (w.n < (size_t)cfg->batch_max && lq_amqp_next(w.amqp, 50, &d) == LQ_OK) {
                 memset(&w.entries[w.n], 0, sizeof(w.entries[w.n]));
                 w.entries[w.n].delivery = d;
+                w.entries[w.n].received_us = lq_clock_us();
                 validate(&w.entries[w.n]);
                 w.n++;
             }
@@ -538,8 +605,10 @@ int lq_worker_run(const lq_config *cfg)
     r = LQ_OK;
     lq_info("stopped");
 out:
+    lq_http_stop(http);
     w.amqp = lq_amqp_close(w.amqp);
     w.db = lq_db_close(w.db);
+    lq_metrics_free(w.metrics);
     lq_book_release(&w.book);
     free(w.entries);
     free(w.items);
