@@ -251,6 +251,14 @@ int lq_db_set_timeouts(lq_db *db, int statement_ms, int lock_ms)
                2, params, NULL);
 }
 
+bool lq_db_alive(lq_db *db)
+{
+    /* Only between transactions: mid-transaction input belongs to a statement. */
+    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE && !PQconsumeInput(db->conn))
+        set_error(db, "the database connection was lost", PQerrorMessage(db->conn));
+    return PQstatus(db->conn) == CONNECTION_OK;
+}
+
 lq_db *lq_db_close(lq_db *db)
 {
     if (db == NULL)

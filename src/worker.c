@@ -260,11 +260,9 @@ static int gather(worker *w)
                 wait = 0;
         }
         r = lq_amqp_next(w->amqp, wait, &d);
-        if (r == LQ_ERR_TIMEOUT) {
-            if (w->n > 0)
-                return LQ_OK;
-            continue;
-        }
+        /* Idle or filled: either way back to the loop, which keeps house between polls. */
+        if (r == LQ_ERR_TIMEOUT)
+            return LQ_OK;
         if (r != LQ_OK)
             return r;
         memset(&w->entries[w->n], 0, sizeof(w->entries[w->n]));
@@ -565,7 +563,9 @@ int lq_worker_run(const lq_config *cfg)
         if (!ensure_connected(&w))
             break;
         refresh_depth(&w);
-        if (w.amqp == NULL)
+        if (w.db && !lq_db_alive(w.db))
+            drop_db(&w, lq_db_error(w.db));
+        if (w.amqp == NULL || w.db == NULL)
             continue;
         r = gather(&w);
         if (r != LQ_OK && w.n == 0) {

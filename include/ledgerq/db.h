@@ -35,6 +35,14 @@ int lq_db_connect(const char *url, lq_db **ret, char *err, size_t err_len);
  */
 int lq_db_set_timeouts(lq_db *db, int statement_ms, int lock_ms);
 
+/*
+ * Whether the connection still looks usable, without waiting: reads what
+ * the server may have sent (a termination notice, a closed socket) and
+ * says false once libpq marks the connection bad.  For an idle worker,
+ * which would otherwise learn of a lost database only with its next batch.
+ */
+bool lq_db_alive(lq_db *db);
+
 /* Close the connection.  Accepts NULL; returns NULL. */
 lq_db *lq_db_close(lq_db *db);
 
