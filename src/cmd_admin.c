@@ -34,12 +34,7 @@ static int print_payment_json(const lq_payment_record *rec)
     lq_json_object_begin(&j);
     lq_json_key(&j, "id");
     lq_json_string(&j, rec->id);
-    lq_json_key(&j, "status");
-    lq_json_string(&j, o->result == LQ_OK ? "applied" : "rejected");
-    lq_json_key(&j, "reason");
-    lq_json_string(&j, o->result == LQ_OK ? NULL : lq_error_code(o->result));
-    lq_json_key(&j, "detail");
-    lq_json_string(&j, o->detail[0] ? o->detail : NULL);
+    lq_outcome_json(&j, o);
     lq_json_key(&j, "legs");
     lq_json_array_begin(&j);
     for (size_t i = 0; i < rec->n_legs; i++) {

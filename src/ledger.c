@@ -402,3 +402,13 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
 
     free(seen.slots);
 }
+
+void lq_outcome_json(lq_json *j, const lq_outcome *o)
+{
+    lq_json_key(j, "status");
+    lq_json_string(j, o->result == LQ_OK ? "applied" : "rejected");
+    lq_json_key(j, "reason");
+    lq_json_string(j, o->result == LQ_OK ? NULL : lq_error_code(o->result));
+    lq_json_key(j, "detail");
+    lq_json_string(j, o->detail[0] ? o->detail : NULL);
+}

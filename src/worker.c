@@ -382,12 +382,7 @@ static char *result_event(const lq_payment *p, const lq_outcome *o)
     lq_json_object_begin(&j);
     lq_json_key(&j, "id");
     lq_json_string(&j, p->id);
-    lq_json_key(&j, "status");
-    lq_json_string(&j, o->result == LQ_OK ? "applied" : "rejected");
-    lq_json_key(&j, "reason");
-    lq_json_string(&j, o->result == LQ_OK ? NULL : lq_error_code(o->result));
-    lq_json_key(&j, "detail");
-    lq_json_string(&j, o->detail[0] ? o->detail : NULL);
+    lq_outcome_json(&j, o);
     lq_json_key(&j, "duplicate");
     lq_json_bool(&j, o->duplicate);
     lq_json_key(&j, "processed_at");

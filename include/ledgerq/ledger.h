@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ledgerq/json.h"
 #include "ledgerq/message.h"
 
 #define LQ_TIMESTAMP_MAX 40 /* "2026-11-22T10:00:00.123456Z" with room */
@@ -62,6 +63,13 @@ typedef struct lq_outcome {
     char detail[LQ_DETAIL_MAX]; /* one line, empty when none */
     char processed_at[LQ_TIMESTAMP_MAX]; /* RFC 3339 UTC with microseconds */
 } lq_outcome;
+
+/*
+ * Write o's "status", "reason" and "detail" keys and values (contract
+ * section 6) into the object j is writing: reason and detail are null when
+ * there is none.
+ */
+void lq_outcome_json(lq_json *j, const lq_outcome *o);
 
 /* One payment of a batch. */
 typedef struct lq_item {
