@@ -173,9 +173,8 @@ static bool matches_error(const dead *m, const char *code)
 
 /* The selection of replay and purge. */
 typedef struct selection {
-    const char *id;          /* the value of --id */
-    const char *const *more; /* further ids: the positional arguments after it */
-    int n_more;
+    const char **ids; /* every --id value and the positional arguments after them */
+    int n_ids;
     const char *error;
     bool all;
 } selection;
@@ -186,10 +185,8 @@ static bool selected(const dead *m, const selection *s)
         return true;
     if (s->error)
         return matches_error(m, s->error);
-    if (s->id && matches_id(m, s->id))
-        return true;
-    for (int i = 0; i < s->n_more; i++) {
-        if (matches_id(m, s->more[i]))
+    for (int i = 0; i < s->n_ids; i++) {
+        if (matches_id(m, s->ids[i]))
             return true;
     }
     return false;
@@ -381,8 +378,46 @@ static int cmd_stats(dlq *q, const lq_cli_args *args)
     return LQ_EXIT_OK;
 }
 
-/* Parse the selection of replay and purge; exactly one kind. */
-static bool parse_selection(const lq_cli_args *args, selection *s)
+/*
+ * Every value of --id in argv, in order, into ret_ids (argc entries):
+ * lq_cli_parse() keeps only the last value of an option given twice, and
+ * `--id A --id B` must name both.  Walks argv as lq_cli_parse() does: an
+ * option without a value (a flag) takes nothing, any other --option takes
+ * the next argument unless written --option=value.
+ */
+static int collect_ids(int argc, char **argv, const char **ret_ids)
+{
+    int n = 0;
+
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        bool flag = false;
+
+        if (strcmp(arg, "--") == 0)
+            break;
+        if (strncmp(arg, "--", 2) != 0)
+            continue;
+        arg += 2;
+        if (strncmp(arg, "id=", 3) == 0) {
+            ret_ids[n++] = arg + 3;
+            continue;
+        }
+        if (strchr(arg, '=') != NULL)
+            continue;
+        for (const lq_cli_option *o = dlq_options; o->name && !flag; o++)
+            flag = !o->has_arg && strcmp(o->name, arg) == 0;
+        if (flag || i + 1 >= argc)
+            continue;
+        if (strcmp(arg, "id") == 0)
+            ret_ids[n++] = argv[i + 1];
+        i++;
+    }
+    return n;
+}
+
+/* Parse the selection of replay and purge; exactly one kind.  ids: argc + 1 entries. */
+static bool parse_selection(const lq_cli_args *args, int argc, char **argv, const char **ids,
+                            selection *s)
 {
     const char *id = lq_cli_value(args, dlq_options, "id");
     int kinds;
@@ -391,10 +426,11 @@ static bool parse_selection(const lq_cli_args *args, selection *s)
     s->error = lq_cli_value(args, dlq_options, "error");
     s->all = lq_cli_value(args, dlq_options, "all") != NULL;
     if (id) {
-        /* --id A B C: the first after --id, the rest as positional arguments. */
-        s->id = id;
-        s->more = args->rest + 1;
-        s->n_more = args->n_rest - 1;
+        /* --id A B --id C: the values of --id, and the positional arguments after them. */
+        s->ids = ids;
+        s->n_ids = collect_ids(argc, argv, ids);
+        for (int i = 1; i < args->n_rest; i++)
+            ids[s->n_ids++] = args->rest[i];
     } else if (args->n_rest > 1) {
         lq_cli_fail("dlq %s: unexpected argument \"%s\"", args->rest[0], args->rest[1]);
         return false;
@@ -405,6 +441,16 @@ static bool parse_selection(const lq_cli_args *args, selection *s)
         return false;
     }
     return true;
+}
+
+/*
+ * Whether m's origin is known: a named exchange, or the default exchange
+ * ("") with the name of the queue it was sent to as its routing key.
+ */
+static bool replayable(const dead *m)
+{
+    return m->target_exchange != NULL &&
+           (m->target_exchange[0] != '\0' || (m->target_key && m->target_key[0] != '\0'));
 }
 
 static int cmd_replay(dlq *q, const lq_cli_args *args, const selection *s)
@@ -421,7 +467,7 @@ static int cmd_replay(dlq *q, const lq_cli_args *args, const selection *s)
         dead *m = &q->msgs[i];
         if (!selected(m, s))
             continue;
-        if (m->target_exchange == NULL || m->target_exchange[0] == '\0') {
+        if (!replayable(m)) {
             fprintf(stderr, "ledgerq: message %zu: no original exchange recorded, kept\n",
                     m->position);
             skipped++;
@@ -453,8 +499,7 @@ static int cmd_replay(dlq *q, const lq_cli_args *args, const selection *s)
     /* Confirmed upstream: only now remove the originals. */
     for (size_t i = 0; i < q->n; i++) {
         dead *m = &q->msgs[i];
-        if (selected(m, s) && m->target_exchange && m->target_exchange[0] &&
-            lq_amqp_ack(q->amqp, m->d->tag, false) != LQ_OK) {
+        if (selected(m, s) && replayable(m) && lq_amqp_ack(q->amqp, m->d->tag, false) != LQ_OK) {
             lq_cli_fail("could not remove replayed messages: %s (they stay in the queue; "
                         "replaying them again is harmless)",
                         lq_amqp_error(q->amqp));
@@ -499,12 +544,18 @@ int lq_cmd_dlq(int argc, char **argv)
     lq_cli_args args;
     dlq q;
     selection s;
-    const char *sub;
+    const char *sub, **ids = NULL;
     int rc = lq_cli_parse("dlq", dlq_synopsis, dlq_options, argc, argv, &args);
 
     memset(&q, 0, sizeof(q));
     if (rc != LQ_CLI_CONTINUE)
         goto out;
+    ids = calloc((size_t)argc + 1, sizeof(*ids));
+    if (ids == NULL) {
+        lq_cli_fail("out of memory");
+        rc = LQ_EXIT_FAILURE;
+        goto out;
+    }
     rc = LQ_EXIT_USAGE;
     if (args.n_rest < 1) {
         lq_cli_fail("dlq: missing subcommand (list, show, stats, replay, purge)");
@@ -518,7 +569,7 @@ int lq_cmd_dlq(int argc, char **argv)
     } else if (strcmp(sub, "show") == 0) {
         rc = cmd_show(&q, &args);
     } else if (strcmp(sub, "replay") == 0 || strcmp(sub, "purge") == 0) {
-        if (!parse_selection(&args, &s))
+        if (!parse_selection(&args, argc, argv, ids, &s))
             goto out;
         rc = sub[0] == 'r' ? cmd_replay(&q, &args, &s) : cmd_purge(&q, &args, &s);
     } else {
@@ -526,6 +577,7 @@ int lq_cmd_dlq(int argc, char **argv)
     }
 out:
     release(&q);
+    free(ids);
     lq_cli_args_release(&args);
     return rc;
 }
