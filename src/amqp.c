@@ -933,6 +933,12 @@ int lq_amqp_delete_queue(lq_amqp *c, const char *name)
     return rpc_error(c, "could not delete a queue", amqp_get_rpc_reply(c->conn));
 }
 
+static bool has_prefix(amqp_bytes_t key, const char *prefix)
+{
+    size_t len = strlen(prefix);
+    return key.len >= len && memcmp(key.bytes, prefix, len) == 0;
+}
+
 int lq_amqp_republish(lq_amqp *c, const lq_delivery *d, const char *exchange,
                       const char *routing_key, uint64_t *ret_seq)
 {
@@ -944,10 +950,11 @@ int lq_amqp_republish(lq_amqp *c, const lq_delivery *d, const char *exchange,
 
     if (entries == NULL)
         return LQ_ERR_NOMEM;
-    /* The failure's marks go: a replayed message starts clean. */
+    /* The failure's marks, ours and the broker's, go: a replayed message starts clean. */
     for (int i = 0; i < n_old; i++) {
         amqp_bytes_t key = props.headers.entries[i].key;
-        if ((key.len >= 10 && memcmp(key.bytes, "x-ledgerq-", 10) == 0) || key_is(key, "x-death"))
+        if (has_prefix(key, "x-ledgerq-") || key_is(key, "x-death") ||
+            has_prefix(key, "x-first-death-") || has_prefix(key, "x-last-death-"))
             continue;
         entries[n++] = props.headers.entries[i];
     }
