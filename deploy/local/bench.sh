@@ -52,7 +52,7 @@ trap cleanup EXIT
 
 step "dependencies and a release build ($BUILD)"
 "$STACK" install-deps
-for pkg in gnuplot-nox postgresql-contrib bc; do
+for pkg in gnuplot-nox postgresql-contrib linux-perf; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
 done
@@ -105,6 +105,45 @@ stop_workers() {
   WORKERS=()
 }
 
+# CPU seconds (user + system) used so far by: the workers, RabbitMQ (beam and its
+# children), PostgreSQL (the postmaster and its backends), and the load generator.
+cpu_snapshot() {
+  python3 - "$LEDGERQ_STACK_RABBITMQ_PID_FILE" "$LEDGERQ_STACK_PG_PID_FILE" "$1" "${WORKERS[@]}" <<'PY'
+import os, sys
+hz = os.sysconf("SC_CLK_TCK")
+def stat(pid):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(f[1]), (int(f[11]) + int(f[12])) / hz  # ppid, utime+stime
+    except OSError:
+        return None, 0.0
+procs = {}
+for d in os.listdir("/proc"):
+    if d.isdigit():
+        ppid, t = stat(d)
+        if ppid is not None:
+            procs[int(d)] = (ppid, t)
+def tree(root):
+    total, todo = 0.0, [root]
+    while todo:
+        p = todo.pop()
+        total += procs.get(p, (0, 0.0))[1]
+        todo += [c for c, (pp, _) in procs.items() if pp == p]
+    return total
+def first_int(path):
+    try:
+        return int(open(path).readline().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+beam = first_int(sys.argv[1])
+pg = first_int(sys.argv[2])
+bench = int(sys.argv[3])
+workers = sum(procs.get(int(w), (0, 0.0))[1] for w in sys.argv[4:])
+# RabbitMQ's pid file may name the wrapper: count the whole tree under it.
+print(f"{workers:.2f} {tree(beam):.2f} {tree(pg):.2f} {procs.get(bench, (0, 0.0))[1]:.2f}")
+PY
+}
+
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d' + sys.argv[2]))" "$@"; }
 
 PEAK_RSS=0
@@ -125,7 +164,25 @@ drain() {
     sleep 0.2
   done
   start_workers "$workers"
+  local before after perf_pid=""
+  # The 1-worker uniform drain is also profiled, system-wide (cpu-clock: no hardware
+  # counters needed), to show where the time goes.
+  if [ "$name" = drain1 ] && command -v perf >/dev/null; then
+    perf record -a -g -e cpu-clock -F 499 -o "$WORK/perf.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  before=$(cpu_snapshot "$bench_pid")
+  while kill -0 "$bench_pid" 2>/dev/null; do
+    after=$(cpu_snapshot "$bench_pid")
+    sleep 0.2
+  done
   wait "$bench_pid"
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+  fi
+  echo "$before" >"$WORK/$name.cpu0"
+  echo "$after" >"$WORK/$name.cpu1"
   note_rss
   stop_workers
   "$LQ" audit >/dev/null
@@ -170,6 +227,25 @@ HOT_RATIO=$(python3 -c "print(f'{$BEST_HOT / $BEST:.2f}')")
 RSS_MIB=$(python3 -c "print(f'{$PEAK_RSS / 1024:.1f}')")
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 MEM=$(free -g | awk '/^Mem/ {print $2 " GiB"}')
+
+# The profile section of the page, when perf could record.
+: >"$WORK/perf.md"
+if [ -s "$WORK/perf.data" ]; then
+  {
+    echo 'A system-wide profile of the same drain (`perf record -a -g -e cpu-clock -F 499`): the'
+    echo 'share of samples by process and library, then the hottest functions of the worker and'
+    echo 'of PostgreSQL (RabbitMQ runs JIT-compiled Erlang, which shows as anonymous memory):'
+    echo
+    echo '```'
+    perf report -i "$WORK/perf.data" -g none --no-children --sort comm,dso --stdio 2>/dev/null |
+      grep -E '^ +[0-9]' | head -15
+    echo
+    perf report -i "$WORK/perf.data" -g none --no-children --comms ledgerq,postgres --sort comm,symbol \
+      --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -30
+    echo '```'
+    echo
+  } >"$WORK/perf.md"
+fi
 
 cat >"$WORK/plot.dat" <<EOF
 "pgbench TPC-B" $PGBENCH_TPS
@@ -236,6 +312,25 @@ Against the targets of issue 4:
 | hot account at least half of uniform | ${HOT_RATIO}x of the uniform figure |
 | p99 at most 10 ms at 2,000/s offered | p99 $(lat rate p99) ms |
 | worker peak RSS at most 16 MiB | $RSS_MIB MiB |
+
+Where the CPU went during the drain with 1 worker (CPU seconds, user + system, from
+\`/proc\`; the machine has $(nproc) cores, and the drain took $(json_field "$WORK/drain1.json" "['seconds']") s):
+
+$(python3 - "$WORK/drain1.cpu0" "$WORK/drain1.cpu1" <<'PY'
+import sys
+a = [float(x) for x in open(sys.argv[1]).read().split()]
+b = [float(x) for x in open(sys.argv[2]).read().split()]
+names = ["ledgerq worker", "RabbitMQ", "PostgreSQL", "load generator (ledgerq bench)"]
+d = [max(0.0, y - x) for x, y in zip(a, b)]
+total = sum(d) or 1.0
+print("| component | CPU seconds | share |")
+print("|---|---|---|")
+for n, v in zip(names, d):
+    print(f"| {n} | {v:.2f} | {100 * v / total:.0f}% |")
+PY
+)
+
+$(cat "$WORK/perf.md")
 
 A drain is measured from the first result event to the last, after all payments were
 published with the workers stopped. Latency is from publishing a command to receiving its
