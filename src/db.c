@@ -7,12 +7,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libpq-fe.h>
 
+#include "ledgerq/clock.h"
 #include "ledgerq/db.h"
 #include "ledgerq/error.h"
 #include "ledgerq/json.h"
@@ -24,9 +26,17 @@
 /* Any fixed number: it only has to differ from other users' advisory locks. */
 #define MIGRATION_LOCK "7465627471"
 
+/* How much longer than statement_timeout to wait for a server that says nothing. */
+#define SILENCE_MARGIN_MS 5000
+
 struct lq_db {
     PGconn *conn;
     char err[512];
+    lq_db_idle_fn idle; /* NULL: blocking calls */
+    void *idle_arg;
+    int idle_ms;
+    int silence_ms; /* longest wait for any answer; 0: no bound */
+    bool lost;      /* a statement was abandoned: only closing remains */
 };
 
 /* Keep the first line of msg, so that errors stay one line. */
@@ -50,7 +60,7 @@ static int classify(const lq_db *db, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-    if (PQstatus(db->conn) != CONNECTION_OK || state == NULL)
+    if (db->lost || PQstatus(db->conn) != CONNECTION_OK || state == NULL)
         return LQ_ERR_DB_UNAVAILABLE;
     /* Serialization failure, deadlock, statement or lock timeout. */
     if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "57014") == 0 ||
@@ -74,10 +84,71 @@ static int fail(lq_db *db, const char *what, PGresult *res)
 {
     int r;
 
+    if (db->lost) {
+        PQclear(res);
+        return LQ_ERR_DB_UNAVAILABLE; /* the error says why already */
+    }
     set_error(db, what, res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn));
     r = classify(db, res);
     PQclear(res);
     return r;
+}
+
+/*
+ * Wait for the answer to the statement just sent, calling the idle
+ * function meanwhile, and return its last result as PQexec() would (NULL
+ * when the connection failed).  A server silent for longer than silence_ms
+ * is given up on: the connection is marked lost.
+ */
+static PGresult *wait_answer(lq_db *db)
+{
+    int64_t start = lq_clock_ms(), last_idle = start;
+    PGresult *res, *last = NULL;
+
+    for (;;) {
+        while (PQisBusy(db->conn)) {
+            struct pollfd pfd = {.fd = PQsocket(db->conn), .events = POLLIN};
+            int64_t now = lq_clock_ms();
+            int wait = db->idle_ms, ready;
+
+            if (db->silence_ms > 0 && now - start >= db->silence_ms) {
+                snprintf(db->err, sizeof(db->err),
+                         "no answer from the database within %d ms: giving up on the connection",
+                         db->silence_ms);
+                db->lost = true;
+                PQclear(last);
+                return NULL;
+            }
+            if (db->silence_ms > 0 && start + db->silence_ms - now < wait)
+                wait = (int)(start + db->silence_ms - now);
+            ready = poll(&pfd, 1, wait);
+            if (ready < 0 && errno != EINTR)
+                break; /* PQgetResult() reports the broken connection */
+            if (ready > 0 && !PQconsumeInput(db->conn))
+                break;
+            if (lq_clock_ms() - last_idle >= db->idle_ms) {
+                db->idle(db->idle_arg);
+                last_idle = lq_clock_ms();
+            }
+        }
+        res = PQgetResult(db->conn);
+        if (res == NULL)
+            return last;
+        PQclear(last);
+        last = res;
+    }
+}
+
+/* PQexecParams(), answering the idle function while the server works. */
+static PGresult *exec_params(lq_db *db, const char *sql, int n_params, const char *const *params)
+{
+    if (db->lost)
+        return NULL;
+    if (db->idle == NULL)
+        return PQexecParams(db->conn, sql, n_params, NULL, params, NULL, NULL, 0);
+    if (!PQsendQueryParams(db->conn, sql, n_params, NULL, params, NULL, NULL, 0))
+        return NULL;
+    return wait_answer(db);
 }
 
 /*
@@ -87,7 +158,7 @@ static int fail(lq_db *db, const char *what, PGresult *res)
 static int run(lq_db *db, const char *what, const char *sql, int n_params,
                const char *const *params, PGresult **ret)
 {
-    PGresult *res = PQexecParams(db->conn, sql, n_params, NULL, params, NULL, NULL, 0);
+    PGresult *res = exec_params(db, sql, n_params, params);
     ExecStatusType st = PQresultStatus(res);
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
@@ -102,8 +173,9 @@ static int run(lq_db *db, const char *what, const char *sql, int n_params,
 /* Abandon the current transaction, if any; errors are moot by then. */
 static void rollback(lq_db *db)
 {
-    if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
-        PQclear(PQexec(db->conn, "ROLLBACK"));
+    /* A lost connection may still be busy: PQexec() would wait for it. */
+    if (!db->lost && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+        PQclear(exec_params(db, "ROLLBACK", 0, NULL));
 }
 
 static int64_t get_int64(const PGresult *res, int row, int col)
@@ -245,6 +317,7 @@ int lq_db_set_timeouts(lq_db *db, int statement_ms, int lock_ms)
 
     snprintf(statement, sizeof(statement), "%d", statement_ms);
     snprintf(lock, sizeof(lock), "%d", lock_ms);
+    db->silence_ms = statement_ms > 0 ? statement_ms + SILENCE_MARGIN_MS : 0;
     return run(db, "could not set timeouts",
                "SELECT set_config('statement_timeout', $1, false),"
                " set_config('lock_timeout', $2, false)",
@@ -256,7 +329,14 @@ bool lq_db_alive(lq_db *db)
     /* Only between transactions: mid-transaction input belongs to a statement. */
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE && !PQconsumeInput(db->conn))
         set_error(db, "the database connection was lost", PQerrorMessage(db->conn));
-    return PQstatus(db->conn) == CONNECTION_OK;
+    return !db->lost && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+void lq_db_set_idle(lq_db *db, lq_db_idle_fn idle, void *arg, int interval_ms)
+{
+    db->idle = idle;
+    db->idle_arg = arg;
+    db->idle_ms = interval_ms > 0 ? interval_ms : 100;
 }
 
 lq_db *lq_db_close(lq_db *db)

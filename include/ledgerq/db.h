@@ -30,10 +30,24 @@ int lq_db_connect(const char *url, lq_db **ret, char *err, size_t err_len);
 /*
  * Bound every later statement of this session: statement_ms for any one
  * statement, lock_ms for waiting on a row lock.  A statement cut short
- * fails with LQ_ERR_DB_RETRY.  The worker uses this so that it returns to
- * the broker connection (heartbeats) within a known time.
+ * fails with LQ_ERR_DB_RETRY.  With an idle function set (below), a server
+ * that sends no answer at all for statement_ms plus a few seconds (it
+ * hangs, or the network dropped it silently) fails the statement with
+ * LQ_ERR_DB_UNAVAILABLE, and the connection is then good only for
+ * lq_db_close().
  */
 int lq_db_set_timeouts(lq_db *db, int statement_ms, int lock_ms);
+
+typedef void (*lq_db_idle_fn)(void *arg);
+
+/*
+ * While a statement of this session waits for the server, call idle(arg)
+ * every interval_ms.  The worker answers the broker's heartbeats there:
+ * rabbitmq-c only does so inside its own calls.  idle NULL (the default):
+ * statements block without calling anything.  arg is borrowed and must
+ * outlive the setting.
+ */
+void lq_db_set_idle(lq_db *db, lq_db_idle_fn idle, void *arg, int interval_ms);
 
 /*
  * Whether the connection still looks usable, without waiting: reads what
