@@ -793,12 +793,12 @@ int lq_amqp_service(lq_amqp *c, int timeout_ms)
 {
     int64_t end = lq_clock_ms() + timeout_ms;
 
+    /* At least one pass, also with timeout_ms 0: that is when a due heartbeat goes out. */
     for (;;) {
         int64_t left = end - lq_clock_ms();
-        int r;
-        if (left <= 0)
+        int r = pump(c, left > 0 ? (int)left : 0);
+        if (r == LQ_ERR_TIMEOUT && left <= 0)
             return LQ_OK;
-        r = pump(c, (int)left);
         if (r != LQ_OK && r != LQ_ERR_TIMEOUT)
             return r;
     }

@@ -121,8 +121,10 @@ int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms);
 
 /*
  * Keep the connection alive for timeout_ms without taking anything: answer
- * heartbeats, record confirms, keep deliveries for lq_amqp_next().  Returns
- * LQ_OK, or LQ_ERR_AMQP_UNAVAILABLE when the connection died meanwhile.
+ * heartbeats, record confirms, keep deliveries for lq_amqp_next().  With
+ * timeout_ms 0, handles what has arrived and sends a heartbeat that is due,
+ * without waiting.  Returns LQ_OK, or LQ_ERR_AMQP_UNAVAILABLE when the
+ * connection died meanwhile.
  */
 int lq_amqp_service(lq_amqp *c, int timeout_ms);
 
