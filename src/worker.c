@@ -8,7 +8,15 @@
  * committed and the broker has confirmed every event.  Anything that goes
  * wrong before that leaves the batch unacked: the broker redelivers it and
  * the stored outcomes make the redelivery harmless.
+ *
+ * A redelivered message (x-delivery-count of 1 or more: it was in hand when
+ * a consumer died) may be the one that killed it.  It is set aside and
+ * applied alone, in a transaction of its own, taking turns with the batches
+ * of new messages (process_held()).  A message that keeps crashing workers
+ * then reaches the queue's delivery limit (and the dead-letter queue, with
+ * x-death) by itself, without dragging the messages around it there too.
  */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +40,18 @@
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     10000
 #define IDLE_POLL_MS       200
+/* How often the broker connection is serviced while a database statement runs. */
+#define DB_IDLE_MS 200
+/* The longest sleep between two looks at the signal flag. */
+#define PAUSE_SLICE_MS 100
+/* The drain ends this long before the shutdown timeout, to close in time. */
+#define SHUTDOWN_MARGIN_MS 500
 /* Deadlocks and concurrent first inserts resolve on a retry; past this, something else is wrong. */
 #define DB_RETRY_MAX 50
 /*
- * libpq calls block the loop, and rabbitmq-c only answers heartbeats inside
- * its own calls: bound each statement well within the heartbeat interval.
+ * Bound each statement and lock wait: a batch that cannot finish is
+ * retried, and a server that stops answering is noticed.  The broker's
+ * heartbeats are answered meanwhile (on_db_idle()).
  */
 #define DB_STATEMENT_TIMEOUT_MS 10000
 #define DB_LOCK_TIMEOUT_MS      5000
@@ -62,6 +77,10 @@ typedef struct worker {
     entry *entries;
     lq_item *items;
     size_t n;
+    lq_delivery **held; /* redelivered messages set aside, to apply alone */
+    size_t n_held, cap_held;
+    bool held_turn; /* a batch was just done: a held message goes next */
+    bool draining;  /* after SIGTERM: take what is in hand, wait for nothing */
     lq_book book;
     int64_t deadline_ms; /* when stopping: the moment to give up; 0 before */
     lq_metrics *metrics;
@@ -92,8 +111,11 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static bool past_deadline(const worker *w)
+/* Whether the shutdown timeout, counted from the first signal, has run out. */
+static bool past_deadline(worker *w)
 {
+    if (stop_requested && w->deadline_ms == 0)
+        w->deadline_ms = lq_clock_ms() + w->cfg->shutdown_timeout_ms - SHUTDOWN_MARGIN_MS;
     return w->deadline_ms != 0 && lq_clock_ms() >= w->deadline_ms;
 }
 
@@ -112,23 +134,40 @@ static void drop_amqp(worker *w, const char *why);
 /*
  * Wait ms, keeping the broker connection alive (heartbeats) when there is
  * one.  Deliveries that arrive meanwhile stay queued in the amqp module.
+ * Returns early once the shutdown timeout has run out, or at a signal when
+ * nothing is in hand.
  */
 static void pause_ms(worker *w, int ms)
 {
-    /* Waiting on purpose is the loop going round: /healthz stays green. */
-    lq_metrics_tick(w->metrics);
-    if (w->amqp == NULL) {
-        usleep((useconds_t)ms * 1000);
-        return;
+    int64_t end = lq_clock_ms() + ms;
+
+    for (;;) {
+        int64_t left = end - lq_clock_ms();
+        int slice = left < PAUSE_SLICE_MS ? (int)left : PAUSE_SLICE_MS;
+        /* Waiting on purpose is the loop going round: /healthz stays green. */
+        lq_metrics_tick(w->metrics);
+        if (left <= 0 || past_deadline(w) || (stop_requested && w->n == 0 && w->n_held == 0))
+            return;
+        if (w->amqp == NULL)
+            usleep((useconds_t)slice * 1000);
+        else if (lq_amqp_service(w->amqp, slice) != LQ_OK)
+            drop_amqp(w, lq_amqp_error(w->amqp));
     }
-    if (lq_amqp_service(w->amqp, ms) != LQ_OK)
-        drop_amqp(w, lq_amqp_error(w->amqp));
 }
 
+static void release_held(worker *w)
+{
+    for (size_t i = 0; i < w->n_held; i++)
+        lq_delivery_free(w->held[i]);
+    w->n_held = 0;
+}
+
+/* What a dead connection delivered is the broker's again: it redelivers it. */
 static void drop_amqp(worker *w, const char *why)
 {
     lq_metrics_set_connected(w->metrics, LQ_METRICS_AMQP, false);
     lq_metrics_set_consuming(w->metrics, false);
+    release_held(w);
     if (w->amqp == NULL)
         return;
     lq_warn("broker connection lost: %s", why);
@@ -159,6 +198,11 @@ static int connect_amqp(worker *w)
         if (r != LQ_OK)
             goto fail;
     }
+    /*
+     * Consumed once per connection: cancelling a quorum queue consumer
+     * returns what the broker had already sent it, one delivery more on the
+     * count of each.
+     */
     r = lq_amqp_consume(w->amqp, w->cfg->queue, w->cfg->prefetch);
     if (r != LQ_OK)
         goto fail;
@@ -175,6 +219,17 @@ fail:
     return r;
 }
 
+/* While the database works, the broker connection goes on: heartbeats, confirms, deliveries. */
+static void on_db_idle(void *arg)
+{
+    worker *w = arg;
+
+    lq_metrics_tick(w->metrics);
+    /* A connection that died shows at the next broker call. */
+    if (w->amqp)
+        (void)lq_amqp_service(w->amqp, 0);
+}
+
 static int connect_db(worker *w)
 {
     char err[512];
@@ -184,6 +239,7 @@ static int connect_db(worker *w)
         lq_warn("%s", err);
         return r;
     }
+    lq_db_set_idle(w->db, on_db_idle, w, DB_IDLE_MS);
     r = lq_db_set_timeouts(w->db, DB_STATEMENT_TIMEOUT_MS, DB_LOCK_TIMEOUT_MS);
     if (r != LQ_OK) {
         lq_warn("%s", lq_db_error(w->db));
@@ -238,9 +294,48 @@ static void validate(entry *e)
     e->attempts = 1;
 }
 
+/* Add d to the batch as its next entry (there is room). */
+static void add_entry(worker *w, lq_delivery *d, int64_t received_us)
+{
+    memset(&w->entries[w->n], 0, sizeof(w->entries[w->n]));
+    w->entries[w->n].delivery = d;
+    w->entries[w->n].received_us = received_us;
+    validate(&w->entries[w->n]);
+    w->n++;
+}
+
+static bool redelivered(const lq_delivery *d)
+{
+    return d->redelivered || d->delivery_count > 0;
+}
+
+/* Set a redelivered message aside, to apply it alone later.  Takes d. */
+static int hold(worker *w, lq_delivery *d)
+{
+    char id[LQ_ID_MAX + 1];
+    lq_log_ctx ctx = {lq_message_peek_id(d->body, d->body_len, id) ? id : NULL, d->tag};
+
+    if (w->n_held == w->cap_held) {
+        size_t cap = w->cap_held ? 2 * w->cap_held : 16;
+        lq_delivery **held = realloc(w->held, cap * sizeof(*held));
+        if (held == NULL) {
+            lq_delivery_free(d);
+            return LQ_ERR_NOMEM;
+        }
+        w->held = held;
+        w->cap_held = cap;
+    }
+    w->held[w->n_held++] = d;
+    /* In hand of two consumers that died: maybe their cause, the operator wants to know. */
+    lq_log(d->delivery_count >= 2 ? LQ_LOG_WARN : LQ_LOG_INFO, &ctx,
+           "redelivered (x-delivery-count %" PRId64 "): applying it alone", d->delivery_count);
+    return LQ_OK;
+}
+
 /*
- * Gather a batch: wait for a first delivery (a short poll, so that signals
- * are noticed), then fill up to batch_max for at most batch_wait_ms.
+ * Gather a batch of messages never delivered before: wait for a first one
+ * (a short poll, so that signals are noticed), then fill up to batch_max
+ * for at most batch_wait_ms.  Redelivered messages are held instead.
  */
 static int gather(worker *w)
 {
@@ -251,9 +346,10 @@ static int gather(worker *w)
         lq_delivery *d = NULL;
         int wait;
         if (w->n == 0) {
-            if (stop_requested)
+            if (stop_requested && !w->draining)
                 return LQ_OK;
-            wait = IDLE_POLL_MS;
+            /* Held messages wait for nothing but what is at hand already. */
+            wait = w->n_held > 0 ? 0 : w->draining ? 50 : IDLE_POLL_MS;
         } else {
             wait = (int)(fill_until - lq_clock_ms());
             if (wait < 0)
@@ -265,13 +361,15 @@ static int gather(worker *w)
             return LQ_OK;
         if (r != LQ_OK)
             return r;
-        memset(&w->entries[w->n], 0, sizeof(w->entries[w->n]));
-        w->entries[w->n].delivery = d;
-        w->entries[w->n].received_us = lq_clock_us();
-        validate(&w->entries[w->n]);
-        if (w->n == 0)
+        if (redelivered(d)) {
+            r = hold(w, d);
+            if (r != LQ_OK)
+                return r;
+            continue;
+        }
+        add_entry(w, d, lq_clock_us());
+        if (w->n == 1)
             fill_until = lq_clock_ms() + w->cfg->batch_wait_ms;
-        w->n++;
     }
     return LQ_OK;
 }
@@ -476,7 +574,14 @@ static int answer_batch(worker *w)
                  w->cfg->dlx, w->cfg->dlq);
         return LQ_ERR_AMQP_NACK;
     }
-    r = lq_amqp_ack(w->amqp, w->entries[w->n - 1].delivery->tag, true);
+    if (w->n_held == 0) {
+        /* Every earlier delivery is acked already or in this batch. */
+        r = lq_amqp_ack(w->amqp, w->entries[w->n - 1].delivery->tag, true);
+    } else {
+        /* Held messages came before some of these: not them. */
+        for (size_t i = 0; i < w->n && r == LQ_OK; i++)
+            r = lq_amqp_ack(w->amqp, w->entries[i].delivery->tag, false);
+    }
     if (r != LQ_OK)
         return r;
     lq_metrics_count(w->metrics, LQ_METRICS_APPLIED, applied);
@@ -508,6 +613,71 @@ static void process_batch(worker *w)
     release_batch(w);
 }
 
+/* Whether held message a goes before held message b. */
+static bool held_before(const lq_delivery *a, const lq_delivery *b)
+{
+    /* The fewest deliveries first: the likeliest to be innocent. */
+    if (a->delivery_count != b->delivery_count)
+        return a->delivery_count < b->delivery_count;
+    /*
+     * Among messages delivered equally often, the order flips from one
+     * count to the next: those that came after the culprit, and crashed
+     * with it, go before it next time, instead of sharing its fate up to
+     * the delivery limit.
+     */
+    return (a->delivery_count % 2 == 1) == (a->tag < b->tag);
+}
+
+/*
+ * Apply one held message alone and ack it.  Whatever else is in hand then
+ * was delivered fewer times, or came after it.
+ */
+static void process_held(worker *w)
+{
+    size_t pick = 0;
+
+    for (size_t i = 1; i < w->n_held; i++) {
+        if (held_before(w->held[i], w->held[pick]))
+            pick = i;
+    }
+    add_entry(w, w->held[pick], lq_clock_us());
+    memmove(&w->held[pick], &w->held[pick + 1], (w->n_held - pick - 1) * sizeof(*w->held));
+    w->n_held--;
+    process_batch(w);
+}
+
+/*
+ * One step of the loop: a batch of new messages, or one held message; they
+ * take turns, so that held messages do not wait for the backlog.  Returns
+ * false when there was nothing to do.
+ */
+static bool take_step(worker *w)
+{
+    int r;
+
+    if (w->n_held > 0 && w->held_turn) {
+        w->held_turn = false;
+        process_held(w);
+        return true;
+    }
+    r = gather(w);
+    if (r != LQ_OK) {
+        /* The connection died mid-batch: its deliveries will be redelivered. */
+        release_batch(w);
+        drop_amqp(w, lq_amqp_error(w->amqp));
+        return true;
+    }
+    if (w->n > 0) {
+        process_batch(w);
+        w->held_turn = true;
+    } else if (w->n_held > 0) {
+        process_held(w);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 /* Refresh the queue-depth gauge about once a second (a passive declare). */
 static void refresh_depth(worker *w)
 {
@@ -518,7 +688,7 @@ static void refresh_depth(worker *w)
         return;
     w->depth_checked_ms = now;
     if (lq_amqp_queue_depth(w->amqp, w->cfg->queue, &ready) == LQ_OK)
-        lq_metrics_set_queue(w->metrics, ready, w->n);
+        lq_metrics_set_queue(w->metrics, ready, w->n + w->n_held);
     else
         drop_amqp(w, lq_amqp_error(w->amqp));
 }
@@ -562,41 +732,25 @@ int lq_worker_run(const lq_config *cfg)
             drop_db(&w, lq_db_error(w.db));
         if (w.amqp == NULL || w.db == NULL)
             continue;
-        r = gather(&w);
-        if (r != LQ_OK && w.n == 0) {
-            drop_amqp(&w, lq_amqp_error(w.amqp));
-            continue;
-        }
-        if (r != LQ_OK) {
-            /* The connection died mid-batch: its deliveries will be redelivered. */
-            release_batch(&w);
-            drop_amqp(&w, lq_amqp_error(w.amqp));
-            continue;
-        }
-        if (w.n > 0)
-            process_batch(&w);
+        take_step(&w);
     }
 
-    /* Drain: stop consuming, finish what was already delivered, then close. */
-    w.deadline_ms = lq_clock_ms() + cfg->shutdown_timeout_ms - 500;
+    /*
+     * Drain: stop consuming, finish what was already delivered (through a
+     * database outage too, until the shutdown timeout), then close.
+     */
+    (void)past_deadline(&w); /* starts the shutdown timeout, if a signal stopped the loop */
     lq_info("stopping: finishing the payments in hand");
     lq_metrics_set_consuming(w.metrics, false);
+    w.draining = true;
     if (w.amqp && lq_amqp_cancel(w.amqp) == LQ_OK) {
-        while (!past_deadline(&w) && w.amqp && w.db) {
-            lq_delivery *d = NULL;
-            while (w.n < (size_t)cfg->batch_max && lq_amqp_next(w.amqp, 50, &d) == LQ_OK) {
-                memset(&w.entries[w.n], 0, sizeof(w.entries[w.n]));
-                w.entries[w.n].delivery = d;
-                w.entries[w.n].received_us = lq_clock_us();
-                validate(&w.entries[w.n]);
-                w.n++;
-            }
-            if (w.n == 0)
-                break;
-            process_batch(&w);
-        }
+        while (w.amqp && !past_deadline(&w) && take_step(&w))
+            ;
     }
-    release_batch(&w);
+    if (w.amqp && w.n_held > 0)
+        lq_warn("stopping with %zu redelivered messages not applied: the broker redelivers them",
+                w.n_held);
+    release_held(&w);
     r = LQ_OK;
     lq_info("stopped");
 out:
@@ -605,6 +759,7 @@ out:
     w.db = lq_db_close(w.db);
     lq_metrics_free(w.metrics);
     lq_book_release(&w.book);
+    free(w.held);
     free(w.entries);
     free(w.items);
     return r;
