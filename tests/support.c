@@ -45,7 +45,8 @@ struct lqt_worker {
 
 struct lqt_listener {
     lqt_ns *ns;
-    amqp_connection_state_t conn;
+    amqp_connection_state_t conn; /* NULL for a durable listener until it collects */
+    bool durable;
     char queue[256];
     lqt_event *events;
     size_t n, cap;
@@ -269,9 +270,22 @@ void lqt_sweep(void)
                     break;
             }
             memcpy(created[n++], w, sizeof(w));
+        } else if (line[0] == '*' && sscanf(line, "%c %127s %127s", &kind, w[0], w[1]) == 3) {
+            /* A durable queue of a namespace: w[0] its database, w[1] the queue. */
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                created = realloc(created, cap * sizeof(*created));
+                if (created == NULL)
+                    break;
+            }
+            memset(created[n], 0, sizeof(created[n]));
+            snprintf(created[n][0], sizeof(created[n][0]), "*%.126s", w[0]);
+            snprintf(created[n][1], sizeof(created[n][1]), "%s", w[1]);
+            n++;
         } else if (line[0] == '-' && sscanf(line, "%c %127s", &kind, w[0]) == 2) {
             for (size_t i = 0; i < n; i++) {
-                if (strcmp(created[i][0], w[0]) == 0)
+                if (strcmp(created[i][0], w[0]) == 0 ||
+                    (created[i][0][0] == '*' && strcmp(created[i][0] + 1, w[0]) == 0))
                     created[i][0][0] = '\0';
             }
         }
@@ -285,6 +299,12 @@ void lqt_sweep(void)
 
         if (created[i][0][0] == '\0')
             continue;
+        if (created[i][0][0] == '*') {
+            if (lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK)
+                lq_amqp_delete_queue(c, created[i][1]);
+            lq_amqp_close(c);
+            continue;
+        }
         fprintf(stderr, "lqt: removing namespace %s left behind by a failed test\n", created[i][0]);
         for (int k = 0; k < 5; k++)
             names[k] = created[i][k + 1];
@@ -335,13 +355,25 @@ static char *db_url_for(const char *db_name)
 
 lqt_ns *lqt_ns_create(void)
 {
+    return lqt_ns_create_env(NULL);
+}
+
+lqt_ns *lqt_ns_create_env(const char *const *env)
+{
     lqt_ns *ns = calloc(1, sizeof(*ns));
+    size_t n_env = 0;
     char err[512], line[1024], sql[256], *ident;
     PGconn *admin;
     PGresult *res;
     int n = ++ns_counter;
 
     ck_assert_msg(ns != NULL, "out of memory");
+    while (env && env[n_env])
+        n_env++;
+    ns->env = xmalloc((n_env + 1) * sizeof(*ns->env));
+    for (size_t i = 0; i < n_env; i++)
+        ns->env[i] = xstrdup(env[i]);
+    ns->env[n_env] = NULL;
     if (runner_pid == 0)
         runner_pid = getppid();
     snprintf(ns->prefix, sizeof(ns->prefix), "t%d.%d.", (int)getpid(), n);
@@ -382,6 +414,31 @@ lqt_ns *lqt_ns_create(void)
     return ns;
 }
 
+void lqt_ns_reconnect(lqt_ns *ns)
+{
+    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    char err[512] = "";
+
+    ns->amqp = lq_amqp_close(ns->amqp);
+    while (lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) != LQ_OK) {
+        ck_assert_msg(now_ms() < deadline, "could not connect to the broker again within %d s: %s",
+                      LQT_WAIT_S, err);
+        sleep_ms(200);
+    }
+    PQfinish(ns->db);
+    for (;;) {
+        ns->db = PQconnectdb(ns->db_url);
+        if (PQstatus(ns->db) == CONNECTION_OK)
+            break;
+        snprintf(err, sizeof(err), "%s", PQerrorMessage(ns->db));
+        PQfinish(ns->db);
+        ns->db = NULL;
+        ck_assert_msg(now_ms() < deadline,
+                      "could not connect to the database again within %d s: %s", LQT_WAIT_S, err);
+        sleep_ms(200);
+    }
+}
+
 void lqt_ns_destroy(lqt_ns *ns)
 {
     char line[256], path[600];
@@ -389,6 +446,13 @@ void lqt_ns_destroy(lqt_ns *ns)
 
     if (ns == NULL)
         return;
+    /* A fresh connection: the harness's may have died with a broker restart. */
+    {
+        char err[512];
+        ns->amqp = lq_amqp_close(ns->amqp);
+        if (lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) != LQ_OK)
+            fprintf(stderr, "lqt: could not connect to delete the namespace's queues: %s\n", err);
+    }
     for (size_t i = 0; i < LQT_WORKERS_MAX; i++) {
         lqt_worker *w = ns->workers[i];
         if (w == NULL)
@@ -403,8 +467,12 @@ void lqt_ns_destroy(lqt_ns *ns)
         lqt_listener *l = ns->listeners[i];
         if (l == NULL)
             continue;
-        amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
-        amqp_destroy_connection(l->conn);
+        if (l->conn) {
+            amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
+            amqp_destroy_connection(l->conn);
+        }
+        if (l->durable && ns->amqp)
+            lq_amqp_delete_queue(ns->amqp, l->queue);
         for (size_t k = 0; k < l->n; k++)
             free(l->events[k].body);
         free(l->events);
@@ -416,6 +484,9 @@ void lqt_ns_destroy(lqt_ns *ns)
         delete_names(ns->amqp, names);
         ns->amqp = lq_amqp_close(ns->amqp);
     }
+    for (char **e = ns->env; e && *e; e++)
+        free(*e);
+    free(ns->env);
     PQfinish(ns->db);
     {
         PGconn *admin = admin_connect();
@@ -490,6 +561,8 @@ static env_list child_env(const lqt_ns *ns, const char *const *extra)
     env_setf(&e, "LEDGERQ_DLQ", ns->dlq);
     env_setf(&e, "LEDGERQ_HTTP_ADDR", "off");
     env_setf(&e, "LEDGERQ_LOG_FORMAT", "json");
+    for (char **p = ns->env; p && *p; p++)
+        env_set(&e, *p);
     for (const char *const *p = extra; p && *p; p++)
         env_set(&e, *p);
     if (e.v == NULL)
@@ -1075,6 +1148,68 @@ static lqt_listener *listener_new(lqt_ns *ns, const char *exchange)
     return l;
 }
 
+static bool receive(lqt_listener *l, int timeout_ms);
+
+lqt_listener *lqt_listen_durable(lqt_ns *ns)
+{
+    lqt_listener *l = calloc(1, sizeof(*l));
+    amqp_connection_state_t conn;
+    char line[512];
+    size_t slot;
+
+    ck_assert_msg(l != NULL, "out of memory");
+    for (slot = 0; slot < LQT_LISTENERS_MAX && ns->listeners[slot]; slot++)
+        ;
+    ck_assert_msg(slot < LQT_LISTENERS_MAX, "too many listeners");
+    l->ns = ns;
+    l->durable = true;
+    snprintf(l->queue, sizeof(l->queue), "%sevents", ns->prefix);
+    snprintf(line, sizeof(line), "* %s %s\n", ns->db_name, l->queue);
+    names_record(line);
+    ns->listeners[slot] = l;
+    conn = raw_connect();
+    amqp_queue_declare(conn, 1, amqp_cstring_bytes(l->queue), 0, 1, 0, 0, amqp_empty_table);
+    raw_check(amqp_get_rpc_reply(conn), "could not declare a durable listener queue");
+    amqp_queue_bind(conn, 1, amqp_cstring_bytes(l->queue), amqp_cstring_bytes(ns->results_exchange),
+                    amqp_cstring_bytes("#"), amqp_empty_table);
+    raw_check(amqp_get_rpc_reply(conn), "could not bind a durable listener queue");
+    raw_close(conn);
+    return l;
+}
+
+size_t lqt_listener_collect(lqt_listener *l)
+{
+    amqp_queue_declare_ok_t *ok;
+    size_t before = l->n, want;
+
+    ck_assert_msg(l->durable, "lqt_listener_collect() is for durable listeners");
+    if (l->conn == NULL) {
+        l->conn = raw_connect();
+        amqp_basic_qos(l->conn, 1, 0, 1000, 0);
+        raw_check(amqp_get_rpc_reply(l->conn), "could not set a prefetch");
+    }
+    ok = amqp_queue_declare(l->conn, 1, amqp_cstring_bytes(l->queue), 1, 0, 0, 0,
+                            amqp_empty_table);
+    raw_check(amqp_get_rpc_reply(l->conn), "could not look at a durable listener queue");
+    want = ok->message_count;
+    if (want == 0)
+        return 0;
+    /* Acked as delivered (no-ack): the broker is expected to stay up meanwhile. */
+    amqp_basic_consume(l->conn, 1, amqp_cstring_bytes(l->queue), amqp_empty_bytes, 0, 1, 0,
+                       amqp_empty_table);
+    raw_check(amqp_get_rpc_reply(l->conn), "could not consume from a durable listener queue");
+    while (l->n - before < want) {
+        ck_assert_msg(receive(l, LQT_WAIT_S * 1000),
+                      "timed out taking %zu events from %s: %zu came", want, l->queue,
+                      l->n - before);
+    }
+    /* Nothing more: the consumer ends with the connection. */
+    amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(l->conn);
+    l->conn = NULL;
+    return want;
+}
+
 lqt_listener *lqt_listen(lqt_ns *ns)
 {
     return listener_new(ns, ns->results_exchange);
@@ -1301,6 +1436,34 @@ uint32_t lqt_queue_ready(lqt_ns *ns, const char *queue, uint32_t *ret_consumers)
     return ready;
 }
 
+bool lqt_queue_exists(lqt_ns *ns, const char *queue, uint32_t *ret_consumers)
+{
+    amqp_connection_state_t conn = raw_connect();
+    amqp_queue_declare_ok_t *ok;
+    amqp_rpc_reply_t r;
+    bool exists;
+
+    (void)ns;
+    ok = amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    r = amqp_get_rpc_reply(conn);
+    exists = r.reply_type == AMQP_RESPONSE_NORMAL;
+    if (exists) {
+        if (ret_consumers)
+            *ret_consumers = ok->consumer_count;
+        raw_close(conn);
+        return true;
+    }
+    /* 404: the broker closed the channel; anything else is the test's failure. */
+    ck_assert_msg(r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+                      r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+                      ((amqp_channel_close_t *)r.reply.decoded)->reply_code == 404,
+                  "could not look at queue %s", queue);
+    amqp_send_method(conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &(amqp_channel_close_ok_t){0});
+    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(conn);
+    return false;
+}
+
 void lqt_wait_queue_ready(lqt_ns *ns, const char *queue, uint32_t n)
 {
     int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
@@ -1321,6 +1484,75 @@ const char *lqt_header(const lq_delivery *d, const char *name)
     static char value[4096];
 
     return lq_delivery_header_string(d, name, value, sizeof(value)) ? value : NULL;
+}
+
+static const amqp_field_value_t *table_get(const amqp_table_t *t, const char *key)
+{
+    size_t len = strlen(key);
+
+    for (int i = 0; i < t->num_entries; i++) {
+        if (t->entries[i].key.len == len && memcmp(t->entries[i].key.bytes, key, len) == 0)
+            return &t->entries[i].value;
+    }
+    return NULL;
+}
+
+static void field_string(const amqp_field_value_t *v, char *ret, size_t len)
+{
+    ret[0] = '\0';
+    if (v && (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+        copy_bytes(ret, len, v->value.bytes);
+}
+
+static void describe_death(const amqp_message_t *msg, lqt_death *d)
+{
+    const amqp_basic_properties_t *props = &msg->properties;
+    const amqp_field_value_t *deaths;
+
+    memset(d, 0, sizeof(*d));
+    copy_bytes(d->body, sizeof(d->body), msg->body);
+    if (!(props->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return;
+    field_string(table_get(&props->headers, "x-ledgerq-error"), d->error, sizeof(d->error));
+    field_string(table_get(&props->headers, "x-ledgerq-error-detail"), d->detail,
+                 sizeof(d->detail));
+    deaths = table_get(&props->headers, "x-death");
+    if (deaths && deaths->kind == AMQP_FIELD_KIND_ARRAY && deaths->value.array.num_entries > 0 &&
+        deaths->value.array.entries[0].kind == AMQP_FIELD_KIND_TABLE) {
+        const amqp_table_t *first = &deaths->value.array.entries[0].value.table;
+        const amqp_field_value_t *count = table_get(first, "count");
+        field_string(table_get(first, "reason"), d->reason, sizeof(d->reason));
+        field_string(table_get(first, "queue"), d->queue, sizeof(d->queue));
+        if (count && count->kind == AMQP_FIELD_KIND_I64)
+            d->count = count->value.i64;
+        else if (count && count->kind == AMQP_FIELD_KIND_I32)
+            d->count = count->value.i32;
+    }
+}
+
+size_t lqt_dead_letters(lqt_ns *ns, const char *queue, lqt_death *ret, size_t max)
+{
+    amqp_connection_state_t conn = raw_connect();
+    size_t n = 0;
+
+    (void)ns;
+    for (;;) {
+        amqp_rpc_reply_t reply = amqp_basic_get(conn, 1, amqp_cstring_bytes(queue), 0);
+        amqp_message_t msg;
+
+        raw_check(reply, "could not get a message");
+        if (reply.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+            break;
+        raw_check(amqp_read_message(conn, 1, &msg, 0), "could not read a message");
+        if (n < max)
+            describe_death(&msg, &ret[n]);
+        n++;
+        amqp_destroy_message(&msg);
+        amqp_maybe_release_buffers(conn);
+    }
+    /* Unacked: closing the connection puts them back, in their order. */
+    raw_close(conn);
+    return n;
 }
 
 /* ------------------------------------------------------------ workers */
@@ -1430,6 +1662,313 @@ int lqt_worker_stop(lqt_worker *w)
     }
     free(w);
     return code;
+}
+
+void lqt_worker_signal(lqt_worker *w, int sig)
+{
+    ck_assert_msg(kill(w->pid, sig) == 0, "kill -%d %d: %s", sig, (int)w->pid, strerror(errno));
+}
+
+static void worker_forget(lqt_worker *w)
+{
+    for (size_t i = 0; i < LQT_WORKERS_MAX; i++) {
+        if (w->ns->workers[i] == w)
+            w->ns->workers[i] = NULL;
+    }
+    free(w);
+}
+
+int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms)
+{
+    int64_t start = now_ms(), deadline = start + timeout_ms;
+    int status = 0, code;
+    pid_t pid = w->pid, got;
+
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
+        sleep_ms(5);
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        print_log_tail(w->log_path);
+        worker_forget(w);
+        ck_abort_msg("worker %d did not exit within %d ms", (int)pid, timeout_ms);
+    }
+    if (ret_ms)
+        *ret_ms = now_ms() - start;
+    code = decode_status(status);
+    worker_forget(w);
+    return code;
+}
+
+bool lqt_worker_running(lqt_worker *w)
+{
+    int status;
+    pid_t got = waitpid(w->pid, &status, WNOHANG);
+
+    if (got == 0)
+        return true;
+    fprintf(stderr, "lqt: worker %d ended with status %d\n", (int)w->pid, decode_status(status));
+    print_log_tail(w->log_path);
+    return false;
+}
+
+void lqt_worker_kill(lqt_worker *w)
+{
+    int status;
+
+    ck_assert_msg(kill(w->pid, SIGKILL) == 0, "kill -9 %d: %s", (int)w->pid, strerror(errno));
+    waitpid(w->pid, &status, 0);
+    worker_forget(w);
+}
+
+const char *lqt_worker_log_path(const lqt_worker *w)
+{
+    return w->log_path;
+}
+
+size_t lqt_file_count(const char *path, const char *needle)
+{
+    char line[8192];
+    size_t count = 0;
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        count += strstr(line, needle) != NULL;
+    fclose(f);
+    return count;
+}
+
+size_t lqt_log_count(const lqt_ns *ns, const char *needle)
+{
+    char path[600];
+    size_t count = 0;
+
+    for (int k = 1; k <= ns->n_workers_started; k++) {
+        snprintf(path, sizeof(path), "%s/%sworker-%d.log", log_dir(), ns->prefix, k);
+        count += lqt_file_count(path, needle);
+    }
+    return count;
+}
+
+/* ------------------------------------------------------------ publishing in the background */
+
+/* The publisher's exit codes: how many publishes it repeated (capped), or that it gave up. */
+#define PUBLISHER_REPEATS_MAX 100
+#define PUBLISHER_GAVE_UP     101
+#define PUBLISHER_LIMIT_S     300
+
+struct lqt_publisher {
+    pid_t pid;
+    bool done;
+    int status;
+};
+
+/* The publisher process: never returns. */
+static void publisher_main(lqt_ns *ns, const char *const *files, int pause_ms)
+{
+    int64_t deadline = now_ms() + PUBLISHER_LIMIT_S * 1000;
+    int repeats = 0;
+    char log_path[600];
+    int log;
+
+    snprintf(log_path, sizeof(log_path), "%s/%spublisher.log", log_dir(), ns->prefix);
+    log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0)
+        _exit(PUBLISHER_GAVE_UP);
+    for (size_t i = 0; files[i]; i++) {
+        for (;;) {
+            const char *args[] = {"publish", "--file", files[i], NULL};
+            int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC), status = 0;
+            pid_t pid = spawn(ns, NULL, args, devnull, log, log);
+            close(devnull);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                break;
+            dprintf(log, "lqt: publishing %s failed (status %d): again\n", files[i],
+                    decode_status(status));
+            repeats++;
+            if (now_ms() >= deadline) {
+                dprintf(log, "lqt: giving up after %d s\n", PUBLISHER_LIMIT_S);
+                _exit(PUBLISHER_GAVE_UP);
+            }
+            sleep_ms(250);
+        }
+        if (pause_ms > 0 && files[i + 1])
+            sleep_ms(pause_ms);
+    }
+    _exit(repeats > PUBLISHER_REPEATS_MAX ? PUBLISHER_REPEATS_MAX : repeats);
+}
+
+lqt_publisher *lqt_publisher_start(lqt_ns *ns, const char *const *files, int pause_ms)
+{
+    lqt_publisher *p = calloc(1, sizeof(*p));
+    pid_t parent = getpid();
+
+    ck_assert_msg(p != NULL, "out of memory");
+    fflush(stdout);
+    fflush(stderr);
+    p->pid = fork();
+    ck_assert_msg(p->pid >= 0, "fork: %s", strerror(errno));
+    if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(PUBLISHER_GAVE_UP);
+        publisher_main(ns, files, pause_ms);
+    }
+    return p;
+}
+
+bool lqt_publisher_done(lqt_publisher *p)
+{
+    if (!p->done && waitpid(p->pid, &p->status, WNOHANG) == p->pid)
+        p->done = true;
+    return p->done;
+}
+
+int lqt_publisher_wait(lqt_publisher *p, int timeout_s)
+{
+    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int code;
+
+    while (!lqt_publisher_done(p) && now_ms() < deadline)
+        sleep_ms(20);
+    if (!p->done) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        free(p);
+        ck_abort_msg("the publisher did not finish within %d s", timeout_s);
+    }
+    code = decode_status(p->status);
+    free(p);
+    ck_assert_msg(code <= PUBLISHER_REPEATS_MAX,
+                  "the publisher could not publish everything (status %d): see its log", code);
+    return code;
+}
+
+/* ------------------------------------------------------------ the stack */
+
+#define STACK_TIMEOUT_S 180
+
+static const char *stack_script(void)
+{
+    return getenv("LEDGERQ_TEST_STACK_SCRIPT");
+}
+
+static const char *stack_dir(void)
+{
+    return getenv("LEDGERQ_TEST_STACK_DIR");
+}
+
+void lqt_stack_or_skip(void)
+{
+    if (stack_script() == NULL || !*stack_script() || stack_dir() == NULL || !*stack_dir()) {
+        printf("skipped: fault tests need LEDGERQ_TEST_STACK_SCRIPT and LEDGERQ_TEST_STACK_DIR "
+               "(deploy/local/dev.sh test sets them)\n");
+        exit(77);
+    }
+}
+
+/*
+ * Run argv with its output on our stderr, at most timeout_s (then SIGKILL
+ * it).  Returns its exit code, or -1 when it did not finish in time.
+ */
+static int run_program(char *const argv[], int timeout_s)
+{
+    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int status = 0;
+    pid_t pid, got;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(2, 1) < 0)
+            _exit(127);
+        close_range(3, ~0U, 0);
+        execv(argv[0], argv);
+        dprintf(2, "lqt: could not run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
+        sleep_ms(20);
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -1;
+    }
+    return decode_status(status);
+}
+
+void lqt_stack(const char *command, const char *service)
+{
+    char *argv[] = {(char *)stack_script(), "--dir", (char *)stack_dir(), (char *)command,
+                    (char *)service, NULL};
+    int64_t start = now_ms();
+    int code;
+
+    fprintf(stderr, "lqt: stack.sh %s %s\n", command, service);
+    code = run_program(argv, STACK_TIMEOUT_S);
+    ck_assert_msg(code == 0, "`stack.sh %s %s` failed (status %d)", command, service, code);
+    fprintf(stderr, "lqt: stack.sh %s %s done in %.1f s\n", command, service,
+            (double)(now_ms() - start) / 1000);
+}
+
+void lqt_stack_pg_immediate(void)
+{
+    /* pg_ctl refuses root: run it as the owner of the data folder. */
+    static const char script[] =
+        "set -e; eval \"$(\"$0\" --dir \"$1\" env)\"; "
+        "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
+        "$as \"$LEDGERQ_STACK_PG_BIN/pg_ctl\" -D \"$LEDGERQ_STACK_PG_DATA\" -m immediate -w -t 60 "
+        "stop";
+    char *argv[] = {"/bin/sh", "-c", (char *)script, (char *)stack_script(), (char *)stack_dir(),
+                    NULL};
+    int code;
+
+    fprintf(stderr, "lqt: pg_ctl stop -m immediate\n");
+    code = run_program(argv, STACK_TIMEOUT_S);
+    ck_assert_msg(code == 0, "`pg_ctl stop -m immediate` failed (status %d)", code);
+}
+
+bool lqt_stack_restore(void)
+{
+    char *argv[] = {(char *)stack_script(), "--dir", (char *)stack_dir(), "start", NULL};
+    int64_t deadline;
+    char err[512] = "";
+    int code;
+
+    if (stack_script() == NULL || stack_dir() == NULL)
+        return false;
+    code = run_program(argv, STACK_TIMEOUT_S);
+    if (code != 0) {
+        fprintf(stderr, "lqt: `stack.sh start` failed (status %d)\n", code);
+        return false;
+    }
+    deadline = now_ms() + 60 * 1000;
+    for (;;) {
+        lq_amqp *c = NULL;
+        PGconn *pg = PQconnectdb(admin_url());
+        bool pg_ok = PQstatus(pg) == CONNECTION_OK;
+        bool amqp_ok = lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK;
+
+        if (!pg_ok)
+            snprintf(err, sizeof(err), "%s", PQerrorMessage(pg));
+        PQfinish(pg);
+        lq_amqp_close(c);
+        if (pg_ok && amqp_ok)
+            return true;
+        if (now_ms() >= deadline) {
+            fprintf(stderr, "lqt: the stack does not answer after a restart: %s\n", err);
+            return false;
+        }
+        sleep_ms(200);
+    }
 }
 
 /* ------------------------------------------------------------ the database */

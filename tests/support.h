@@ -62,6 +62,7 @@ typedef struct lqt_ns {
     lqt_worker *workers[LQT_WORKERS_MAX];
     lqt_listener *listeners[LQT_LISTENERS_MAX];
     int n_workers_started; /* names the worker logs */
+    char **env;            /* "NAME=value" for every child, NULL-terminated; owned */
 } lqt_ns;
 
 /* ------------------------------------------------------------ the run */
@@ -83,6 +84,20 @@ void lqt_sweep(void);
  * lqt_ns_destroy().
  */
 lqt_ns *lqt_ns_create(void);
+
+/*
+ * lqt_ns_create() whose commands and workers all see env too (a
+ * NULL-terminated "NAME=value" list, e.g. LEDGERQ_DELIVERY_LIMIT=3; may be
+ * NULL), `ledgerq topology` included.
+ */
+lqt_ns *lqt_ns_create_env(const char *const *env);
+
+/*
+ * Connect the harness again (ns->amqp and ns->db), after the broker or the
+ * database restarted: retries for at most LQT_WAIT_S seconds, then fails
+ * the test.
+ */
+void lqt_ns_reconnect(lqt_ns *ns);
 
 /*
  * Kill the workers still running, free the listeners, delete the queues and
@@ -237,6 +252,21 @@ lqt_listener *lqt_listen_queue(lqt_ns *ns);
 const char *lqt_listener_queue(const lqt_listener *l);
 
 /*
+ * A durable queue named after the namespace, bound to the results exchange
+ * with "#", that nothing consumes until lqt_listener_collect(): its events
+ * survive a broker restart (the worker publishes them persistent, with
+ * confirms).  The namespace deletes it.
+ */
+lqt_listener *lqt_listen_durable(lqt_ns *ns);
+
+/*
+ * Take every event a durable listener's queue holds now, on a connection of
+ * its own, acking them; returns how many came.  Events then read as with
+ * the other listeners.
+ */
+size_t lqt_listener_collect(lqt_listener *l);
+
+/*
  * Receive until n messages have arrived in all, at most LQT_WAIT_S
  * seconds; each must be a well-formed result event.  Fails the test on
  * timeout.
@@ -281,11 +311,31 @@ void lqt_deliveries_free(lq_delivery **d, size_t n);
  */
 uint32_t lqt_queue_ready(lqt_ns *ns, const char *queue, uint32_t *ret_consumers);
 
+/* Whether queue exists; *ret_consumers (may be NULL) gets its consumer count. */
+bool lqt_queue_exists(lqt_ns *ns, const char *queue, uint32_t *ret_consumers);
+
 /* Wait (at most LQT_WAIT_S seconds) until queue holds exactly n ready messages. */
 void lqt_wait_queue_ready(lqt_ns *ns, const char *queue, uint32_t n);
 
 /* A string header of d, or NULL when absent (static buffer, one at a time). */
 const char *lqt_header(const lq_delivery *d, const char *name);
+
+/* What RabbitMQ recorded in a message's first x-death entry (a broker dead-lettering). */
+typedef struct lqt_death {
+    char reason[64]; /* "delivery_limit", "rejected", ...; "" when there is no x-death */
+    char queue[256]; /* where it died */
+    int64_t count;   /* times dead-lettered for that reason from that queue */
+    char body[1024];   /* the message body, cut to fit */
+    char error[64];    /* its x-ledgerq-error header, "" when absent */
+    char detail[1024]; /* its x-ledgerq-error-detail header, "" when absent */
+} lqt_death;
+
+/*
+ * Take every message queue holds now (basic.get on a connection of its
+ * own), acking none, and describe each in ret (up to max); returns how many
+ * the queue held.  The messages stay in the queue.
+ */
+size_t lqt_dead_letters(lqt_ns *ns, const char *queue, lqt_death *ret, size_t max);
 
 /* ------------------------------------------------------------ workers */
 
@@ -305,8 +355,84 @@ pid_t lqt_worker_pid(const lqt_worker *w);
  */
 int lqt_worker_stop(lqt_worker *w);
 
+/* Send sig to the worker (it keeps running, or not: see lqt_worker_wait()). */
+void lqt_worker_signal(lqt_worker *w, int sig);
+
+/*
+ * Wait for the worker to exit, at most timeout_ms (then SIGKILL it and fail
+ * the test).  Returns its exit code (128 + signal when killed); *ret_ms (may
+ * be NULL) gets how long the wait took.  Frees w.
+ */
+int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms);
+
+/* Whether the worker is still running (false once it exited; it is then reaped). */
+bool lqt_worker_running(lqt_worker *w);
+
+/* kill -9 the worker (a crash) and reap it.  Frees w. */
+void lqt_worker_kill(lqt_worker *w);
+
+/* How many lines of ns's worker logs (all of them, ended or not) contain needle. */
+size_t lqt_log_count(const lqt_ns *ns, const char *needle);
+
+/* The worker's log file (static storage of w: copy it to use it after w is freed). */
+const char *lqt_worker_log_path(const lqt_worker *w);
+
+/* How many lines of the file at path contain needle (0 when it cannot be read). */
+size_t lqt_file_count(const char *path, const char *needle);
+
 /* Print the last lines of every worker log of ns to stderr. */
 void lqt_print_logs(const lqt_ns *ns);
+
+/* ------------------------------------------------------------ publishing in the background */
+
+typedef struct lqt_publisher lqt_publisher;
+
+/*
+ * Publish the files (JSON lines, NULL-terminated list of paths) in order,
+ * one `ledgerq publish --file` each, from a process of its own, pausing
+ * pause_ms after each file.  A file whose publish fails (the broker is
+ * down, the connection died) is published again, whole, until it succeeds:
+ * republishing the same ids is harmless by design.  Gives up after
+ * 5 minutes.  Runs while the test goes on.
+ */
+lqt_publisher *lqt_publisher_start(lqt_ns *ns, const char *const *files, int pause_ms);
+
+/* Whether the publisher has finished (successfully or not). */
+bool lqt_publisher_done(lqt_publisher *p);
+
+/*
+ * Wait for the publisher (at most timeout_s) and fail the test unless it
+ * published every file.  Returns how many publishes had to be repeated.
+ * Frees p.
+ */
+int lqt_publisher_wait(lqt_publisher *p, int timeout_s);
+
+/* ------------------------------------------------------------ the stack (fault tests) */
+
+/*
+ * Exit 77 with a line saying why unless LEDGERQ_TEST_STACK_SCRIPT and
+ * LEDGERQ_TEST_STACK_DIR name the script and folder of the stack the tests
+ * use (deploy/local/dev.sh test sets them): fault tests stop and kill its
+ * services.
+ */
+void lqt_stack_or_skip(void);
+
+/*
+ * Run `stack.sh --dir DIR command service`: command is start, stop (pg:
+ * pg_ctl -m fast) or kill (SIGKILL); service is "amqp" or "pg".  Fails
+ * the test if it does not exit 0 within 3 minutes.
+ */
+void lqt_stack(const char *command, const char *service);
+
+/* Stop PostgreSQL with pg_ctl -m immediate (a crash without losing committed work). */
+void lqt_stack_pg_immediate(void);
+
+/*
+ * Start whatever of the stack is down and wait until both services answer.
+ * Safe to call at any time, also outside a test (no Check assertions):
+ * returns false, with a line on stderr, when the stack cannot be restored.
+ */
+bool lqt_stack_restore(void);
 
 /* ------------------------------------------------------------ the database */
 

@@ -1,0 +1,913 @@
+/*
+ * Fault tests: real processes killed and restarted while payments flow.
+ *
+ * Three workers apply a workload of more than 20,000 payments (100
+ * accounts, random pairs and amounts, every tenth payment published twice)
+ * that a background publisher sends in chunks, while the test kills a
+ * worker, RabbitMQ or PostgreSQL, or stops a worker with SIGTERM.  A chunk
+ * whose publish fails is published again: the same ids again are harmless
+ * by design.
+ *
+ * Afterwards, from the user's side: every payment has exactly one stored
+ * outcome with the legs it was sent with; each got at least one result
+ * event per time it was sent, all of them telling its one stored outcome;
+ * the balances equal what the stored outcomes add up to (recomputed here
+ * from the generated payments), so nothing was applied twice; `ledgerq
+ * audit` passes; the work queue is empty with no consumer (nothing was left
+ * unacked); and the dead-letter queue holds nothing but the messages that
+ * deserve it for reasons of their own.
+ *
+ * These tests stop and kill the services of the test stack
+ * (LEDGERQ_TEST_STACK_SCRIPT): meson runs them alone (is_parallel: false),
+ * and each restores the stack when it ends, passed or failed.  Only
+ * processes a test started are ever killed: workers by their pid, the
+ * services through the stack script that started them.
+ */
+#include <check.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "ledgerq/error.h"
+#include "support.h"
+
+#define N_ACCOUNTS      100
+#define N_PAYMENTS      20000
+#define DUPLICATE_EVERY 10  /* every tenth payment is published twice, same content */
+#define CHUNK           500 /* payments per publisher file */
+#define N_WORKERS       3
+#define SHUTDOWN_MS     10000
+/* Longest wait for the workload to be applied once the publisher is done. */
+#define SETTLE_S 180
+/* What a worker logs for each message that comes back after a consumer died. */
+#define REDELIVERED_LOG "\"msg\":\"redelivered"
+
+typedef struct account {
+    char id[32];
+    const char *currency;
+    bool allow_negative;
+    int64_t expected; /* balance recomputed from the stored outcomes */
+} account;
+
+typedef struct payment {
+    char id[40];
+    int debit, credit; /* account index */
+    int64_t amount;
+    int n_sent;   /* planned publishes of this id (the publisher may repeat some) */
+    bool stored;  /* seen in the payments table */
+    bool applied; /* its stored outcome */
+    char status[16];
+    char reason[64];
+    char processed_at[64];
+    size_t first_event, n_events; /* its events, in the sorted index */
+} payment;
+
+/* One test's workload: accounts, payments, publisher files, workers. */
+typedef struct workload {
+    lqt_ns *ns;
+    account accounts[N_ACCOUNTS];
+    payment *payments;
+    size_t n_payments;
+    size_t n_messages;
+    char **files; /* NULL-terminated */
+    lqt_listener *events;
+    lqt_publisher *publisher;
+    lqt_worker *workers[N_WORKERS];
+    char worker_app[N_WORKERS][32]; /* each worker's PGAPPNAME: who holds what in the database */
+    int n_started;
+    const char *const *worker_env;
+} workload;
+
+static uint64_t rng_state;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Log a step of the scenario, with the time since it started: meson shows it on failure. */
+static int64_t t0;
+
+static void step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void step(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "[%6.1f s] ", (double)(now_ms() - t0) / 1000);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ------------------------------------------------------------ the stack around each test */
+
+static void start_clock(void)
+{
+    t0 = now_ms();
+}
+
+static void restore_stack(void)
+{
+    /* Runs in the runner after each test case, also when it failed. */
+    if (!lqt_stack_restore())
+        fprintf(stderr, "lqt: could not restore the test stack\n");
+}
+
+/* ------------------------------------------------------------ the workload */
+
+static void payment_json(const workload *w, const payment *p, char *out, size_t len)
+{
+    snprintf(out, len,
+             "{\"id\":\"%s\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":%" PRId64
+             ",\"currency\":\"%s\"}\n",
+             p->id, w->accounts[p->debit].id, w->accounts[p->credit].id, p->amount,
+             w->accounts[p->debit].currency);
+}
+
+/*
+ * Open the accounts, generate n payments (plus the extra lines given, each
+ * a JSON command, put in the middle of the stream) and write the
+ * publisher's files.  Declares the durable event queue before anything is
+ * published.
+ */
+static void workload_init(workload *w, lqt_ns *ns, size_t n, const char *const *extra)
+{
+    char *import = malloc(N_ACCOUNTS * 96), *chunk = NULL, name[64];
+    size_t len = 0, chunk_len = 0, chunk_cap = 0, n_files = 0, files_cap = 0;
+    size_t n_extra = 0;
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+
+    memset(w, 0, sizeof(*w));
+    w->ns = ns;
+    rng_state = 0x9E3779B97F4A7C15ULL ^ seed;
+    step("workload of %zu payments, seed %u", n, seed);
+    ck_assert_ptr_nonnull(import);
+    for (int i = 0; i < N_ACCOUNTS; i++) {
+        account *a = &w->accounts[i];
+        snprintf(a->id, sizeof(a->id), "acct:%03d", i);
+        a->currency = i % 2 ? "USD" : "EUR";
+        /* A tenth may not go negative: insufficient_funds depends on the order of commits. */
+        a->allow_negative = i % 10 != 0;
+        len += (size_t)sprintf(import + len,
+                               "{\"id\":\"%s\",\"currency\":\"%s\",\"allow_negative\":%s}\n", a->id,
+                               a->currency, a->allow_negative ? "true" : "false");
+    }
+    lqt_run_ok(ns, "account", "import", "--file", lqt_write_file(ns, "accounts.jsonl", import));
+    free(import);
+
+    w->n_payments = n;
+    w->payments = calloc(n, sizeof(*w->payments));
+    ck_assert_ptr_nonnull(w->payments);
+    while (extra && extra[n_extra])
+        n_extra++;
+    for (size_t i = 0; i < n; i++) {
+        payment *p = &w->payments[i];
+        snprintf(p->id, sizeof(p->id), "pay-%05zu", i);
+        p->debit = (int)(rng() % N_ACCOUNTS);
+        /* Mostly the same currency; sometimes not (currency_mismatch). */
+        do {
+            p->credit = (int)(rng() % N_ACCOUNTS);
+        } while (p->credit == p->debit || ((p->credit - p->debit) % 2 != 0 && rng() % 50 != 0));
+        p->amount = 1 + rng() % 10000;
+        p->n_sent = 1 + (i % DUPLICATE_EVERY == 0);
+    }
+
+    /* Chunks of CHUNK payments; a duplicate goes out two chunks after its original. */
+    for (size_t c = 0; c * CHUNK < n + 2 * CHUNK; c++) {
+        char line[512];
+        chunk_len = 0;
+        for (size_t i = c * CHUNK; i < (c + 1) * CHUNK && i < n; i++) {
+            payment_json(w, &w->payments[i], line, sizeof(line));
+            if (chunk_len + strlen(line) + 1 > chunk_cap) {
+                chunk_cap = chunk_cap ? 2 * chunk_cap : 65536;
+                chunk = realloc(chunk, chunk_cap);
+                ck_assert_ptr_nonnull(chunk);
+            }
+            memcpy(chunk + chunk_len, line, strlen(line) + 1);
+            chunk_len += strlen(line);
+            w->n_messages++;
+            if (n_extra && i == n / 2) {
+                for (size_t e = 0; e < n_extra; e++) {
+                    size_t l = strlen(extra[e]);
+                    if (chunk_len + l + 2 > chunk_cap) {
+                        chunk_cap = 2 * chunk_cap + l;
+                        chunk = realloc(chunk, chunk_cap);
+                        ck_assert_ptr_nonnull(chunk);
+                    }
+                    memcpy(chunk + chunk_len, extra[e], l);
+                    chunk_len += l;
+                    chunk[chunk_len++] = '\n';
+                    chunk[chunk_len] = '\0';
+                }
+            }
+        }
+        for (size_t i = c >= 2 ? (c - 2) * CHUNK : n; i < (c - 1) * CHUNK && i < n; i++) {
+            if (w->payments[i].n_sent < 2)
+                continue;
+            payment_json(w, &w->payments[i], line, sizeof(line));
+            if (chunk_len + strlen(line) + 1 > chunk_cap) {
+                chunk_cap = chunk_cap ? 2 * chunk_cap : 65536;
+                chunk = realloc(chunk, chunk_cap);
+                ck_assert_ptr_nonnull(chunk);
+            }
+            memcpy(chunk + chunk_len, line, strlen(line) + 1);
+            chunk_len += strlen(line);
+            w->n_messages++;
+        }
+        if (chunk_len == 0)
+            continue;
+        if (n_files + 2 > files_cap) {
+            files_cap = files_cap ? 2 * files_cap : 64;
+            w->files = realloc(w->files, files_cap * sizeof(*w->files));
+            ck_assert_ptr_nonnull(w->files);
+        }
+        snprintf(name, sizeof(name), "chunk-%03zu.jsonl", c);
+        w->files[n_files] = strdup(lqt_write_file(ns, name, chunk));
+        ck_assert_ptr_nonnull(w->files[n_files]);
+        w->files[++n_files] = NULL;
+    }
+    free(chunk);
+    ck_assert_uint_ge(w->n_messages, n + n / DUPLICATE_EVERY);
+    w->events = lqt_listen_durable(ns);
+}
+
+static void workload_release(workload *w)
+{
+    for (size_t i = 0; w->files && w->files[i]; i++)
+        free(w->files[i]);
+    free(w->files);
+    free(w->payments);
+}
+
+static void start_worker(workload *w, int slot)
+{
+    const char *env[16];
+    char app[48];
+    size_t n = 0;
+
+    for (const char *const *e = w->worker_env; e && *e && n < 14; e++)
+        env[n++] = *e;
+    snprintf(w->worker_app[slot], sizeof(w->worker_app[slot]), "lqt-w%d", ++w->n_started);
+    snprintf(app, sizeof(app), "PGAPPNAME=%s", w->worker_app[slot]);
+    env[n++] = app;
+    env[n] = NULL;
+    w->workers[slot] = lqt_worker_start(w->ns, env);
+}
+
+/*
+ * Make every payment cost its worker ms milliseconds in the database (a
+ * trigger), so that a backlog builds up and the workers always hold
+ * payments when a fault strikes.
+ */
+static void slow_down(lqt_ns *ns, double ms)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "CREATE FUNCTION lqt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
+             "BEGIN PERFORM pg_sleep(%g); RETURN NEW; END $$",
+             ms / 1000);
+    lqt_sql(ns, sql);
+    lqt_sql(ns, "CREATE TRIGGER lqt_slow BEFORE INSERT ON payments FOR EACH ROW "
+                "EXECUTE FUNCTION lqt_slow()");
+}
+
+/* Every worker still runs and consumes: n consumers on the work queue, within LQT_WAIT_S. */
+static void expect_consuming(workload *w)
+{
+    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    uint32_t consumers = 0;
+
+    for (int i = 0; i < N_WORKERS; i++)
+        ck_assert_msg(lqt_worker_running(w->workers[i]), "worker %d exited", i);
+    while (!lqt_queue_exists(w->ns, w->ns->queue, &consumers) || consumers != N_WORKERS) {
+        if (now_ms() >= deadline) {
+            lqt_print_logs(w->ns);
+            ck_abort_msg("%u consumers on the work queue %d s after the fault, expected %d",
+                         consumers, LQT_WAIT_S, N_WORKERS);
+        }
+        sleep_ms(100);
+    }
+    step("%d workers consuming again", N_WORKERS);
+}
+
+/*
+ * Wait until the worker has started consuming (its log says so): a signal
+ * that comes before it installed its handlers would just end it.
+ */
+static void wait_consuming(lqt_worker *worker)
+{
+    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+
+    while (lqt_file_count(lqt_worker_log_path(worker), "consuming from queue") == 0) {
+        ck_assert_msg(now_ms() < deadline, "worker %d did not start consuming within %d s",
+                      (int)lqt_worker_pid(worker), LQT_WAIT_S);
+        sleep_ms(20);
+    }
+}
+
+/* Start the workers and the publisher (pause_ms between files). */
+static void workload_start(workload *w, const char *const *worker_env, int pause_ms)
+{
+    w->worker_env = worker_env;
+    for (int i = 0; i < N_WORKERS; i++)
+        start_worker(w, i);
+    w->publisher = lqt_publisher_start(w->ns, (const char *const *)w->files, pause_ms);
+    step("%d workers and the publisher started (%zu messages in %s...)", N_WORKERS, w->n_messages,
+         w->files[0]);
+}
+
+static long stored_count(lqt_ns *ns)
+{
+    char *v = lqt_sql_value(ns, "SELECT count(*) FROM payments", NULL);
+    long n = strtol(v, NULL, 10);
+
+    free(v);
+    return n;
+}
+
+/* Whether the payments are still flowing: the publisher runs, or the queue has a backlog. */
+static bool flowing(workload *w)
+{
+    return !lqt_publisher_done(w->publisher) || lqt_queue_ready(w->ns, w->ns->queue, NULL) > 0 ||
+           stored_count(w->ns) < (long)w->n_payments;
+}
+
+/*
+ * Wait for the publisher, then until every payment (but expect_missing of
+ * them) has its stored outcome and the queue is drained; stop every worker
+ * with SIGTERM (each must exit 0).
+ */
+static void workload_settle(workload *w, long expect_missing)
+{
+    int64_t deadline;
+    long stored = 0;
+    int repeats = lqt_publisher_wait(w->publisher, SETTLE_S);
+
+    w->publisher = NULL;
+    step("publisher done (%d publishes repeated)", repeats);
+    deadline = now_ms() + SETTLE_S * 1000;
+    while ((stored = stored_count(w->ns)) < (long)w->n_payments - expect_missing ||
+           lqt_queue_ready(w->ns, w->ns->queue, NULL) > 0) {
+        if (now_ms() >= deadline) {
+            lqt_print_logs(w->ns);
+            ck_abort_msg("after %d s, %ld of %zu payments stored, %u messages ready", SETTLE_S,
+                         stored, w->n_payments, lqt_queue_ready(w->ns, w->ns->queue, NULL));
+        }
+        sleep_ms(200);
+    }
+    step("%ld payments stored, queue drained", stored);
+    for (int i = 0; i < N_WORKERS; i++) {
+        if (w->workers[i]) {
+            wait_consuming(w->workers[i]);
+            ck_assert_int_eq(lqt_worker_stop(w->workers[i]), 0);
+            w->workers[i] = NULL;
+        }
+    }
+}
+
+static int compare_events(const void *a, const void *b)
+{
+    const lqt_event *x = *(const lqt_event *const *)a, *y = *(const lqt_event *const *)b;
+    return strcmp(x->id, y->id);
+}
+
+static int compare_payment_id(const void *key, const void *elem)
+{
+    return strcmp(key, ((const payment *)elem)->id);
+}
+
+/* The payment of the workload with id, or NULL (ids sort as they were made). */
+static payment *find_payment(workload *w, const char *id)
+{
+    return bsearch(id, w->payments, w->n_payments, sizeof(*w->payments), compare_payment_id);
+}
+
+/* Parse `account list --json` and compare each balance to the recomputed one. */
+static void check_balances(workload *w)
+{
+    char *text = lqt_accounts_snapshot(w->ns);
+    cJSON *list = cJSON_Parse(text), *a;
+    int seen = 0;
+
+    ck_assert_msg(cJSON_IsArray(list), "`account list --json` is not an array: %.200s", text);
+    cJSON_ArrayForEach(a, list)
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
+        const cJSON *balance = cJSON_GetObjectItemCaseSensitive(a, "balance");
+        int k;
+        ck_assert_msg(cJSON_IsString(id) && cJSON_IsNumber(balance), "an account: %.200s", text);
+        ck_assert_msg(sscanf(id->valuestring, "acct:%d", &k) == 1 && k >= 0 && k < N_ACCOUNTS,
+                      "unexpected account %s", id->valuestring);
+        /* Well within 2^53: the double is exact. */
+        ck_assert_msg((int64_t)balance->valuedouble == w->accounts[k].expected,
+                      "account %s: balance %.0f, the stored outcomes add up to %" PRId64,
+                      id->valuestring, balance->valuedouble, w->accounts[k].expected);
+        seen++;
+    }
+    ck_assert_int_eq(seen, N_ACCOUNTS);
+    cJSON_Delete(list);
+    free(text);
+}
+
+/*
+ * What the user checks after a scenario: dead is the list of ids that must
+ * be in the dead-letter queue instead of the ledger (NULL-terminated, may
+ * be NULL); the queue's messages themselves are the caller's to check.
+ */
+static void workload_check(workload *w, const char *const *dead)
+{
+    size_t n_dead = 0, n_events, applied = 0;
+    const lqt_event **index;
+    uint32_t consumers;
+    PGresult *res;
+    lqt_output out;
+
+    while (dead && dead[n_dead])
+        n_dead++;
+
+    /* Nothing left in the work queue, nobody consuming: nothing was left unacked. */
+    ck_assert_uint_eq(lqt_queue_ready(w->ns, w->ns->queue, &consumers), 0);
+    ck_assert_uint_eq(consumers, 0);
+
+    /* Exactly one stored outcome per payment, with the legs it was sent with. */
+    res = PQexec(w->ns->db,
+                 "SELECT id, status, coalesce(reason, ''), legs->0->>'debit', legs->0->>'credit',"
+                 " (legs->0->>'amount')::bigint, jsonb_array_length(legs),"
+                 " to_char(processed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                 " FROM payments");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(res), (int)w->n_payments);
+    for (int row = 0; row < PQntuples(res); row++) {
+        payment *p = find_payment(w, PQgetvalue(res, row, 0));
+        ck_assert_msg(p != NULL, "payments holds an id never sent: %s", PQgetvalue(res, row, 0));
+        ck_assert_msg(!p->stored, "payment %s is stored twice", p->id);
+        p->stored = true;
+        snprintf(p->status, sizeof(p->status), "%s", PQgetvalue(res, row, 1));
+        snprintf(p->reason, sizeof(p->reason), "%s", PQgetvalue(res, row, 2));
+        snprintf(p->processed_at, sizeof(p->processed_at), "%s", PQgetvalue(res, row, 7));
+        p->applied = strcmp(p->status, "applied") == 0;
+        ck_assert_str_eq(PQgetvalue(res, row, 3), w->accounts[p->debit].id);
+        ck_assert_str_eq(PQgetvalue(res, row, 4), w->accounts[p->credit].id);
+        ck_assert_int_eq(strtoll(PQgetvalue(res, row, 5), NULL, 10), p->amount);
+        ck_assert_str_eq(PQgetvalue(res, row, 6), "1");
+        if (p->applied) {
+            w->accounts[p->debit].expected -= p->amount;
+            w->accounts[p->credit].expected += p->amount;
+            applied++;
+        }
+    }
+    PQclear(res);
+    for (size_t i = 0; i < w->n_payments; i++)
+        ck_assert_msg(w->payments[i].stored, "payment %s has no stored outcome", w->payments[i].id);
+    for (size_t i = 0; i < n_dead; i++) {
+        char *v = lqt_sql_value(w->ns, "SELECT status FROM payments WHERE id = $1", dead[i]);
+        ck_assert_msg(v == NULL, "%s was stored (%s) but belongs in the dead-letter queue", dead[i],
+                      v);
+        free(v);
+    }
+    /* The run exercised both outcomes. */
+    ck_assert_uint_gt(applied, w->n_payments / 2);
+    ck_assert_uint_lt(applied, w->n_payments);
+
+    /* Balances: what the stored outcomes add up to; nothing applied twice. */
+    check_balances(w);
+    ck_assert_msg(lqt_run(w->ns, &out, "audit") == 0, "audit exited %d: %s%s", out.status, out.out,
+                  out.err);
+    lqt_output_release(&out);
+
+    /* Result events: at least one per message sent, each telling the one stored outcome. */
+    n_events = lqt_listener_collect(w->events);
+    step("%zu result events for %zu messages", n_events, w->n_messages);
+    ck_assert_uint_ge(n_events, w->n_messages);
+    index = malloc(n_events * sizeof(*index));
+    ck_assert_ptr_nonnull(index);
+    for (size_t i = 0; i < n_events; i++)
+        index[i] = lqt_event_at(w->events, i);
+    qsort(index, n_events, sizeof(*index), compare_events);
+    for (size_t i = 0; i < n_events; i++) {
+        const lqt_event *e = index[i];
+        payment *p = find_payment(w, e->id);
+        ck_assert_msg(p != NULL, "an event for an id never sent, or one that must not have one: %s",
+                      e->body);
+        if (p->n_events++ == 0)
+            p->first_event = i;
+        ck_assert_msg(strcmp(e->status, p->status) == 0 &&
+                          strcmp(e->reason_null ? "" : e->reason, p->reason) == 0 &&
+                          strcmp(e->processed_at, p->processed_at) == 0,
+                      "%s: the event %s differs from the stored outcome %s %s %s", p->id, e->body,
+                      p->status, p->reason, p->processed_at);
+    }
+    for (size_t i = 0; i < w->n_payments; i++) {
+        payment *p = &w->payments[i];
+        size_t firsts = 0;
+        ck_assert_msg(p->n_events >= (size_t)p->n_sent, "%s: sent %d times, %zu events", p->id,
+                      p->n_sent, p->n_events);
+        for (size_t k = 0; k < p->n_events; k++)
+            firsts += !index[p->first_event + k]->duplicate;
+        ck_assert_msg(firsts <= 1, "%s: %zu events say it was processed for the first time", p->id,
+                      firsts);
+    }
+    free(index);
+}
+
+/* The dead-letter queue holds nothing. */
+static void check_no_dead_letters(workload *w)
+{
+    lqt_death d;
+    size_t n = lqt_dead_letters(w->ns, w->ns->dlq, &d, 1);
+
+    ck_assert_msg(n == 0, "%zu messages were dead-lettered, the first (%s%s) %s", n, d.error,
+                  d.reason, d.body);
+}
+
+/* The worker settings of the flowing scenarios: windows small enough to turn over often. */
+static const char *const flow_env[] = {"LEDGERQ_PREFETCH=200", "LEDGERQ_BATCH_MAX=50",
+                                       "LEDGERQ_SHUTDOWN_TIMEOUT_MS=10000", NULL};
+
+/*
+ * Per payment in the database.  Batches lock the accounts they touch, so
+ * with 100 accounts the workers mostly take turns: 22,000 messages take
+ * them about 25 s, and the publisher stays ahead.
+ */
+#define SLOW_MS 1
+
+/* ------------------------------------------------------------ 1. kill -9 a worker */
+
+START_TEST(test_worker_crashes)
+{
+    lqt_ns *ns = lqt_ns_create();
+    workload w;
+
+    workload_init(&w, ns, N_PAYMENTS, NULL);
+    slow_down(ns, SLOW_MS);
+    workload_start(&w, flow_env, 300);
+    /* Five crashes at random moments while payments flow, each worker restarted at once. */
+    for (int kill = 1; kill <= 5; kill++) {
+        int victim = (int)(rng() % N_WORKERS);
+        sleep_ms(1000 + (int)(rng() % 3000));
+        ck_assert_msg(flowing(&w), "the payments stopped flowing before crash %d", kill);
+        step("kill -9 worker %d (pid %d)", victim, (int)lqt_worker_pid(w.workers[victim]));
+        lqt_worker_kill(w.workers[victim]);
+        start_worker(&w, victim);
+    }
+    workload_settle(&w, 0);
+    /* The crashes hit workers holding payments: the broker redelivered them. */
+    ck_assert_uint_gt(lqt_log_count(ns, REDELIVERED_LOG), 0);
+    workload_check(&w, NULL);
+    check_no_dead_letters(&w);
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+/* ------------------------------------------------------------ 2. RabbitMQ killed, stopped */
+
+START_TEST(test_broker_restarts)
+{
+    lqt_ns *ns = lqt_ns_create();
+    workload w;
+
+    workload_init(&w, ns, N_PAYMENTS, NULL);
+    slow_down(ns, SLOW_MS);
+    workload_start(&w, flow_env, 300);
+    sleep_ms(3000);
+    ck_assert(flowing(&w));
+    lqt_stack("kill", "amqp");
+    step("RabbitMQ killed");
+    sleep_ms(2000);
+    lqt_stack("start", "amqp");
+    step("RabbitMQ started again");
+    expect_consuming(&w);
+    sleep_ms(3000);
+    ck_assert(flowing(&w));
+    lqt_stack("stop", "amqp");
+    step("RabbitMQ stopped");
+    sleep_ms(2000);
+    lqt_stack("start", "amqp");
+    step("RabbitMQ started again");
+    expect_consuming(&w);
+    lqt_ns_reconnect(ns);
+    workload_settle(&w, 0);
+    workload_check(&w, NULL);
+    check_no_dead_letters(&w);
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+/* ------------------------------------------------------------ 3. PostgreSQL restarted, down */
+
+START_TEST(test_database_restarts)
+{
+    lqt_ns *ns = lqt_ns_create();
+    workload w;
+    uint32_t consumers;
+
+    workload_init(&w, ns, N_PAYMENTS, NULL);
+    slow_down(ns, SLOW_MS);
+    workload_start(&w, flow_env, 300);
+
+    sleep_ms(3000);
+    ck_assert(flowing(&w));
+    lqt_stack("stop", "pg");
+    lqt_stack("start", "pg");
+    step("PostgreSQL restarted (-m fast)");
+    lqt_ns_reconnect(ns);
+
+    sleep_ms(3000);
+    ck_assert(flowing(&w));
+    lqt_stack_pg_immediate();
+    lqt_stack("start", "pg");
+    step("PostgreSQL restarted (-m immediate, crash recovery)");
+    lqt_ns_reconnect(ns);
+
+    sleep_ms(3000);
+    ck_assert(flowing(&w));
+    lqt_stack("stop", "pg");
+    step("PostgreSQL down for 20 s");
+    sleep_ms(20000);
+    /* The workers wait with the payments in hand: none is dead-lettered, none dies. */
+    for (int i = 0; i < N_WORKERS; i++)
+        ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
+    ck_assert_uint_eq(lqt_queue_ready(ns, ns->dlq, NULL), 0);
+    ck_assert(lqt_queue_exists(ns, ns->queue, &consumers));
+    ck_assert_uint_eq(consumers, N_WORKERS);
+    lqt_stack("start", "pg");
+    step("PostgreSQL up again");
+    lqt_ns_reconnect(ns);
+
+    workload_settle(&w, 0);
+    workload_check(&w, NULL);
+    check_no_dead_letters(&w);
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+/* ------------------------------------------------------------ 4. SIGTERM while working */
+
+START_TEST(test_sigterm_each)
+{
+    lqt_ns *ns = lqt_ns_create();
+    workload w;
+    lqt_worker *impatient;
+    int64_t took;
+    int code;
+
+    workload_init(&w, ns, N_PAYMENTS, NULL);
+    slow_down(ns, SLOW_MS);
+    workload_start(&w, flow_env, 300);
+    /*
+     * Each worker in turn, with a full window in hand: it drains, acks what
+     * it holds, exits 0 in time.  (What the broker had already sent it but
+     * it had not received yet comes back to the queue when it cancels:
+     * another worker applies that.)
+     */
+    for (int i = 0; i < N_WORKERS; i++) {
+        char log[600];
+        sleep_ms(2000);
+        ck_assert_msg(lqt_queue_ready(ns, ns->queue, NULL) > 0,
+                      "no backlog: worker %d would not be working when stopped", i);
+        wait_consuming(w.workers[i]);
+        snprintf(log, sizeof(log), "%s", lqt_worker_log_path(w.workers[i]));
+        lqt_worker_signal(w.workers[i], SIGTERM);
+        code = lqt_worker_wait(w.workers[i], SHUTDOWN_MS + 5000, &took);
+        step("worker %d: SIGTERM, exit %d after %" PRId64 " ms", i, code, took);
+        ck_assert_int_eq(code, 0);
+        ck_assert_int_lt(took, SHUTDOWN_MS);
+        /* It says it finished what it held: nothing left unacked, nothing given up on. */
+        ck_assert_uint_eq(lqt_file_count(log, "\"msg\":\"stopping: finishing"), 1);
+        ck_assert_uint_eq(lqt_file_count(log, "\"msg\":\"stopped\""), 1);
+        ck_assert_uint_eq(lqt_file_count(log, "left unacked"), 0);
+        ck_assert_uint_eq(lqt_file_count(log, "not applied"), 0);
+        ck_assert_uint_eq(lqt_file_count(log, "connection lost"), 0);
+        ck_assert_uint_eq(lqt_file_count(log, "\"level\":\"error\""), 0);
+        start_worker(&w, i);
+    }
+
+    /* A second signal ends a worker at once; what it held is redelivered, not lost. */
+    sleep_ms(1000);
+    ck_assert(lqt_queue_ready(ns, ns->queue, NULL) > 0);
+    impatient = w.workers[0];
+    wait_consuming(impatient);
+    lqt_worker_signal(impatient, SIGTERM);
+    sleep_ms(20);
+    lqt_worker_signal(impatient, SIGTERM);
+    code = lqt_worker_wait(impatient, 2000, &took);
+    step("worker 0: SIGTERM twice, exit %d after %" PRId64 " ms", code, took);
+    ck_assert_int_ne(code, 0);
+    ck_assert_int_lt(took, 1000);
+    start_worker(&w, 0);
+
+    workload_settle(&w, 0);
+    workload_check(&w, NULL);
+    check_no_dead_letters(&w);
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+/* ------------------------------------------------------------ 5. a poison payment */
+
+START_TEST(test_poison)
+{
+    const char *const env[] = {"LEDGERQ_MAX_ATTEMPTS=3", NULL};
+    const char *poison = "{\"id\":\"poison\",\"debit\":\"acct:001\",\"credit\":\"acct:003\","
+                         "\"amount\":1,\"currency\":\"USD\"}";
+    const char *const extra[] = {poison, NULL}, *const dead[] = {"poison", NULL};
+    lqt_ns *ns = lqt_ns_create();
+    lqt_death d;
+    workload w;
+
+    workload_init(&w, ns, N_PAYMENTS, extra);
+    /* It fails in the database every time, for a reason that is not an outage. */
+    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
+    lqt_sql(ns, "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
+                "WHEN (NEW.id = 'poison') EXECUTE FUNCTION lqt_poison()");
+    workload_start(&w, env, 100);
+    workload_settle(&w, 0);
+    workload_check(&w, dead);
+    ck_assert_uint_eq(lqt_dead_letters(ns, ns->dlq, &d, 1), 1);
+    ck_assert_str_eq(d.body, poison);
+    ck_assert_str_eq(d.error, "processing_failed");
+    ck_assert_msg(strstr(d.detail, "lqt poison pill poison") != NULL, "detail: %s", d.detail);
+    ck_assert_str_eq(d.reason, "");
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+/* ------------------------------------------------------------ 6. a payment that kills workers */
+
+#define DELIVERY_LIMIT 3
+
+START_TEST(test_crash_loop)
+{
+    const char *const ns_env[] = {"LEDGERQ_DELIVERY_LIMIT=3", NULL};
+    const char *crasher = "{\"id\":\"crasher\",\"debit\":\"acct:002\",\"credit\":\"acct:004\","
+                          "\"amount\":1,\"currency\":\"EUR\"}";
+    const char *const extra[] = {crasher, NULL}, *const dead[] = {"crasher", NULL};
+    lqt_ns *ns = lqt_ns_create_env(ns_env);
+    lqt_death d;
+    workload w;
+    int kills = 0;
+    int64_t deadline;
+
+    workload_init(&w, ns, 2000, extra);
+    /*
+     * Whoever processes it hangs in the database: the test then kills that
+     * worker, as if the payment had crashed it, and starts another.
+     */
+    lqt_sql(ns, "CREATE FUNCTION lqt_hang() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$");
+    lqt_sql(ns, "CREATE TRIGGER lqt_hang BEFORE INSERT ON payments FOR EACH ROW "
+                "WHEN (NEW.id = 'crasher') EXECUTE FUNCTION lqt_hang()");
+    workload_start(&w, flow_env, 100);
+    deadline = now_ms() + 120 * 1000;
+    while (lqt_queue_ready(ns, ns->dlq, NULL) == 0) {
+        char *app = lqt_sql_value(ns,
+                                  "SELECT application_name FROM pg_stat_activity"
+                                  " WHERE datname = current_database() AND wait_event = 'PgSleep'"
+                                  " AND application_name LIKE 'lqt-w%' LIMIT 1",
+                                  NULL);
+        ck_assert_msg(now_ms() < deadline, "the crasher is not dead-lettered after %d kills",
+                      kills);
+        if (app == NULL) {
+            sleep_ms(50);
+            continue;
+        }
+        for (int i = 0; i < N_WORKERS; i++) {
+            if (strcmp(w.worker_app[i], app) != 0)
+                continue;
+            step("kill -9 worker %d (%s), in the database with the crasher", i, app);
+            lqt_worker_kill(w.workers[i]);
+            /* Its session would sleep on, holding locks: end it as the crash would, soon. */
+            free(lqt_sql_value(ns,
+                               "SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity"
+                               " WHERE application_name = $1",
+                               app));
+            start_worker(&w, i);
+            kills++;
+        }
+        free(app);
+    }
+    step("the crasher reached the dead-letter queue after %d kills", kills);
+    /* Delivered DELIVERY_LIMIT + 1 times: returned more often than the limit allows. */
+    ck_assert_int_eq(kills, DELIVERY_LIMIT + 1);
+    workload_settle(&w, 0);
+    workload_check(&w, dead);
+    ck_assert_uint_eq(lqt_dead_letters(ns, ns->dlq, &d, 1), 1);
+    ck_assert_str_eq(d.body, crasher);
+    ck_assert_str_eq(d.reason, "delivery_limit");
+    ck_assert_str_eq(d.queue, ns->queue);
+    ck_assert_int_eq(d.count, 1);
+    ck_assert_str_eq(d.error, "");
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+/* ------------------------------------------------------------ 7. the queue deleted under the
+ * workers */
+
+START_TEST(test_consumer_cancelled)
+{
+    lqt_ns *ns = lqt_ns_create();
+    lqt_publisher *second;
+    workload w;
+    size_t half;
+
+    workload_init(&w, ns, 4000, NULL);
+    for (half = 0; w.files[half]; half++)
+        ;
+    half /= 2;
+    {
+        /* The first half of the files now, the rest after the queue came back. */
+        char *rest = w.files[half];
+        w.files[half] = NULL;
+        workload_start(&w, flow_env, 0);
+        lqt_publisher_wait(w.publisher, 60);
+        w.files[half] = rest;
+    }
+    while (stored_count(ns) < (long)(half * CHUNK) || lqt_queue_ready(ns, ns->queue, NULL) > 0)
+        sleep_ms(100);
+    /* The broker cancels every consumer: the workers declare the queue again and consume. */
+    ck_assert_int_eq(lq_amqp_delete_queue(ns->amqp, ns->queue), LQ_OK);
+    step("work queue deleted");
+    expect_consuming(&w);
+    second = lqt_publisher_start(ns, (const char *const *)&w.files[half], 0);
+    w.publisher = second;
+    workload_settle(&w, 0);
+    workload_check(&w, NULL);
+    check_no_dead_letters(&w);
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
+/* ------------------------------------------------------------ the suite */
+
+static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_unchecked_fixture(tc, NULL, restore_stack);
+    tcase_add_checked_fixture(tc, start_clock, NULL);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+    Suite *s = suite_create("faults");
+    SRunner *sr;
+    int failed;
+
+    lqt_env_or_skip();
+    lqt_stack_or_skip();
+    lqt_init();
+    add_case(s, "worker_crashes", test_worker_crashes, 300);
+    add_case(s, "broker_restarts", test_broker_restarts, 400);
+    add_case(s, "database_restarts", test_database_restarts, 400);
+    add_case(s, "sigterm_each", test_sigterm_each, 300);
+    add_case(s, "poison", test_poison, 300);
+    add_case(s, "crash_loop", test_crash_loop, 300);
+    add_case(s, "consumer_cancelled", test_consumer_cancelled, 300);
+
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    restore_stack();
+    lqt_sweep();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
