@@ -409,13 +409,45 @@ static amqp_socket_t *tls_socket(amqp_connection_state_t conn, const tls_files *
             snprintf(err, err_len, "a client certificate needs both a certificate and a key file");
             return NULL;
         }
+        /* An encrypted key is not supported: fail rather than prompt on a terminal. */
+        amqp_ssl_socket_set_key_passwd(socket, "");
         if (amqp_ssl_socket_set_key(socket, tls->cert, tls->key) != AMQP_STATUS_OK) {
-            snprintf(err, err_len, "could not load the client certificate \"%s\" and key \"%s\"",
+            snprintf(err, err_len,
+                     "could not load the client certificate \"%s\" and key \"%s\" (PEM files, "
+                     "the key not encrypted)",
                      tls->cert, tls->key);
             return NULL;
         }
     }
     return socket;
+}
+
+/* Why opening the socket failed, saying what to check for the TLS failures. */
+static void open_error(int status, const struct amqp_connection_info *info, const tls_files *tls,
+                       char *why, size_t why_len)
+{
+    switch (status) {
+    case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+        snprintf(why, why_len,
+                 "certificate verification failed: the broker's certificate could not be verified "
+                 "with the CA certificates in \"%s\" (check LEDGERQ_AMQP_CA_FILE)",
+                 tls && tls->ca ? tls->ca : SYSTEM_CA_FILE);
+        break;
+    case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+        snprintf(why, why_len,
+                 "host name verification failed: the broker's certificate is not valid for \"%s\" "
+                 "(connect by a host name that the certificate lists)",
+                 info->host);
+        break;
+    case AMQP_STATUS_SSL_CONNECTION_FAILED:
+        snprintf(why, why_len, "TLS handshake failed (is %d the broker's TLS port? %s)", info->port,
+                 tls && tls->cert ? "does it accept the client certificate?"
+                                  : "does it require a client certificate?");
+        break;
+    default:
+        snprintf(why, why_len, "%s", amqp_error_string2(status));
+        break;
+    }
 }
 
 static int connect_tls(const char *url, const tls_files *tls, int heartbeat_s, lq_amqp **ret,
@@ -477,8 +509,10 @@ static int connect_tls(const char *url, const tls_files *tls, int heartbeat_s, l
     }
     status = amqp_socket_open_noblock(socket, info.host, info.port, &tv);
     if (status != AMQP_STATUS_OK) {
+        char why[400];
+        open_error(status, &info, tls, why, sizeof(why));
         snprintf(err, err_len, "could not connect to the broker at %s:%d%s: %s", info.host,
-                 info.port, info.ssl ? " over TLS" : "", amqp_error_string2(status));
+                 info.port, info.ssl ? " over TLS" : "", why);
         goto out;
     }
     amqp_set_rpc_timeout(c->conn, &rpc_tv);
@@ -505,8 +539,15 @@ static int connect_tls(const char *url, const tls_files *tls, int heartbeat_s, l
             c->conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s, &client_props,
             AMQP_SASL_METHOD_PLAIN, info.user, info.password);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+            /* TLS 1.3: the broker checks a client certificate after the handshake. */
+            bool tls_failed = info.ssl && reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                              reply.library_error == AMQP_STATUS_SSL_ERROR;
             rpc_error(c, "could not log in to the broker", reply);
-            snprintf(err, err_len, "%s (user \"%s\", vhost \"%s\")", c->err, info.user, info.vhost);
+            snprintf(err, err_len, "%s (user \"%s\", vhost \"%s\")%s", c->err, info.user,
+                     info.vhost,
+                     tls_failed ? ": the broker ended the TLS session (it may have refused the "
+                                  "client certificate, or required one)"
+                                : "");
             goto out;
         }
     }

@@ -125,6 +125,16 @@ int lq_cli_parse(const char *command, const char *synopsis, const lq_cli_option 
             return LQ_EXIT_USAGE;
         }
     }
+    /* A client certificate comes with its key, whether from the environment or flags. */
+    if ((args->cfg.amqp_cert_file == NULL) != (args->cfg.amqp_key_file == NULL)) {
+        bool cert = args->cfg.amqp_cert_file != NULL;
+        lq_cli_fail("%s is set without %s: a client certificate needs both files",
+                    cert ? "LEDGERQ_AMQP_CERT_FILE (--amqp-cert-file)"
+                         : "LEDGERQ_AMQP_KEY_FILE (--amqp-key-file)",
+                    cert ? "LEDGERQ_AMQP_KEY_FILE (--amqp-key-file)"
+                         : "LEDGERQ_AMQP_CERT_FILE (--amqp-cert-file)");
+        return LQ_EXIT_FAILURE;
+    }
     {
         char host[64] = "ledgerq", worker[96];
         gethostname(host, sizeof(host) - 1);

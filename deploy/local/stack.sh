@@ -22,7 +22,7 @@ DEFAULT_PG_PORT=35432
 # Packages the build, the tests and this stack need (Debian 12 names).
 DEPS=(gcc libc6-dev pkg-config python3 meson ninja-build librabbitmq-dev libpq-dev
 	libcjson-dev check clang-format libmicrohttpd-dev valgrind postgresql
-	rabbitmq-server procps)
+	rabbitmq-server procps openssl)
 
 usage() {
 	cat <<EOF
@@ -49,8 +49,17 @@ options (also from the environment):
 
 The ports a stack was started with are recorded in DIR/stack.env, so later
 commands need only --dir. RabbitMQ uses AMQP port N plus N+1 (Erlang
-distribution), N+2 (private epmd) and N+3..N+12 (rabbitmqctl).
-DIR must be traversable by the postgres and rabbitmq users (not under /root).
+distribution), N+2 (private epmd), N+3..N+12 (rabbitmqctl) and N+13 (AMQP
+over TLS). DIR must be traversable by the postgres and rabbitmq users (not
+under /root).
+
+TLS: the first start in a stack dir makes test certificates with openssl in
+DIR/tls (a private CA; a server certificate for the host name "localhost"
+only, no IP address; a client certificate; an unrelated "wrong" CA). RabbitMQ
+then also listens for amqps:// on 127.0.0.1:N+13 and PostgreSQL runs with
+ssl = on (both verify client certificates of that CA when one is sent);
+plain connections work as before. The env command prints the paths. A stack
+dir made before TLS keeps running without it until start --fresh.
 EOF
 }
 
@@ -111,9 +120,9 @@ parse_args() {
 }
 
 check_port() {
-	local name="$1" value="$2"
-	if [[ ! "$value" =~ ^[0-9]+$ ]] || ((value < 1024 || value > 65523)); then
-		die "$name must be a port number from 1024 to 65523, not \"$value\""
+	local name="$1" value="$2" max="${3:-65535}"
+	if [[ ! "$value" =~ ^[0-9]+$ ]] || ((value < 1024 || value > max)); then
+		die "$name must be a port number from 1024 to $max, not \"$value\""
 	fi
 }
 
@@ -131,15 +140,25 @@ resolve_settings() {
 	fi
 	AMQP_PORT="${OPT_AMQP:-${LEDGERQ_STACK_AMQP_PORT:-${rec_amqp:-$DEFAULT_AMQP_PORT}}}"
 	PG_PORT="${OPT_PG:-${LEDGERQ_STACK_PG_PORT:-${rec_pg:-$DEFAULT_PG_PORT}}}"
-	check_port "the AMQP port" "$AMQP_PORT"
+	check_port "the AMQP port" "$AMQP_PORT" 65522
 	check_port "the PostgreSQL port" "$PG_PORT"
-	if ((PG_PORT >= AMQP_PORT && PG_PORT <= AMQP_PORT + 12)); then
-		die "the PostgreSQL port $PG_PORT falls in the RabbitMQ range $AMQP_PORT..$((AMQP_PORT + 12))"
+	if ((PG_PORT >= AMQP_PORT && PG_PORT <= AMQP_PORT + 13)); then
+		die "the PostgreSQL port $PG_PORT falls in the RabbitMQ range $AMQP_PORT..$((AMQP_PORT + 13))"
 	fi
 	DIST_PORT=$((AMQP_PORT + 1))
 	EPMD_PORT=$((AMQP_PORT + 2))
 	CTL_PORT_MIN=$((AMQP_PORT + 3))
 	CTL_PORT_MAX=$((AMQP_PORT + 12))
+	AMQPS_PORT=$((AMQP_PORT + 13))
+
+	TLS_DIR="$DIR/tls"
+	TLS_CA="$TLS_DIR/ca.pem"
+	TLS_WRONG_CA="$TLS_DIR/wrong-ca.pem"
+	TLS_SERVER_CERT="$TLS_DIR/server.pem"
+	TLS_RMQ_KEY="$TLS_DIR/rabbitmq-server.key" # the server key, owned by each service's user
+	TLS_PG_KEY="$TLS_DIR/postgres-server.key"
+	TLS_CLIENT_CERT="$TLS_DIR/client.pem"
+	TLS_CLIENT_KEY="$TLS_DIR/client.key"
 
 	RMQ_DIR="$DIR/rabbitmq"
 	RMQ_NODE="ledgerq-$AMQP_PORT@localhost"
@@ -280,6 +299,103 @@ check_traversable() {
 	done
 }
 
+# ---------------------------------------------------------------- TLS
+
+# The stack's test certificates, made with openssl at the first start in a
+# stack dir (into a side folder, moved in place once complete): a private CA;
+# a server certificate for the DNS name "localhost" only, with no IP address,
+# so that a client that checks host names fails when it connects to
+# 127.0.0.1; a client certificate of the same CA; and an unrelated "wrong" CA.
+# Throwaway credentials for tests on this machine. Each service has its own
+# copy of the server key, 0600 and owned by its user (PostgreSQL insists on
+# it); the CA key and the client key are 0600 and belong to whoever started
+# the stack, who runs the tests (libpq refuses a client key that others can
+# read).
+tls_complete() {
+	local f
+	for f in "$TLS_CA" "$TLS_WRONG_CA" "$TLS_SERVER_CERT" "$TLS_RMQ_KEY" "$TLS_PG_KEY" \
+		"$TLS_CLIENT_CERT" "$TLS_CLIENT_KEY"; do
+		[[ -s "$f" ]] || return 1
+	done
+}
+
+tls_make() {
+	if ! tls_complete; then
+		if [[ ! -d "$TLS_DIR" && (-e "$PG_DATA" || -e "$RMQ_DIR/mnesia") ]]; then
+			# Services made before TLS may be running: the whole stack keeps
+			# going without TLS rather than halfway with it.
+			log "tls: none in this stack dir (made before TLS): start --fresh adds it"
+			return 0
+		fi
+		command -v openssl >/dev/null || die "openssl not found (run: $PROG install-deps)"
+		local new="$TLS_DIR.new"
+		rm -rf "$new"
+		mkdir -p "$new"
+		cat >"$new/openssl.cnf" <<'EOF'
+# written by deploy/local/stack.sh: the test certificates of a private stack
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+		# EC P-256 keys: quick to make, and both servers take them.
+		# shellcheck disable=SC2016 # expands in the inner shell
+		if ! (cd "$new" && umask 077 && bash -euc '
+			key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+			days=3650
+			openssl req -x509 -config openssl.cnf -extensions ca_ext "${key[@]}" -days "$days" \
+				-subj "/O=ledgerq test stack/CN=ledgerq test CA" -keyout ca.key -out ca.pem
+			openssl req -x509 -config openssl.cnf -extensions ca_ext "${key[@]}" -days "$days" \
+				-subj "/O=ledgerq test stack/CN=ledgerq wrong CA" -keyout wrong-ca.key -out wrong-ca.pem
+			for who in server client; do
+				if [[ $who == server ]]; then cn=localhost; else cn=ledgerq-test-client; fi
+				openssl req -new -config openssl.cnf "${key[@]}" \
+					-subj "/O=ledgerq test stack/CN=$cn" -keyout "$who.key" -out "$who.csr"
+				openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -days "$days" \
+					-set_serial "0x$(openssl rand -hex 16)" -extfile openssl.cnf \
+					-extensions "${who}_ext" -out "$who.pem"
+			done
+			openssl verify -CAfile ca.pem server.pem client.pem
+			cp server.key rabbitmq-server.key
+			mv server.key postgres-server.key
+			rm -f server.csr client.csr wrong-ca.key
+		') >"$new/openssl.log" 2>&1; then
+			tail -n 20 "$new/openssl.log" >&2
+			die "could not make the TLS certificates (log: $new/openssl.log)"
+		fi
+		rm -f "$new/openssl.log"
+		rm -rf "$TLS_DIR"
+		mv "$new" "$TLS_DIR"
+		log "tls: test certificates made in $TLS_DIR"
+	fi
+	# At each start: the owners and modes the services need.
+	chmod 755 "$TLS_DIR"
+	chmod 644 "$TLS_CA" "$TLS_WRONG_CA" "$TLS_SERVER_CERT" "$TLS_CLIENT_CERT"
+	chmod 600 "$TLS_RMQ_KEY" "$TLS_PG_KEY" "$TLS_CLIENT_KEY"
+	if ((EUID == 0)); then
+		if id "$RMQ_USER" >/dev/null 2>&1; then chown "$RMQ_USER:" "$TLS_RMQ_KEY"; fi
+		if id "$PG_USER" >/dev/null 2>&1; then chown "$PG_USER:" "$TLS_PG_KEY"; fi
+	fi
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 
 pg_pid() { pid_alive "$PG_PID_FILE" "postgres" "$PG_DATA"; }
@@ -337,6 +453,17 @@ logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 EOF
+		if tls_complete; then
+			# TLS for whoever asks (sslmode=require, verify-full, or libpq's
+			# default "prefer"); pg_hba.conf's host lines take both kinds.
+			cat >>"$PG_DATA/ledgerq.conf.new" <<EOF
+ssl = on
+ssl_cert_file = '$TLS_SERVER_CERT'
+ssl_key_file = '$TLS_PG_KEY'
+ssl_ca_file = '$TLS_CA'
+ssl_min_protocol_version = 'TLSv1.2'
+EOF
+		fi
 		if ((EUID == 0)); then chown "$PG_USER:" "$PG_DATA/ledgerq.conf.new"; fi
 		mv -f "$PG_DATA/ledgerq.conf.new" "$PG_DATA/ledgerq.conf"
 		[[ -e "$PG_LOG" ]] || : >"$PG_LOG"
@@ -457,6 +584,16 @@ rmq_strays() {
 }
 epmd_pid() { pid_alive "$EPMD_PID_FILE" "epmd -port $EPMD_PORT "; }
 
+# Whether the broker gets a TLS listener: the certificates are there, and
+# their paths fit rabbitmq.conf (no white space).
+rmq_tls() {
+	tls_complete || return 1
+	if [[ "$TLS_DIR" =~ [[:space:]] ]]; then
+		log "rabbitmq: no TLS listener: rabbitmq.conf cannot name files under \"$TLS_DIR\" (white space)"
+		return 1
+	fi
+}
+
 rmq_write_config() {
 	mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
 	: >"$RMQ_DIR/rabbitmq-env.conf"
@@ -471,6 +608,18 @@ default_pass = guest
 log.console = false
 log.file.level = info
 EOF
+	if rmq_tls; then
+		cat >>"$RMQ_DIR/rabbitmq.conf" <<EOF
+listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
+ssl_options.cacertfile = $TLS_CA
+ssl_options.certfile = $TLS_SERVER_CERT
+ssl_options.keyfile = $TLS_RMQ_KEY
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+EOF
+	fi
 	if [[ ! -s "$RMQ_DIR/.erlang.cookie" ]]; then
 		local cookie
 		# (tr dies of SIGPIPE once head has enough: not an error)
@@ -495,8 +644,9 @@ rmq_start() {
 		log "rabbitmq: already running (pid $pid, port $AMQP_PORT)"
 		return 0
 	fi
-	local p
-	for p in "$AMQP_PORT" "$DIST_PORT"; do
+	local p tls_ports=()
+	if rmq_tls 2>/dev/null; then tls_ports=("$AMQPS_PORT"); fi
+	for p in "$AMQP_PORT" "$DIST_PORT" "${tls_ports[@]}"; do
 		if port_open "$p"; then
 			die "port $p on 127.0.0.1 is taken by another program: choose --amqp-port"
 		fi
@@ -549,12 +699,17 @@ rmq_start() {
 			die "rabbitmq exited during start (logs: $RMQ_LOG, $RMQ_DIR/log)"
 		fi
 		if rmq_pid >/dev/null && port_open "$AMQP_PORT" &&
+			{ ((${#tls_ports[@]} == 0)) || port_open "$AMQPS_PORT"; } &&
 			rmqctl -q await_startup --timeout 30 >/dev/null 2>&1; then
 			break
 		fi
 		sleep 0.5
 	done
-	log "rabbitmq: up (pid $(rmq_pid), port $AMQP_PORT)"
+	if ((${#tls_ports[@]})); then
+		log "rabbitmq: up (pid $(rmq_pid), port $AMQP_PORT, TLS port $AMQPS_PORT)"
+	else
+		log "rabbitmq: up (pid $(rmq_pid), port $AMQP_PORT)"
+	fi
 }
 
 rmq_stop() {
@@ -652,7 +807,7 @@ check_wipeable() {
 	for entry in "$DIR"/* "$DIR"/.[!.]*; do
 		[[ -e "$entry" ]] || continue
 		case "${entry##*/}" in
-		pg | rabbitmq | stack.env | stack.env.tmp) ;;
+		pg | rabbitmq | tls | tls.new | stack.env | stack.env.tmp) ;;
 		*) die "$DIR holds \"${entry##*/}\", which is not part of a stack: refusing to wipe it" ;;
 		esac
 	done
@@ -674,6 +829,7 @@ cmd_start() {
 	fi
 	record_settings
 	local t0=$SECONDS
+	tls_make
 	case "$SERVICE" in
 	pg) pg_start ;;
 	amqp) rmq_start ;;
@@ -719,6 +875,21 @@ export LEDGERQ_STACK_PG_DATA=$(q "$PG_DATA")
 export LEDGERQ_STACK_PG_LOG=$(q "$PG_LOG")
 export LEDGERQ_STACK_PG_BIN=$(q "$PG_BIN")
 EOF
+	if tls_complete; then
+		cat <<EOF
+# TLS: amqps:// (host name localhost: the certificate names no IP address) and
+# PostgreSQL with ssl = on; test certificates of a private CA in the TLS dir
+export LEDGERQ_STACK_AMQPS_PORT=$AMQPS_PORT
+export LEDGERQ_STACK_AMQPS_URL='amqps://guest:guest@localhost:$AMQPS_PORT/%2f'
+export LEDGERQ_STACK_TLS_DIR=$(q "$TLS_DIR")
+export LEDGERQ_STACK_TLS_CA_FILE=$(q "$TLS_CA")
+export LEDGERQ_STACK_TLS_WRONG_CA_FILE=$(q "$TLS_WRONG_CA")
+export LEDGERQ_STACK_TLS_CLIENT_CERT_FILE=$(q "$TLS_CLIENT_CERT")
+export LEDGERQ_STACK_TLS_CLIENT_KEY_FILE=$(q "$TLS_CLIENT_KEY")
+EOF
+	else
+		echo "# no TLS certificates in $DIR/tls (a stack dir from before TLS: start --fresh makes them)"
+	fi
 }
 
 cmd_ctl() {
