@@ -578,7 +578,8 @@ lq_amqp *lq_amqp_close(lq_amqp *c)
     if (c == NULL)
         return NULL;
     if (c->conn) {
-        if (!c->broken)
+        /* A blocked connection is not read: a polite close would wait for nothing. */
+        if (!c->broken && !c->blocked)
             amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
         amqp_destroy_connection(c->conn);
     }

@@ -37,15 +37,17 @@
 
 #define HEARTBEAT_S        30
 #define CONFIRM_TIMEOUT_MS 30000
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     10000
-#define IDLE_POLL_MS       200
+/* Confirms are awaited in slices, to look at the blocked flag and the shutdown timeout. */
+#define CONFIRM_SLICE_MS 200
+#define BACKOFF_MIN_MS   100
+#define BACKOFF_MAX_MS   10000
+#define IDLE_POLL_MS     200
 /* How often the broker connection is serviced while a database statement runs. */
 #define DB_IDLE_MS 200
 /* The longest sleep between two looks at the signal flag. */
 #define PAUSE_SLICE_MS 100
 /* The drain ends this long before the shutdown timeout, to close in time. */
-#define SHUTDOWN_MARGIN_MS 500
+#define SHUTDOWN_MARGIN_MS 1000
 /* Deadlocks and concurrent first inserts resolve on a retry; past this, something else is wrong. */
 #define DB_RETRY_MAX 50
 /*
@@ -534,6 +536,36 @@ static int dead_letter(worker *w, const entry *e)
     return lq_amqp_dead_letter(w->amqp, e->delivery, &dl, NULL);
 }
 
+/*
+ * Wait until the broker has confirmed everything published: at most
+ * CONFIRM_TIMEOUT_MS of a broker that reads what it is sent.  While it
+ * blocks the connection (a resource alarm: it reads nothing then), the
+ * wait lasts until it unblocks, or until the shutdown timeout runs out.
+ */
+static int wait_confirms(worker *w)
+{
+    int64_t waited = 0;
+    bool told = false;
+
+    for (;;) {
+        int64_t start = lq_clock_ms();
+        int r = lq_amqp_wait_confirms(w->amqp, CONFIRM_SLICE_MS);
+        if (r != LQ_ERR_TIMEOUT)
+            return r;
+        lq_metrics_tick(w->metrics);
+        if (!lq_amqp_blocked(w->amqp)) {
+            waited += lq_clock_ms() - start;
+            if (waited >= CONFIRM_TIMEOUT_MS)
+                return r;
+        } else if (!told) {
+            lq_warn("the broker blocked publishing (resource alarm): waiting for it to unblock");
+            told = true;
+        }
+        if (past_deadline(w))
+            return r;
+    }
+}
+
 /* Publish every event and dead-letter, wait for the confirms, ack the batch. */
 static int answer_batch(worker *w)
 {
@@ -545,6 +577,7 @@ static int answer_batch(worker *w)
     if (lq_amqp_blocked(w->amqp))
         lq_warn("the broker blocked publishing (resource alarm): waiting");
     while (lq_amqp_blocked(w->amqp)) {
+        lq_metrics_tick(w->metrics);
         if (past_deadline(w))
             return LQ_ERR_TIMEOUT;
         r = lq_amqp_service(w->amqp, 100);
@@ -566,7 +599,7 @@ static int answer_batch(worker *w)
         if (r != LQ_OK)
             return r;
     }
-    r = lq_amqp_wait_confirms(w->amqp, CONFIRM_TIMEOUT_MS);
+    r = wait_confirms(w);
     if (r != LQ_OK)
         return r;
     if (lq_amqp_returned(w->amqp) != returned) {
@@ -743,7 +776,10 @@ int lq_worker_run(const lq_config *cfg)
     lq_info("stopping: finishing the payments in hand");
     lq_metrics_set_consuming(w.metrics, false);
     w.draining = true;
-    if (w.amqp && lq_amqp_cancel(w.amqp) == LQ_OK) {
+    /* A blocked connection reads nothing, a cancel included: what is in hand is redelivered. */
+    if (w.amqp && lq_amqp_blocked(w.amqp))
+        lq_warn("the broker blocks publishing: leaving the payments in hand for redelivery");
+    else if (w.amqp && lq_amqp_cancel(w.amqp) == LQ_OK) {
         while (w.amqp && !past_deadline(&w) && take_step(&w))
             ;
     }

@@ -79,7 +79,11 @@ int lq_amqp_connect(const char *url, int heartbeat_s, lq_amqp **ret, char *err, 
 int lq_amqp_connect_config(const lq_config *cfg, int heartbeat_s, lq_amqp **ret, char *err,
                            size_t err_len);
 
-/* Close channels and connection, politely when possible.  Accepts NULL; returns NULL. */
+/*
+ * Close channels and connection, politely when possible (not when broken,
+ * nor when blocked: the broker reads nothing then).  Accepts NULL; returns
+ * NULL.
+ */
 lq_amqp *lq_amqp_close(lq_amqp *c);
 
 /* The last failure, one line; "" when none.  Valid until the next call. */
