@@ -1188,8 +1188,7 @@ size_t lqt_listener_collect(lqt_listener *l)
         amqp_basic_qos(l->conn, 1, 0, 1000, 0);
         raw_check(amqp_get_rpc_reply(l->conn), "could not set a prefetch");
     }
-    ok = amqp_queue_declare(l->conn, 1, amqp_cstring_bytes(l->queue), 1, 0, 0, 0,
-                            amqp_empty_table);
+    ok = amqp_queue_declare(l->conn, 1, amqp_cstring_bytes(l->queue), 1, 0, 0, 0, amqp_empty_table);
     raw_check(amqp_get_rpc_reply(l->conn), "could not look at a durable listener queue");
     want = ok->message_count;
     if (want == 0)
@@ -1907,8 +1906,8 @@ static int run_program(char *const argv[], int timeout_s)
 
 void lqt_stack(const char *command, const char *service)
 {
-    char *argv[] = {(char *)stack_script(), "--dir", (char *)stack_dir(), (char *)command,
-                    (char *)service, NULL};
+    char *argv[] = {(char *)stack_script(), "--dir",         (char *)stack_dir(),
+                    (char *)command,        (char *)service, NULL};
     int64_t start = now_ms();
     int code;
 
@@ -1919,6 +1918,25 @@ void lqt_stack(const char *command, const char *service)
             (double)(now_ms() - start) / 1000);
 }
 
+int lqt_stack_ctl_(bool failing_ok, const char *arg, ...)
+{
+    char *argv[16] = {(char *)stack_script(), "--dir", (char *)stack_dir(), "ctl"};
+    size_t n = 4;
+    va_list ap;
+    int code;
+
+    va_start(ap, arg);
+    for (const char *a = arg; a && n < 15; a = va_arg(ap, const char *))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    fprintf(stderr, "lqt: rabbitmqctl %s\n", arg);
+    code = run_program(argv, STACK_TIMEOUT_S);
+    if (!failing_ok)
+        ck_assert_msg(code == 0, "`stack.sh ctl %s ...` failed (status %d)", arg, code);
+    return code;
+}
+
 void lqt_stack_pg_immediate(void)
 {
     /* pg_ctl refuses root: run it as the owner of the data folder. */
@@ -1927,8 +1945,8 @@ void lqt_stack_pg_immediate(void)
         "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
         "$as \"$LEDGERQ_STACK_PG_BIN/pg_ctl\" -D \"$LEDGERQ_STACK_PG_DATA\" -m immediate -w -t 60 "
         "stop";
-    char *argv[] = {"/bin/sh", "-c", (char *)script, (char *)stack_script(), (char *)stack_dir(),
-                    NULL};
+    char *argv[] = {"/bin/sh",           "-c", (char *)script, (char *)stack_script(),
+                    (char *)stack_dir(), NULL};
     int code;
 
     fprintf(stderr, "lqt: pg_ctl stop -m immediate\n");

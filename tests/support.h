@@ -322,9 +322,9 @@ const char *lqt_header(const lq_delivery *d, const char *name);
 
 /* What RabbitMQ recorded in a message's first x-death entry (a broker dead-lettering). */
 typedef struct lqt_death {
-    char reason[64]; /* "delivery_limit", "rejected", ...; "" when there is no x-death */
-    char queue[256]; /* where it died */
-    int64_t count;   /* times dead-lettered for that reason from that queue */
+    char reason[64];   /* "delivery_limit", "rejected", ...; "" when there is no x-death */
+    char queue[256];   /* where it died */
+    int64_t count;     /* times dead-lettered for that reason from that queue */
     char body[1024];   /* the message body, cut to fit */
     char error[64];    /* its x-ledgerq-error header, "" when absent */
     char detail[1024]; /* its x-ledgerq-error-detail header, "" when absent */
@@ -423,6 +423,16 @@ void lqt_stack_or_skip(void);
  * the test if it does not exit 0 within 3 minutes.
  */
 void lqt_stack(const char *command, const char *service);
+
+/*
+ * Run `stack.sh --dir DIR ctl ARG...` (rabbitmqctl against the stack's
+ * node; NULL-terminated).  Returns its exit status; failing_ok false fails
+ * the test unless it is 0.
+ */
+int lqt_stack_ctl_(bool failing_ok, const char *arg, ...) __attribute__((sentinel));
+
+#define lqt_stack_ctl(...)     lqt_stack_ctl_(false, __VA_ARGS__, (const char *)NULL)
+#define lqt_stack_ctl_try(...) lqt_stack_ctl_(true, __VA_ARGS__, (const char *)NULL)
 
 /* Stop PostgreSQL with pg_ctl -m immediate (a crash without losing committed work). */
 void lqt_stack_pg_immediate(void);

@@ -368,10 +368,12 @@ static void workload_settle(workload *w, long expect_missing)
 {
     int64_t deadline;
     long stored = 0;
-    int repeats = lqt_publisher_wait(w->publisher, SETTLE_S);
 
-    w->publisher = NULL;
-    step("publisher done (%d publishes repeated)", repeats);
+    if (w->publisher) {
+        int repeats = lqt_publisher_wait(w->publisher, SETTLE_S);
+        w->publisher = NULL;
+        step("publisher done (%d publishes repeated)", repeats);
+    }
     deadline = now_ms() + SETTLE_S * 1000;
     while ((stored = stored_count(w->ns)) < (long)w->n_payments - expect_missing ||
            lqt_queue_ready(w->ns, w->ns->queue, NULL) > 0) {
@@ -873,13 +875,70 @@ START_TEST(test_consumer_cancelled)
 }
 END_TEST
 
+/* ------------------------------------------------------------ 8. the broker blocks publishing */
+
+static void clear_alarm(void)
+{
+    /* Back to RabbitMQ's default watermark, in case the test ended while it was lowered. */
+    lqt_stack_ctl_try("set_vm_memory_high_watermark", "0.4");
+}
+
+START_TEST(test_blocked_broker)
+{
+    lqt_ns *ns = lqt_ns_create();
+    workload w;
+    int64_t took, until;
+    char log[600];
+    int code;
+
+    workload_init(&w, ns, 2000, NULL);
+    w.publisher = lqt_publisher_start(ns, (const char *const *)w.files, 0);
+    lqt_publisher_wait(w.publisher, 60);
+    /* A memory alarm: the broker blocks every connection that publishes. */
+    lqt_stack_ctl("set_vm_memory_high_watermark", "0.000001");
+    step("memory alarm raised");
+    w.worker_env = flow_env;
+    for (int i = 0; i < N_WORKERS; i++)
+        start_worker(&w, i);
+    snprintf(log, sizeof(log), "%s", lqt_worker_log_path(w.workers[0]));
+    until = now_ms() + LQT_WAIT_S * 1000;
+    while (lqt_file_count(log, "blocked publishing") == 0) {
+        ck_assert_msg(now_ms() < until, "worker 0 was not blocked within %d s", LQT_WAIT_S);
+        sleep_ms(100);
+    }
+    step("the workers are blocked");
+    /* Longer than the confirm timeout: a blocked broker is waited for, not given up on. */
+    sleep_ms(35000);
+    for (int i = 0; i < N_WORKERS; i++)
+        ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
+    ck_assert_uint_eq(lqt_log_count(ns, "connection lost"), 0);
+    /* A blocked broker reads nothing: SIGTERM still ends the worker in time. */
+    lqt_worker_signal(w.workers[0], SIGTERM);
+    code = lqt_worker_wait(w.workers[0], SHUTDOWN_MS + 5000, &took);
+    step("worker 0: SIGTERM while blocked, exit %d after %" PRId64 " ms", code, took);
+    ck_assert_int_eq(code, 0);
+    ck_assert_int_lt(took, SHUTDOWN_MS);
+    start_worker(&w, 0);
+    lqt_stack_ctl("set_vm_memory_high_watermark", "0.4");
+    step("memory alarm cleared");
+    w.publisher = NULL;
+    workload_settle(&w, 0);
+    workload_check(&w, NULL);
+    check_no_dead_letters(&w);
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s)
+static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s, SFun teardown)
 {
     TCase *tc = tcase_create(name);
 
     tcase_add_unchecked_fixture(tc, NULL, restore_stack);
+    if (teardown)
+        tcase_add_unchecked_fixture(tc, NULL, teardown);
     tcase_add_checked_fixture(tc, start_clock, NULL);
     tcase_set_timeout(tc, timeout_s);
     tcase_add_test(tc, test);
@@ -895,13 +954,14 @@ int main(void)
     lqt_env_or_skip();
     lqt_stack_or_skip();
     lqt_init();
-    add_case(s, "worker_crashes", test_worker_crashes, 300);
-    add_case(s, "broker_restarts", test_broker_restarts, 400);
-    add_case(s, "database_restarts", test_database_restarts, 400);
-    add_case(s, "sigterm_each", test_sigterm_each, 300);
-    add_case(s, "poison", test_poison, 300);
-    add_case(s, "crash_loop", test_crash_loop, 300);
-    add_case(s, "consumer_cancelled", test_consumer_cancelled, 300);
+    add_case(s, "worker_crashes", test_worker_crashes, 300, NULL);
+    add_case(s, "broker_restarts", test_broker_restarts, 400, NULL);
+    add_case(s, "database_restarts", test_database_restarts, 400, NULL);
+    add_case(s, "sigterm_each", test_sigterm_each, 300, NULL);
+    add_case(s, "poison", test_poison, 300, NULL);
+    add_case(s, "crash_loop", test_crash_loop, 300, NULL);
+    add_case(s, "consumer_cancelled", test_consumer_cancelled, 300, NULL);
+    add_case(s, "blocked_broker", test_blocked_broker, 300, clear_alarm);
 
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
