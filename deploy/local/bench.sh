@@ -73,9 +73,9 @@ PG_URL_BASE="postgresql://ledgerq@127.0.0.1:$PG_PORT"
 
 # A fresh ledger database for each measurement, so that runs do not share state.
 fresh_ledger() {
-  "$PG_BIN/psql" -q "$PG_URL_BASE/postgres" -c "DROP DATABASE IF EXISTS bench WITH (FORCE)" \
+  "$PG_BIN/psql" -q "$PG_URL_BASE/postgres?sslmode=disable" -c "DROP DATABASE IF EXISTS bench WITH (FORCE)" \
     -c "CREATE DATABASE bench" >/dev/null
-  export LEDGERQ_DATABASE_URL="$PG_URL_BASE/bench"
+  export LEDGERQ_DATABASE_URL="$PG_URL_BASE/bench?sslmode=disable"
   "$LQ" migrate >/dev/null
   "$LQ" topology >/dev/null
   "$STACK" --dir "$DIR" ctl purge_queue payments.process >/dev/null
@@ -191,10 +191,10 @@ drain() {
 }
 
 step "pgbench TPC-B-like, 8 clients, ${PGBENCH_SECONDS}s (one transaction per transfer)"
-"$PG_BIN/psql" -q "$PG_URL_BASE/postgres" -c "DROP DATABASE IF EXISTS pgbench WITH (FORCE)" \
+"$PG_BIN/psql" -q "$PG_URL_BASE/postgres?sslmode=disable" -c "DROP DATABASE IF EXISTS pgbench WITH (FORCE)" \
   -c "CREATE DATABASE pgbench" >/dev/null
-"$PG_BIN/pgbench" -q -i -s 10 "$PG_URL_BASE/pgbench" >/dev/null 2>&1
-"$PG_BIN/pgbench" -c 8 -j 2 -T "$PGBENCH_SECONDS" -b tpcb-like "$PG_URL_BASE/pgbench" \
+"$PG_BIN/pgbench" -q -i -s 10 "$PG_URL_BASE/pgbench?sslmode=disable" >/dev/null 2>&1
+"$PG_BIN/pgbench" -c 8 -j 2 -T "$PGBENCH_SECONDS" -b tpcb-like "$PG_URL_BASE/pgbench?sslmode=disable" \
   >"$WORK/pgbench.txt" 2>&1
 PGBENCH_TPS=$(awk -F'= ' '/^tps/ {split($2, a, " "); printf "%.0f", a[1]; exit}' "$WORK/pgbench.txt")
 echo "pgbench: $PGBENCH_TPS tps"
