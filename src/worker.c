@@ -9,12 +9,15 @@
  * wrong before that leaves the batch unacked: the broker redelivers it and
  * the stored outcomes make the redelivery harmless.
  *
- * A redelivered message (x-delivery-count of 1 or more: it was in hand when
- * a consumer died) may be the one that killed it.  It is set aside and
- * applied alone, in a transaction of its own, taking turns with the batches
- * of new messages (process_held()).  A message that keeps crashing workers
- * then reaches the queue's delivery limit (and the dead-letter queue, with
- * x-death) by itself, without dragging the messages around it there too.
+ * A message the broker has taken back twice or more (x-delivery-count 2:
+ * it was in hand when two consumers died or stopped) may be the one that
+ * kills them.  It is set aside and applied alone, in a transaction of its
+ * own, taking turns with the batches of new messages (process_held()).  A
+ * message that keeps crashing workers then reaches the queue's delivery
+ * limit (and the dead-letter queue, with x-death) by itself, without
+ * dragging the messages around it there too.  Messages taken back once,
+ * which every crash, stop or broker restart makes by the hundred, go in
+ * batches as usual.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -48,6 +51,8 @@
 #define PAUSE_SLICE_MS 100
 /* The drain ends this long before the shutdown timeout, to close in time. */
 #define SHUTDOWN_MARGIN_MS 1000
+/* From this x-delivery-count on, a message is applied alone. */
+#define SUSPECT_DELIVERIES 2
 /* Deadlocks and concurrent first inserts resolve on a retry; past this, something else is wrong. */
 #define DB_RETRY_MAX 50
 /*
@@ -79,7 +84,8 @@ typedef struct worker {
     entry *entries;
     lq_item *items;
     size_t n;
-    lq_delivery **held; /* redelivered messages set aside, to apply alone */
+    size_t n_redelivered; /* messages of the batch delivered before */
+    lq_delivery **held;   /* messages taken back often, set aside to apply alone */
     size_t n_held, cap_held;
     bool held_turn; /* a batch was just done: a held message goes next */
     bool draining;  /* after SIGTERM: take what is in hand, wait for nothing */
@@ -281,6 +287,7 @@ static void release_batch(worker *w)
         lq_payment_free(w->entries[i].payment);
     }
     w->n = 0;
+    w->n_redelivered = 0;
 }
 
 /* Validate one delivery into its entry. */
@@ -306,12 +313,7 @@ static void add_entry(worker *w, lq_delivery *d, int64_t received_us)
     w->n++;
 }
 
-static bool redelivered(const lq_delivery *d)
-{
-    return d->redelivered || d->delivery_count > 0;
-}
-
-/* Set a redelivered message aside, to apply it alone later.  Takes d. */
+/* Set a message that came back too often aside, to apply it alone later.  Takes d. */
 static int hold(worker *w, lq_delivery *d)
 {
     char id[LQ_ID_MAX + 1];
@@ -328,16 +330,16 @@ static int hold(worker *w, lq_delivery *d)
         w->cap_held = cap;
     }
     w->held[w->n_held++] = d;
-    /* In hand of two consumers that died: maybe their cause, the operator wants to know. */
-    lq_log(d->delivery_count >= 2 ? LQ_LOG_WARN : LQ_LOG_INFO, &ctx,
-           "redelivered (x-delivery-count %" PRId64 "): applying it alone", d->delivery_count);
+    /* In hand of two consumers that went away: maybe their cause, the operator wants to know. */
+    lq_log(LQ_LOG_WARN, &ctx, "redelivered (x-delivery-count %" PRId64 "): applying it alone",
+           d->delivery_count);
     return LQ_OK;
 }
 
 /*
- * Gather a batch of messages never delivered before: wait for a first one
- * (a short poll, so that signals are noticed), then fill up to batch_max
- * for at most batch_wait_ms.  Redelivered messages are held instead.
+ * Gather a batch: wait for a first message (a short poll, so that signals
+ * are noticed), then fill up to batch_max for at most batch_wait_ms.
+ * Messages that came back SUSPECT_DELIVERIES times or more are held instead.
  */
 static int gather(worker *w)
 {
@@ -363,12 +365,13 @@ static int gather(worker *w)
             return LQ_OK;
         if (r != LQ_OK)
             return r;
-        if (redelivered(d)) {
+        if (d->delivery_count >= SUSPECT_DELIVERIES) {
             r = hold(w, d);
             if (r != LQ_OK)
                 return r;
             continue;
         }
+        w->n_redelivered += d->redelivered || d->delivery_count > 0;
         add_entry(w, d, lq_clock_us());
         if (w->n == 1)
             fill_until = lq_clock_ms() + w->cfg->batch_wait_ms;
@@ -701,6 +704,9 @@ static bool take_step(worker *w)
         return true;
     }
     if (w->n > 0) {
+        if (w->n_redelivered > 0)
+            lq_info("redelivered: %zu of the %zu messages of this batch had been delivered before",
+                    w->n_redelivered, w->n);
         process_batch(w);
         w->held_turn = true;
     } else if (w->n_held > 0) {
