@@ -237,11 +237,12 @@ if [ -s "$WORK/perf.data" ]; then
     echo 'of PostgreSQL (RabbitMQ runs JIT-compiled Erlang, which shows as anonymous memory):'
     echo
     echo '```'
-    perf report -i "$WORK/perf.data" -g none --no-children --sort comm,dso --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | head -15
+    # head closes the pipe early: not a failure.
+    { perf report -i "$WORK/perf.data" -g none --no-children --sort comm,dso --stdio 2>/dev/null |
+      grep -E '^ +[0-9]' | head -15; } || true
     echo
-    perf report -i "$WORK/perf.data" -g none --no-children --comms ledgerq,postgres --sort comm,symbol \
-      --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -30
+    { perf report -i "$WORK/perf.data" -g none --no-children --comms ledgerq,postgres \
+      --sort comm,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -30; } || true
     echo '```'
     echo
   } >"$WORK/perf.md"
