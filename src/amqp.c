@@ -599,6 +599,17 @@ const char *lq_amqp_error(const lq_amqp *c)
     return c ? c->err : "";
 }
 
+void lq_amqp_set_rpc_timeout(lq_amqp *c, int timeout_ms)
+{
+    struct timeval tv;
+
+    if (timeout_ms < 1)
+        timeout_ms = 1;
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    amqp_set_rpc_timeout(c->conn, &tv);
+}
+
 static int declare_exchange(lq_amqp *c, const char *name, const char *type)
 {
     amqp_exchange_declare(c->conn, CH_RPC, cstring(name), cstring(type), 0, 1, 0, 0,

@@ -782,6 +782,9 @@ int lq_worker_run(const lq_config *cfg)
     lq_info("stopping: finishing the payments in hand");
     lq_metrics_set_consuming(w.metrics, false);
     w.draining = true;
+    /* The cancel and the close wait for no broker past the shutdown timeout. */
+    if (w.amqp)
+        lq_amqp_set_rpc_timeout(w.amqp, (int)(w.deadline_ms - lq_clock_ms()));
     /* A blocked connection reads nothing, a cancel included: what is in hand is redelivered. */
     if (w.amqp && lq_amqp_blocked(w.amqp))
         lq_warn("the broker blocks publishing: leaving the payments in hand for redelivery");
@@ -793,6 +796,8 @@ int lq_worker_run(const lq_config *cfg)
         lq_warn("stopping with %zu redelivered messages not applied: the broker redelivers them",
                 w.n_held);
     release_held(&w);
+    if (w.amqp)
+        lq_amqp_set_rpc_timeout(w.amqp, SHUTDOWN_MARGIN_MS / 2);
     r = LQ_OK;
     lq_info("stopped");
 out:

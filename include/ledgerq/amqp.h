@@ -89,6 +89,13 @@ lq_amqp *lq_amqp_close(lq_amqp *c);
 /* The last failure, one line; "" when none.  Valid until the next call. */
 const char *lq_amqp_error(const lq_amqp *c);
 
+/*
+ * Wait at most timeout_ms (at least 1) for the reply of each later
+ * synchronous request, lq_amqp_close()'s included; 30 s after connecting.
+ * A request that times out leaves the connection broken.
+ */
+void lq_amqp_set_rpc_timeout(lq_amqp *c, int timeout_ms);
+
 /* Declare the exchanges, queues and bindings of contract section 3 as cfg names them. */
 int lq_amqp_declare_topology(lq_amqp *c, const lq_config *cfg);
 
