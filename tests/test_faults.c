@@ -46,7 +46,7 @@
 #define SHUTDOWN_MS     10000
 /* Longest wait for the workload to be applied once the publisher is done. */
 #define SETTLE_S 180
-/* What a worker logs for each message that comes back after a consumer died. */
+/* What a worker logs when messages come back from a consumer that went away. */
 #define REDELIVERED_LOG "\"msg\":\"redelivered"
 
 typedef struct account {
@@ -785,7 +785,7 @@ END_TEST
 
 START_TEST(test_crash_loop)
 {
-    const char *const ns_env[] = {"LEDGERQ_DELIVERY_LIMIT=3", NULL};
+    const char *const ns_env[] = {"LEDGERQ_DELIVERY_LIMIT=3", NULL}; /* DELIVERY_LIMIT */
     const char *crasher = "{\"id\":\"crasher\",\"debit\":\"acct:002\",\"credit\":\"acct:004\","
                           "\"amount\":1,\"currency\":\"EUR\"}";
     const char *const extra[] = {crasher, NULL}, *const dead[] = {"crasher", NULL};
