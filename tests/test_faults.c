@@ -890,13 +890,25 @@ START_TEST(test_consumer_cancelled)
 }
 END_TEST
 
-/* ------------------------------------------------------------ 8. locks held elsewhere */
+/* ------------------------------------------------------------ 8. deadlocks and locks held
+ * elsewhere */
 
-START_TEST(test_lock_wait)
+static long deadlocks(lqt_ns *ns)
+{
+    char *v = lqt_sql_value(
+        ns, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()", NULL);
+    long n = strtol(v, NULL, 10);
+
+    free(v);
+    return n;
+}
+
+START_TEST(test_deadlock)
 {
     lqt_ns *ns = lqt_ns_create();
     workload w;
-    long before, during;
+    long before, during, deadlocks_before = deadlocks(ns);
+    int64_t deadline;
 
     workload_init(&w, ns, 4000, NULL);
     slow_down(ns, SLOW_MS);
@@ -904,13 +916,35 @@ START_TEST(test_lock_wait)
     while (stored_count(ns) < 500)
         sleep_ms(50);
     /*
-     * Someone else's transaction holds every account for longer than the
-     * workers' lock timeout: their batches time out on the locks and are
-     * retried (as deadlocks and serialization failures are), nothing is
-     * dead-lettered, and they go on when the locks are released.
+     * Another transaction takes the account the workers lock last, waits
+     * until a worker waits for it (holding accounts that come before), and
+     * asks for every account in turn: a deadlock.  With a long
+     * deadlock_timeout of its own, the worker is the one PostgreSQL aborts;
+     * its batch must be retried.
      */
     lqt_sql(ns, "BEGIN");
-    lqt_sql(ns, "SELECT id FROM accounts FOR UPDATE");
+    lqt_sql(ns, "SET LOCAL deadlock_timeout = '60s'");
+    lqt_sql(ns, "SELECT id FROM accounts WHERE id = 'acct:099' FOR UPDATE");
+    deadline = now_ms() + LQT_WAIT_S * 1000;
+    for (;;) {
+        char *waiting = lqt_sql_value(ns,
+                                      "SELECT count(*) FROM pg_stat_activity"
+                                      " WHERE application_name LIKE 'lqt-w%'"
+                                      " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+                                      NULL);
+        bool found = strcmp(waiting, "0") != 0;
+        free(waiting);
+        if (found)
+            break;
+        ck_assert_msg(now_ms() < deadline, "no worker waited for acct:099 within %d s", LQT_WAIT_S);
+        sleep_ms(20);
+    }
+    lqt_sql(ns, "SELECT id FROM accounts ORDER BY id COLLATE \"C\" FOR UPDATE");
+    /*
+     * Now it holds every account for longer than the workers' lock
+     * timeout: their batches time out on the locks and are retried, nothing
+     * is dead-lettered, and they go on when the locks are released.
+     */
     before = stored_count(ns);
     step("every account locked by another transaction, %ld payments stored", before);
     sleep_ms(12000);
@@ -923,6 +957,13 @@ START_TEST(test_lock_wait)
     /* Only duplicates, which take no lock, could be answered meanwhile: none was stored. */
     ck_assert_int_eq(during, before);
     workload_settle(&w, 0);
+    /* PostgreSQL counted the deadlock (its statistics may lag a little). */
+    deadline = now_ms() + LQT_WAIT_S * 1000;
+    while (deadlocks(ns) == deadlocks_before) {
+        ck_assert_msg(now_ms() < deadline, "PostgreSQL counted no deadlock");
+        sleep_ms(200);
+    }
+    step("%ld deadlocks, all retried", deadlocks(ns) - deadlocks_before);
     workload_check(&w, NULL);
     check_no_dead_letters(&w);
     workload_release(&w);
@@ -1016,7 +1057,7 @@ int main(void)
     add_case(s, "poison", test_poison, 300, NULL);
     add_case(s, "crash_loop", test_crash_loop, 300, NULL);
     add_case(s, "consumer_cancelled", test_consumer_cancelled, 300, NULL);
-    add_case(s, "lock_wait", test_lock_wait, 300, NULL);
+    add_case(s, "deadlock", test_deadlock, 300, NULL);
     add_case(s, "blocked_broker", test_blocked_broker, 300, clear_alarm);
 
     sr = srunner_create(s);
