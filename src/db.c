@@ -808,21 +808,36 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
     r = run(db, "could not begin a batch", "BEGIN", 0, NULL, NULL);
     if (r != LQ_OK)
         goto out;
-    /* now() is the transaction's start: the processed_at of every new outcome. */
-    r = run(db, "could not read the time", "SELECT " SQL_UTC("now()"), 0, NULL, &res);
+    /*
+     * now() is the transaction's start: the processed_at of every new
+     * outcome.  The batch's joins all go through primary keys, a few
+     * hundred probes whatever the tables' sizes; with small tables the
+     * planner would rather hash a whole table per batch (the account
+     * totals update): keep it to nested loops for this transaction.
+     */
+    r = run(db, "could not read the time",
+            "SELECT " SQL_UTC("now()") ", set_config('enable_hashjoin', 'off', true),"
+                                       " set_config('enable_mergejoin', 'off', true)",
+            0, NULL, &res);
     if (r != LQ_OK)
         goto out;
     copy_value(ret_now, LQ_TIMESTAMP_MAX, res, 0, 0);
     PQclear(res);
     res = NULL;
 
+    /*
+     * One index probe per id: a lateral subquery with LIMIT is never
+     * flattened into a join, which the planner could otherwise run as a
+     * hash join over the whole (ever growing) payments table.
+     */
     r = run(db, "could not look up payment ids",
             "SELECT c.ord, p.status, p.reason, coalesce(p.detail, ''), " SQL_UTC(
                 "p.processed_at") ","
                                   " p.fingerprint = sha256(convert_to(c.canon, 'UTF8'))"
                                   " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(id, "
                                   "canon, ord)"
-                                  " JOIN payments p ON p.id = c.id",
+                                  " CROSS JOIN LATERAL (SELECT * FROM payments"
+                                  " WHERE payments.id = c.id LIMIT 1) AS p",
             2, params, &res);
     if (r != LQ_OK)
         goto out;
