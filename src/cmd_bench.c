@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -221,11 +222,27 @@ static double percentile_ms(const bench *b, double p)
     return (double)b->latency_us[i] / 1000.0;
 }
 
+/*
+ * CPU seconds (user + system) this process used so far: a driver script
+ * reports the load generator's share from it instead of sampling /proc
+ * while the measurement runs.
+ */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void report(const bench *b, bool json, bool complete)
 {
     int64_t from = b->preload ? b->first_event_us : b->start_us;
     double seconds = (double)(b->last_event_us - from) / 1e6;
     double throughput = seconds > 0 ? (double)b->n_latency / seconds : 0;
+    double cpu = cpu_seconds();
 
     if (json) {
         lq_json j;
@@ -273,6 +290,9 @@ static void report(const bench *b, bool json, bool complete)
         lq_json_key(&j, "max");
         lq_json_raw(&j, num);
         lq_json_object_end(&j);
+        snprintf(num, sizeof(num), "%.3f", cpu);
+        lq_json_key(&j, "cpu_s");
+        lq_json_raw(&j, num);
         lq_json_object_end(&j);
         text = lq_json_steal(&j);
         if (text) {
@@ -294,6 +314,7 @@ static void report(const bench *b, bool json, bool complete)
     printf("latency:     p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
            percentile_ms(b, 0.5), percentile_ms(b, 0.99), percentile_ms(b, 0.999),
            percentile_ms(b, 1.0));
+    printf("cpu:         %.2f s of this load generator (user + system)\n", cpu);
 }
 
 /* Open bench:0 .. bench:N-1 unless bench:0 exists. */
