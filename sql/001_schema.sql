@@ -1,5 +1,6 @@
 -- ledgerq schema, version 1: accounts, payments (one stored outcome per id)
--- and postings (the legs of applied payments).
+-- and postings (the legs of applied payments).  Version 2 (002) replaces the
+-- postings table by a view of payments.legs.
 --
 -- The database enforces what it can: keys, formats, non-negative totals,
 -- the no-overdraft rule and foreign keys from postings to accounts. The

@@ -820,6 +820,34 @@ START_TEST(test_cli)
     ck_assert_msg(strstr(o.out, "\"ok\":false") && strstr(o.out, "\"invariant\""),
                   "audit --json should list violations: %s", o.out);
     lqt_output_release(&o);
+    lqt_sql(ns, "UPDATE accounts SET credits = credits - 1 WHERE id = 'alice'");
+    lqt_run(ns, &o, "audit");
+    ck_assert_msg(o.status == 0, "audit after the repair exited %d: %s%s", o.status, o.out, o.err);
+    lqt_output_release(&o);
+
+    /* Postings are the legs of applied payments: a leg rewritten in place is caught too. */
+    lqt_sql(ns, "UPDATE payments SET legs = jsonb_set(legs, '{0,credit}', '\"nobody\"')"
+                " WHERE id = 'cli-3'");
+    lqt_run(ns, &o, "audit");
+    ck_assert_msg(o.status == 1, "audit of a leg naming no account exited %d: %s%s", o.status,
+                  o.out, o.err);
+    ck_assert_msg(strstr(o.out, "cli-3") && strstr(o.out, "nobody does not exist"),
+                  "audit should name the leg's missing account: %s", o.out);
+    ck_assert_msg(strstr(o.out, "account bob"), "audit should name bob's totals: %s", o.out);
+    lqt_output_release(&o);
+    lqt_sql(ns, "UPDATE payments SET legs = jsonb_set(legs, '{0}',"
+                " '{\"debit\":\"bank\",\"credit\":\"bob\",\"amount\":5.5,\"currency\":\"EUR\"}')"
+                " WHERE id = 'cli-3'");
+    lqt_run(ns, &o, "audit");
+    ck_assert_msg(o.status == 1, "audit of a fractional amount exited %d: %s%s", o.status, o.out,
+                  o.err);
+    ck_assert_msg(strstr(o.out, "cli-3") && strstr(o.out, "not a whole number"),
+                  "audit should name the leg's fractional amount: %s", o.out);
+    lqt_output_release(&o);
+    lqt_sql(ns, "UPDATE payments SET legs = jsonb_set(legs, '{0,amount}', '5') WHERE id = 'cli-3'");
+    lqt_run(ns, &o, "audit");
+    ck_assert_msg(o.status == 0, "audit after the repair exited %d: %s%s", o.status, o.out, o.err);
+    lqt_output_release(&o);
 
     /* --help for every command. */
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

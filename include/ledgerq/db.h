@@ -127,9 +127,10 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
                      char ret_now[LQ_TIMESTAMP_MAX]);
 
 /*
- * Second half: store the items marked insert (outcome, legs, postings of
- * the applied ones), write the book's totals for the accounts that changed,
- * and commit.  On failure the transaction is rolled back.
+ * Second half: store the items marked insert (outcome and legs: the legs
+ * of an applied payment are its postings), write the book's totals for the
+ * accounts that changed, and commit.  On failure the transaction is rolled
+ * back.
  */
 int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book);
 
