@@ -226,7 +226,10 @@ rmq_env() {
 		RABBITMQ_CTL_DIST_PORT_MIN="$CTL_PORT_MIN"
 		RABBITMQ_CTL_DIST_PORT_MAX="$CTL_PORT_MAX"
 		RABBITMQ_CTL_ERL_ARGS="-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}"
-		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}"
+		# +sbwt none...: Erlang schedulers do not spin waiting for work. Spinning
+		# takes CPU from PostgreSQL and the workers on the same cores (RabbitMQ's
+		# advice for shared hosts and containers).
+		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-start_epmd false -kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
 		RABBITMQ_CONF_ENV_FILE="$RMQ_DIR/rabbitmq-env.conf"
 		RABBITMQ_CONFIG_FILE="$RMQ_DIR/rabbitmq.conf"
 		RABBITMQ_ADVANCED_CONFIG_FILE="$RMQ_DIR/advanced.config"
