@@ -95,41 +95,60 @@ static int fail(lq_db *db, const char *what, PGresult *res)
 }
 
 /*
- * Wait for the answer to the statement just sent, calling the idle
- * function meanwhile, and return its last result as PQexec() would (NULL
- * when the connection failed).  A server silent for longer than silence_ms
- * is given up on: the connection is marked lost.
+ * Wait until libpq holds the next result (or knows the connection failed:
+ * PQgetResult() then reports it), sending what is left of the queries
+ * meanwhile (pipelines run non-blocking) and calling the idle function
+ * every idle_ms.  A server silent for longer than silence_ms is given up
+ * on: the connection is marked lost and false returned.
+ */
+static bool wait_result(lq_db *db)
+{
+    int64_t start = lq_clock_ms(), last_idle = start;
+
+    for (;;) {
+        int sending = PQflush(db->conn);
+        struct pollfd pfd = {.fd = PQsocket(db->conn), .events = POLLIN};
+        int64_t now = lq_clock_ms();
+        int wait = db->idle ? db->idle_ms : -1, ready;
+
+        if (sending < 0 || (sending == 0 && !PQisBusy(db->conn)))
+            return true;
+        if (db->silence_ms > 0 && now - start >= db->silence_ms) {
+            snprintf(db->err, sizeof(db->err),
+                     "no answer from the database within %d ms: giving up on the connection",
+                     db->silence_ms);
+            db->lost = true;
+            return false;
+        }
+        if (db->silence_ms > 0 && (wait < 0 || start + db->silence_ms - now < wait))
+            wait = (int)(start + db->silence_ms - now);
+        if (sending)
+            pfd.events |= POLLOUT;
+        ready = poll(&pfd, 1, wait);
+        if (ready < 0 && errno != EINTR)
+            return true;
+        if (ready > 0 && (pfd.revents & ~POLLOUT) && !PQconsumeInput(db->conn))
+            return true;
+        if (db->idle && lq_clock_ms() - last_idle >= db->idle_ms) {
+            db->idle(db->idle_arg);
+            last_idle = lq_clock_ms();
+        }
+    }
+}
+
+/*
+ * Wait for the answer to the statement just sent and return its last
+ * result as PQexec() would (NULL when the connection failed or was given
+ * up on).
  */
 static PGresult *wait_answer(lq_db *db)
 {
-    int64_t start = lq_clock_ms(), last_idle = start;
     PGresult *res, *last = NULL;
 
     for (;;) {
-        while (PQisBusy(db->conn)) {
-            struct pollfd pfd = {.fd = PQsocket(db->conn), .events = POLLIN};
-            int64_t now = lq_clock_ms();
-            int wait = db->idle_ms, ready;
-
-            if (db->silence_ms > 0 && now - start >= db->silence_ms) {
-                snprintf(db->err, sizeof(db->err),
-                         "no answer from the database within %d ms: giving up on the connection",
-                         db->silence_ms);
-                db->lost = true;
-                PQclear(last);
-                return NULL;
-            }
-            if (db->silence_ms > 0 && start + db->silence_ms - now < wait)
-                wait = (int)(start + db->silence_ms - now);
-            ready = poll(&pfd, 1, wait);
-            if (ready < 0 && errno != EINTR)
-                break; /* PQgetResult() reports the broken connection */
-            if (ready > 0 && !PQconsumeInput(db->conn))
-                break;
-            if (lq_clock_ms() - last_idle >= db->idle_ms) {
-                db->idle(db->idle_arg);
-                last_idle = lq_clock_ms();
-            }
+        if (!wait_result(db)) {
+            PQclear(last);
+            return NULL;
         }
         res = PQgetResult(db->conn);
         if (res == NULL)
@@ -168,6 +187,130 @@ static int run(lq_db *db, const char *what, const char *sql, int n_params,
     else
         PQclear(res);
     return LQ_OK;
+}
+
+/* One statement of a pipeline. */
+typedef struct step {
+    const char *what; /* how a failure's message starts */
+    const char *sql;
+    int n_params;
+    const char *const *params;
+    PGresult **ret; /* gets the result (caller PQclear()s); NULL: discard it */
+} step;
+
+/*
+ * Give up on a connection left mid-pipeline: it cannot run a statement
+ * before every result is read, so it is good only for closing.
+ */
+static int pipeline_broken(lq_db *db)
+{
+    if (!db->lost)
+        set_error(db, "the database connection was lost", PQerrorMessage(db->conn));
+    db->lost = true;
+    return LQ_ERR_DB_UNAVAILABLE;
+}
+
+/*
+ * The next result of a pipeline: a statement's result, NULL after each
+ * statement's results, a PGRES_PIPELINE_SYNC result at the end.  False
+ * when the connection failed.
+ */
+static bool pipeline_result(lq_db *db, PGresult **ret)
+{
+    if (!wait_result(db))
+        return false;
+    *ret = PQgetResult(db->conn);
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        PQclear(*ret);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Run the statements in one round trip: libpq's pipeline mode, the
+ * queries sent at once and their results read in order, waiting as run()
+ * does.  Every ret gets its statement's result; on failure none does
+ * (nothing to clear), and the server skipped the statements after the one
+ * that failed, whose error is recorded and classified as run() does.  In
+ * an explicit transaction the failure leaves it aborted: the caller rolls
+ * back.
+ */
+static int run_pipeline(lq_db *db, const step *steps, size_t n)
+{
+    PGresult *res, *failed = NULL;
+    const char *failed_what = NULL;
+    size_t done = 0;
+    int r = LQ_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        if (steps[i].ret)
+            *steps[i].ret = NULL;
+    }
+    if (db->lost)
+        return LQ_ERR_DB_UNAVAILABLE;
+    if (!PQenterPipelineMode(db->conn))
+        return fail(db, "could not start a pipeline", NULL);
+    /* Non-blocking: results are read while the queries are still sent. */
+    if (PQsetnonblocking(db->conn, 1) != 0)
+        return pipeline_broken(db);
+    for (size_t i = 0; i < n; i++) {
+        if (!PQsendQueryParams(db->conn, steps[i].sql, steps[i].n_params, NULL, steps[i].params,
+                               NULL, NULL, 0))
+            return pipeline_broken(db);
+    }
+    if (!PQpipelineSync(db->conn))
+        return pipeline_broken(db);
+    for (; done < n; done++) {
+        ExecStatusType st;
+        if (!pipeline_result(db, &res) || res == NULL)
+            goto broken;
+        st = PQresultStatus(res);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (steps[done].ret)
+                *steps[done].ret = res;
+            else
+                PQclear(res);
+        } else if (st != PGRES_PIPELINE_ABORTED && failed == NULL) {
+            failed = res;
+            failed_what = steps[done].what;
+        } else {
+            PQclear(res);
+        }
+        /* A statement's results end with NULL. */
+        if (!pipeline_result(db, &res))
+            goto broken;
+        if (res != NULL) {
+            PQclear(res);
+            goto broken;
+        }
+    }
+    if (!pipeline_result(db, &res))
+        goto broken;
+    if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+        PQclear(res);
+        goto broken;
+    }
+    PQclear(res);
+    if (!PQexitPipelineMode(db->conn) || PQsetnonblocking(db->conn, 0) != 0)
+        goto broken;
+    if (failed)
+        r = fail(db, failed_what, failed);
+    failed = NULL;
+    goto out;
+broken:
+    r = pipeline_broken(db);
+out:
+    PQclear(failed);
+    if (r != LQ_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (steps[i].ret) {
+                PQclear(*steps[i].ret);
+                *steps[i].ret = NULL;
+            }
+        }
+    }
+    return r;
 }
 
 /* Abandon the current transaction, if any; errors are moot by then. */
@@ -707,34 +850,24 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Lock and load, in id order, every existing account that new items name. */
-static int load_accounts(lq_db *db, const lq_item *items, size_t n, lq_book *book)
+/*
+ * Every account the items name, each once, as an array literal in ids.
+ * Stored items too: which are stored is known only once the look-up ran,
+ * in the same round trip as the lock.  Locking a redelivered payment's
+ * accounts as well costs little, and keeps the one lock order.
+ */
+static int account_ids(const lq_item *items, size_t n, pg_array *ids)
 {
     const char **names = NULL;
     size_t n_names = 0, cap = 0;
-    pg_array ids;
-    const char *param;
-    PGresult *res = NULL;
-    int r = LQ_OK;
 
-    array_init(&ids);
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * items[i].payment->n_legs;
+    names = malloc((cap ? cap : 1) * sizeof(*names));
+    if (names == NULL)
+        return LQ_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         const lq_payment *p = items[i].payment;
-        if (items[i].stored)
-            continue;
-        cap += 2 * p->n_legs;
-    }
-    if (cap == 0)
-        goto out;
-    names = malloc(cap * sizeof(*names));
-    if (names == NULL) {
-        r = LQ_ERR_NOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const lq_payment *p = items[i].payment;
-        if (items[i].stored)
-            continue;
         for (size_t l = 0; l < p->n_legs; l++) {
             names[n_names++] = p->legs[l].debit;
             names[n_names++] = p->legs[l].credit;
@@ -743,104 +876,20 @@ static int load_accounts(lq_db *db, const lq_item *items, size_t n, lq_book *boo
     qsort(names, n_names, sizeof(*names), compare_strings);
     for (size_t i = 0; i < n_names; i++) {
         if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
-            array_text(&ids, names[i]);
+            array_text(ids, names[i]);
     }
-    param = array_finish(&ids);
-    if (param == NULL) {
-        r = LQ_ERR_NOMEM;
-        goto out;
-    }
-    /*
-     * Every worker locks in the same (C collation) order, so two batches
-     * never wait for each other in a cycle.  Rows are locked as the sorted
-     * output is produced.
-     */
-    r = run(db, "could not lock accounts",
-            "SELECT id, currency, allow_negative, debits, credits FROM accounts"
-            " WHERE id = ANY($1::text[]) ORDER BY id COLLATE \"C\" FOR UPDATE",
-            1, &param, &res);
-    if (r != LQ_OK)
-        goto out;
-    for (int row = 0; row < PQntuples(res); row++) {
-        lq_account a;
-        read_account(res, row, &a, NULL);
-        r = lq_book_add(book, &a);
-        if (r != LQ_OK)
-            goto out;
-    }
-out:
-    PQclear(res);
-    array_release(&ids);
     free(names);
-    return r;
+    return LQ_OK;
 }
 
-int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
-                     char ret_now[LQ_TIMESTAMP_MAX])
+/* Fill the items' stored outcomes from the look-up's rows. */
+static int read_stored(const PGresult *res, lq_item *items, size_t n)
 {
-    pg_array ids, canons;
-    const char *params[2];
-    PGresult *res = NULL;
-    int r;
-
-    lq_book_clear(book);
-    array_init(&ids);
-    array_init(&canons);
-    for (size_t i = 0; i < n; i++) {
-        items[i].stored = false;
-        items[i].stored_same = false;
-        array_text(&ids, items[i].payment->id);
-        array_text(&canons, items[i].payment->canonical);
-    }
-    params[0] = array_finish(&ids);
-    params[1] = array_finish(&canons);
-    if (!params[0] || !params[1]) {
-        r = LQ_ERR_NOMEM;
-        goto out;
-    }
-    r = run(db, "could not begin a batch", "BEGIN", 0, NULL, NULL);
-    if (r != LQ_OK)
-        goto out;
-    /*
-     * now() is the transaction's start: the processed_at of every new
-     * outcome.  The batch's joins all go through primary keys, a few
-     * hundred probes whatever the tables' sizes; with small tables the
-     * planner would rather hash a whole table per batch (the account
-     * totals update): keep it to nested loops for this transaction.
-     */
-    r = run(db, "could not read the time",
-            "SELECT " SQL_UTC("now()") ", set_config('enable_hashjoin', 'off', true),"
-                                       " set_config('enable_mergejoin', 'off', true)",
-            0, NULL, &res);
-    if (r != LQ_OK)
-        goto out;
-    copy_value(ret_now, LQ_TIMESTAMP_MAX, res, 0, 0);
-    PQclear(res);
-    res = NULL;
-
-    /*
-     * One index probe per id: a lateral subquery with LIMIT is never
-     * flattened into a join, which the planner could otherwise run as a
-     * hash join over the whole (ever growing) payments table.
-     */
-    r = run(db, "could not look up payment ids",
-            "SELECT c.ord, p.status, p.reason, coalesce(p.detail, ''), " SQL_UTC(
-                "p.processed_at") ","
-                                  " p.fingerprint = sha256(convert_to(c.canon, 'UTF8'))"
-                                  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(id, "
-                                  "canon, ord)"
-                                  " CROSS JOIN LATERAL (SELECT * FROM payments"
-                                  " WHERE payments.id = c.id LIMIT 1) AS p",
-            2, params, &res);
-    if (r != LQ_OK)
-        goto out;
     for (int row = 0; row < PQntuples(res); row++) {
         int64_t ord = get_int64(res, row, 0);
         lq_item *it;
-        if (ord < 1 || (size_t)ord > n) {
-            r = LQ_ERR_INTERNAL;
-            goto out;
-        }
+        if (ord < 1 || (size_t)ord > n)
+            return LQ_ERR_INTERNAL;
         it = &items[ord - 1];
         it->stored = true;
         it->stored_same = get_bool(res, row, 5);
@@ -852,11 +901,103 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
         copy_value(it->stored_outcome.processed_at, sizeof(it->stored_outcome.processed_at), res,
                    row, 4);
     }
-    r = load_accounts(db, items, n, book);
+    return LQ_OK;
+}
+
+enum { LOAD_BEGIN, LOAD_NOW, LOAD_LOOKUP, LOAD_LOCK, LOAD_N };
+
+int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
+                     char ret_now[LQ_TIMESTAMP_MAX])
+{
+    pg_array ids, canons, accounts;
+    const char *params[2], *account_param;
+    PGresult *now = NULL, *found = NULL, *locked = NULL;
+    int r;
+
+    lq_book_clear(book);
+    array_init(&ids);
+    array_init(&canons);
+    array_init(&accounts);
+    for (size_t i = 0; i < n; i++) {
+        items[i].stored = false;
+        items[i].stored_same = false;
+        array_text(&ids, items[i].payment->id);
+        array_text(&canons, items[i].payment->canonical);
+    }
+    r = account_ids(items, n, &accounts);
+    if (r != LQ_OK)
+        goto out;
+    params[0] = array_finish(&ids);
+    params[1] = array_finish(&canons);
+    account_param = array_finish(&accounts);
+    if (!params[0] || !params[1] || !account_param) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
+    {
+        const step steps[LOAD_N] = {
+            [LOAD_BEGIN] = {"could not begin a batch", "BEGIN", 0, NULL, NULL},
+            /*
+             * now() is the transaction's start: the processed_at of every
+             * new outcome.  The batch's joins all go through primary keys,
+             * a few hundred probes whatever the tables' sizes; with small
+             * tables the planner would rather hash a whole table per batch
+             * (the account totals update): keep it to nested loops for
+             * this transaction.
+             */
+            [LOAD_NOW] = {"could not read the time",
+                          "SELECT " SQL_UTC("now()") ", set_config('enable_hashjoin', 'off', true),"
+                                                     " set_config('enable_mergejoin', 'off', true)",
+                          0, NULL, &now},
+            /*
+             * One index probe per id: a lateral subquery with LIMIT is
+             * never flattened into a join, which the planner could
+             * otherwise run as a hash join over the whole (ever growing)
+             * payments table.
+             */
+            [LOAD_LOOKUP] = {"could not look up payment ids",
+                             "SELECT c.ord, p.status, p.reason, coalesce(p.detail, ''), " SQL_UTC(
+                                 "p.processed_at") ","
+                                                   " p.fingerprint = sha256(convert_to(c.canon, "
+                                                   "'UTF8'))"
+                                                   " FROM unnest($1::text[], $2::text[])"
+                                                   " WITH ORDINALITY AS c(id, canon, ord)"
+                                                   " CROSS JOIN LATERAL (SELECT * FROM payments"
+                                                   " WHERE payments.id = c.id LIMIT 1) AS p",
+                             2, params, &found},
+            /*
+             * Every worker locks in the same (C collation) order, so two
+             * batches never wait for each other in a cycle.  Rows are
+             * locked as the sorted output is produced.
+             */
+            [LOAD_LOCK] = {"could not lock accounts",
+                           "SELECT id, currency, allow_negative, debits, credits FROM accounts"
+                           " WHERE id = ANY($1::text[]) ORDER BY id COLLATE \"C\" FOR UPDATE",
+                           1, &account_param, &locked},
+        };
+        /* One round trip. */
+        r = run_pipeline(db, steps, LOAD_N);
+    }
+    if (r != LQ_OK)
+        goto out;
+    copy_value(ret_now, LQ_TIMESTAMP_MAX, now, 0, 0);
+    r = read_stored(found, items, n);
+    if (r != LQ_OK)
+        goto out;
+    for (int row = 0; row < PQntuples(locked); row++) {
+        lq_account a;
+        read_account(locked, row, &a, NULL);
+        r = lq_book_add(book, &a);
+        if (r != LQ_OK)
+            goto out;
+    }
 out:
-    PQclear(res);
-    array_release(&ids);
+    PQclear(locked);
+    PQclear(found);
+    PQclear(now);
+    array_release(&accounts);
     array_release(&canons);
+    array_release(&ids);
     if (r != LQ_OK)
         rollback(db);
     return r;
@@ -943,8 +1084,13 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
     if (r != LQ_OK)
         goto out;
 
-    if (n_pay > 0) {
-        r = run(db, "could not store outcomes",
+    {
+        step steps[3];
+        size_t n_steps = 0;
+
+        if (n_pay > 0)
+            steps[n_steps++] = (step){
+                "could not store outcomes",
                 "INSERT INTO payments (id, fingerprint, status, reason, detail, legs, reference,"
                 " metadata, processed_at)"
                 " SELECT id, sha256(convert_to(canon, 'UTF8')), status, reason, detail,"
@@ -952,20 +1098,18 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
                 " $6::text[], $7::text[], $8::text[])"
                 " AS t(id, canon, status, reason, detail, legs, reference, metadata)",
-                PAY_N, pay_params, NULL);
-        if (r != LQ_OK)
-            goto out;
-    }
-    if (n_acc > 0) {
-        r = run(db, "could not update account totals",
+                PAY_N, pay_params, NULL};
+        if (n_acc > 0)
+            steps[n_steps++] = (step){
+                "could not update account totals",
                 "UPDATE accounts AS a SET debits = u.debits, credits = u.credits"
                 " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(id, debits, credits)"
                 " WHERE a.id = u.id",
-                ACC_N, acc_params, NULL);
-        if (r != LQ_OK)
-            goto out;
+                ACC_N, acc_params, NULL};
+        steps[n_steps++] = (step){"could not commit the batch", "COMMIT", 0, NULL, NULL};
+        /* One round trip: a failure skips the rest, COMMIT included. */
+        r = run_pipeline(db, steps, n_steps);
     }
-    r = run(db, "could not commit the batch", "COMMIT", 0, NULL, NULL);
 out:
     for (int k = 0; k < PAY_N; k++)
         array_release(&pay[k]);

@@ -117,20 +117,20 @@ typedef void (*lq_db_violation_fn)(const char *invariant, const char *detail, vo
 int lq_db_audit(lq_db *db, lq_db_violation_fn fn, void *arg, size_t *ret_violations);
 
 /*
- * First half of a batch: begin a transaction, fill each item's stored
- * outcome (and whether its content matches), lock every existing account
- * that the not-yet-stored items name, in id order, and load them into book
- * (cleared first).  ret_now gets the transaction's time.  On failure the
- * transaction is rolled back.
+ * First half of a batch, one round trip to the server: begin a
+ * transaction, fill each item's stored outcome (and whether its content
+ * matches), lock every existing account that the items name (stored ones
+ * too), in id order, and load them into book (cleared first).  ret_now gets
+ * the transaction's time.  On failure the transaction is rolled back.
  */
 int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
                      char ret_now[LQ_TIMESTAMP_MAX]);
 
 /*
- * Second half: store the items marked insert (outcome and legs: the legs
- * of an applied payment are its postings), write the book's totals for the
- * accounts that changed, and commit.  On failure the transaction is rolled
- * back.
+ * Second half, one round trip: store the items marked insert (outcome and
+ * legs: the legs of an applied payment are its postings), write the book's
+ * totals for the accounts that changed, and commit.  On failure the
+ * transaction is rolled back.
  */
 int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book);
 
