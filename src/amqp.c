@@ -46,6 +46,7 @@ struct lq_amqp {
     size_t n_pending, cap_pending;
     bool nacked;
     uint64_t nacks;
+    uint64_t confirms; /* basic.ack and basic.nack frames read */
     uint64_t returned;
 
     /* Deliveries read while waiting for confirms. */
@@ -252,6 +253,7 @@ static void confirm(lq_amqp *c, uint64_t tag, bool multiple, bool nack)
         c->pending[keep++] = seq;
     }
     c->n_pending = keep;
+    c->confirms++;
     if (nack)
         c->nacked = true;
 }
@@ -806,12 +808,22 @@ int lq_amqp_dead_letter(lq_amqp *c, const lq_delivery *d, const lq_dead_letter *
     return r;
 }
 
-int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms)
+bool lq_amqp_confirmed(const lq_amqp *c, uint64_t seq)
+{
+    return c->n_pending == 0 || c->pending[0] > seq;
+}
+
+uint64_t lq_amqp_last_seq(const lq_amqp *c)
+{
+    return c->next_seq - 1;
+}
+
+int lq_amqp_wait_confirmed(lq_amqp *c, uint64_t seq, int timeout_ms)
 {
     int64_t start = lq_clock_ms();
     int r;
 
-    while (c->n_pending > 0) {
+    while (!lq_amqp_confirmed(c, seq)) {
         int64_t elapsed = lq_clock_ms() - start;
         if (elapsed >= timeout_ms)
             return LQ_ERR_TIMEOUT;
@@ -819,6 +831,15 @@ int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms)
         if (r != LQ_OK && r != LQ_ERR_TIMEOUT)
             return r;
     }
+    return LQ_OK;
+}
+
+int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms)
+{
+    int r = lq_amqp_wait_confirmed(c, UINT64_MAX, timeout_ms);
+
+    if (r != LQ_OK)
+        return r;
     if (c->nacked) {
         c->nacked = false;
         snprintf(c->err, sizeof(c->err), "the broker refused to confirm a publish");
@@ -886,12 +907,17 @@ int lq_amqp_cancel(lq_amqp *c)
     return rpc_error(c, "could not stop consuming", amqp_get_rpc_reply(c->conn));
 }
 
-int lq_amqp_next(lq_amqp *c, int timeout_ms, lq_delivery **ret)
+/* lq_amqp_next(); with until_confirm, also returns (LQ_OK, *ret NULL) once a confirm is read. */
+static int next_delivery(lq_amqp *c, int timeout_ms, bool until_confirm, lq_delivery **ret)
 {
     int64_t start = lq_clock_ms();
+    uint64_t confirms = c->confirms;
     int r;
 
+    *ret = NULL;
     while (c->head == NULL) {
+        if (until_confirm && c->confirms != confirms)
+            return LQ_OK;
         int64_t elapsed = lq_clock_ms() - start;
         if (elapsed > timeout_ms)
             return LQ_ERR_TIMEOUT;
@@ -906,6 +932,16 @@ int lq_amqp_next(lq_amqp *c, int timeout_ms, lq_delivery **ret)
     if (c->head == NULL)
         c->tail = NULL;
     return LQ_OK;
+}
+
+int lq_amqp_next(lq_amqp *c, int timeout_ms, lq_delivery **ret)
+{
+    return next_delivery(c, timeout_ms, false, ret);
+}
+
+int lq_amqp_next_or_confirm(lq_amqp *c, int timeout_ms, lq_delivery **ret)
+{
+    return next_delivery(c, timeout_ms, true, ret);
 }
 
 int lq_amqp_ack(lq_amqp *c, uint64_t tag, bool multiple)

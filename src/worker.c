@@ -51,6 +51,11 @@
 #define PAUSE_SLICE_MS 100
 /* The drain ends this long before the shutdown timeout, to close in time. */
 #define SHUTDOWN_MARGIN_MS 1000
+/*
+ * Batches answered and waiting for the broker's confirms before their ack:
+ * the next batch goes to the database meanwhile.
+ */
+#define PIPELINE_MAX 4
 /* From this x-delivery-count on, a message is applied alone. */
 #define SUSPECT_DELIVERIES 2
 /* Deadlocks and concurrent first inserts resolve on a retry; past this, something else is wrong. */
@@ -77,6 +82,17 @@ typedef struct entry {
     int64_t received_us; /* when the delivery was taken from the connection */
 } entry;
 
+/* A batch whose events and dead-letters are published: acked once all are confirmed. */
+typedef struct answered {
+    uint64_t last_seq; /* confirm sequence number of its last publish */
+    uint64_t *tags;    /* its delivery tags (room for batch_max) */
+    int64_t *received_us;
+    size_t n;
+    uint64_t min_tag, max_tag;
+    int64_t waiting_since_ms; /* for the confirm timeout; reset while the broker blocks */
+    size_t applied, rejected, duplicates, dead;
+} answered;
+
 typedef struct worker {
     const lq_config *cfg;
     lq_amqp *amqp;
@@ -87,8 +103,11 @@ typedef struct worker {
     size_t n_redelivered; /* messages of the batch delivered before */
     lq_delivery **held;   /* messages taken back often, set aside to apply alone */
     size_t n_held, cap_held;
-    bool held_turn; /* a batch was just done: a held message goes next */
-    bool draining;  /* after SIGTERM: take what is in hand, wait for nothing */
+    bool held_turn;              /* a batch was just done: a held message goes next */
+    answered ring[PIPELINE_MAX]; /* oldest first, from ring_first */
+    size_t ring_first, ring_n;
+    uint64_t nacks_seen, returned_seen; /* of the connection, when it was opened */
+    bool draining;                      /* after SIGTERM: take what is in hand, wait for nothing */
     lq_book book;
     int64_t deadline_ms; /* when stopping: the moment to give up; 0 before */
     lq_metrics *metrics;
@@ -138,6 +157,17 @@ static int next_backoff(worker *w)
 }
 
 static void drop_amqp(worker *w, const char *why);
+static int settle(worker *w, bool wait);
+
+/* Deliveries of answered batches, not yet acked. */
+static size_t unacked_answered(const worker *w)
+{
+    size_t n = 0;
+
+    for (size_t k = 0; k < w->ring_n; k++)
+        n += w->ring[(w->ring_first + k) % PIPELINE_MAX].n;
+    return n;
+}
 
 /*
  * Wait ms, keeping the broker connection alive (heartbeats) when there is
@@ -176,6 +206,8 @@ static void drop_amqp(worker *w, const char *why)
     lq_metrics_set_connected(w->metrics, LQ_METRICS_AMQP, false);
     lq_metrics_set_consuming(w->metrics, false);
     release_held(w);
+    /* Answered batches not yet acked: the broker redelivers them too. */
+    w->ring_n = 0;
     if (w->amqp == NULL)
         return;
     lq_warn("broker connection lost: %s", why);
@@ -215,6 +247,8 @@ static int connect_amqp(worker *w)
     if (r != LQ_OK)
         goto fail;
     lq_info("consuming from queue \"%s\" (prefetch %d)", w->cfg->queue, w->cfg->prefetch);
+    w->nacks_seen = lq_amqp_nacked(w->amqp);
+    w->returned_seen = lq_amqp_returned(w->amqp);
     if (w->amqp_connected_before)
         lq_metrics_count_reconnect(w->metrics, LQ_METRICS_AMQP);
     w->amqp_connected_before = true;
@@ -359,12 +393,20 @@ static int gather(worker *w)
             if (wait < 0)
                 wait = 0;
         }
-        r = lq_amqp_next(w->amqp, wait, &d);
+        /* Confirms of answered batches end the wait too, to ack them. */
+        r = w->ring_n ? lq_amqp_next_or_confirm(w->amqp, wait, &d)
+                      : lq_amqp_next(w->amqp, wait, &d);
         /* Idle or filled: either way back to the loop, which keeps house between polls. */
         if (r == LQ_ERR_TIMEOUT)
             return LQ_OK;
         if (r != LQ_OK)
             return r;
+        if (d == NULL) {
+            r = settle(w, false);
+            if (r != LQ_OK)
+                return r;
+            continue;
+        }
         if (d->delivery_count >= SUSPECT_DELIVERIES) {
             r = hold(w, d);
             if (r != LQ_OK)
@@ -540,19 +582,19 @@ static int dead_letter(worker *w, const entry *e)
 }
 
 /*
- * Wait until the broker has confirmed everything published: at most
+ * Wait until the broker has confirmed the publishes up to seq: at most
  * CONFIRM_TIMEOUT_MS of a broker that reads what it is sent.  While it
  * blocks the connection (a resource alarm: it reads nothing then), the
  * wait lasts until it unblocks, or until the shutdown timeout runs out.
  */
-static int wait_confirms(worker *w)
+static int wait_confirmed(worker *w, uint64_t seq)
 {
     int64_t waited = 0;
     bool told = false;
 
     for (;;) {
         int64_t start = lq_clock_ms();
-        int r = lq_amqp_wait_confirms(w->amqp, CONFIRM_SLICE_MS);
+        int r = lq_amqp_wait_confirmed(w->amqp, seq, CONFIRM_SLICE_MS);
         if (r != LQ_ERR_TIMEOUT)
             return r;
         lq_metrics_tick(w->metrics);
@@ -569,11 +611,106 @@ static int wait_confirms(worker *w)
     }
 }
 
-/* Publish every event and dead-letter, wait for the confirms, ack the batch. */
+/*
+ * Ack answered batch a.  One multiple-ack covers it when every unacked
+ * delivery with a smaller tag is in it: the tags of a connection grow, but
+ * a message set aside (held) is applied later than those after it.  When
+ * one is held, in hand or answered later, a's deliveries are acked one by
+ * one.
+ */
+static int ack_answered(worker *w, const answered *a)
+{
+    uint64_t below = UINT64_MAX; /* the smallest unacked tag outside a */
+    int r = LQ_OK;
+
+    for (size_t i = 0; i < w->n; i++)
+        below = w->entries[i].delivery->tag < below ? w->entries[i].delivery->tag : below;
+    for (size_t i = 0; i < w->n_held; i++)
+        below = w->held[i]->tag < below ? w->held[i]->tag : below;
+    for (size_t k = 1; k < w->ring_n; k++) {
+        const answered *later = &w->ring[(w->ring_first + k) % PIPELINE_MAX];
+        below = later->min_tag < below ? later->min_tag : below;
+    }
+    if (a->max_tag < below)
+        return lq_amqp_ack(w->amqp, a->max_tag, true);
+    for (size_t i = 0; i < a->n && r == LQ_OK; i++)
+        r = lq_amqp_ack(w->amqp, a->tags[i], false);
+    return r;
+}
+
+/*
+ * Ack the answered batches the broker has confirmed, oldest first.  With
+ * wait, wait for the oldest to be confirmed first.  An error means the
+ * connection must go (the broker then redelivers what is unacked).
+ */
+static int settle(worker *w, bool wait)
+{
+    int r;
+
+    while (w->ring_n > 0) {
+        answered *a = &w->ring[w->ring_first];
+        int64_t now = lq_clock_ms();
+        if (!lq_amqp_confirmed(w->amqp, a->last_seq)) {
+            /* Read the confirms that have arrived. */
+            r = lq_amqp_service(w->amqp, 0);
+            if (r != LQ_OK)
+                return r;
+        }
+        if (!lq_amqp_confirmed(w->amqp, a->last_seq)) {
+            if (lq_amqp_blocked(w->amqp))
+                a->waiting_since_ms = now;
+            if (!wait)
+                return now - a->waiting_since_ms < CONFIRM_TIMEOUT_MS ? LQ_OK : LQ_ERR_TIMEOUT;
+            r = wait_confirmed(w, a->last_seq);
+            if (r != LQ_OK)
+                return r;
+        }
+        if (lq_amqp_nacked(w->amqp) != w->nacks_seen) {
+            lq_error("the broker refused to confirm a publish");
+            return LQ_ERR_AMQP_NACK;
+        }
+        if (lq_amqp_returned(w->amqp) != w->returned_seen) {
+            lq_error("the dead-letter exchange \"%s\" routed a message to no queue: is \"%s\" "
+                     "bound?",
+                     w->cfg->dlx, w->cfg->dlq);
+            return LQ_ERR_AMQP_NACK;
+        }
+        r = ack_answered(w, a);
+        if (r != LQ_OK)
+            return r;
+        lq_metrics_count(w->metrics, LQ_METRICS_APPLIED, a->applied);
+        lq_metrics_count(w->metrics, LQ_METRICS_REJECTED, a->rejected);
+        lq_metrics_count(w->metrics, LQ_METRICS_DUPLICATE, a->duplicates);
+        lq_metrics_count(w->metrics, LQ_METRICS_DEAD_LETTERED, a->dead);
+        now = lq_clock_us();
+        for (size_t i = 0; i < a->n; i++)
+            lq_metrics_observe_message_us(w->metrics, now - a->received_us[i]);
+        lq_debug("batch of %zu done: %zu applied, %zu rejected, %zu duplicates, %zu dead-lettered",
+                 a->n, a->applied, a->rejected, a->duplicates, a->dead);
+        w->ring_first = (w->ring_first + 1) % PIPELINE_MAX;
+        w->ring_n--;
+        wait = false;
+    }
+    return LQ_OK;
+}
+
+/* Settle every answered batch, waiting for the confirms (before stopping). */
+static int settle_all(worker *w)
+{
+    int r = LQ_OK;
+
+    while (w->amqp && w->ring_n > 0 && r == LQ_OK)
+        r = settle(w, true);
+    return r;
+}
+
+/*
+ * Publish every event and dead-letter of the batch, and queue it for its
+ * ack (settle()): the confirms are not awaited here.
+ */
 static int answer_batch(worker *w)
 {
-    size_t applied = 0, rejected = 0, duplicates = 0, dead = 0;
-    uint64_t returned = lq_amqp_returned(w->amqp);
+    answered *a;
     int r;
 
     /* A blocked connection would stall a publish: wait, answering heartbeats. */
@@ -587,51 +724,49 @@ static int answer_batch(worker *w)
         if (r != LQ_OK)
             return r;
     }
-
-    for (size_t i = 0; i < w->n; i++) {
-        const entry *e = &w->entries[i];
-        if (e->item) {
-            r = publish_result(w, e);
-            duplicates += e->item->outcome.duplicate;
-            applied += !e->item->outcome.duplicate && e->item->outcome.result == LQ_OK;
-            rejected += !e->item->outcome.duplicate && e->item->outcome.result != LQ_OK;
-        } else {
-            r = dead_letter(w, e);
-            dead++;
-        }
+    if (w->ring_n == PIPELINE_MAX) {
+        r = settle(w, true);
         if (r != LQ_OK)
             return r;
     }
-    r = wait_confirms(w);
-    if (r != LQ_OK)
-        return r;
-    if (lq_amqp_returned(w->amqp) != returned) {
-        lq_error("the dead-letter exchange \"%s\" routed a message to no queue: is \"%s\" bound?",
-                 w->cfg->dlx, w->cfg->dlq);
-        return LQ_ERR_AMQP_NACK;
+
+    a = &w->ring[(w->ring_first + w->ring_n) % PIPELINE_MAX];
+    a->n = a->applied = a->rejected = a->duplicates = a->dead = 0;
+    a->min_tag = UINT64_MAX;
+    a->max_tag = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        const entry *e = &w->entries[i];
+        uint64_t tag = e->delivery->tag;
+        if (e->item) {
+            r = publish_result(w, e);
+            a->duplicates += e->item->outcome.duplicate;
+            a->applied += !e->item->outcome.duplicate && e->item->outcome.result == LQ_OK;
+            a->rejected += !e->item->outcome.duplicate && e->item->outcome.result != LQ_OK;
+        } else {
+            r = dead_letter(w, e);
+            a->dead++;
+        }
+        if (r != LQ_OK)
+            return r;
+        a->tags[a->n] = tag;
+        a->received_us[a->n++] = e->received_us;
+        a->min_tag = tag < a->min_tag ? tag : a->min_tag;
+        a->max_tag = tag > a->max_tag ? tag : a->max_tag;
     }
-    if (w->n_held == 0) {
-        /* Every earlier delivery is acked already or in this batch. */
-        r = lq_amqp_ack(w->amqp, w->entries[w->n - 1].delivery->tag, true);
-    } else {
-        /* Held messages came before some of these: not them. */
-        for (size_t i = 0; i < w->n && r == LQ_OK; i++)
-            r = lq_amqp_ack(w->amqp, w->entries[i].delivery->tag, false);
-    }
-    if (r != LQ_OK)
-        return r;
-    lq_metrics_count(w->metrics, LQ_METRICS_APPLIED, applied);
-    lq_metrics_count(w->metrics, LQ_METRICS_REJECTED, rejected);
-    lq_metrics_count(w->metrics, LQ_METRICS_DUPLICATE, duplicates);
-    lq_metrics_count(w->metrics, LQ_METRICS_DEAD_LETTERED, dead);
-    {
-        int64_t now = lq_clock_us();
-        for (size_t i = 0; i < w->n; i++)
-            lq_metrics_observe_message_us(w->metrics, now - w->entries[i].received_us);
-    }
-    lq_debug("batch of %zu done: %zu applied, %zu rejected, %zu duplicates, %zu dead-lettered",
-             w->n, applied, rejected, duplicates, dead);
+    a->last_seq = lq_amqp_last_seq(w->amqp);
+    a->waiting_since_ms = lq_clock_ms();
+    w->ring_n++;
     return LQ_OK;
+}
+
+/* Count what is unacked, say why, and drop the connection: the broker redelivers it all. */
+static void give_up_unacked(worker *w, int r)
+{
+    const char *why = w->amqp ? lq_amqp_error(w->amqp) : "";
+    size_t n = w->n + unacked_answered(w);
+
+    lq_warn("batch of %zu left unacked: %s%s%s", n, lq_strerror(r), why[0] ? ": " : "", why);
+    drop_amqp(w, lq_strerror(r));
 }
 
 static void process_batch(worker *w)
@@ -641,12 +776,14 @@ static void process_batch(worker *w)
     if (r == LQ_OK && w->amqp)
         r = answer_batch(w);
     if (r != LQ_OK) {
-        /* Nothing acked: the broker redelivers the batch to whoever consumes next. */
-        const char *why = w->amqp ? lq_amqp_error(w->amqp) : "";
-        lq_warn("batch of %zu left unacked: %s%s%s", w->n, lq_strerror(r), why[0] ? ": " : "", why);
-        drop_amqp(w, lq_strerror(r));
+        give_up_unacked(w, r);
+        release_batch(w);
+        return;
     }
     release_batch(w);
+    /* Ack what the broker has confirmed meanwhile. */
+    if (w->amqp && (r = settle(w, false)) != LQ_OK)
+        give_up_unacked(w, r);
 }
 
 /* Whether held message a goes before held message b. */
@@ -727,7 +864,7 @@ static void refresh_depth(worker *w)
         return;
     w->depth_checked_ms = now;
     if (lq_amqp_queue_depth(w->amqp, w->cfg->queue, &ready) == LQ_OK)
-        lq_metrics_set_queue(w->metrics, ready, w->n + w->n_held);
+        lq_metrics_set_queue(w->metrics, ready, w->n + w->n_held + unacked_answered(w));
     else
         drop_amqp(w, lq_amqp_error(w->amqp));
 }
@@ -737,6 +874,7 @@ int lq_worker_run(const lq_config *cfg)
     worker w;
     lq_http *http = NULL;
     char err[512];
+    bool allocated;
     int r;
 
     memset(&w, 0, sizeof(w));
@@ -744,7 +882,13 @@ int lq_worker_run(const lq_config *cfg)
     w.entries = calloc((size_t)cfg->batch_max, sizeof(*w.entries));
     w.items = calloc((size_t)cfg->batch_max, sizeof(*w.items));
     w.metrics = lq_metrics_new();
-    if (w.entries == NULL || w.items == NULL || w.metrics == NULL) {
+    allocated = w.entries && w.items && w.metrics;
+    for (int k = 0; k < PIPELINE_MAX; k++) {
+        w.ring[k].tags = calloc((size_t)cfg->batch_max, sizeof(*w.ring[k].tags));
+        w.ring[k].received_us = calloc((size_t)cfg->batch_max, sizeof(*w.ring[k].received_us));
+        allocated = allocated && w.ring[k].tags && w.ring[k].received_us;
+    }
+    if (!allocated) {
         r = LQ_ERR_NOMEM;
         goto out;
     }
@@ -792,6 +936,8 @@ int lq_worker_run(const lq_config *cfg)
         while (w.amqp && !past_deadline(&w) && take_step(&w))
             ;
     }
+    if (w.amqp && (r = settle_all(&w)) != LQ_OK)
+        give_up_unacked(&w, r);
     if (w.amqp && w.n_held > 0)
         lq_warn("stopping with %zu redelivered messages not applied: the broker redelivers them",
                 w.n_held);
@@ -807,6 +953,10 @@ out:
     lq_metrics_free(w.metrics);
     lq_book_release(&w.book);
     free(w.held);
+    for (int k = 0; k < PIPELINE_MAX; k++) {
+        free(w.ring[k].tags);
+        free(w.ring[k].received_us);
+    }
     free(w.entries);
     free(w.items);
     return r;

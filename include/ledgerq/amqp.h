@@ -130,6 +130,19 @@ int lq_amqp_dead_letter(lq_amqp *c, const lq_delivery *d, const lq_dead_letter *
  */
 int lq_amqp_wait_confirms(lq_amqp *c, int timeout_ms);
 
+/* Whether the broker has answered (confirmed or refused) every publish up to seq. */
+bool lq_amqp_confirmed(const lq_amqp *c, uint64_t seq);
+
+/* The confirm sequence number of the last publish (0 before the first). */
+uint64_t lq_amqp_last_seq(const lq_amqp *c);
+
+/*
+ * Wait until lq_amqp_confirmed(c, seq), at most timeout_ms; deliveries that
+ * arrive meanwhile are kept.  Returns LQ_OK, LQ_ERR_TIMEOUT or
+ * LQ_ERR_AMQP_UNAVAILABLE; refusals show in lq_amqp_nacked().
+ */
+int lq_amqp_wait_confirmed(lq_amqp *c, uint64_t seq, int timeout_ms);
+
 /*
  * Keep the connection alive for timeout_ms without taking anything: answer
  * heartbeats, record confirms, keep deliveries for lq_amqp_next().  With
@@ -163,6 +176,12 @@ int lq_amqp_cancel(lq_amqp *c);
  * lq_delivery_free()).  LQ_ERR_TIMEOUT when none came.
  */
 int lq_amqp_next(lq_amqp *c, int timeout_ms, lq_delivery **ret);
+
+/*
+ * lq_amqp_next(), but a confirm read while waiting ends the wait too: then
+ * it returns LQ_OK with *ret NULL.
+ */
+int lq_amqp_next_or_confirm(lq_amqp *c, int timeout_ms, lq_delivery **ret);
 
 /* Ack tag (and, with multiple, every earlier unacked tag) on the consuming channel. */
 int lq_amqp_ack(lq_amqp *c, uint64_t tag, bool multiple);
