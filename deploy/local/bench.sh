@@ -11,7 +11,15 @@
 #   3. the same with every payment debiting one hot account;
 #   4. latency percentiles at a steady 2,000 payments/s;
 #   5. worker peak resident memory (VmHWM).
+# Then, apart from the measured runs, a profiled drain (1 worker, uniform) whose
+# figures are not results: it only shows where the time goes (perf, PostgreSQL's
+# pg_stat_statements, the worker's own /metrics), so that profiling does not
+# perturb what is measured.
 # --quick runs smaller numbers (for trying the script, not for the record).
+#
+# LEDGERQ_BENCH_STACK_DIR, LEDGERQ_BENCH_AMQP_PORT, LEDGERQ_BENCH_PG_PORT,
+# LEDGERQ_BENCH_BUILD_DIR (default build-bench) and LEDGERQ_BENCH_OUT_DIR (default
+# docs) let a trial run stay clear of another one.
 
 set -euo pipefail
 
@@ -21,9 +29,10 @@ STACK="$HERE/stack.sh"
 DIR="${LEDGERQ_BENCH_STACK_DIR:-/tmp/ledgerq-stack-bench}"
 AMQP_PORT="${LEDGERQ_BENCH_AMQP_PORT:-34672}"
 PG_PORT="${LEDGERQ_BENCH_PG_PORT:-34432}"
-BUILD="$ROOT/build-bench"
-OUT_MD="$ROOT/docs/benchmarks.md"
-OUT_PNG="$ROOT/docs/benchmarks.png"
+BUILD="${LEDGERQ_BENCH_BUILD_DIR:-$ROOT/build-bench}"
+OUT_DIR="${LEDGERQ_BENCH_OUT_DIR:-$ROOT/docs}"
+OUT_MD="$OUT_DIR/benchmarks.md"
+OUT_PNG="$OUT_DIR/benchmarks.png"
 WORK="$(mktemp -d /tmp/ledgerq-bench.XXXXXX)"
 
 PAYMENTS=100000
@@ -31,8 +40,9 @@ ACCOUNTS=10000
 PGBENCH_SECONDS=30
 RATE=2000
 RATE_SECONDS=30
+PROFILE_PAYMENTS=30000
 if [ "${1:-}" = "--quick" ]; then
-  PAYMENTS=20000 ACCOUNTS=2000 PGBENCH_SECONDS=5 RATE_SECONDS=5
+  PAYMENTS=20000 ACCOUNTS=2000 PGBENCH_SECONDS=5 RATE_SECONDS=5 PROFILE_PAYMENTS=4000
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -64,6 +74,29 @@ fi
 ninja -C "$BUILD" ledgerq >/dev/null
 LQ="$BUILD/ledgerq"
 
+# The worker's batching settings, as the workers below get them: the environment's
+# value when set, else the default of the settings table the binary is built from
+# (`ledgerq worker --help` does not print defaults).
+worker_settings() {
+  python3 - "$ROOT/src/config.c" LEDGERQ_BATCH_MAX LEDGERQ_BATCH_WAIT_MS LEDGERQ_PREFETCH <<'PY'
+import os, re, sys
+src = open(sys.argv[1]).read()
+out, from_env = [], False
+for var in sys.argv[2:]:
+    if var in os.environ:
+        out.append(f"{var}={os.environ[var]} (set in the environment)")
+        from_env = True
+        continue
+    # A table row: {"flag", "VARIABLE", "default", ...}
+    m = re.search(r'"%s",\s*"([^"]*)"' % var, src)
+    if not m:
+        sys.exit(f"bench.sh: no default for {var} in {sys.argv[1]}")
+    out.append(f"{var}={m.group(1)}")
+print(("the worker runs with: " if from_env else "the worker runs with its defaults: ") + ", ".join(out))
+PY
+}
+WORKER_SETTINGS=$(worker_settings)
+
 step "a fresh private stack in $DIR"
 "$STACK" start --fresh --dir "$DIR" --amqp-port "$AMQP_PORT" --pg-port "$PG_PORT"
 eval "$("$STACK" env --dir "$DIR" | grep '^export')"
@@ -81,10 +114,11 @@ fresh_ledger() {
   "$STACK" --dir "$DIR" ctl purge_queue payments.process >/dev/null
 }
 
+# start_workers N [HTTP_ADDR]: HTTP_ADDR turns the health and metrics endpoint on (1 worker).
 start_workers() {
   WORKERS=()
   for _ in $(seq "$1"); do
-    "$LQ" worker 2>>"$WORK/worker.log" &
+    LEDGERQ_HTTP_ADDR="${2:-off}" "$LQ" worker 2>>"$WORK/worker.log" &
     WORKERS+=("$!")
   done
 }
@@ -149,45 +183,107 @@ json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); prin
 PEAK_RSS=0
 note_rss() { local kb; kb=$(peak_rss); [ "$kb" -gt "$PEAK_RSS" ] && PEAK_RSS=$kb; return 0; }
 
-# drain NAME WORKERS SKEW: preload the payments, then start the workers and time the drain.
+# drain NAME WORKERS SKEW [COUNT [profile]]: preload the payments, then start the
+# workers and time the drain. With "profile", the drain is recorded instead (perf,
+# pg_stat_statements, the worker's /metrics): see profile_begin and profile_end.
 drain() {
-  local name=$1 workers=$2 skew=$3 cmd
+  local name=$1 workers=$2 skew=$3 count=${4:-$PAYMENTS} profile=${5:-} cmd http_addr=off
   fresh_ledger
   "$LQ" bench --setup --accounts "$ACCOUNTS" --count 0
-  cmd="ledgerq bench --preload --accounts $ACCOUNTS --count $PAYMENTS --skew $skew --json"
-  step "drain: $PAYMENTS payments, $ACCOUNTS accounts, $skew, $workers worker(s)"
-  "$LQ" bench --preload --accounts "$ACCOUNTS" --count "$PAYMENTS" --skew "$skew" --json \
+  cmd="ledgerq bench --preload --accounts $ACCOUNTS --count $count --skew $skew --json"
+  step "${profile:+profiled }drain: $count payments, $ACCOUNTS accounts, $skew, $workers worker(s)"
+  "$LQ" bench --preload --accounts "$ACCOUNTS" --count "$count" --skew "$skew" --json \
     >"$WORK/$name.json" 2>"$WORK/$name.err" &
   local bench_pid=$!
   until grep -q "^published" "$WORK/$name.err" 2>/dev/null; do
     kill -0 "$bench_pid" 2>/dev/null || { cat "$WORK/$name.err" >&2; exit 1; }
     sleep 0.2
   done
-  start_workers "$workers"
-  local before after perf_pid=""
-  # The 1-worker uniform drain is also profiled, system-wide (cpu-clock: no hardware
-  # counters needed), to show where the time goes.
-  if [ "$name" = drain1 ] && command -v perf >/dev/null; then
-    perf record -a -g -e cpu-clock -F 499 -o "$WORK/perf.data" >/dev/null 2>&1 &
-    perf_pid=$!
+  if [ -n "$profile" ]; then
+    http_addr="127.0.0.1:$(free_port)"
+    profile_begin
   fi
+  # CPU: one snapshot before the workers start, one after the load generator has
+  # exited (the workers, RabbitMQ and PostgreSQL still run); nothing samples /proc
+  # in between. The load generator reports its own CPU time (cpu_s).
+  local before after bench_cpu0
   before=$(cpu_snapshot "$bench_pid")
-  while kill -0 "$bench_pid" 2>/dev/null; do
-    after=$(cpu_snapshot "$bench_pid")
-    sleep 0.2
-  done
+  start_workers "$workers" "$http_addr"
   wait "$bench_pid"
-  if [ -n "$perf_pid" ]; then
-    kill -INT "$perf_pid" 2>/dev/null || true
-    wait "$perf_pid" 2>/dev/null || true
+  after=$(cpu_snapshot "$bench_pid")
+  if [ -n "$profile" ]; then
+    profile_end "$http_addr"
+  else
+    note_rss
   fi
   echo "$before" >"$WORK/$name.cpu0"
-  echo "$after" >"$WORK/$name.cpu1"
-  note_rss
+  # The load generator's column: its CPU time at the end, from its own report.
+  bench_cpu0=$(awk '{print $4}' <<<"$before")
+  awk -v end="$(json_field "$WORK/$name.json" "['cpu_s']")" -v start="$bench_cpu0" \
+    '{printf "%s %s %s %.2f\n", $1, $2, $3, (end > start ? end : start)}' <<<"$after" >"$WORK/$name.cpu1"
   stop_workers
   "$LQ" audit >/dev/null
   echo "$cmd (workers: $workers)" >"$WORK/$name.cmd"
   cat "$WORK/$name.json"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# pg_stat_statements needs its library loaded at PostgreSQL's start: ALTER SYSTEM
+# writes postgresql.auto.conf, which the stack's start leaves alone (it rewrites
+# ledgerq.conf only) and which PostgreSQL reads last. Done after the measured runs.
+PG_STATEMENTS=no
+enable_pg_stat_statements() {
+  step "PostgreSQL restarted with pg_stat_statements, for the profiled drain"
+  "$PG_BIN/psql" -q "$PG_URL_BASE/postgres?sslmode=disable" \
+    -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+  "$STACK" stop pg --dir "$DIR" >/dev/null
+  "$STACK" start pg --dir "$DIR" >/dev/null
+  if [ "$("$PG_BIN/psql" -XAtq "$PG_URL_BASE/postgres?sslmode=disable" -c "SHOW shared_preload_libraries")" = \
+    pg_stat_statements ]; then
+    PG_STATEMENTS=yes
+  else
+    echo "pg_stat_statements did not load: the profile goes without PostgreSQL's statements" >&2
+  fi
+}
+
+# Right before the profiled workers start: statistics from zero, perf recording.
+profile_begin() {
+  if [ "$PG_STATEMENTS" = yes ]; then
+    "$PG_BIN/psql" -XAtq "$LEDGERQ_DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+      -c "SELECT pg_stat_statements_reset()" >/dev/null
+  fi
+  PERF_PID=""
+  if command -v perf >/dev/null; then
+    # System-wide, cpu-clock: no hardware counters needed.
+    perf record -a -g -e cpu-clock -F 499 -o "$WORK/perf.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+    sleep 1 # perf is recording before the first batch
+  fi
+}
+
+# Once the profiled drain is over: the worker's metrics, the recording, the statements.
+profile_end() {
+  curl -fsS "http://$1/metrics" >"$WORK/metrics.txt" 2>"$WORK/metrics.err" || : >"$WORK/metrics.txt"
+  if [ -n "$PERF_PID" ]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+  fi
+  if [ "$PG_STATEMENTS" = yes ]; then
+    # Tab-separated: statement (whitespace folded, | escaped for the table), calls,
+    # total ms, ms per call, rows, and the total ms of all statements; the top 8 by
+    # total time, this database only, but for this script's own reset.
+    "$PG_BIN/psql" -XAtq -F $'\t' "$LEDGERQ_DATABASE_URL" -c "
+      SELECT replace(left(regexp_replace(query, '\s+', ' ', 'g'), 60), '|', '\|'), calls,
+             round(total_exec_time::numeric, 1), round((total_exec_time / calls)::numeric, 3), rows,
+             round(sum(total_exec_time) OVER ()::numeric, 1)
+        FROM pg_stat_statements
+       WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND query NOT LIKE '%pg_stat_statements_reset%'
+       ORDER BY total_exec_time DESC LIMIT 8" >"$WORK/statements.tsv"
+  fi
 }
 
 step "pgbench TPC-B-like, 8 clients, ${PGBENCH_SECONDS}s (one transaction per transfer)"
@@ -215,8 +311,12 @@ note_rss
 stop_workers
 cat "$WORK/rate.json"
 
+# Not a measurement: a separate drain, recorded, after the measured ones.
+enable_pg_stat_statements
+drain profile 1 uniform "$PROFILE_PAYMENTS" profile
+
 step "writing $OUT_MD and $OUT_PNG"
-mkdir -p "$ROOT/docs"
+mkdir -p "$OUT_DIR"
 tp() { json_field "$WORK/$1.json" "['throughput_per_s']"; }
 lat() { json_field "$WORK/$1.json" "['latency_ms']['$2']"; }
 D1=$(tp drain1) D2=$(tp drain2) H1=$(tp hot1) H2=$(tp hot2)
@@ -227,14 +327,21 @@ HOT_RATIO=$(python3 -c "print(f'{$BEST_HOT / $BEST:.2f}')")
 RSS_MIB=$(python3 -c "print(f'{$PEAK_RSS / 1024:.1f}')")
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 MEM=$(free -g | awk '/^Mem/ {print $2 " GiB"}')
+# shellcheck source=/dev/null
+OS=$(. /etc/os-release && echo "$PRETTY_NAME")
 
-# The profile section of the page, when perf could record.
-: >"$WORK/perf.md"
-if [ -s "$WORK/perf.data" ]; then
-  {
-    echo 'A system-wide profile of the same drain (`perf record -a -g -e cpu-clock -F 499`): the'
-    echo 'share of samples by process and library, then the hottest functions of the worker and'
-    echo 'of PostgreSQL (RabbitMQ runs JIT-compiled Erlang, which shows as anonymous memory):'
+# The profile section of the page, from the separate profiled drain.
+{
+  echo "Where the time goes, below, comes from a separate drain run after the measured ones and"
+  echo "recorded while it ran: \`$(cat "$WORK/profile.cmd")\`, its worker with"
+  echo "\`LEDGERQ_HTTP_ADDR\` on. Its own throughput is not a result (recording takes CPU from what"
+  echo "it records): every figure above comes from the unrecorded runs."
+  echo
+  if [ -s "$WORK/perf.data" ]; then
+    # shellcheck disable=SC2016 # backquotes for Markdown, not for the shell
+    echo 'A system-wide profile (`perf record -a -g -e cpu-clock -F 499`): the share of samples by'
+    echo 'process and library, then the hottest functions of the worker and of PostgreSQL'
+    echo '(RabbitMQ runs JIT-compiled Erlang, which shows as anonymous memory):'
     echo
     echo '```'
     # head closes the pipe early: not a failure.
@@ -245,8 +352,45 @@ if [ -s "$WORK/perf.data" ]; then
       --sort comm,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -30; } || true
     echo '```'
     echo
-  } >"$WORK/perf.md"
-fi
+  fi
+  if [ -s "$WORK/statements.tsv" ]; then
+    echo "PostgreSQL's statements during that drain (\`pg_stat_statements\`, reset right before it;"
+    echo 'the top 8 by total execution time, planning excluded):'
+    echo
+    echo '| statement | calls | total ms | ms per call | rows |'
+    echo '|---|---|---|---|---|'
+    awk -F'\t' '{printf "| `%s` | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5}' "$WORK/statements.tsv"
+    echo
+    echo "All its statements together: $(awk -F'\t' 'NR == 1 {print $6}' "$WORK/statements.tsv") ms. A"
+    echo "\`COMMIT\`'s flush of the write-ahead log happens after the statement and is not counted"
+    echo "here; the worker's database time below includes it."
+    echo
+  fi
+  if [ -s "$WORK/metrics.txt" ]; then
+    echo "The worker's own view of that drain, from its \`/metrics\`:"
+    echo
+    python3 - "$WORK/metrics.txt" "$(json_field "$WORK/profile.json" "['seconds']")" <<'PY'
+import sys
+m = {}
+for line in open(sys.argv[1]):
+    if line and not line.startswith("#"):
+        name, _, value = line.rpartition(" ")
+        m[name] = float(value)
+wall = float(sys.argv[2])
+batches = m.get("ledgerq_batch_size_count", 0)
+payments = m.get("ledgerq_batch_size_sum", 0)
+db = m.get("ledgerq_db_commit_duration_seconds_sum", 0)
+print("| | |")
+print("|---|---|")
+print(f"| batches (database transactions) | {batches:.0f} |")
+print(f"| mean batch size | {payments / batches if batches else 0:.1f} payments |")
+print(f"| database time, begin to commit, summed | {db:.2f} s ({1000 * db / batches if batches else 0:.2f} ms per batch) |")
+print(f"| drain wall time, first to last result event | {wall:.2f} s |")
+print(f"| database time / wall time | {100 * db / wall if wall else 0:.0f}% |")
+PY
+    echo
+  fi
+} >"$WORK/perf.md"
 
 cat >"$WORK/plot.dat" <<EOF
 "pgbench TPC-B" $PGBENCH_TPS
@@ -285,12 +429,11 @@ Written by \`sudo deploy/local/bench.sh\` on $(date -u +"%Y-%m-%d %H:%M UTC"). E
 below comes from that one run, on one machine, with RabbitMQ, PostgreSQL, the workers
 and the load generator all on it.
 
-- machine: $(nproc) cores ($CPU), $MEM, $(. /etc/os-release && echo "$PRETTY_NAME")
+- machine: $(nproc) cores ($CPU), $MEM, $OS
 - PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync and synchronous_commit on),
   RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server), ledgerq $("$LQ" --version | awk '{print $2}')
   (release build)
-- the worker runs with its defaults: LEDGERQ_BATCH_MAX=500, LEDGERQ_BATCH_WAIT_MS=5,
-  LEDGERQ_PREFETCH=1000
+- $WORKER_SETTINGS
 
 ![throughput and latency](benchmarks.png)
 
@@ -314,8 +457,10 @@ Against the targets of issue 4:
 | p99 at most 10 ms at 2,000/s offered | p99 $(lat rate p99) ms |
 | worker peak RSS at most 16 MiB | $RSS_MIB MiB |
 
-Where the CPU went during the drain with 1 worker (CPU seconds, user + system, from
-\`/proc\`; the machine has $(nproc) cores, and the drain took $(json_field "$WORK/drain1.json" "['seconds']") s):
+Where the CPU went during the drain with 1 worker (CPU seconds, user + system: from
+\`/proc\` just before the workers started and just after the load generator exited, nothing
+sampled in between, and the load generator's own \`cpu_s\`; the machine has $(nproc) cores,
+and the drain took $(json_field "$WORK/drain1.json" "['seconds']") s):
 
 $(python3 - "$WORK/drain1.cpu0" "$WORK/drain1.cpu1" <<'PY'
 import sys
