@@ -60,7 +60,7 @@ static const setting settings[] = {
      "consumer prefetch (1-65535)"},
     {"batch-max", "LEDGERQ_BATCH_MAX", "500", KIND_INT, false, FIELD(batch_max), 1, 10000,
      "most payments per database transaction (1-10000)"},
-    {"batch-wait-ms", "LEDGERQ_BATCH_WAIT_MS", "5", KIND_INT, false, FIELD(batch_wait_ms), 0, 60000,
+    {"batch-wait-ms", "LEDGERQ_BATCH_WAIT_MS", "0", KIND_INT, false, FIELD(batch_wait_ms), 0, 60000,
      "longest wait to fill a batch, in milliseconds (0-60000)"},
     {"max-attempts", "LEDGERQ_MAX_ATTEMPTS", "5", KIND_INT, false, FIELD(max_attempts), 1, 1000,
      "tries of a payment failing unexpectedly before it is dead-lettered (1-1000)"},

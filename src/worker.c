@@ -5,9 +5,10 @@
  * batch_wait_ms after the first), validated, applied to the ledger in one
  * database transaction, answered with one result event each (or
  * dead-lettered), and acked with one multiple-ack once the transaction has
- * committed and the broker has confirmed every event.  Anything that goes
- * wrong before that leaves the batch unacked: the broker redelivers it and
- * the stored outcomes make the redelivery harmless.
+ * committed and the broker has confirmed every event.  Those confirms are
+ * awaited while the next batch goes to the database (settle()).  Anything
+ * that goes wrong before the ack leaves the batch unacked: the broker
+ * redelivers it and the stored outcomes make the redelivery harmless.
  *
  * A message the broker has taken back twice or more (x-delivery-count 2:
  * it was in hand when two consumers died or stopped) may be the one that

@@ -101,7 +101,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg.database_url, "postgresql:///ledgerq");
     ck_assert_int_eq(cfg.prefetch, 1000);
     ck_assert_int_eq(cfg.batch_max, 500);
-    ck_assert_int_eq(cfg.batch_wait_ms, 5);
+    ck_assert_int_eq(cfg.batch_wait_ms, 0);
     ck_assert_int_eq(cfg.max_attempts, 5);
     ck_assert_str_eq(cfg.http_addr, "0.0.0.0:8080");
     ck_assert_int_eq(cfg.log_level, LQ_LOG_INFO);
