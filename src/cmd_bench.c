@@ -60,6 +60,16 @@ typedef struct bench {
     uint8_t *n_events;  /* per payment: events received */
     int64_t *latency_us;
     size_t n_latency;
+    /*
+     * Split of the latency at the event's processed_at (the start of the
+     * database transaction, on the database server's clock): before it, the
+     * broker's hop to a worker and the wait there; after it, the
+     * transaction, the event's publish and the broker's hop back.  Wall
+     * clocks: meaningful when all run on one host (or synchronized clocks).
+     */
+    int64_t *sent_unix_us; /* per payment: wall-clock time of its first publish */
+    int64_t *before_us, *after_us;
+    size_t n_split;
     size_t n_messages; /* published */
     size_t n_duplicates;
     int64_t start_us, first_event_us, last_event_us, published_us;
@@ -89,14 +99,15 @@ static bool long_option(const lq_cli_args *args, const char *name, long def, lon
 }
 
 /* The payment index an event is about, from its "id" (prefix + index). */
-static long event_index(const bench *b, const lq_delivery *d)
+static long event_index(const bench *b, const lq_delivery *d, int64_t *ret_processed_us)
 {
     char id[LQ_ID_MAX + 1];
     size_t plen = strlen(b->prefix);
     char *end;
     long i;
 
-    if (!lq_message_peek_id(d->body, d->body_len, id) || strncmp(id, b->prefix, plen) != 0)
+    if (!lq_message_peek_event(d->body, d->body_len, id, ret_processed_us) ||
+        strncmp(id, b->prefix, plen) != 0)
         return -1;
     i = strtol(id + plen, &end, 10);
     return *end == '\0' && i >= 0 && i < b->count ? i : -1;
@@ -110,12 +121,17 @@ static int collect(bench *b, int wait_ms)
     int r;
 
     while ((r = lq_amqp_next(b->sub, wait_ms, &d)) == LQ_OK) {
-        int64_t t = lq_clock_us();
-        long i = event_index(b, d);
+        int64_t t = lq_clock_us(), t_unix = lq_clock_unix_us(), processed = 0;
+        long i = event_index(b, d, &processed);
         wait_ms = 0;
         last_tag = d->tag;
         if (i >= 0) {
             int64_t sent = b->n_events[i] == 0 ? b->sent_us[i] : b->second_us[i];
+            /* The first event of a payment: processed_at is this processing's. */
+            if (b->n_events[i] == 0 && processed > 0 && b->sent_unix_us[i] > 0) {
+                b->before_us[b->n_split] = processed - b->sent_unix_us[i];
+                b->after_us[b->n_split++] = t_unix - processed;
+            }
             b->n_events[i]++;
             if (sent > 0)
                 b->latency_us[b->n_latency++] = t - sent;
@@ -157,10 +173,12 @@ static int publish_one(bench *b, long i, const char *exchange, bool second)
     r = lq_amqp_publish(b->pub, &p, NULL);
     if (r != LQ_OK)
         return r;
-    if (second)
+    if (second) {
         b->second_us[i] = lq_clock_us();
-    else
+    } else {
         b->sent_us[i] = lq_clock_us();
+        b->sent_unix_us[i] = lq_clock_unix_us();
+    }
     b->n_messages++;
     /*
      * A sliding window of unconfirmed commands: wait only when it is full,
@@ -221,14 +239,32 @@ static int compare_int64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Percentile p of the n sorted values v, in ms. */
+static double percentile_of(const int64_t *v, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    return (double)v[(size_t)(p * (double)(n - 1) + 0.5)] / 1000.0;
+}
+
 static double percentile_ms(const bench *b, double p)
 {
-    size_t i;
+    return percentile_of(b->latency_us, b->n_latency, p);
+}
 
-    if (b->n_latency == 0)
-        return 0;
-    i = (size_t)(p * (double)(b->n_latency - 1) + 0.5);
-    return (double)b->latency_us[i] / 1000.0;
+static void json_percentiles(lq_json *j, const char *key, const int64_t *v, size_t n)
+{
+    char num[64];
+
+    lq_json_key(j, key);
+    lq_json_object_begin(j);
+    snprintf(num, sizeof(num), "%.3f", percentile_of(v, n, 0.5));
+    lq_json_key(j, "p50");
+    lq_json_raw(j, num);
+    snprintf(num, sizeof(num), "%.3f", percentile_of(v, n, 0.99));
+    lq_json_key(j, "p99");
+    lq_json_raw(j, num);
+    lq_json_object_end(j);
 }
 
 /*
@@ -302,6 +338,13 @@ static void report(const bench *b, bool json, bool complete)
         snprintf(num, sizeof(num), "%.3f", cpu);
         lq_json_key(&j, "cpu_s");
         lq_json_raw(&j, num);
+        if (!b->preload && b->n_split > 0) {
+            lq_json_key(&j, "latency_split_ms");
+            lq_json_object_begin(&j);
+            json_percentiles(&j, "to_processed_at", b->before_us, b->n_split);
+            json_percentiles(&j, "from_processed_at", b->after_us, b->n_split);
+            lq_json_object_end(&j);
+        }
         lq_json_object_end(&j);
         text = lq_json_steal(&j);
         if (text) {
@@ -323,6 +366,13 @@ static void report(const bench *b, bool json, bool complete)
     printf("latency:     p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
            percentile_ms(b, 0.5), percentile_ms(b, 0.99), percentile_ms(b, 0.999),
            percentile_ms(b, 1.0));
+    if (!b->preload && b->n_split > 0)
+        printf("split:       publish to processed_at p50 %.2f ms, p99 %.2f ms; processed_at to "
+               "event p50 %.2f ms, p99 %.2f ms\n",
+               percentile_of(b->before_us, b->n_split, 0.5),
+               percentile_of(b->before_us, b->n_split, 0.99),
+               percentile_of(b->after_us, b->n_split, 0.5),
+               percentile_of(b->after_us, b->n_split, 0.99));
     printf("cpu:         %.2f s of this load generator (user + system)\n", cpu);
 }
 
@@ -412,7 +462,11 @@ int lq_cmd_bench(int argc, char **argv)
     b.second_us = calloc((size_t)b.count + 1, sizeof(*b.second_us));
     b.n_events = calloc((size_t)b.count + 1, sizeof(*b.n_events));
     b.latency_us = calloc((size_t)b.count * 2 + 1, sizeof(*b.latency_us));
-    if (!b.sent_us || !b.second_us || !b.n_events || !b.latency_us) {
+    b.sent_unix_us = calloc((size_t)b.count + 1, sizeof(*b.sent_unix_us));
+    b.before_us = calloc((size_t)b.count + 1, sizeof(*b.before_us));
+    b.after_us = calloc((size_t)b.count + 1, sizeof(*b.after_us));
+    if (!b.sent_us || !b.second_us || !b.n_events || !b.latency_us || !b.sent_unix_us ||
+        !b.before_us || !b.after_us) {
         lq_cli_fail("out of memory for %ld payments", b.count);
         goto out;
     }
@@ -456,6 +510,8 @@ int lq_cmd_bench(int argc, char **argv)
     }
     complete = b.n_latency == b.n_messages;
     qsort(b.latency_us, b.n_latency, sizeof(*b.latency_us), compare_int64);
+    qsort(b.before_us, b.n_split, sizeof(*b.before_us), compare_int64);
+    qsort(b.after_us, b.n_split, sizeof(*b.after_us), compare_int64);
     report(&b, lq_cli_value(&args, bench_options, "json") != NULL, complete);
     if (!complete)
         lq_cli_fail("timed out: %zu of %zu result events arrived", b.n_latency, b.n_messages);
@@ -467,6 +523,9 @@ out:
     free(b.second_us);
     free(b.n_events);
     free(b.latency_us);
+    free(b.sent_unix_us);
+    free(b.before_us);
+    free(b.after_us);
     lq_cli_args_release(&args);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ledgerq/clock.h"
 #include "ledgerq/error.h"
 #include "ledgerq/message.h"
 
@@ -986,13 +987,25 @@ lq_payment *lq_payment_free(lq_payment *p)
 
 bool lq_message_peek_id(const char *body, size_t len, char ret_id[LQ_ID_MAX + 1])
 {
+    return lq_message_peek_event(body, len, ret_id, NULL);
+}
+
+bool lq_message_peek_event(const char *body, size_t len, char ret_id[LQ_ID_MAX + 1],
+                           int64_t *ret_processed_us)
+{
     cJSON *root = NULL;
-    const cJSON *id;
+    const cJSON *id, *at;
     bool found = false;
     size_t n;
 
+    if (ret_processed_us)
+        *ret_processed_us = 0;
     if (json_load("body", body, len, NULL, &root, NULL, 0) != LQ_OK || !cJSON_IsObject(root))
         goto out;
+    at = cJSON_GetObjectItemCaseSensitive(root, "processed_at");
+    if (ret_processed_us && cJSON_IsString(at) && at->valuestring &&
+        !lq_clock_parse_rfc3339(at->valuestring, ret_processed_us))
+        *ret_processed_us = 0;
     id = cJSON_GetObjectItemCaseSensitive(root, "id");
     if (!cJSON_IsString(id) || id->valuestring == NULL)
         goto out;

@@ -6,6 +6,7 @@
  * delivers them, so AddressSanitizer catches any read past the end.
  */
 #include <check.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1211,6 +1212,40 @@ START_TEST(peek_id_gives_up_quietly)
 }
 END_TEST
 
+/* The load generator splits latencies at an event's processed_at. */
+START_TEST(peek_event_reads_processed_at)
+{
+    static const struct {
+        const char *at;
+        int64_t us; /* 0: not a timestamp */
+    } cases[] = {
+        {"2026-11-22T10:00:00.123456Z", 1795341600123456},
+        {"2024-02-29T23:59:59.5Z", 1709251199500000},
+        {"1970-01-01T00:00:01Z", 1000000},
+        {"2026-11-22T10:00:00.123456", 0},
+        {"2026-11-22 10:00:00.123456Z", 0},
+        {"2026-13-22T10:00:00Z", 0},
+        {"2026-11-22T10:00:00.123456Z junk", 0},
+        {"yesterday", 0},
+    };
+    char body[256], id[LQ_ID_MAX + 1];
+    int64_t us = -1;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int n = snprintf(body, sizeof(body),
+                         "{\"id\":\"p-%zu\",\"status\":\"applied\",\"processed_at\":\"%s\"}", i,
+                         cases[i].at);
+        ck_assert(lq_message_peek_event(body, (size_t)n, id, &us));
+        ck_assert_msg(us == cases[i].us, "%s: %" PRId64, cases[i].at, us);
+    }
+    ck_assert(lq_message_peek_event("{\"id\":\"p\"}", strlen("{\"id\":\"p\"}"), id, &us));
+    ck_assert_str_eq(id, "p");
+    ck_assert_int_eq(us, 0);
+    snprintf(body, sizeof(body), "{\"processed_at\":\"2026-11-22T10:00:00Z\"}");
+    ck_assert(!lq_message_peek_event(body, strlen(body), id, &us));
+}
+END_TEST
+
 START_TEST(pretty_reformats_json_and_refuses_the_rest)
 {
     static const char body[] = "{\"a\":1,\"b\":[true,null,{}],\"c\":{ },\"d\":[ {\"e\":\"x\"} ]}"
@@ -1449,6 +1484,7 @@ static Suite *message_suite(void)
     tc = tcase_create("peek_and_pretty");
     tcase_add_test(tc, peek_id_finds_the_id_of_any_json_object);
     tcase_add_test(tc, peek_id_gives_up_quietly);
+    tcase_add_test(tc, peek_event_reads_processed_at);
     tcase_add_test(tc, pretty_reformats_json_and_refuses_the_rest);
     tcase_add_test(tc, pretty_shows_numbers_and_strings_as_written);
     suite_add_tcase(s, tc);

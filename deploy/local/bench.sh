@@ -319,6 +319,7 @@ step "writing $OUT_MD and $OUT_PNG"
 mkdir -p "$OUT_DIR"
 tp() { json_field "$WORK/$1.json" "['throughput_per_s']"; }
 lat() { json_field "$WORK/$1.json" "['latency_ms']['$2']"; }
+lat_split() { json_field "$WORK/$1.json" "['latency_split_ms']['$2']['$3']"; }
 D1=$(tp drain1) D2=$(tp drain2) H1=$(tp hot1) H2=$(tp hot2)
 BEST=$(python3 -c "print(max($D1, $D2))")
 BEST_HOT=$(python3 -c "print(max($H1, $H2))")
@@ -456,6 +457,15 @@ Against the targets of issue 4:
 | hot account at least half of uniform | ${HOT_RATIO}x of the uniform figure |
 | p99 at most 10 ms at 2,000/s offered | p99 $(lat rate p99) ms |
 | worker peak RSS at most 16 MiB | $RSS_MIB MiB |
+
+Where the latency at $RATE/s goes: \`ledgerq bench\` splits each payment's latency at its
+event's \`processed_at\`, the start of the database transaction on PostgreSQL's clock
+(all on one host, so one clock):
+
+| part | p50 | p99 |
+|---|---|---|
+| publish to \`processed_at\`: the broker's hop to the worker (a quorum queue delivers a message once it is written to its log and synced), then the wait for the worker's current batch to finish | $(lat_split to_processed_at p50) ms | $(lat_split to_processed_at p99) ms |
+| \`processed_at\` to the result event: the transaction (two round trips and the commit's WAL flush), the event's publish and the broker's hop back | $(lat_split from_processed_at p50) ms | $(lat_split from_processed_at p99) ms |
 
 Where the CPU went during the drain with 1 worker (CPU seconds, user + system: from
 \`/proc\` just before the workers started and just after the load generator exited, nothing

@@ -77,6 +77,14 @@ lq_payment *lq_payment_free(lq_payment *p);
  */
 bool lq_message_peek_id(const char *body, size_t len, char ret_id[LQ_ID_MAX + 1]);
 
+/*
+ * lq_message_peek_id() for a result event (contract section 6), also
+ * giving its processed_at in microseconds since 1970 (0 when absent or
+ * not a timestamp).
+ */
+bool lq_message_peek_event(const char *body, size_t len, char ret_id[LQ_ID_MAX + 1],
+                           int64_t *ret_processed_us);
+
 /* Whether s is a valid account id: 1-64 characters of A-Z a-z 0-9 . _ : - */
 bool lq_message_valid_account_id(const char *s);
 
