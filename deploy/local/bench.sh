@@ -104,10 +104,11 @@ export LEDGERQ_HTTP_ADDR=off LEDGERQ_LOG_LEVEL=warn
 PG_BIN="$LEDGERQ_STACK_PG_BIN"
 PG_URL_BASE="postgresql://ledgerq@127.0.0.1:$PG_PORT"
 
-# A fresh ledger database for each measurement, so that runs do not share state.
+# A fresh ledger database for each measurement, so that runs do not share state;
+# a checkpoint first, so that no measurement pays for the dirty pages of the last.
 fresh_ledger() {
   "$PG_BIN/psql" -q "$PG_URL_BASE/postgres?sslmode=disable" -c "DROP DATABASE IF EXISTS bench WITH (FORCE)" \
-    -c "CREATE DATABASE bench" >/dev/null
+    -c "CREATE DATABASE bench" -c "CHECKPOINT" >/dev/null
   export LEDGERQ_DATABASE_URL="$PG_URL_BASE/bench?sslmode=disable"
   "$LQ" migrate >/dev/null
   "$LQ" topology >/dev/null
@@ -464,8 +465,8 @@ event's \`processed_at\`, the start of the database transaction on PostgreSQL's 
 
 | part | p50 | p99 |
 |---|---|---|
-| publish to \`processed_at\`: the broker's hop to the worker (a quorum queue delivers a message once it is written to its log and synced), then the wait for the worker's current batch to finish | $(lat_split to_processed_at p50) ms | $(lat_split to_processed_at p99) ms |
-| \`processed_at\` to the result event: the transaction (two round trips and the commit's WAL flush), the event's publish and the broker's hop back | $(lat_split from_processed_at p50) ms | $(lat_split from_processed_at p99) ms |
+| publish to \`processed_at\`: the broker's hop to the worker (a quorum queue delivers a message once it is written to its log and synced), then the wait for the worker's current batch to finish | $(lat_split rate to_processed_at p50) ms | $(lat_split rate to_processed_at p99) ms |
+| \`processed_at\` to the result event: the transaction (two round trips and the commit's WAL flush), the event's publish and the broker's hop back | $(lat_split rate from_processed_at p50) ms | $(lat_split rate from_processed_at p99) ms |
 
 Where the CPU went during the drain with 1 worker (CPU seconds, user + system: from
 \`/proc\` just before the workers started and just after the load generator exited, nothing
