@@ -2,7 +2,7 @@
 # ledgerq benchmark: one run on a private local stack, written to
 # docs/benchmarks.md and docs/benchmarks.png.
 #
-#   sudo deploy/local/bench.sh [--quick]
+#   deploy/local/bench.sh [--quick]     (as root; otherwise it re-runs itself with sudo)
 #
 # Measures, on this machine, with RabbitMQ, PostgreSQL and the workers all on it:
 #   1. pgbench TPC-B-like, 8 clients, on the same PostgreSQL: the
@@ -427,7 +427,7 @@ EOF
 cat >"$OUT_MD" <<EOF
 # Benchmarks
 
-Written by \`sudo deploy/local/bench.sh\` on $(date -u +"%Y-%m-%d %H:%M UTC"). Every figure
+Written by \`deploy/local/bench.sh\` on $(date -u +"%Y-%m-%d %H:%M UTC"). Every figure
 below comes from that one run, on one machine, with RabbitMQ, PostgreSQL, the workers
 and the load generator all on it.
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ledgerq developer entry point: build, run a live demo, run the test suites.
 #
-#   sudo deploy/local/dev.sh run     # build, start a private stack, watch payments flow
-#   sudo deploy/local/dev.sh test    # what CI runs (.ci/run)
+#   deploy/local/dev.sh run     # build, start a private stack, watch payments flow
+#   deploy/local/dev.sh test    # what CI runs (.ci/run)
+# As root; as another user it re-runs itself with sudo.
 #
 # Run `dev.sh help` for the usage. The RabbitMQ and PostgreSQL it uses are
 # private ones started by deploy/local/stack.sh in a folder under /tmp.
