@@ -252,18 +252,22 @@ static double percentile_ms(const bench *b, double p)
     return percentile_of(b->latency_us, b->n_latency, p);
 }
 
-static void json_percentiles(lq_json *j, const char *key, const int64_t *v, size_t n)
+/* "key": value as format writes it (measurements are not money: plain decimal text is fine). */
+static void json_number(lq_json *j, const char *key, const char *format, double value)
 {
     char num[64];
 
+    snprintf(num, sizeof(num), format, value);
+    lq_json_key(j, key);
+    lq_json_raw(j, num);
+}
+
+static void json_percentiles(lq_json *j, const char *key, const int64_t *v, size_t n)
+{
     lq_json_key(j, key);
     lq_json_object_begin(j);
-    snprintf(num, sizeof(num), "%.3f", percentile_of(v, n, 0.5));
-    lq_json_key(j, "p50");
-    lq_json_raw(j, num);
-    snprintf(num, sizeof(num), "%.3f", percentile_of(v, n, 0.99));
-    lq_json_key(j, "p99");
-    lq_json_raw(j, num);
+    json_number(j, "p50", "%.3f", percentile_of(v, n, 0.5));
+    json_number(j, "p99", "%.3f", percentile_of(v, n, 0.99));
     lq_json_object_end(j);
 }
 
@@ -292,7 +296,6 @@ static void report(const bench *b, bool json, bool complete)
     if (json) {
         lq_json j;
         char *text;
-        char num[64];
         lq_json_init(&j);
         lq_json_object_begin(&j);
         lq_json_key(&j, "mode");
@@ -313,31 +316,16 @@ static void report(const bench *b, bool json, bool complete)
         lq_json_uint(&j, b->n_latency);
         lq_json_key(&j, "complete");
         lq_json_bool(&j, complete);
-        /* Measurements are not money: plain decimal text is fine here. */
-        snprintf(num, sizeof(num), "%.3f", seconds);
-        lq_json_key(&j, "seconds");
-        lq_json_raw(&j, num);
-        snprintf(num, sizeof(num), "%.1f", throughput);
-        lq_json_key(&j, "throughput_per_s");
-        lq_json_raw(&j, num);
+        json_number(&j, "seconds", "%.3f", seconds);
+        json_number(&j, "throughput_per_s", "%.1f", throughput);
         lq_json_key(&j, "latency_ms");
         lq_json_object_begin(&j);
-        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 0.5));
-        lq_json_key(&j, "p50");
-        lq_json_raw(&j, num);
-        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 0.99));
-        lq_json_key(&j, "p99");
-        lq_json_raw(&j, num);
-        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 0.999));
-        lq_json_key(&j, "p99_9");
-        lq_json_raw(&j, num);
-        snprintf(num, sizeof(num), "%.3f", percentile_ms(b, 1.0));
-        lq_json_key(&j, "max");
-        lq_json_raw(&j, num);
+        json_number(&j, "p50", "%.3f", percentile_ms(b, 0.5));
+        json_number(&j, "p99", "%.3f", percentile_ms(b, 0.99));
+        json_number(&j, "p99_9", "%.3f", percentile_ms(b, 0.999));
+        json_number(&j, "max", "%.3f", percentile_ms(b, 1.0));
         lq_json_object_end(&j);
-        snprintf(num, sizeof(num), "%.3f", cpu);
-        lq_json_key(&j, "cpu_s");
-        lq_json_raw(&j, num);
+        json_number(&j, "cpu_s", "%.3f", cpu);
         if (!b->preload && b->n_split > 0) {
             lq_json_key(&j, "latency_split_ms");
             lq_json_object_begin(&j);

@@ -683,9 +683,9 @@ static int settle(worker *w, bool wait)
         lq_metrics_count(w->metrics, LQ_METRICS_REJECTED, a->rejected);
         lq_metrics_count(w->metrics, LQ_METRICS_DUPLICATE, a->duplicates);
         lq_metrics_count(w->metrics, LQ_METRICS_DEAD_LETTERED, a->dead);
-        now = lq_clock_us();
+        int64_t acked_us = lq_clock_us();
         for (size_t i = 0; i < a->n; i++)
-            lq_metrics_observe_message_us(w->metrics, now - a->received_us[i]);
+            lq_metrics_observe_message_us(w->metrics, acked_us - a->received_us[i]);
         lq_debug("batch of %zu done: %zu applied, %zu rejected, %zu duplicates, %zu dead-lettered",
                  a->n, a->applied, a->rejected, a->duplicates, a->dead);
         w->ring_first = (w->ring_first + 1) % PIPELINE_MAX;
