@@ -5,7 +5,7 @@
 #include "ledgerq/cli.h"
 #include "ledgerq/db.h"
 #include "ledgerq/error.h"
-#include "ledgerq/migrations.h"
+#include "ledgerq/release.h"
 #include "ledgerq/worker.h"
 
 int lq_cmd_worker(int argc, char **argv)
@@ -24,10 +24,19 @@ out:
     return rc;
 }
 
+/* A migration applied or retried: one line each, as it happens. */
+static void migrate_notice(const char *line, void *arg)
+{
+    (void)arg;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
 int lq_cmd_migrate(int argc, char **argv)
 {
     lq_cli_args args;
     lq_db *db = NULL;
+    lq_schema_state state;
     char err[512];
     int applied = 0;
     int rc = lq_cli_parse("migrate", "[settings]", NULL, argc, argv, &args);
@@ -42,12 +51,18 @@ int lq_cmd_migrate(int argc, char **argv)
         lq_cli_fail("%s", err);
         goto out;
     }
-    if (lq_db_migrate(db, &applied) != LQ_OK) {
+    if (lq_db_migrate(db, migrate_notice, NULL, &applied) != LQ_OK ||
+        lq_db_schema_state(db, &state) != LQ_OK) {
         lq_cli_fail("%s", lq_db_error(db));
         goto out;
     }
-    printf("applied %d migration%s; schema at version %d\n", applied, applied == 1 ? "" : "s",
-           lq_migrations[lq_migrations_count - 1].version);
+    printf("applied %d migration%s; schema at version %d", applied, applied == 1 ? "" : "s",
+           state.version);
+    if (state.oldest_release[0])
+        printf(", which releases from %s on may run against", state.oldest_release);
+    if (state.version > lq_release_schema_needed())
+        printf(" (newer than this release's %d)", lq_release_schema_needed());
+    printf("\n");
     rc = LQ_EXIT_OK;
 out:
     lq_db_close(db);

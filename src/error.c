@@ -19,6 +19,7 @@ static const error_info errors[] = {
     {LQ_ERR_EXISTS, NULL, "already exists"},
     {LQ_ERR_TIMEOUT, NULL, "timed out"},
     {LQ_ERR_INTERNAL, NULL, "internal error"},
+    {LQ_ERR_SCHEMA, NULL, "the database schema does not fit this release"},
     {LQ_ERR_MALFORMED_JSON, "malformed_json", "body is not well-formed UTF-8 JSON"},
     {LQ_ERR_INVALID_PAYMENT, "invalid_payment", "not a valid payment command"},
     {LQ_ERR_PAYLOAD_TOO_LARGE, "payload_too_large", "body is larger than 65536 bytes"},

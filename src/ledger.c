@@ -253,7 +253,8 @@ out:
 
 /*
  * The payment ids of a batch's first occurrences (the items decided against
- * the book), in an open-addressing table of item indices.  It spares a scan
+ * the book, and stored outcomes published again as first outcomes), in an
+ * open-addressing table of item indices.  It spares a scan
  * of all earlier items for every item.
  */
 typedef struct id_table {
@@ -309,8 +310,13 @@ static size_t first_occurrence(const id_table *t, const lq_item *items, size_t i
 
     if (!t->slots) {
         for (size_t j = 0; j < i; j++) {
-            /* The first unstored item with an id is always its first occurrence. */
-            if (!items[j].stored && strcmp(items[j].payment->id, id) == 0)
+            /*
+             * The first item with an id that was decided against the book,
+             * or that published a stored outcome again, is always its first
+             * occurrence.
+             */
+            bool first = !items[j].stored || (items[j].stored_same && !items[j].outcome.duplicate);
+            if (first && strcmp(items[j].payment->id, id) == 0)
                 return j;
         }
         return SIZE_MAX;
@@ -366,11 +372,20 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
         item->insert = false;
 
         if (item->stored) {
-            if (item->stored_same) {
-                item->outcome = item->stored_outcome;
-                item->outcome.duplicate = true;
-            } else {
+            if (!item->stored_same) {
                 set_conflict(item, now);
+                continue;
+            }
+            item->outcome = item->stored_outcome;
+            /*
+             * A first outcome whose event the broker never confirmed is
+             * published again as the first outcome, once per batch.
+             */
+            item->outcome.duplicate = item->stored_published;
+            if (!item->stored_published) {
+                item->outcome.duplicate = first_occurrence(&seen, items, i) != SIZE_MAX;
+                if (!item->outcome.duplicate)
+                    id_table_put(&seen, items, i);
             }
             continue;
         }

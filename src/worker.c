@@ -37,6 +37,7 @@
 #include "ledgerq/log.h"
 #include "ledgerq/message.h"
 #include "ledgerq/metrics.h"
+#include "ledgerq/release.h"
 #include "ledgerq/worker.h"
 
 #define HEARTBEAT_S        30
@@ -92,6 +93,7 @@ typedef struct answered {
     uint64_t min_tag, max_tag;
     int64_t waiting_since_ms; /* for the confirm timeout; reset while the broker blocks */
     size_t applied, rejected, duplicates, dead;
+    lq_confirmations conf; /* what its confirms prove published: its stored batches, ... */
 } answered;
 
 typedef struct worker {
@@ -110,7 +112,12 @@ typedef struct worker {
     uint64_t nacks_seen, returned_seen; /* of the connection, when it was opened */
     bool draining;                      /* after SIGTERM: take what is in hand, wait for nothing */
     lq_book book;
-    int64_t deadline_ms; /* when stopping: the moment to give up; 0 before */
+    /* The current batch's stored batches and first outcomes published again. */
+    lq_confirmations batch_conf;
+    /* Confirmed by the broker, recorded in the database with the next batch. */
+    lq_confirmations confirmed;
+    char schema_why[512]; /* why the schema does not fit this release, as last logged */
+    int64_t deadline_ms;  /* when stopping: the moment to give up; 0 before */
     lq_metrics *metrics;
     bool amqp_connected_before, db_connected_before; /* to count reconnects */
     int64_t depth_checked_ms;
@@ -273,6 +280,35 @@ static void on_db_idle(void *arg)
         (void)lq_amqp_service(w->amqp, 0);
 }
 
+/*
+ * Whether this release may run against the database's schema
+ * (docs/upgrades.md): LQ_ERR_SCHEMA when it may not, after one line that
+ * names both versions (logged again only when it changes).
+ */
+static int check_schema(worker *w)
+{
+    lq_schema_state state;
+    char why[sizeof(w->schema_why)];
+    int r = lq_db_schema_state(w->db, &state);
+
+    if (r != LQ_OK) {
+        lq_warn("%s", lq_db_error(w->db));
+        return r;
+    }
+    if (lq_release_fits(LQ_RELEASE, lq_release_schema_needed(), state.version, state.oldest_release,
+                        why, sizeof(why))) {
+        if (w->schema_why[0])
+            lq_info("the database schema (version %d) fits ledgerq %s now: going on", state.version,
+                    LQ_RELEASE);
+        w->schema_why[0] = '\0';
+        return LQ_OK;
+    }
+    if (strcmp(why, w->schema_why) != 0)
+        lq_error("%s; consuming nothing until it fits", why);
+    snprintf(w->schema_why, sizeof(w->schema_why), "%s", why);
+    return LQ_ERR_SCHEMA;
+}
+
 static int connect_db(worker *w)
 {
     char err[512];
@@ -289,6 +325,11 @@ static int connect_db(worker *w)
         w->db = lq_db_close(w->db);
         return r;
     }
+    r = check_schema(w);
+    if (r != LQ_OK) {
+        w->db = lq_db_close(w->db);
+        return r;
+    }
     lq_info("connected to the database");
     if (w->db_connected_before)
         lq_metrics_count_reconnect(w->metrics, LQ_METRICS_DB);
@@ -297,15 +338,24 @@ static int connect_db(worker *w)
     return LQ_OK;
 }
 
-/* Both connections up, or stop requested. */
+/*
+ * Both connections up, or stop requested.  The database first: a worker
+ * takes no message before it knows that its release fits the schema, and
+ * one that does not fit gives back what it holds and stays unready.
+ */
 static bool ensure_connected(worker *w)
 {
     while (!stop_requested) {
-        if (w->amqp == NULL && connect_amqp(w) != LQ_OK) {
-            pause_ms(w, next_backoff(w));
-            continue;
+        if (w->db == NULL) {
+            int r = connect_db(w);
+            if (r == LQ_ERR_SCHEMA && w->amqp)
+                drop_amqp(w, lq_strerror(r));
+            if (r != LQ_OK) {
+                pause_ms(w, next_backoff(w));
+                continue;
+            }
         }
-        if (w->db == NULL && connect_db(w) != LQ_OK) {
+        if (w->amqp == NULL && connect_amqp(w) != LQ_OK) {
             pause_ms(w, next_backoff(w));
             continue;
         }
@@ -323,6 +373,7 @@ static void release_batch(worker *w)
     }
     w->n = 0;
     w->n_redelivered = 0;
+    lq_confirmations_clear(&w->batch_conf);
 }
 
 /* Validate one delivery into its entry. */
@@ -423,16 +474,72 @@ static int gather(worker *w)
 }
 
 /* Keep the database up; retry what can be retried.  Applies items[0..n). */
+/*
+ * What the events of items[0..n), just committed under batch_id, will
+ * prove once confirmed: that the batch's first outcomes were published, and
+ * those first outcomes that were published again.  Kept for the answered
+ * batch (answer_batch()).  Best effort: a confirmation lost for want of
+ * memory only makes a later duplicate publish the first outcome once more.
+ */
+static void note_published(worker *w, const lq_item *items, size_t n, int64_t batch_id)
+{
+    bool stored_new = false;
+
+    for (size_t i = 0; i < n; i++) {
+        const lq_item *it = &items[i];
+        stored_new = stored_new || it->insert;
+        if (it->stored && it->stored_same && !it->stored_published && !it->outcome.duplicate)
+            (void)lq_confirmations_add_payment(&w->batch_conf, it->payment->id);
+    }
+    if (stored_new)
+        (void)lq_confirmations_add_batch(&w->batch_conf, batch_id);
+}
+
+/*
+ * Whether this worker published the first outcome of it itself, in a batch
+ * still waiting for its confirms (or in the batch being applied).  The outcome is then as good as
+ * published: if the confirms never come, the command is redelivered too
+ * (acks go in order), and its redelivery publishes it again.
+ */
+static bool in_confirmations(const lq_confirmations *c, const lq_item *it)
+{
+    for (size_t b = 0; b < c->n_batches; b++) {
+        if (it->stored_batch != 0 && c->batches[b] == it->stored_batch)
+            return true;
+    }
+    for (size_t p = 0; p < c->n_payments; p++) {
+        if (strcmp(c->payments[p], it->payment->id) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool in_flight(const worker *w, const lq_item *it)
+{
+    /* This batch's own earlier commits too (a batch applied payment by payment). */
+    if (in_confirmations(&w->batch_conf, it))
+        return true;
+    for (size_t k = 0; k < w->ring_n; k++) {
+        if (in_confirmations(&w->ring[(w->ring_first + k) % PIPELINE_MAX].conf, it))
+            return true;
+    }
+    return false;
+}
+
 static int apply_items(worker *w, lq_item *items, size_t n)
 {
     char now[LQ_TIMESTAMP_MAX];
+    int64_t batch_id = 0;
     int retries = 0, r;
 
     for (;;) {
         if (w->db == NULL) {
             if (past_deadline(w))
                 return LQ_ERR_TIMEOUT;
-            if (connect_db(w) != LQ_OK) {
+            r = connect_db(w);
+            if (r == LQ_ERR_SCHEMA)
+                return r;
+            if (r != LQ_OK) {
                 pause_ms(w, next_backoff(w));
                 if (w->amqp == NULL)
                     return LQ_ERR_AMQP_UNAVAILABLE;
@@ -441,17 +548,23 @@ static int apply_items(worker *w, lq_item *items, size_t n)
             w->backoff_ms = 0;
         }
         int64_t started = lq_clock_us();
-        r = lq_db_batch_load(w->db, items, n, &w->book, now);
+        r = lq_db_batch_load(w->db, items, n, &w->confirmed, &w->book, now, &batch_id);
         if (r == LQ_OK) {
+            for (size_t i = 0; i < n; i++) {
+                if (items[i].stored && !items[i].stored_published)
+                    items[i].stored_published = in_flight(w, &items[i]);
+            }
             lq_ledger_decide(items, n, &w->book, now);
-            r = lq_db_batch_store(w->db, items, n, &w->book);
+            r = lq_db_batch_store(w->db, items, n, &w->book, batch_id);
         }
         if (r == LQ_OK) {
             lq_metrics_observe_batch(w->metrics, n);
             lq_metrics_observe_commit_us(w->metrics, lq_clock_us() - started);
-        }
-        if (r == LQ_OK)
+            /* Recorded with the batch (nothing adds to them meanwhile: one thread). */
+            lq_confirmations_clear(&w->confirmed);
+            note_published(w, items, n, batch_id);
             return LQ_OK;
+        }
         switch (lq_error_classify(r)) {
         case LQ_CLASS_TRANSIENT:
             if (r == LQ_ERR_DB_RETRY && ++retries <= DB_RETRY_MAX) {
@@ -679,6 +792,8 @@ static int settle(worker *w, bool wait)
         r = ack_answered(w, a);
         if (r != LQ_OK)
             return r;
+        /* Recorded in the database with the next batch, or when idle. */
+        (void)lq_confirmations_move(&w->confirmed, &a->conf);
         lq_metrics_count(w->metrics, LQ_METRICS_APPLIED, a->applied);
         lq_metrics_count(w->metrics, LQ_METRICS_REJECTED, a->rejected);
         lq_metrics_count(w->metrics, LQ_METRICS_DUPLICATE, a->duplicates);
@@ -733,16 +848,22 @@ static int answer_batch(worker *w)
 
     a = &w->ring[(w->ring_first + w->ring_n) % PIPELINE_MAX];
     a->n = a->applied = a->rejected = a->duplicates = a->dead = 0;
+    lq_confirmations_clear(&a->conf);
     a->min_tag = UINT64_MAX;
     a->max_tag = 0;
     for (size_t i = 0; i < w->n; i++) {
         const entry *e = &w->entries[i];
         uint64_t tag = e->delivery->tag;
         if (e->item) {
+            const lq_item *it = e->item;
             r = publish_result(w, e);
-            a->duplicates += e->item->outcome.duplicate;
-            a->applied += !e->item->outcome.duplicate && e->item->outcome.result == LQ_OK;
-            a->rejected += !e->item->outcome.duplicate && e->item->outcome.result != LQ_OK;
+            /* A first outcome published again is a duplicate here: it changed nothing. */
+            if (it->insert || it->outcome.result == LQ_ERR_IDEMPOTENCY_CONFLICT) {
+                a->applied += it->outcome.result == LQ_OK;
+                a->rejected += it->outcome.result != LQ_OK;
+            } else {
+                a->duplicates++;
+            }
         } else {
             r = dead_letter(w, e);
             a->dead++;
@@ -756,6 +877,8 @@ static int answer_batch(worker *w)
     }
     a->last_seq = lq_amqp_last_seq(w->amqp);
     a->waiting_since_ms = lq_clock_ms();
+    /* Best effort, as in note_published(). */
+    (void)lq_confirmations_move(&a->conf, &w->batch_conf);
     w->ring_n++;
     return LQ_OK;
 }
@@ -821,6 +944,27 @@ static void process_held(worker *w)
 }
 
 /*
+ * Record the events the broker confirmed now, rather than with the next
+ * batch: while the worker is idle, a command sent again is then known for
+ * a duplicate by any worker.
+ */
+static void record_confirmed(worker *w)
+{
+    int r;
+
+    if (w->db == NULL || lq_confirmations_empty(&w->confirmed))
+        return;
+    r = lq_db_record_confirmations(w->db, &w->confirmed);
+    if (r == LQ_OK) {
+        lq_confirmations_clear(&w->confirmed);
+        return;
+    }
+    lq_warn("could not record the confirmed events: %s", lq_db_error(w->db));
+    if (r == LQ_ERR_DB_UNAVAILABLE)
+        drop_db(w, lq_db_error(w->db));
+}
+
+/*
  * One step of the loop: a batch of new messages, or one held message; they
  * take turns, so that held messages do not wait for the backlog.  Returns
  * false when there was nothing to do.
@@ -850,6 +994,7 @@ static bool take_step(worker *w)
     } else if (w->n_held > 0) {
         process_held(w);
     } else {
+        record_confirmed(w);
         return false;
     }
     return true;
@@ -874,7 +1019,7 @@ int lq_worker_run(const lq_config *cfg)
 {
     worker w;
     lq_http *http = NULL;
-    char err[512];
+    char err[512], amqp_url[512], db_url[512];
     bool allocated;
     int r;
 
@@ -904,8 +1049,11 @@ int lq_worker_run(const lq_config *cfg)
     srand((unsigned)getpid() ^ (unsigned)lq_clock_ms());
     stop_requested = 0;
     install_signals();
-    lq_info("worker starting: batch up to %d payments, %d ms wait", cfg->batch_max,
-            cfg->batch_wait_ms);
+    lq_config_redact_url(cfg->amqp_url, amqp_url, sizeof(amqp_url));
+    lq_config_redact_url(cfg->database_url, db_url, sizeof(db_url));
+    lq_info("ledgerq %s worker starting: broker %s, database %s, batch up to %d payments, %d ms "
+            "wait",
+            LQ_RELEASE, amqp_url, db_url, cfg->batch_max, cfg->batch_wait_ms);
 
     while (!stop_requested) {
         lq_metrics_tick(w.metrics);
@@ -939,6 +1087,7 @@ int lq_worker_run(const lq_config *cfg)
     }
     if (w.amqp && (r = settle_all(&w)) != LQ_OK)
         give_up_unacked(&w, r);
+    record_confirmed(&w);
     if (w.amqp && w.n_held > 0)
         lq_warn("stopping with %zu redelivered messages not applied: the broker redelivers them",
                 w.n_held);
@@ -953,10 +1102,13 @@ out:
     w.db = lq_db_close(w.db);
     lq_metrics_free(w.metrics);
     lq_book_release(&w.book);
+    lq_confirmations_release(&w.batch_conf);
+    lq_confirmations_release(&w.confirmed);
     free(w.held);
     for (int k = 0; k < PIPELINE_MAX; k++) {
         free(w.ring[k].tags);
         free(w.ring[k].received_us);
+        lq_confirmations_release(&w.ring[k].conf);
     }
     free(w.entries);
     free(w.items);

@@ -735,11 +735,16 @@ static void item_init(lq_item *item, const test_payment *t)
     snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "stale");
 }
 
+/*
+ * The look-up found item's id stored (with the same content or not), and
+ * the broker had confirmed the first outcome's event.
+ */
 static void item_stored(lq_item *item, bool same, int result, const char *detail,
                         const char *processed_at)
 {
     item->stored = true;
     item->stored_same = same;
+    item->stored_published = true;
     item->stored_outcome.result = result;
     item->stored_outcome.duplicate = false;
     snprintf(item->stored_outcome.detail, sizeof(item->stored_outcome.detail), "%s", detail);
@@ -834,6 +839,55 @@ START_TEST(test_decide_stored_twice_in_batch)
     lq_ledger_decide(items, 2, &book, NOW);
     ck_assert_outcome(&items[0], LQ_OK, true, false, "", EARLIER);
     ck_assert_outcome(&items[1], LQ_OK, true, false, "", EARLIER);
+    ck_assert_account("acct:a", 0, 100, false);
+}
+END_TEST
+
+/* The worker that stored it died before the broker confirmed its event. */
+START_TEST(test_decide_stored_unconfirmed_is_first_outcome_again)
+{
+    test_payment t1, t2;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t1, "p1", "acct:a", "acct:b", 10, "EUR");
+    item_init(&items[0], &t1);
+    item_stored(&items[0], true, LQ_OK, "", EARLIER);
+    items[0].stored_published = false;
+    pay1(&t2, "p2", "acct:a", "acct:b", 500, "EUR");
+    item_init(&items[1], &t2);
+    item_stored(&items[1], true, LQ_ERR_INSUFFICIENT_FUNDS, "leg 1: no", EARLIER);
+    items[1].stored_published = false;
+    lq_ledger_decide(items, 2, &book, NOW);
+    /* Not a duplicate, not stored again, not applied again: the first outcome, as it was. */
+    ck_assert_outcome(&items[0], LQ_OK, false, false, "", EARLIER);
+    ck_assert_outcome(&items[1], LQ_ERR_INSUFFICIENT_FUNDS, false, false, "leg 1: no", EARLIER);
+    ck_assert_account("acct:a", 0, 100, false);
+    ck_assert_account("acct:b", 0, 0, false);
+}
+END_TEST
+
+START_TEST(test_decide_stored_unconfirmed_twice_in_batch)
+{
+    test_payment t, other;
+    lq_item items[3];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    pay1(&other, "p1", "acct:a", "acct:b", 11, "EUR");
+    for (int i = 0; i < 3; i++) {
+        item_init(&items[i], i == 1 ? &other : &t);
+        item_stored(&items[i], i != 1, LQ_OK, "", EARLIER);
+        items[i].stored_published = false;
+    }
+    lq_ledger_decide(items, 3, &book, NOW);
+    /* Published again once; the copy after it is a duplicate of it; other content conflicts. */
+    ck_assert_outcome(&items[0], LQ_OK, false, false, "", EARLIER);
+    ck_assert_outcome(&items[1], LQ_ERR_IDEMPOTENCY_CONFLICT, false, false,
+                      "id was first used with other content", NOW);
+    ck_assert_outcome(&items[2], LQ_OK, true, false, "", EARLIER);
     ck_assert_account("acct:a", 0, 100, false);
 }
 END_TEST
@@ -1082,6 +1136,8 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_decide_stored_same_is_duplicate_of_stored_outcome);
     tcase_add_test(tc, test_decide_stored_other_content_is_conflict);
     tcase_add_test(tc, test_decide_stored_twice_in_batch);
+    tcase_add_test(tc, test_decide_stored_unconfirmed_is_first_outcome_again);
+    tcase_add_test(tc, test_decide_stored_unconfirmed_twice_in_batch);
     tcase_add_test(tc, test_decide_batch_duplicate_of_applied);
     tcase_add_test(tc, test_decide_batch_duplicate_of_rejected);
     tcase_add_test(tc, test_decide_batch_conflict);

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ledgerq/ledger.h"
 
@@ -63,12 +64,30 @@ lq_db *lq_db_close(lq_db *db);
 /* The last failure, one line; "" when none.  Valid until the next call. */
 const char *lq_db_error(const lq_db *db);
 
+/* A progress line of a long operation, for people (no trailing newline). */
+typedef void (*lq_db_notice_fn)(const char *line, void *arg);
+
 /*
- * Apply the embedded migrations not yet applied, each in its own
+ * Apply the embedded migrations not yet applied, in order, each in its own
  * transaction, under an advisory lock so that concurrent callers are safe.
+ * A migration that cannot get a table lock within a short lock timeout
+ * (another transaction holds the table) is rolled back and tried again a
+ * while later, so that the workers' batches do not queue behind it.
+ * First refuses (LQ_ERR_DB_FAILED, naming the file) when an applied
+ * migration's recorded checksum differs from the embedded file's.  notice
+ * (may be NULL) gets a line per migration applied and per retry.
  * *ret_applied (may be NULL) gets how many were applied now.
  */
-int lq_db_migrate(lq_db *db, int *ret_applied);
+int lq_db_migrate(lq_db *db, lq_db_notice_fn notice, void *arg, int *ret_applied);
+
+/* What the database says of its schema (docs/upgrades.md). */
+typedef struct lq_schema_state {
+    int version;             /* the newest applied migration; 0 when none */
+    char oldest_release[32]; /* the oldest release that may run against it; "" when none set */
+} lq_schema_state;
+
+/* Read the schema state into *ret (an unmigrated database gives version 0). */
+int lq_db_schema_state(lq_db *db, lq_schema_state *ret);
 
 /* Open one account (debits and credits start at 0).  LQ_ERR_EXISTS if the id is taken. */
 int lq_db_account_open(lq_db *db, const lq_account *a);
@@ -117,21 +136,59 @@ typedef void (*lq_db_violation_fn)(const char *invariant, const char *detail, vo
 int lq_db_audit(lq_db *db, lq_db_violation_fn fn, void *arg, size_t *ret_violations);
 
 /*
- * First half of a batch, one round trip to the server: begin a
- * transaction, fill each item's stored outcome (and whether its content
- * matches), lock every existing account that the items name (stored ones
- * too), in id order, and load them into book (cleared first).  ret_now gets
- * the transaction's time.  On failure the transaction is rolled back.
+ * Result events the broker confirmed, not yet recorded in the database: the
+ * batches whose events were all confirmed, and single payments whose first
+ * outcome was published again (their batch lost its confirms) and then
+ * confirmed.  A redelivered command whose first event is recorded as
+ * confirmed is answered as a duplicate; otherwise its first outcome is
+ * published again (docs/protocol.md section 6).
  */
-int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, lq_book *book,
-                     char ret_now[LQ_TIMESTAMP_MAX]);
+typedef struct lq_confirmations {
+    int64_t *batches; /* owned */
+    size_t n_batches, cap_batches;
+    char (*payments)[LQ_ID_MAX + 1]; /* owned */
+    size_t n_payments, cap_payments;
+} lq_confirmations;
+
+/* Add a batch or a payment id.  LQ_ERR_NOMEM when it cannot grow. */
+int lq_confirmations_add_batch(lq_confirmations *c, int64_t batch_id);
+int lq_confirmations_add_payment(lq_confirmations *c, const char *payment_id);
+
+/* Add everything from into c, and empty from.  LQ_ERR_NOMEM leaves both as they were. */
+int lq_confirmations_move(lq_confirmations *c, lq_confirmations *from);
+
+/* Forget every entry, keeping the memory. */
+void lq_confirmations_clear(lq_confirmations *c);
+
+/* Release the memory.  Accepts a zeroed struct. */
+void lq_confirmations_release(lq_confirmations *c);
+
+/* Whether c holds nothing. */
+bool lq_confirmations_empty(const lq_confirmations *c);
+
+/* Record c's confirmations in a transaction of their own. */
+int lq_db_record_confirmations(lq_db *db, const lq_confirmations *c);
+
+/*
+ * First half of a batch, one round trip to the server: begin a
+ * transaction, record the confirmations c (may be NULL or empty; they are
+ * durable once the batch commits), fill each item's stored outcome (and
+ * whether its content matches and its first event was confirmed), lock
+ * every existing account that the items name (stored ones too), in id
+ * order, and load them into book (cleared first).  ret_now gets the
+ * transaction's time and *ret_batch_id the number under which the batch
+ * stores its outcomes.  On failure the transaction is rolled back.
+ */
+int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations *c, lq_book *book,
+                     char ret_now[LQ_TIMESTAMP_MAX], int64_t *ret_batch_id);
 
 /*
  * Second half, one round trip: store the items marked insert (outcome and
- * legs: the legs of an applied payment are its postings), write the book's
- * totals for the accounts that changed, and commit.  On failure the
- * transaction is rolled back.
+ * legs: the legs of an applied payment are its postings) under batch_id,
+ * write the book's totals for the accounts that changed, and commit.  On
+ * failure the transaction is rolled back.
  */
-int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book);
+int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book,
+                      int64_t batch_id);
 
 #endif

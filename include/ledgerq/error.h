@@ -20,6 +20,7 @@ typedef enum lq_error {
     LQ_ERR_EXISTS = -6,    /* an object to create exists already */
     LQ_ERR_TIMEOUT = -7,   /* nothing happened within the wait asked for */
     LQ_ERR_INTERNAL = -8,  /* a bug: an invariant of the program broke */
+    LQ_ERR_SCHEMA = -9,    /* the database schema does not fit this release */
 
     /* -100 .. -199: invalid messages, dead-lettered at once */
     LQ_ERR_MALFORMED_JSON = -100,

@@ -78,6 +78,12 @@ typedef struct lq_item {
     /* Filled by the loader (db module) before deciding. */
     bool stored;      /* the database holds an outcome for this id */
     bool stored_same; /* ... and its content equals this payment's */
+    /*
+     * ... and the broker confirmed the result event of its first
+     * processing (or a release that did not keep track of it stored it).
+     */
+    bool stored_published;
+    int64_t stored_batch; /* the batch that stored it; 0 when not known */
     lq_outcome stored_outcome;
 
     /* Filled by lq_ledger_decide(). */
@@ -87,7 +93,10 @@ typedef struct lq_item {
 
 /*
  * Decide each item in order, as contract section 5 says:
- *  - an id stored with the same content: the stored outcome, duplicate;
+ *  - an id stored with the same content: the stored outcome, duplicate,
+ *    unless its first event was never confirmed (stored_published false):
+ *    then it is the first outcome again (duplicate false, the stored
+ *    processed_at), for the first such item of the id in the batch;
  *  - an id stored with other content: idempotency_conflict, not stored,
  *    processed_at now;
  *  - an id seen earlier in this batch: likewise, against that first item;
