@@ -40,7 +40,10 @@ static void print_wrapped(const char *text, int indent)
             putchar('\n');
             col = 0;
         }
-        col += col == 0 ? printf("%*s", indent, "") : printf(" ");
+        if (col == 0)
+            col = printf("%*s", indent, "");
+        else
+            col += printf(" ");
         for (size_t i = 0; i < len; i++) {
             if (p[i] != '`')
                 putchar(p[i]);

@@ -34,7 +34,8 @@ typedef struct lq_config {
 
 /*
  * One setting as people read it, in --help and in the README's table.  In
- * help, `backticks` mark literal values (the README shows them as code).
+ * help, `backticks` mark literal values: the README shows them as code,
+ * --help without the backticks.
  */
 typedef struct lq_setting_info {
     const char *flag; /* "amqp-url" (the flag --amqp-url) */
