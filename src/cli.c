@@ -20,6 +20,42 @@ void lq_cli_fail(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+/* What a setting without a default value shows in the default column. */
+#define NO_DEFAULT "unset"
+
+/*
+ * Print text without the backticks that mark literal values for the README,
+ * wrapped at 80 columns, each line indented by indent spaces.
+ */
+static void print_wrapped(const char *text, int indent)
+{
+    int col = 0;
+
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, " "), shown = len;
+
+        for (size_t i = 0; i < len; i++)
+            shown -= p[i] == '`';
+        if (col > 0 && col + 1 + (int)shown > 80) {
+            putchar('\n');
+            col = 0;
+        }
+        if (col == 0)
+            col = printf("%*s", indent, "");
+        else
+            col += printf(" ");
+        for (size_t i = 0; i < len; i++) {
+            if (p[i] != '`')
+                putchar(p[i]);
+        }
+        col += (int)shown;
+        p += len;
+        p += strspn(p, " ");
+    }
+    if (col > 0)
+        putchar('\n');
+}
+
 static void print_help(const char *command, const char *synopsis, const lq_cli_option *options)
 {
     const lq_setting_info *s;
@@ -31,9 +67,47 @@ static void print_help(const char *command, const char *synopsis, const lq_cli_o
             printf("  --%-22s %s\n", o->name, o->help);
     }
     printf("  --%-22s %s\n", "help", "show this help and exit");
-    printf("\nsettings (each also read from the environment variable shown):\n");
-    for (s = lq_config_settings(); s->flag; s++)
-        printf("  --%-22s %-30s %s\n", s->flag, s->env, s->help);
+    printf("\nsettings (each also read from its environment variable; a flag overrides it):\n");
+    printf("  %-24s %-28s %s\n", "flag", "variable", "default");
+    for (size_t i = 0; (s = lq_config_setting(i)) != NULL; i++) {
+        printf("  --%-22s %-28s %s\n", s->flag, s->env, s->def ? s->def : NO_DEFAULT);
+        print_wrapped(s->help, 6);
+    }
+}
+
+/* Print one cell of a Markdown table: a '|' in it is escaped. */
+static void print_cell(const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p == '|')
+            putchar('\\');
+        putchar(*p);
+    }
+}
+
+int lq_cli_print_settings_markdown(void)
+{
+    const lq_setting_info *s;
+
+    printf("| variable | flag | default | meaning |\n|---|---|---|---|\n");
+    for (size_t i = 0; (s = lq_config_setting(i)) != NULL; i++) {
+        printf("| `%s` | `--%s` | ", s->env, s->flag);
+        if (s->def) {
+            printf("`");
+            print_cell(s->def);
+            printf("`");
+        } else {
+            printf("%s", NO_DEFAULT);
+        }
+        printf(" | ");
+        print_cell(s->help);
+        printf(" |\n");
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        lq_cli_fail("could not write the settings table: %m");
+        return LQ_EXIT_FAILURE;
+    }
+    return LQ_EXIT_OK;
 }
 
 static int find_option(const lq_cli_option *options, const char *name, size_t len)

@@ -1,14 +1,14 @@
 /*
  * Settings (contract section 2): one table says, for each setting, its flag,
  * its environment variable, its default, how its value is checked and where
- * it goes in lq_config.  Loading, flags and --help all walk that table.
+ * it goes in lq_config.  Loading, flags, --help and the README's settings
+ * table all come from that table.
  *
  * An environment variable that is set but empty is an invalid value, not
  * "unset": LEDGERQ_PREFETCH= is more likely a broken deployment template
  * than a wish for the default, and failing at start says so.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -35,64 +35,125 @@ typedef enum setting_kind {
 } setting_kind;
 
 typedef struct setting {
-    const char *flag;
-    const char *env;
-    const char *def; /* NULL: no default of its own (the *_FILE variants) */
+    lq_setting_info info; /* flag, variable, default, meaning: what --help and the README show */
     setting_kind kind;
     bool from_file; /* the value is the content of the file the setting names */
     size_t offset;  /* of the field in lq_config */
     int min, max;   /* KIND_INT only */
-    const char *help;
 } setting;
 
 #define FIELD(f) offsetof(lq_config, f)
 
+/*
+ * The README's settings table is generated from this one (`ninja -C build
+ * readme-settings`), and a unit test fails when they differ.
+ */
 static const setting settings[] = {
-    {"amqp-url", "LEDGERQ_AMQP_URL", "amqp://guest:guest@localhost:5672/%2f", KIND_AMQP_URL, false,
-     FIELD(amqp_url), 0, 0, "RabbitMQ URL, amqp:// or amqps:// for TLS"},
-    {"amqp-url-file", "LEDGERQ_AMQP_URL_FILE", NULL, KIND_AMQP_URL, true, FIELD(amqp_url), 0, 0,
-     "read the RabbitMQ URL from this file"},
-    {"database-url", "LEDGERQ_DATABASE_URL", "postgresql:///ledgerq", KIND_DB_URL, false,
-     FIELD(database_url), 0, 0, "PostgreSQL URI or conninfo; libpq's PG* variables also apply"},
-    {"database-url-file", "LEDGERQ_DATABASE_URL_FILE", NULL, KIND_DB_URL, true, FIELD(database_url),
-     0, 0, "read the PostgreSQL URI or conninfo from this file"},
-    {"prefetch", "LEDGERQ_PREFETCH", "1000", KIND_INT, false, FIELD(prefetch), 1, 65535,
-     "consumer prefetch (1-65535)"},
-    {"batch-max", "LEDGERQ_BATCH_MAX", "500", KIND_INT, false, FIELD(batch_max), 1, 10000,
-     "most payments per database transaction (1-10000)"},
-    {"batch-wait-ms", "LEDGERQ_BATCH_WAIT_MS", "0", KIND_INT, false, FIELD(batch_wait_ms), 0, 60000,
-     "longest wait to fill a batch, in milliseconds (0-60000)"},
-    {"max-attempts", "LEDGERQ_MAX_ATTEMPTS", "5", KIND_INT, false, FIELD(max_attempts), 1, 1000,
-     "tries of a payment failing unexpectedly before it is dead-lettered (1-1000)"},
-    {"http-addr", "LEDGERQ_HTTP_ADDR", "0.0.0.0:8080", KIND_ADDR, false, FIELD(http_addr), 0, 0,
-     "health and metrics endpoint, host:port or off"},
-    {"log-level", "LEDGERQ_LOG_LEVEL", "info", KIND_LEVEL, false, FIELD(log_level), 0, 0,
-     "debug, info, warn or error"},
-    {"log-format", "LEDGERQ_LOG_FORMAT", "json", KIND_FORMAT, false, FIELD(log_format), 0, 0,
-     "json or text"},
-    {"shutdown-timeout-ms", "LEDGERQ_SHUTDOWN_TIMEOUT_MS", "25000", KIND_INT, false,
-     FIELD(shutdown_timeout_ms), 1, 3600000,
-     "longest graceful drain after SIGTERM, in milliseconds (1-3600000)"},
-    {"exchange", "LEDGERQ_EXCHANGE", "payments", KIND_NAME, false, FIELD(exchange), 0, 0,
-     "exchange upstream services publish payment commands to"},
-    {"queue", "LEDGERQ_QUEUE", "payments.process", KIND_NAME, false, FIELD(queue), 0, 0,
-     "queue the worker consumes"},
-    {"results-exchange", "LEDGERQ_RESULTS_EXCHANGE", "payments.results", KIND_NAME, false,
-     FIELD(results_exchange), 0, 0, "exchange result events are published to"},
-    {"dlx", "LEDGERQ_DLX", "payments.dlx", KIND_NAME, false, FIELD(dlx), 0, 0,
-     "dead-letter exchange"},
-    {"dlq", "LEDGERQ_DLQ", "payments.dead", KIND_NAME, false, FIELD(dlq), 0, 0,
-     "dead-letter queue"},
-    {"delivery-limit", "LEDGERQ_DELIVERY_LIMIT", "10", KIND_INT, false, FIELD(delivery_limit), 1,
-     1000000, "delivery limit declared on the queue (1-1000000)"},
-    {"amqp-ca-file", "LEDGERQ_AMQP_CA_FILE", NULL, KIND_PATH, false, FIELD(amqp_ca_file), 0, 0,
-     "amqps://: CA certificates (PEM) that verify the broker; default: the system's"},
-    {"amqp-cert-file", "LEDGERQ_AMQP_CERT_FILE", NULL, KIND_PATH, false, FIELD(amqp_cert_file), 0,
-     0, "amqps://: client certificate (PEM), with --amqp-key-file"},
-    {"amqp-key-file", "LEDGERQ_AMQP_KEY_FILE", NULL, KIND_PATH, false, FIELD(amqp_key_file), 0, 0,
-     "amqps://: client private key (PEM), with --amqp-cert-file"},
-    {"declare", "LEDGERQ_DECLARE", "true", KIND_BOOL, false, FIELD(declare), 0, 0,
-     "declare the topology at start: true or false"},
+    {.info = {"amqp-url", "LEDGERQ_AMQP_URL", "amqp://guest:guest@localhost:5672/%2f",
+              "the broker's URL, `amqp://`, or `amqps://` for TLS"},
+     .kind = KIND_AMQP_URL,
+     .offset = FIELD(amqp_url)},
+    {.info = {"amqp-url-file", "LEDGERQ_AMQP_URL_FILE", NULL,
+              "read the broker's URL from this file (Kubernetes Secret mounts); set it or "
+              "`LEDGERQ_AMQP_URL`, not both"},
+     .kind = KIND_AMQP_URL,
+     .from_file = true,
+     .offset = FIELD(amqp_url)},
+    {.info = {"database-url", "LEDGERQ_DATABASE_URL", "postgresql:///ledgerq",
+              "libpq URI or conninfo; libpq's `PG*` variables also apply"},
+     .kind = KIND_DB_URL,
+     .offset = FIELD(database_url)},
+    {.info = {"database-url-file", "LEDGERQ_DATABASE_URL_FILE", NULL,
+              "read the libpq URI or conninfo from this file (Kubernetes Secret mounts); set it or "
+              "`LEDGERQ_DATABASE_URL`, not both"},
+     .kind = KIND_DB_URL,
+     .from_file = true,
+     .offset = FIELD(database_url)},
+    {.info = {"prefetch", "LEDGERQ_PREFETCH", "1000", "consumer prefetch (1-65535)"},
+     .kind = KIND_INT,
+     .offset = FIELD(prefetch),
+     .min = 1,
+     .max = 65535},
+    {.info = {"batch-max", "LEDGERQ_BATCH_MAX", "500",
+              "most payments per database transaction (1-10000)"},
+     .kind = KIND_INT,
+     .offset = FIELD(batch_max),
+     .min = 1,
+     .max = 10000},
+    {.info = {"batch-wait-ms", "LEDGERQ_BATCH_WAIT_MS", "0",
+              "longest wait to fill a batch once its first payment arrived, in milliseconds "
+              "(0-60000); `0` takes what has arrived: while the database works on one batch, "
+              "the next one gathers by itself"},
+     .kind = KIND_INT,
+     .offset = FIELD(batch_wait_ms),
+     .min = 0,
+     .max = 60000},
+    {.info = {"max-attempts", "LEDGERQ_MAX_ATTEMPTS", "5",
+              "tries of a payment that fails for an unexpected reason before it is dead-lettered "
+              "(1-1000)"},
+     .kind = KIND_INT,
+     .offset = FIELD(max_attempts),
+     .min = 1,
+     .max = 1000},
+    {.info = {"http-addr", "LEDGERQ_HTTP_ADDR", "0.0.0.0:8080",
+              "health and metrics endpoint, `host:port` or `[ipv6]:port`; `off` disables it"},
+     .kind = KIND_ADDR,
+     .offset = FIELD(http_addr)},
+    {.info = {"log-level", "LEDGERQ_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
+     .kind = KIND_LEVEL,
+     .offset = FIELD(log_level)},
+    {.info = {"log-format", "LEDGERQ_LOG_FORMAT", "json", "`json` or `text`"},
+     .kind = KIND_FORMAT,
+     .offset = FIELD(log_format)},
+    {.info = {"shutdown-timeout-ms", "LEDGERQ_SHUTDOWN_TIMEOUT_MS", "25000",
+              "longest graceful drain after SIGTERM, in milliseconds (1-3600000)"},
+     .kind = KIND_INT,
+     .offset = FIELD(shutdown_timeout_ms),
+     .min = 1,
+     .max = 3600000},
+    {.info = {"exchange", "LEDGERQ_EXCHANGE", "payments",
+              "exchange upstream services publish payment commands to"},
+     .kind = KIND_NAME,
+     .offset = FIELD(exchange)},
+    {.info = {"queue", "LEDGERQ_QUEUE", "payments.process", "queue the worker consumes"},
+     .kind = KIND_NAME,
+     .offset = FIELD(queue)},
+    {.info = {"results-exchange", "LEDGERQ_RESULTS_EXCHANGE", "payments.results",
+              "exchange result events are published to"},
+     .kind = KIND_NAME,
+     .offset = FIELD(results_exchange)},
+    {.info = {"dlx", "LEDGERQ_DLX", "payments.dlx", "dead-letter exchange"},
+     .kind = KIND_NAME,
+     .offset = FIELD(dlx)},
+    {.info = {"dlq", "LEDGERQ_DLQ", "payments.dead", "dead-letter queue"},
+     .kind = KIND_NAME,
+     .offset = FIELD(dlq)},
+    {.info = {"delivery-limit", "LEDGERQ_DELIVERY_LIMIT", "10",
+              "the delivery limit declared on the work queue, `LEDGERQ_QUEUE` (1-1000000)"},
+     .kind = KIND_INT,
+     .offset = FIELD(delivery_limit),
+     .min = 1,
+     .max = 1000000},
+    {.info = {"amqp-ca-file", "LEDGERQ_AMQP_CA_FILE", NULL,
+              "`amqps://`: CA certificates (PEM) that verify the broker; unset: the system's, "
+              "`/etc/ssl/certs/ca-certificates.crt`"},
+     .kind = KIND_PATH,
+     .offset = FIELD(amqp_ca_file)},
+    {.info = {"amqp-cert-file", "LEDGERQ_AMQP_CERT_FILE", NULL,
+              "`amqps://`: a client certificate (PEM); set both it and `LEDGERQ_AMQP_KEY_FILE`, or "
+              "neither"},
+     .kind = KIND_PATH,
+     .offset = FIELD(amqp_cert_file)},
+    {.info = {"amqp-key-file", "LEDGERQ_AMQP_KEY_FILE", NULL,
+              "`amqps://`: the client certificate's key (PEM, not encrypted); set both it and "
+              "`LEDGERQ_AMQP_CERT_FILE`, or neither"},
+     .kind = KIND_PATH,
+     .offset = FIELD(amqp_key_file)},
+    {.info = {"declare", "LEDGERQ_DECLARE", "true",
+              "the worker (and `publish`) declare the topology at start: `true`, or `false` where "
+              "operators manage it"},
+     .kind = KIND_BOOL,
+     .offset = FIELD(declare)},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -100,22 +161,9 @@ static const setting settings[] = {
 /* A secret file larger than this is not a URL but a mistake. */
 #define MAX_FILE_SIZE 65536
 
-static lq_setting_info infos[N_SETTINGS + 1];
-static pthread_once_t infos_once = PTHREAD_ONCE_INIT;
-
-static void infos_build(void)
+const lq_setting_info *lq_config_setting(size_t i)
 {
-    for (size_t i = 0; i < N_SETTINGS; i++) {
-        infos[i].flag = settings[i].flag;
-        infos[i].env = settings[i].env;
-        infos[i].help = settings[i].help;
-    }
-}
-
-const lq_setting_info *lq_config_settings(void)
-{
-    pthread_once(&infos_once, infos_build);
-    return infos;
+    return i < N_SETTINGS ? &settings[i].info : NULL;
 }
 
 static void fail(char *err, size_t err_len, const char *fmt, ...)
@@ -436,9 +484,9 @@ int lq_config_load_env(lq_config *cfg, char *err, size_t err_len)
         err[0] = '\0';
 
     for (size_t i = 0; i < N_SETTINGS; i++) {
-        if (!settings[i].def)
+        if (!settings[i].info.def)
             continue;
-        rc = store(&tmp, &settings[i], settings[i].def, settings[i].env, err, err_len);
+        rc = store(&tmp, &settings[i], settings[i].info.def, settings[i].info.env, err, err_len);
         if (rc != LQ_OK)
             goto out;
     }
@@ -446,8 +494,9 @@ int lq_config_load_env(lq_config *cfg, char *err, size_t err_len)
     /* Both X and X_FILE set is reported first: neither value is the one to check. */
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *twin = settings[i].from_file ? file_twin(&settings[i]) : NULL;
-        if (twin && getenv(settings[i].env) && getenv(twin->env)) {
-            fail(err, err_len, "%s and %s are both set: set only one", twin->env, settings[i].env);
+        if (twin && getenv(settings[i].info.env) && getenv(twin->info.env)) {
+            fail(err, err_len, "%s and %s are both set: set only one", twin->info.env,
+                 settings[i].info.env);
             rc = LQ_ERR_CONFIG;
             goto out;
         }
@@ -455,11 +504,11 @@ int lq_config_load_env(lq_config *cfg, char *err, size_t err_len)
 
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &settings[i];
-        const char *value = getenv(s->env);
+        const char *value = getenv(s->info.env);
 
         if (!value)
             continue;
-        rc = apply(&tmp, s, value, s->env, err, err_len);
+        rc = apply(&tmp, s, value, s->info.env, err, err_len);
         if (rc != LQ_OK)
             goto out;
     }
@@ -476,7 +525,7 @@ int lq_config_set(lq_config *cfg, const char *flag, const char *value, char *err
     char name[64];
 
     for (size_t i = 0; i < N_SETTINGS; i++) {
-        if (strcmp(settings[i].flag, flag) != 0)
+        if (strcmp(settings[i].info.flag, flag) != 0)
             continue;
         snprintf(name, sizeof(name), "--%s", flag);
         return apply(cfg, &settings[i], value, name, err, err_len);

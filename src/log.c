@@ -18,7 +18,12 @@
 #include "ledgerq/json.h"
 #include "ledgerq/log.h"
 
-/* The only mutable globals of the program (STYLE.md), guarded by lock. */
+/*
+ * The program's only mutable globals: every module logs, from the worker's
+ * thread and the HTTP thread, and handing these to each call would thread
+ * them through every function.  Set at start by lq_log_setup(), guarded by
+ * lock.
+ */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static lq_log_level threshold = LQ_LOG_INFO;
 static lq_log_format format = LQ_LOG_JSON;

@@ -41,6 +41,9 @@ int main(int argc, char **argv)
         usage(stdout);
         return LQ_EXIT_OK;
     }
+    /* Not in the usage: tests/readme-settings.sh makes README.md's settings table with it. */
+    if (strcmp(argv[1], "--settings-markdown") == 0)
+        return lq_cli_print_settings_markdown();
     if (strcmp(argv[1], "--version") == 0) {
         printf("ledgerq %s\n", LEDGERQ_VERSION);
         return LQ_EXIT_OK;

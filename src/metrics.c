@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "ledgerq/clock.h"
-#include "ledgerq/json.h"
 #include "ledgerq/metrics.h"
 
 #define MAX_BUCKETS 16
@@ -152,22 +151,66 @@ bool lq_metrics_ready(const lq_metrics *m)
            atomic_load(&m->connected[LQ_METRICS_DB]) && atomic_load(&m->consuming);
 }
 
-/* Append printf-formatted text. */
-__attribute__((format(printf, 2, 3))) static void put(lq_json *out, const char *fmt, ...)
+/*
+ * The /metrics text, grown as it is written.  Once an allocation failed,
+ * failed stays set and the render returns NULL: a scraper must never get a
+ * cut text that still parses.
+ */
+typedef struct text {
+    char *buf; /* owned, NUL-terminated once anything was written */
+    size_t len, cap;
+    bool failed;
+} text;
+
+/* Room for n more bytes and the NUL; false (and t->failed) when out of memory. */
+static bool reserve(text *t, size_t n)
 {
-    char line[256];
+    size_t need, cap;
+    char *buf;
+
+    if (t->failed)
+        return false;
+    if (__builtin_add_overflow(t->len, n, &need) || __builtin_add_overflow(need, 1, &need))
+        goto fail;
+    if (need <= t->cap)
+        return true;
+    /* The whole text is a few KiB: a page more at a time reallocates a handful of times. */
+    if (__builtin_add_overflow(need, 4096, &cap))
+        goto fail;
+    buf = realloc(t->buf, cap);
+    if (buf == NULL)
+        goto fail;
+    t->buf = buf;
+    t->cap = cap;
+    return true;
+fail:
+    t->failed = true;
+    return false;
+}
+
+/* Append printf-formatted text, whatever its length. */
+__attribute__((format(printf, 2, 3))) static void put(text *t, const char *fmt, ...)
+{
     va_list ap;
     int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(line, sizeof(line), fmt, ap);
+    n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        lq_json_append(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    if (n < 0) {
+        t->failed = true;
+        return;
+    }
+    if (!reserve(t, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
 }
 
 /* A value in the rendered unit: v / scale, exactly for whole units. */
-static void put_scaled(lq_json *out, uint64_t v, int64_t scale)
+static void put_scaled(text *out, uint64_t v, int64_t scale)
 {
     if (scale == 1)
         put(out, "%" PRIu64, v);
@@ -175,7 +218,7 @@ static void put_scaled(lq_json *out, uint64_t v, int64_t scale)
         put(out, "%" PRIu64 ".%06" PRIu64, v / (uint64_t)scale, v % (uint64_t)scale);
 }
 
-static void render_histogram(lq_json *out, const histogram *h)
+static void render_histogram(text *out, const histogram *h)
 {
     uint64_t cumulative = 0;
 
@@ -197,9 +240,8 @@ static void render_histogram(lq_json *out, const histogram *h)
 
 char *lq_metrics_render(const lq_metrics *m)
 {
-    lq_json out;
+    text out = {0};
 
-    lq_json_init(&out);
     put(&out, "# HELP ledgerq_messages_total Payment commands handled, by outcome.\n"
               "# TYPE ledgerq_messages_total counter\n");
     for (int o = 0; o < LQ_METRICS_OUTCOMES; o++)
@@ -230,5 +272,9 @@ char *lq_metrics_render(const lq_metrics *m)
         "ledgerq_queue_messages{state=\"unacked\"} %" PRIu64 "\n",
         atomic_load_explicit(&m->queue_ready, memory_order_relaxed),
         atomic_load_explicit(&m->in_hand, memory_order_relaxed));
-    return lq_json_steal(&out);
+    if (out.failed) {
+        free(out.buf);
+        return NULL;
+    }
+    return out.buf;
 }

@@ -609,18 +609,73 @@ END_TEST
 
 START_TEST(test_settings_list_every_variable)
 {
-    const lq_setting_info *infos = lq_config_settings();
     size_t n = 0;
-    while (infos[n].flag)
+    while (lq_config_setting(n))
         n++;
     ck_assert_uint_eq(n, N_VARS);
 
     for (size_t v = 0; v < N_VARS; v++) {
         bool found = false;
         for (size_t i = 0; i < n; i++)
-            found = found || strcmp(infos[i].env, all_vars[v]) == 0;
-        ck_assert_msg(found, "%s is not in lq_config_settings()", all_vars[v]);
+            found = found || strcmp(lq_config_setting(i)->env, all_vars[v]) == 0;
+        ck_assert_msg(found, "%s is not in the settings table", all_vars[v]);
     }
+}
+END_TEST
+
+/* The table's defaults are the values a load without the environment gives, and valid values. */
+START_TEST(test_settings_defaults_are_the_loaded_values)
+{
+    const lq_setting_info *s;
+    lq_config cfg;
+    char err[512];
+    size_t n_def = 0;
+
+    clean_env();
+    ck_assert_int_eq(lq_config_load_env(&cfg, err, sizeof(err)), LQ_OK);
+    for (size_t i = 0; (s = lq_config_setting(i)) != NULL; i++) {
+        if (!s->def)
+            continue;
+        n_def++;
+        ck_assert_msg(lq_config_set(&cfg, s->flag, s->def, err, sizeof(err)) == LQ_OK,
+                      "--%s refuses its own default \"%s\": %s", s->flag, s->def, err);
+    }
+    lq_config_release(&cfg);
+    /* Only the *_FILE variants and the TLS files have no default value. */
+    ck_assert_uint_eq(n_def, N_VARS - 5);
+
+    ck_assert_int_eq(lq_config_load_env(&cfg, err, sizeof(err)), LQ_OK);
+    for (size_t i = 0; (s = lq_config_setting(i)) != NULL; i++) {
+        if (strcmp(s->env, "LEDGERQ_PREFETCH") == 0)
+            ck_assert_int_eq(cfg.prefetch, atoi(s->def));
+        else if (strcmp(s->env, "LEDGERQ_BATCH_WAIT_MS") == 0)
+            ck_assert_int_eq(cfg.batch_wait_ms, atoi(s->def));
+        else if (strcmp(s->env, "LEDGERQ_QUEUE") == 0)
+            ck_assert_str_eq(cfg.queue, s->def);
+        else if (strcmp(s->env, "LEDGERQ_AMQP_URL") == 0)
+            ck_assert_str_eq(cfg.amqp_url, s->def);
+        else if (strcmp(s->env, "LEDGERQ_AMQP_CA_FILE") == 0)
+            ck_assert_ptr_null(s->def);
+    }
+    lq_config_release(&cfg);
+}
+END_TEST
+
+/* Meanings are one paragraph whose `literal values` are closed, for --help and the README. */
+START_TEST(test_settings_meanings_are_one_paragraph)
+{
+    const lq_setting_info *s;
+
+    for (size_t i = 0; (s = lq_config_setting(i)) != NULL; i++) {
+        size_t ticks = 0;
+
+        ck_assert_ptr_nonnull(s->help);
+        ck_assert_msg(strcspn(s->help, "\n\t") == strlen(s->help), "--%s: a line break", s->flag);
+        for (const char *p = s->help; *p; p++)
+            ticks += *p == '`';
+        ck_assert_msg(ticks % 2 == 0, "--%s: a ` is not closed: %s", s->flag, s->help);
+    }
+    ck_assert_ptr_null(lq_config_setting(N_VARS));
 }
 END_TEST
 
@@ -655,17 +710,17 @@ END_TEST
 
 START_TEST(test_settings_flags_are_accepted)
 {
-    const lq_setting_info *infos = lq_config_settings();
+    const lq_setting_info *s;
     lq_config cfg;
     char err[512];
     clean_env();
     ck_assert_int_eq(lq_config_load_env(&cfg, err, sizeof(err)), LQ_OK);
-    for (size_t i = 0; infos[i].flag; i++) {
-        ck_assert_ptr_nonnull(infos[i].help);
-        ck_assert_uint_gt(strlen(infos[i].help), 0);
+    for (size_t i = 0; (s = lq_config_setting(i)) != NULL; i++) {
+        ck_assert_ptr_nonnull(s->help);
+        ck_assert_uint_gt(strlen(s->help), 0);
         /* "" is never valid, but the flag must be known. */
-        int rc = lq_config_set(&cfg, infos[i].flag, "", err, sizeof(err));
-        ck_assert_msg(rc != LQ_ERR_NOT_FOUND, "--%s is listed but not accepted", infos[i].flag);
+        int rc = lq_config_set(&cfg, s->flag, "", err, sizeof(err));
+        ck_assert_msg(rc != LQ_ERR_NOT_FOUND, "--%s is listed but not accepted", s->flag);
     }
     lq_config_release(&cfg);
 }
@@ -803,6 +858,8 @@ int main(void)
     tcase_add_test(tc, test_flag_message);
     tcase_add_test(tc, test_unknown_flag);
     tcase_add_test(tc, test_settings_list_every_variable);
+    tcase_add_test(tc, test_settings_defaults_are_the_loaded_values);
+    tcase_add_test(tc, test_settings_meanings_are_one_paragraph);
     tcase_add_test(tc, test_settings_flags_are_accepted);
     tcase_add_test(tc, test_tls_files_must_be_readable);
     suite_add_tcase(s, tc);

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <regex.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,34 +87,70 @@ START_TEST(histograms_are_cumulative_with_sum_and_count)
 }
 END_TEST
 
-START_TEST(render_is_prometheus_text_format)
+/* Every line of text is a complete sample, HELP or TYPE line, and the text ends with a newline. */
+static void assert_prometheus_text(const char *text)
 {
-    lq_metrics *m = lq_metrics_new();
-    char *text, *save = NULL, *line;
+    char *copy = strdup(text), *save = NULL, *line;
     regex_t sample_re, meta_re;
 
-    lq_metrics_observe_message_us(m, 12345);
-    lq_metrics_set_queue(m, 7, 3);
-    text = lq_metrics_render(m);
+    ck_assert_ptr_nonnull(copy);
     ck_assert_int_eq(regcomp(&sample_re,
                              "^[a-zA-Z_:][a-zA-Z0-9_:]*(\\{[a-z_]+=\"[^\"]*\"(,[a-z_]+=\"[^\"]*\")*"
                              "\\})? [-+]?([0-9]+(\\.[0-9]+)?|\\+Inf)$",
                              REG_EXTENDED | REG_NOSUB),
                      0);
     ck_assert_int_eq(regcomp(&meta_re, "^# (HELP|TYPE) [a-z_]+ .+$", REG_EXTENDED | REG_NOSUB), 0);
-    ck_assert(text[strlen(text) - 1] == '\n');
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    ck_assert(text[0] != '\0' && text[strlen(text) - 1] == '\n');
+    for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         const regex_t *re = line[0] == '#' ? &meta_re : &sample_re;
         ck_assert_msg(regexec(re, line, 0, NULL, 0) == 0, "not Prometheus text: \"%s\"", line);
     }
     regfree(&sample_re);
     regfree(&meta_re);
-    free(text);
+    free(copy);
+}
+
+START_TEST(render_is_prometheus_text_format)
+{
+    lq_metrics *m = lq_metrics_new();
+    char *text;
+
+    lq_metrics_observe_message_us(m, 12345);
+    lq_metrics_set_queue(m, 7, 3);
     text = lq_metrics_render(m);
+    assert_prometheus_text(text);
     ck_assert_double_eq(sample(text, "ledgerq_queue_messages{state=\"ready\"}"), 7);
     ck_assert_double_eq(sample(text, "ledgerq_queue_messages{state=\"unacked\"}"), 3);
     ck_assert_ptr_nonnull(strstr(text, "# TYPE ledgerq_batch_size histogram\n"));
     ck_assert_ptr_nonnull(strstr(text, "# TYPE ledgerq_ready gauge\n"));
+    free(text);
+    lq_metrics_free(m);
+}
+END_TEST
+
+/*
+ * The widest numbers every series can show: each line is still whole (a
+ * fixed line buffer once cut the queue block, 244 bytes before its numbers).
+ */
+START_TEST(render_keeps_the_widest_numbers_whole)
+{
+    lq_metrics *m = lq_metrics_new();
+    char *text;
+
+    for (int o = 0; o < LQ_METRICS_OUTCOMES; o++)
+        lq_metrics_count(m, (lq_metrics_outcome)o, UINT64_MAX);
+    lq_metrics_observe_commit_us(m, INT64_MAX);
+    lq_metrics_set_queue(m, UINT64_MAX, UINT64_MAX);
+    text = lq_metrics_render(m);
+    assert_prometheus_text(text);
+    ck_assert_ptr_nonnull(
+        strstr(text, "\nledgerq_messages_total{outcome=\"dead_lettered\"} 18446744073709551615\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "\nledgerq_queue_messages{state=\"ready\"} 18446744073709551615\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "\nledgerq_queue_messages{state=\"unacked\"} 18446744073709551615\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nledgerq_db_commit_duration_seconds_sum "
+                                       "9223372036854.775807\n"));
     free(text);
     lq_metrics_free(m);
 }
@@ -208,6 +245,7 @@ int main(void)
     tcase_add_test(tc, counters_count_each_outcome);
     tcase_add_test(tc, histograms_are_cumulative_with_sum_and_count);
     tcase_add_test(tc, render_is_prometheus_text_format);
+    tcase_add_test(tc, render_keeps_the_widest_numbers_whole);
     tcase_add_test(tc, ready_needs_both_connections_and_consuming);
     tcase_add_test(http, endpoint_serves_health_readiness_and_metrics);
     suite_add_tcase(s, tc);

@@ -75,25 +75,25 @@ ninja -C "$BUILD" ledgerq >/dev/null
 LQ="$BUILD/ledgerq"
 
 # The worker's batching settings, as the workers below get them: the environment's
-# value when set, else the default of the settings table the binary is built from
-# (`ledgerq worker --help` does not print defaults).
+# value when set, else the default that `ledgerq worker --help` shows (its settings
+# lines read: flag, variable, default).
 worker_settings() {
-  python3 - "$ROOT/src/config.c" LEDGERQ_BATCH_MAX LEDGERQ_BATCH_WAIT_MS LEDGERQ_PREFETCH <<'PY'
-import os, re, sys
-src = open(sys.argv[1]).read()
-out, from_env = [], False
-for var in sys.argv[2:]:
-    if var in os.environ:
-        out.append(f"{var}={os.environ[var]} (set in the environment)")
-        from_env = True
-        continue
-    # A table row: {"flag", "VARIABLE", "default", ...}
-    m = re.search(r'"%s",\s*"([^"]*)"' % var, src)
-    if not m:
-        sys.exit(f"bench.sh: no default for {var} in {sys.argv[1]}")
-    out.append(f"{var}={m.group(1)}")
-print(("the worker runs with: " if from_env else "the worker runs with its defaults: ") + ", ".join(out))
-PY
+  local help var def out="" lead="the worker runs with its defaults:"
+  help=$("$LQ" worker --help)
+  for var in LEDGERQ_BATCH_MAX LEDGERQ_BATCH_WAIT_MS LEDGERQ_PREFETCH; do
+    if [ -n "${!var+set}" ]; then
+      out+="${out:+, }$var=${!var} (set in the environment)"
+      lead="the worker runs with:"
+      continue
+    fi
+    def=$(awk -v var="$var" '$2 == var { print $3 }' <<<"$help")
+    if [ -z "$def" ]; then
+      echo "bench.sh: \`$LQ worker --help\` shows no default for $var" >&2
+      exit 1
+    fi
+    out+="${out:+, }$var=$def"
+  done
+  echo "$lead $out"
 }
 WORKER_SETTINGS=$(worker_settings)
 

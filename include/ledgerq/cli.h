@@ -57,6 +57,13 @@ bool lq_cli_want_args(const char *command, const lq_cli_args *args, int min, int
  */
 int lq_cli_print_json(lq_json *j);
 
+/*
+ * Print the settings table (variable, flag, default, meaning) as the
+ * Markdown table that README.md's "Settings" section holds.  Returns
+ * LQ_EXIT_OK, or LQ_EXIT_FAILURE (reported) when stdout could not be written.
+ */
+int lq_cli_print_settings_markdown(void);
+
 /* Print "ledgerq: <message>" on stderr as one line. */
 void lq_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

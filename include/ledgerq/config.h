@@ -32,15 +32,20 @@ typedef struct lq_config {
     char *amqp_key_file;
 } lq_config;
 
-/* The settings table, for --help texts: flag name, variable, meaning. */
+/*
+ * One setting as people read it, in --help and in the README's table.  In
+ * help, `backticks` mark literal values: the README shows them as code,
+ * --help without the backticks.
+ */
 typedef struct lq_setting_info {
-    const char *flag; /* "amqp-url" */
+    const char *flag; /* "amqp-url" (the flag --amqp-url) */
     const char *env;  /* "LEDGERQ_AMQP_URL" */
-    const char *help;
+    const char *def;  /* the default value, as the variable would give it; NULL: unset */
+    const char *help; /* the meaning and the accepted values */
 } lq_setting_info;
 
-/* The settings, terminated by an entry whose flag is NULL. */
-const lq_setting_info *lq_config_settings(void);
+/* The i-th setting (from 0), or NULL past the last.  Static: the caller frees nothing. */
+const lq_setting_info *lq_config_setting(size_t i);
 
 /*
  * Fill cfg with the defaults, then the environment (including the *_FILE
