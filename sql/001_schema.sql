@@ -4,7 +4,7 @@
 --
 -- The database enforces what it can: keys, formats, non-negative totals,
 -- the no-overdraft rule and foreign keys from postings to accounts. The
--- outcome rules themselves (contract section 5) are decided by the worker
+-- outcome rules themselves (docs/protocol.md section 5) are decided by the worker
 -- under row locks; `ledgerq audit` re-checks the invariants.
 
 CREATE TABLE accounts (

@@ -23,7 +23,7 @@ static const lq_cli_option account_options[] = {
     {NULL, false, NULL},
 };
 
-/* The object of contract section 6 for one account. */
+/* The object of docs/protocol.md section 6 for one account. */
 static void account_json(lq_json *j, const lq_account *a, const char *created_at)
 {
     lq_json_object_begin(j);

@@ -1,7 +1,7 @@
 /*
  * `ledgerq bench`: a load generator that measures the whole pipeline,
  * from publishing a payment command to receiving its result event
- * (contract section 10).
+ * (docs/protocol.md section 10).
  *
  * One thread, two broker connections: one publishes (with confirms), one
  * consumes the result events from a private queue bound to the results

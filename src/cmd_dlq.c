@@ -1,6 +1,6 @@
 /*
  * `ledgerq dlq list|show|stats|replay|purge`: operate the dead-letter queue
- * (contract section 9).
+ * (docs/protocol.md section 9).
  *
  * How a peek stays harmless: the dead-letter queue is a classic queue.
  * Every command takes the messages it looks at with basic.get and manual
@@ -10,7 +10,7 @@
  * delivery count, so looking never brings a message nearer to any limit.
  * Replay publishes a copy with confirms before it acks the original: a
  * kill in between leaves the message in the queue and maybe a copy
- * upstream, and a duplicate command is harmless (contract section 5).
+ * upstream, and a duplicate command is harmless (docs/protocol.md section 5).
  */
 #include <inttypes.h>
 #include <stdio.h>

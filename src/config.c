@@ -1,5 +1,5 @@
 /*
- * Settings (contract section 2): one table says, for each setting, its flag,
+ * Settings (docs/protocol.md section 2): one table says, for each setting, its flag,
  * its environment variable, its default, how its value is checked and where
  * it goes in lq_config.  Loading, flags, --help and the README's settings
  * table all come from that table.

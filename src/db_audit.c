@@ -7,7 +7,7 @@
 #include "db_internal.h"
 #include "ledgerq/error.h"
 
-/* One invariant of contract section 8: a query listing its violations. */
+/* One invariant of docs/protocol.md section 8: a query listing its violations. */
 typedef struct audit_check {
     const char *invariant;
     const char *sql; /* each row: one column, the violation's detail */
@@ -17,8 +17,8 @@ typedef struct audit_check {
  * postings is a view of the legs of applied payments (sql/002): an applied
  * payment has exactly its legs posted and a rejected one none by
  * construction.  One stored outcome per payment id is the payments table's
- * primary key: no query could find a second.  What the postings table's constraints enforced before is
- * checked here instead.
+ * primary key: no query could find a second.  What the postings table's constraints enforced before
+ * is checked here instead.
  */
 static const audit_check audit_checks[] = {
     {"posting_balanced",

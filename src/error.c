@@ -1,11 +1,11 @@
-/* Error codes: descriptions, classes and the contract's wire codes. */
+/* Error codes: descriptions, classes and the wire codes of docs/protocol.md. */
 #include <string.h>
 
 #include "ledgerq/error.h"
 
 typedef struct error_info {
     int err;
-    const char *code; /* the contract's spelling, NULL when never on the wire */
+    const char *code; /* as docs/protocol.md spells it, NULL when never on the wire */
     const char *text;
 } error_info;
 

@@ -1,5 +1,5 @@
 /*
- * ledger: the outcome rules of contract section 5, decided in memory.
+ * ledger: the outcome rules of docs/protocol.md section 5, decided in memory.
  *
  * Nothing here does I/O.  The db module loads a batch's accounts into a book
  * and the stored outcomes into the items, lq_ledger_decide() decides, and the
@@ -123,7 +123,7 @@ void lq_book_release(lq_book *book)
 }
 
 /*
- * What lq_payment_parse() guarantees (contract section 4).  A payment built
+ * What lq_payment_parse() guarantees (docs/protocol.md section 4).  A payment built
  * any other way that breaks it is a bug of the caller, not a business
  * outcome: it would break the database's constraints and the no-overdraft
  * arithmetic below, so it is refused before anything is touched.
@@ -153,7 +153,7 @@ static int check_shape(const lq_payment *p, char *detail, size_t detail_len)
 
 /*
  * Check one leg (number n, from 1) against the book as earlier legs left it,
- * in the contract's order.  On LQ_OK stores the two accounts in *ret_debit
+ * in the order of docs/protocol.md section 5.  On LQ_OK stores the two accounts in *ret_debit
  * and *ret_credit; otherwise writes detail.
  */
 static int check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_account **ret_debit,

@@ -1,4 +1,4 @@
-/* ledgerq: one binary, subcommands (contract section 1). */
+/* ledgerq: one binary, subcommands (docs/protocol.md section 1). */
 #include <stdio.h>
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /*
- * Payment commands: parse and validate a message body (contract section 4).
+ * Payment commands: parse and validate a message body (docs/protocol.md section 4).
  *
- * cJSON builds the tree, but it is lenient where the contract is not: it
+ * cJSON builds the tree, but it is lenient where the protocol is not: it
  * accepts "01", "1.", raw control characters in strings and control bytes
  * as whitespace, it truncates strings at \u0000, and it keeps numbers only
  * as doubles.  So before cJSON sees a body we check its UTF-8 and its

@@ -1,5 +1,5 @@
 /*
- * The worker loop (contract sections 5-7).
+ * The worker loop (docs/protocol.md sections 5-7).
  *
  * Deliveries are gathered into a batch (at most batch_max, waiting at most
  * batch_wait_ms after the first), validated, applied to the ledger in one
@@ -632,7 +632,7 @@ static int apply_batch(worker *w)
     return LQ_OK;
 }
 
-/* The result event of contract section 6; caller frees. */
+/* The result event of docs/protocol.md section 6; caller frees. */
 static char *result_event(const lq_payment *p, const lq_outcome *o)
 {
     lq_json j;

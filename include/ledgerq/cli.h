@@ -1,5 +1,5 @@
 /*
- * The command line: `ledgerq <command> [options]` (contract section 1).
+ * The command line: `ledgerq <command> [options]` (docs/protocol.md section 1).
  * Each command is a function taking its arguments after the command name.
  */
 #ifndef LEDGERQ_CLI_H

@@ -1,5 +1,5 @@
 /*
- * Settings (contract section 2): defaults, then the environment, then
+ * Settings (docs/protocol.md section 2): defaults, then the environment, then
  * command-line flags.  The parsed configuration is read-only once the
  * program has started.
  */

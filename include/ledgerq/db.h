@@ -129,7 +129,7 @@ void lq_payment_record_release(lq_payment_record *r);
 typedef void (*lq_db_violation_fn)(const char *invariant, const char *detail, void *arg);
 
 /*
- * Check the ledger invariants of contract section 8 in one read-only
+ * Check the ledger invariants of docs/protocol.md section 8 in one read-only
  * snapshot, calling fn once per violation found.  *ret_violations gets the
  * count.  Returns LQ_OK when the check ran (whatever it found).
  */

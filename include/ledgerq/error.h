@@ -61,7 +61,7 @@ const char *lq_strerror(int err);
 lq_error_class lq_error_classify(int err);
 
 /*
- * The wire code of err as the contract spells it ("malformed_json",
+ * The wire code of err as docs/protocol.md spells it ("malformed_json",
  * "account_not_found", "processing_failed", ...), or NULL for errors that
  * never reach a message or an event.  Static storage.
  */

@@ -1,5 +1,5 @@
 /*
- * The worker's HTTP endpoint (contract section 11): GET /healthz, /readyz
+ * The worker's HTTP endpoint (docs/protocol.md section 11): GET /healthz, /readyz
  * and /metrics, served by libmicrohttpd on a thread of its own so that it
  * never blocks the consumer loop.
  */

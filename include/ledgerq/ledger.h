@@ -1,5 +1,5 @@
 /*
- * The outcome rules of contract section 5, without a database.
+ * The outcome rules of docs/protocol.md section 5, without a database.
  *
  * A batch of payments (in delivery order) is decided against a book: the
  * accounts its payments touch, as loaded (and locked) from the database.
@@ -65,8 +65,8 @@ typedef struct lq_outcome {
 } lq_outcome;
 
 /*
- * Write o's "status", "reason" and "detail" keys and values (contract
- * section 6) into the object j is writing: reason and detail are null when
+ * Write o's "status", "reason" and "detail" keys and values
+ * (docs/protocol.md section 6) into the object j is writing: reason and detail are null when
  * there is none.
  */
 void lq_outcome_json(lq_json *j, const lq_outcome *o);
@@ -92,7 +92,7 @@ typedef struct lq_item {
 } lq_item;
 
 /*
- * Decide each item in order, as contract section 5 says:
+ * Decide each item in order, as docs/protocol.md section 5 says:
  *  - an id stored with the same content: the stored outcome, duplicate,
  *    unless its first event was never confirmed (stored_published false):
  *    then it is the first outcome again (duplicate false, the stored

@@ -1,6 +1,6 @@
 /*
  * Payment commands: parse and validate a message body into a plain C
- * struct (contract section 4).  The only module that includes cJSON.h.
+ * struct (docs/protocol.md section 4).  The only module that includes cJSON.h.
  */
 #ifndef LEDGERQ_MESSAGE_H
 #define LEDGERQ_MESSAGE_H
@@ -59,7 +59,7 @@ int lq_message_check_envelope(const char *content_type, size_t content_type_len,
  * On success returns LQ_OK and stores a new payment in *ret (caller frees
  * with lq_payment_free()).  Otherwise returns LQ_ERR_MALFORMED_JSON (not
  * UTF-8, not JSON, nested too deep), LQ_ERR_INVALID_PAYMENT (any rule of
- * contract section 4) or LQ_ERR_NOMEM, leaves *ret untouched and writes one
+ * docs/protocol.md section 4) or LQ_ERR_NOMEM, leaves *ret untouched and writes one
  * line naming the field and the rule to detail, e.g.
  * "amount: must be a positive whole number".
  */
@@ -78,7 +78,7 @@ lq_payment *lq_payment_free(lq_payment *p);
 bool lq_message_peek_id(const char *body, size_t len, char ret_id[LQ_ID_MAX + 1]);
 
 /*
- * lq_message_peek_id() for a result event (contract section 6), also
+ * lq_message_peek_id() for a result event (docs/protocol.md section 6), also
  * giving its processed_at in microseconds since 1970 (0 when absent or
  * not a timestamp).
  */

@@ -1,5 +1,5 @@
 /*
- * The worker's health and metrics (contract section 11), shared between
+ * The worker's health and metrics (docs/protocol.md section 11), shared between
  * the worker loop (which writes) and the HTTP thread (which reads).
  * Every function is thread-safe: the state is atomics only.
  */

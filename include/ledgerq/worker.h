@@ -1,6 +1,6 @@
 /*
  * The worker: consume payment commands, apply them in batches, publish
- * result events, ack (contract sections 5-7).
+ * result events, ack (docs/protocol.md sections 5-7).
  */
 #ifndef LEDGERQ_WORKER_H
 #define LEDGERQ_WORKER_H
