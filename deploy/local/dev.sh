@@ -369,6 +369,13 @@ cmd_test() {
 	step "format check (ninja -C build format-check)"
 	child ninja -C build format-check
 
+	# The upgrade tests run the previous release against this one's schema.
+	step "previous release, built from its commit (previous-release.sh)"
+	local prev
+	prev="$(child "$HERE/previous-release.sh")" || die "could not build the previous release"
+	echo "$prev"
+	export "${prev%%$'\n'*}" "${prev#*$'\n'}"
+
 	local dir="${LEDGERQ_TEST_STACK_DIR:-/tmp/ledgerq-stack-test}"
 	local amqp_port="${LEDGERQ_TEST_AMQP_PORT:-36672}" pg_port="${LEDGERQ_TEST_PG_PORT:-36432}"
 	TEST_STACK_ARGS=(--dir "$dir" --amqp-port "$amqp_port" --pg-port "$pg_port")
