@@ -2,10 +2,12 @@
  * The integration test harness (see support.h).
  *
  * The product's lq_amqp module publishes the test commands and reads the
- * dead-letter queue.  Two things it does not offer are done here with
- * rabbitmq-c directly: reading a delivery's correlation_id (lq_delivery has
- * no such field), so result listeners consume on connections of their own,
- * and publishing with a custom header (lq_publish has no headers).
+ * dead-letter queue.  What it does not offer is done here with rabbitmq-c
+ * directly, on connections of the harness's own: reading a delivery's
+ * correlation_id (lq_delivery has no such field), so result listeners
+ * consume on connections of their own; publishing with a custom header
+ * (lq_publish has no headers); and what only tests do to a broker: purge
+ * a queue, delete queues and exchanges.
  */
 #include <check.h>
 #include <errno.h>
@@ -51,6 +53,11 @@ struct lqt_listener {
     lqt_event *events;
     size_t n, cap;
 };
+
+static amqp_connection_state_t raw_open(char *err, size_t err_len);
+static void raw_close(amqp_connection_state_t conn);
+static bool raw_delete(const char *const *queues, const char *const *exchanges, char *err,
+                       size_t err_len);
 
 /* The runner process (the parent of Check's forked test children). */
 static pid_t runner_pid;
@@ -160,6 +167,32 @@ bool lqt_parse_utc(const char *s, time_t *ret)
     return true;
 }
 
+/* ------------------------------------------------------------ connections */
+
+/*
+ * Connect to the broker as the product does (lq_amqp_connect_config() with
+ * only the URL set: LEDGERQ_TEST_AMQP_URL is plain amqp://).  Usable
+ * outside a test.
+ */
+static int amqp_open(lq_amqp **ret, char *err, size_t err_len)
+{
+    lq_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.amqp_url = (char *)amqp_url();
+    return lq_amqp_connect_config(&cfg, 0, ret, err, err_len);
+}
+
+lq_amqp *lqt_amqp_connect(void)
+{
+    lq_amqp *c = NULL;
+    char err[512];
+
+    ck_assert_msg(amqp_open(&c, err, sizeof(err)) == LQ_OK,
+                  "could not connect to LEDGERQ_TEST_AMQP_URL: %s", err);
+    return c;
+}
+
 /* ------------------------------------------------------------ the run */
 
 void lqt_env_or_skip(void)
@@ -238,14 +271,21 @@ static bool drop_database(PGconn *admin, const char *name)
     return ok;
 }
 
-static void delete_names(lq_amqp *c, const char *const names[5])
+/*
+ * Delete a namespace's broker objects (exchange, queue, results exchange,
+ * dead-letter exchange, dead-letter queue); false with a line on stderr
+ * when it could not.  Usable outside a test.
+ */
+static bool delete_names(const char *const names[5])
 {
-    /* Queues first: deleting an exchange does not delete what is bound to it. */
-    lq_amqp_delete_queue(c, names[1]);
-    lq_amqp_delete_queue(c, names[4]);
-    lq_amqp_delete_exchange(c, names[0]);
-    lq_amqp_delete_exchange(c, names[2]);
-    lq_amqp_delete_exchange(c, names[3]);
+    const char *const queues[] = {names[1], names[4], NULL};
+    const char *const exchanges[] = {names[0], names[2], names[3], NULL};
+    char err[512];
+
+    if (raw_delete(queues, exchanges, err, sizeof(err)))
+        return true;
+    fprintf(stderr, "lqt: could not delete the broker objects of %s: %s\n", names[1], err);
+    return false;
 }
 
 void lqt_sweep(void)
@@ -293,24 +333,21 @@ void lqt_sweep(void)
     fclose(f);
     for (size_t i = 0; i < n; i++) {
         char err[512];
-        lq_amqp *c = NULL;
         PGconn *admin;
         const char *names[5];
 
         if (created[i][0][0] == '\0')
             continue;
         if (created[i][0][0] == '*') {
-            if (lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK)
-                lq_amqp_delete_queue(c, created[i][1]);
-            lq_amqp_close(c);
+            const char *const queue[] = {created[i][1], NULL};
+            if (!raw_delete(queue, NULL, err, sizeof(err)))
+                fprintf(stderr, "lqt: could not delete queue %s: %s\n", created[i][1], err);
             continue;
         }
         fprintf(stderr, "lqt: removing namespace %s left behind by a failed test\n", created[i][0]);
         for (int k = 0; k < 5; k++)
             names[k] = created[i][k + 1];
-        if (lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK)
-            delete_names(c, names);
-        lq_amqp_close(c);
+        delete_names(names);
         admin = PQconnectdb(admin_url());
         if (PQstatus(admin) == CONNECTION_OK)
             drop_database(admin, created[i][0]);
@@ -406,8 +443,7 @@ lqt_ns *lqt_ns_create_env(const char *const *env)
     ns->db = PQconnectdb(ns->db_url);
     ck_assert_msg(PQstatus(ns->db) == CONNECTION_OK, "could not connect to %s: %s", ns->db_name,
                   PQerrorMessage(ns->db));
-    ck_assert_msg(lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) == LQ_OK,
-                  "could not connect to LEDGERQ_TEST_AMQP_URL: %s", err);
+    ns->amqp = lqt_amqp_connect();
 
     lqt_run_ok(ns, "migrate");
     lqt_run_ok(ns, "topology");
@@ -420,7 +456,7 @@ void lqt_ns_reconnect(lqt_ns *ns)
     char err[512] = "";
 
     ns->amqp = lq_amqp_close(ns->amqp);
-    while (lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) != LQ_OK) {
+    while (amqp_open(&ns->amqp, err, sizeof(err)) != LQ_OK) {
         ck_assert_msg(now_ms() < deadline, "could not connect to the broker again within %d s: %s",
                       LQT_WAIT_S, err);
         sleep_ms(200);
@@ -446,13 +482,7 @@ void lqt_ns_destroy(lqt_ns *ns)
 
     if (ns == NULL)
         return;
-    /* A fresh connection: the harness's may have died with a broker restart. */
-    {
-        char err[512];
-        ns->amqp = lq_amqp_close(ns->amqp);
-        if (lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) != LQ_OK)
-            fprintf(stderr, "lqt: could not connect to delete the namespace's queues: %s\n", err);
-    }
+    ns->amqp = lq_amqp_close(ns->amqp);
     for (size_t i = 0; i < LQT_WORKERS_MAX; i++) {
         lqt_worker *w = ns->workers[i];
         if (w == NULL)
@@ -471,18 +501,22 @@ void lqt_ns_destroy(lqt_ns *ns)
             amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
             amqp_destroy_connection(l->conn);
         }
-        if (l->durable && ns->amqp)
-            lq_amqp_delete_queue(ns->amqp, l->queue);
+        if (l->durable) {
+            const char *const queue[] = {l->queue, NULL};
+            char err[512];
+            if (!raw_delete(queue, NULL, err, sizeof(err)))
+                fprintf(stderr, "lqt: could not delete queue %s: %s\n", l->queue, err);
+        }
         for (size_t k = 0; k < l->n; k++)
             free(l->events[k].body);
         free(l->events);
         free(l);
         ns->listeners[i] = NULL;
     }
-    if (ns->amqp) {
-        const char *names[5] = {ns->exchange, ns->queue, ns->results_exchange, ns->dlx, ns->dlq};
-        delete_names(ns->amqp, names);
-        ns->amqp = lq_amqp_close(ns->amqp);
+    {
+        const char *const names[5] = {ns->exchange, ns->queue, ns->results_exchange, ns->dlx,
+                                      ns->dlq};
+        delete_names(names);
     }
     for (char **e = ns->env; e && *e; e++)
         free(*e);
@@ -942,54 +976,98 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
 
 /* ------------------------------------------------------------ raw rabbitmq-c */
 
-static void raw_check(amqp_rpc_reply_t r, const char *what)
+/* Whether r is a normal reply; if not, a line saying what failed in err. */
+static bool raw_ok(amqp_rpc_reply_t r, const char *what, char *err, size_t err_len)
 {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
-        return;
+        return true;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        ck_abort_msg("%s: %s", what, amqp_error_string2(r.library_error));
+        snprintf(err, err_len, "%s: %s", what, amqp_error_string2(r.library_error));
         break;
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
             const amqp_channel_close_t *m = r.reply.decoded;
-            ck_abort_msg("%s: channel closed: %d %.*s", what, m->reply_code, (int)m->reply_text.len,
-                         (const char *)m->reply_text.bytes);
+            snprintf(err, err_len, "%s: channel closed: %d %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
         } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             const amqp_connection_close_t *m = r.reply.decoded;
-            ck_abort_msg("%s: connection closed: %d %.*s", what, m->reply_code,
-                         (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            snprintf(err, err_len, "%s: connection closed: %d %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else {
+            snprintf(err, err_len, "%s: server exception 0x%08x", what, r.reply.id);
         }
-        ck_abort_msg("%s: server exception 0x%08x", what, r.reply.id);
         break;
     default:
-        ck_abort_msg("%s: no reply", what);
+        snprintf(err, err_len, "%s: no reply", what);
     }
+    return false;
+}
+
+static void raw_check(amqp_rpc_reply_t r, const char *what)
+{
+    char err[512];
+
+    if (!raw_ok(r, what, err, sizeof(err)))
+        ck_abort_msg("%s", err);
+}
+
+/*
+ * A connection with channel 1 open, or NULL with a line in err.  Usable
+ * outside a test.
+ */
+static amqp_connection_state_t raw_open(char *err, size_t err_len)
+{
+    struct amqp_connection_info info;
+    char *url = strdup(amqp_url());
+    amqp_connection_state_t conn = NULL;
+    amqp_socket_t *sock;
+    int status;
+
+    if (url == NULL) {
+        snprintf(err, err_len, "out of memory");
+        goto out;
+    }
+    if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
+        snprintf(err, err_len, "LEDGERQ_TEST_AMQP_URL is invalid");
+        goto out;
+    }
+    conn = amqp_new_connection();
+    sock = conn ? amqp_tcp_socket_new(conn) : NULL;
+    if (sock == NULL) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    status = amqp_socket_open(sock, info.host, info.port);
+    if (status != AMQP_STATUS_OK) {
+        snprintf(err, err_len, "could not connect to the broker at %s:%d: %s", info.host, info.port,
+                 amqp_error_string2(status));
+        goto fail;
+    }
+    if (!raw_ok(amqp_login(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN,
+                           info.user, info.password),
+                "could not log in to the broker", err, err_len))
+        goto fail;
+    amqp_channel_open(conn, 1);
+    if (!raw_ok(amqp_get_rpc_reply(conn), "could not open a channel", err, err_len))
+        goto fail;
+    goto out;
+fail:
+    if (conn)
+        amqp_destroy_connection(conn);
+    conn = NULL;
+out:
+    free(url);
+    return conn;
 }
 
 /* A connection with channel 1 open. */
 static amqp_connection_state_t raw_connect(void)
 {
-    struct amqp_connection_info info;
-    char *url = xstrdup(amqp_url());
-    amqp_connection_state_t conn;
-    amqp_socket_t *sock;
-    int status;
+    char err[512];
+    amqp_connection_state_t conn = raw_open(err, sizeof(err));
 
-    ck_assert_msg(amqp_parse_url(url, &info) == AMQP_STATUS_OK, "LEDGERQ_TEST_AMQP_URL is invalid");
-    conn = amqp_new_connection();
-    ck_assert_msg(conn != NULL, "out of memory");
-    sock = amqp_tcp_socket_new(conn);
-    ck_assert_msg(sock != NULL, "out of memory");
-    status = amqp_socket_open(sock, info.host, info.port);
-    ck_assert_msg(status == AMQP_STATUS_OK, "could not connect to the broker at %s:%d: %s",
-                  info.host, info.port, amqp_error_string2(status));
-    raw_check(amqp_login(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN,
-                         info.user, info.password),
-              "could not log in to the broker");
-    amqp_channel_open(conn, 1);
-    raw_check(amqp_get_rpc_reply(conn), "could not open a channel");
-    free(url);
+    ck_assert_msg(conn != NULL, "%s", err);
     return conn;
 }
 
@@ -998,6 +1076,66 @@ static void raw_close(amqp_connection_state_t conn)
     amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
     amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(conn);
+}
+
+/*
+ * Delete the queues, then the exchanges (NULL-terminated lists, either may
+ * be NULL: deleting an exchange does not delete what is bound to it), on a
+ * connection of its own.  Deleting what does not exist succeeds.  false,
+ * with a line in err, at the first failure.  Usable outside a test.
+ */
+static bool raw_delete(const char *const *queues, const char *const *exchanges, char *err,
+                       size_t err_len)
+{
+    amqp_connection_state_t conn = raw_open(err, err_len);
+    bool ok = conn != NULL;
+
+    for (const char *const *q = queues; ok && q && *q; q++) {
+        amqp_queue_delete(conn, 1, amqp_cstring_bytes(*q), 0, 0);
+        ok = raw_ok(amqp_get_rpc_reply(conn), "could not delete a queue", err, err_len);
+    }
+    for (const char *const *x = exchanges; ok && x && *x; x++) {
+        amqp_exchange_delete(conn, 1, amqp_cstring_bytes(*x), 0);
+        ok = raw_ok(amqp_get_rpc_reply(conn), "could not delete an exchange", err, err_len);
+    }
+    if (ok)
+        raw_close(conn);
+    else if (conn)
+        amqp_destroy_connection(conn);
+    return ok;
+}
+
+void lqt_delete_queue(lqt_ns *ns, const char *queue)
+{
+    const char *const queues[] = {queue, NULL};
+    char err[512];
+
+    (void)ns;
+    ck_assert_msg(raw_delete(queues, NULL, err, sizeof(err)), "deleting queue %s: %s", queue, err);
+}
+
+void lqt_delete_exchange(lqt_ns *ns, const char *exchange)
+{
+    const char *const exchanges[] = {exchange, NULL};
+    char err[512];
+
+    (void)ns;
+    ck_assert_msg(raw_delete(NULL, exchanges, err, sizeof(err)), "deleting exchange %s: %s",
+                  exchange, err);
+}
+
+uint32_t lqt_purge(lqt_ns *ns, const char *queue)
+{
+    amqp_connection_state_t conn = raw_connect();
+    amqp_queue_purge_ok_t *ok;
+    uint32_t n;
+
+    (void)ns;
+    ok = amqp_queue_purge(conn, 1, amqp_cstring_bytes(queue));
+    raw_check(amqp_get_rpc_reply(conn), "could not purge a queue");
+    n = ok->message_count;
+    raw_close(conn);
+    return n;
 }
 
 /* Publish m with its custom header on a connection of its own, confirmed. */
@@ -1417,6 +1555,12 @@ void lqt_deliveries_free(lq_delivery **d, size_t n)
     for (size_t i = 0; i < n; i++)
         lq_delivery_free(d[i]);
     free(d);
+}
+
+void lqt_requeue_unacked(lqt_ns *ns)
+{
+    ns->amqp = lq_amqp_close(ns->amqp);
+    ns->amqp = lqt_amqp_connect();
 }
 
 uint32_t lqt_queue_ready(lqt_ns *ns, const char *queue, uint32_t *ret_consumers)
@@ -1973,7 +2117,7 @@ bool lqt_stack_restore(void)
         lq_amqp *c = NULL;
         PGconn *pg = PQconnectdb(admin_url());
         bool pg_ok = PQstatus(pg) == CONNECTION_OK;
-        bool amqp_ok = lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK;
+        bool amqp_ok = amqp_open(&c, err, sizeof(err)) == LQ_OK;
 
         if (!pg_ok)
             snprintf(err, sizeof(err), "%s", PQerrorMessage(pg));

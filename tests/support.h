@@ -67,6 +67,13 @@ typedef struct lqt_ns {
 
 /* ------------------------------------------------------------ the run */
 
+/*
+ * A connection to the broker of the test's own, opened as the product opens
+ * one (closing it gives back what it took unacked).  Fails the test when it
+ * cannot connect.  Close with lq_amqp_close().
+ */
+lq_amqp *lqt_amqp_connect(void);
+
 /* Exit 77 with a line saying why when the test stack is not configured. */
 void lqt_env_or_skip(void);
 
@@ -293,9 +300,10 @@ size_t lqt_event_count_id(const lqt_listener *l, const char *id);
 /*
  * Take messages from queue with basic.get until n have come (polling, at
  * most LQT_WAIT_S seconds), then check that no more is there.  Messages
- * are acked when ack, else left unacked on the harness connection (reject
- * them with lq_amqp_reject(ns->amqp, ...)).  Returns an array of n
- * deliveries; free with lqt_deliveries_free().
+ * are acked when ack, else left unacked on the harness connection (ack
+ * them with lq_amqp_ack(ns->amqp, ...), give the rest back with
+ * lqt_requeue_unacked()).  Returns an array of n deliveries; free with
+ * lqt_deliveries_free().
  */
 lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack);
 
@@ -303,6 +311,20 @@ lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack);
 lq_delivery **lqt_get_all(lqt_ns *ns, const char *queue, size_t *ret_n);
 
 void lqt_deliveries_free(lq_delivery **d, size_t n);
+
+/*
+ * Close the harness connection (ns->amqp) and open another: the broker
+ * gives back every message it held unacked, as a reject with requeue would
+ * (a quorum queue counts each such return towards its delivery limit).
+ */
+void lqt_requeue_unacked(lqt_ns *ns);
+
+/* Remove every ready message of queue; returns how many. */
+uint32_t lqt_purge(lqt_ns *ns, const char *queue);
+
+/* Delete a queue, or an exchange (what does not exist is deleted already). */
+void lqt_delete_queue(lqt_ns *ns, const char *queue);
+void lqt_delete_exchange(lqt_ns *ns, const char *exchange);
 
 /*
  * How many messages queue holds ready for delivery (not those delivered and

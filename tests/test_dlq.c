@@ -78,18 +78,6 @@ static char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-/* A connection of the test's own: closing it gives back what it took unacked. */
-static lq_amqp *connect_own(void)
-{
-    char err[512];
-    lq_amqp *c = NULL;
-
-    ck_assert_msg(lq_amqp_connect(getenv("LEDGERQ_TEST_AMQP_URL"), 0, &c, err, sizeof(err)) ==
-                      LQ_OK,
-                  "could not connect to the broker: %s", err);
-    return c;
-}
-
 /* A failure printed as one line on stderr, and nothing on stdout. */
 static void expect_failure(const lqt_output *o, int status, const char *mentions, const char *what)
 {
@@ -117,7 +105,7 @@ typedef struct snapshot {
  */
 static void snapshot_take(const char *queue, snapshot *ret)
 {
-    lq_amqp *c = connect_own();
+    lq_amqp *c = lqt_amqp_connect();
     size_t cap = 0;
 
     memset(ret, 0, sizeof(*ret));
@@ -272,8 +260,8 @@ static long dlq_total(void)
 
 /*
  * Fill the dead-letter queue with the six, in order: a worker dead-letters
- * the first five one at a time, then the harness rejects the last one
- * (requeue) until the broker dead-letters it at the delivery limit.  No
+ * the first five one at a time, then the harness takes the last one and
+ * gives it back until the broker dead-letters it at the delivery limit.  No
  * worker runs afterwards.
  */
 static void make_six(void)
@@ -283,7 +271,7 @@ static void make_six(void)
                        "\"amount\":1,\"currency\":\"EUR\",\"reference\":\"";
     int64_t deadline;
     lqt_worker *w;
-    int rejects = 0;
+    int returns = 0;
 
     /* A valid command but for its size: 65,537 bytes. */
     memset(too_large, 'x', 65537);
@@ -310,19 +298,18 @@ static void make_six(void)
     while (lqt_queue_ready(ns, ns->dlq, NULL) < N_DEAD) {
         lq_delivery *d = NULL;
         int r = lq_amqp_get(ns->amqp, ns->queue, &d);
-        ck_assert_msg(now_ms() < deadline && rejects < 100,
-                      "the broker did not dead-letter a message rejected %d times", rejects);
+        ck_assert_msg(now_ms() < deadline && returns < 100,
+                      "the broker did not dead-letter a message given back %d times", returns);
         if (r == LQ_ERR_NOT_FOUND) {
             sleep_ms(20);
             continue;
         }
         ck_assert_msg(r == LQ_OK, "basic.get: %s", lq_amqp_error(ns->amqp));
-        ck_assert_msg(lq_amqp_reject(ns->amqp, d->tag, true) == LQ_OK, "reject: %s",
-                      lq_amqp_error(ns->amqp));
         lq_delivery_free(d);
-        rejects++;
+        lqt_requeue_unacked(ns);
+        returns++;
     }
-    printf("dlq: the broker dead-lettered the message after %d rejects\n", rejects);
+    printf("dlq: the broker dead-lettered the message after %d returns\n", returns);
 
     deadline = now_ms() + LQT_WAIT_S * 1000;
     while (dlq_total() != N_DEAD) {
@@ -789,8 +776,7 @@ START_TEST(test_stats)
     expect_dlq(all_six, N_DEAD, "dlq stats");
 
     /* An empty queue. */
-    ck_assert_msg(lq_amqp_purge(ns->amqp, ns->dlq, NULL) == LQ_OK, "purge: %s",
-                  lq_amqp_error(ns->amqp));
+    lqt_purge(ns, ns->dlq);
     lqt_run(ns, &o, "dlq", "stats", "--json");
     ck_assert_int_eq(o.status, 0);
     ck_assert_str_eq(o.out, "{\"total\":0,\"by_error\":{},\"by_reason\":{}}\n");
@@ -844,12 +830,11 @@ static void expect_replayed(const dead_letter *m, size_t n, bool ack)
     }
     cJSON_Delete(h);
     free(headers);
-    for (size_t i = 0; i < n; i++) {
-        int r = ack && got[i] == d ? lq_amqp_ack(ns->amqp, got[i]->tag, false)
-                                   : lq_amqp_reject(ns->amqp, got[i]->tag, true);
-        ck_assert_msg(r == LQ_OK, "ack or reject: %s", lq_amqp_error(ns->amqp));
-    }
+    if (ack)
+        ck_assert_msg(lq_amqp_ack(ns->amqp, d->tag, false) == LQ_OK, "ack: %s",
+                      lq_amqp_error(ns->amqp));
     lqt_deliveries_free(got, n);
+    lqt_requeue_unacked(ns);
 }
 
 static void expect_output(const lqt_output *o, const char *want, const char *what)
@@ -958,8 +943,7 @@ START_TEST(test_replay)
     expect_dlq(with_stray, 4, "a stray message came");
 
     /* The original exchange is gone: the replay fails and removes nothing. */
-    ck_assert_msg(lq_amqp_delete_exchange(ns->amqp, ns->exchange) == LQ_OK, "delete: %s",
-                  lq_amqp_error(ns->amqp));
+    lqt_delete_exchange(ns, ns->exchange);
     lqt_run(ns, &o, "dlq", "replay", "--all");
     ck_assert_msg(o.status == 1 && strstr(o.err, "nothing was removed"),
                   "`dlq replay --all` to a deleted exchange exited %d: %s%s", o.status, o.out,
@@ -1213,7 +1197,7 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
 {
     const char *const args[] = {"dlq", "replay", "--all", NULL};
     char name[64], log[600];
-    lq_amqp *c = connect_own();
+    lq_amqp *c = lqt_amqp_connect();
     int64_t start, deadline;
     int status, delay = rand() % 400;
     uint32_t upstream = 0;
@@ -1340,8 +1324,7 @@ START_TEST(test_replay_killed)
         ck_assert_uint_eq(before.n, KILL_N);
         replay_killed(round, moments[round], &before);
         snapshot_release(&before);
-        ck_assert_msg(lq_amqp_purge(ns->amqp, ns->queue, NULL) == LQ_OK, "purge: %s",
-                      lq_amqp_error(ns->amqp));
+        lqt_purge(ns, ns->queue);
     }
 }
 END_TEST

@@ -877,7 +877,7 @@ START_TEST(test_consumer_cancelled)
     while (stored_count(ns) < (long)(half * CHUNK) || lqt_queue_ready(ns, ns->queue, NULL) > 0)
         sleep_ms(100);
     /* The broker cancels every consumer: the workers declare the queue again and consume. */
-    ck_assert_int_eq(lq_amqp_delete_queue(ns->amqp, ns->queue), LQ_OK);
+    lqt_delete_queue(ns, ns->queue);
     step("work queue deleted");
     expect_consuming(&w);
     second = lqt_publisher_start(ns, (const char *const *)&w.files[half], 0);
