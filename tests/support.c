@@ -114,14 +114,14 @@ static char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-static int64_t now_ms(void)
+int64_t lqt_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void lqt_sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -195,7 +195,8 @@ lq_amqp *lqt_amqp_connect(void)
 
 /* ------------------------------------------------------------ the run */
 
-void lqt_env_or_skip(void)
+/* Exit 77 with a line saying why when the test stack is not configured. */
+static void env_or_skip(void)
 {
     if (amqp_url() == NULL || !*amqp_url() || admin_url() == NULL || !*admin_url()) {
         printf("skipped: LEDGERQ_TEST_AMQP_URL and LEDGERQ_TEST_DATABASE_URL are not both set "
@@ -212,7 +213,8 @@ void lqt_env_or_skip(void)
     }
 }
 
-void lqt_init(void)
+/* Before the run: remember the runner for sweep(). */
+static void init(void)
 {
     runner_pid = getpid();
     mkdir(log_dir(), 0755);
@@ -288,7 +290,8 @@ static bool delete_names(const char *const names[5])
     return false;
 }
 
-void lqt_sweep(void)
+/* After the run: remove what failed test cases left behind. */
+static void sweep(void)
 {
     char path[512], line[1024];
     char(*created)[6][128] = NULL;
@@ -452,14 +455,14 @@ lqt_ns *lqt_ns_create_env(const char *const *env)
 
 void lqt_ns_reconnect(lqt_ns *ns)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     char err[512] = "";
 
     ns->amqp = lq_amqp_close(ns->amqp);
     while (amqp_open(&ns->amqp, err, sizeof(err)) != LQ_OK) {
-        ck_assert_msg(now_ms() < deadline, "could not connect to the broker again within %d s: %s",
-                      LQT_WAIT_S, err);
-        sleep_ms(200);
+        ck_assert_msg(lqt_now_ms() < deadline,
+                      "could not connect to the broker again within %d s: %s", LQT_WAIT_S, err);
+        lqt_sleep_ms(200);
     }
     PQfinish(ns->db);
     for (;;) {
@@ -469,9 +472,9 @@ void lqt_ns_reconnect(lqt_ns *ns)
         snprintf(err, sizeof(err), "%s", PQerrorMessage(ns->db));
         PQfinish(ns->db);
         ns->db = NULL;
-        ck_assert_msg(now_ms() < deadline,
+        ck_assert_msg(lqt_now_ms() < deadline,
                       "could not connect to the database again within %d s: %s", LQT_WAIT_S, err);
-        sleep_ms(200);
+        lqt_sleep_ms(200);
     }
 }
 
@@ -685,7 +688,7 @@ static int run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const c
     int out_pipe[2], err_pipe[2], devnull, status;
     bool out_open = true, err_open = true;
     buffer out = {NULL, 0, 0}, err = {NULL, 0, 0};
-    int64_t deadline = now_ms() + RUN_TIMEOUT_S * 1000;
+    int64_t deadline = lqt_now_ms() + RUN_TIMEOUT_S * 1000;
     pid_t pid;
 
     ck_assert_msg(pipe2(out_pipe, O_CLOEXEC) == 0 && pipe2(err_pipe, O_CLOEXEC) == 0, "pipe: %s",
@@ -701,7 +704,7 @@ static int run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const c
     while (out_open || err_open) {
         struct pollfd fds[2] = {{out_open ? out_pipe[0] : -1, POLLIN, 0},
                                 {err_open ? err_pipe[0] : -1, POLLIN, 0}};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - lqt_now_ms();
         if (left <= 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
@@ -1145,7 +1148,7 @@ static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
     amqp_basic_properties_t props;
     amqp_table_entry_t header;
     amqp_bytes_t body = {.len = m->len ? m->len : strlen(m->body), .bytes = (void *)m->body};
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     bool returned = false;
 
     amqp_confirm_select(conn, 1);
@@ -1178,7 +1181,7 @@ static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
                   "could not publish");
     for (;;) {
         amqp_frame_t frame;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - lqt_now_ms();
         struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
         int status;
 
@@ -1431,10 +1434,10 @@ static bool receive(lqt_listener *l, int timeout_ms)
 
 void lqt_wait_events(lqt_listener *l, size_t n)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
 
     while (l->n < n) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - lqt_now_ms();
         if (left <= 0) {
             fprintf(stderr, "lqt: waited %d s for %zu result events, %zu came:\n", LQT_WAIT_S, n,
                     l->n);
@@ -1450,9 +1453,9 @@ void lqt_wait_events(lqt_listener *l, size_t n)
 
 void lqt_drain_events(lqt_listener *l, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = lqt_now_ms() + ms;
 
-    for (int64_t left = ms; left > 0; left = deadline - now_ms())
+    for (int64_t left = ms; left > 0; left = deadline - lqt_now_ms())
         receive(l, (int)left);
 }
 
@@ -1490,7 +1493,7 @@ size_t lqt_event_count_id(const lqt_listener *l, const char *id)
 lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack)
 {
     lq_delivery **got = xmalloc((n + 1) * sizeof(*got));
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     size_t have = 0;
     int r;
 
@@ -1498,12 +1501,12 @@ lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack)
         lq_delivery *d = NULL;
         r = lq_amqp_get(ns->amqp, queue, &d);
         if (r == LQ_ERR_NOT_FOUND) {
-            if (now_ms() >= deadline) {
+            if (lqt_now_ms() >= deadline) {
                 lqt_print_logs(ns);
                 ck_abort_msg("timed out after %d s waiting for %zu messages on %s: %zu came",
                              LQT_WAIT_S, n, queue, have);
             }
-            sleep_ms(20);
+            lqt_sleep_ms(20);
             continue;
         }
         ck_assert_msg(r == LQ_OK, "basic.get from %s: %s", queue, lq_amqp_error(ns->amqp));
@@ -1609,16 +1612,16 @@ bool lqt_queue_exists(lqt_ns *ns, const char *queue, uint32_t *ret_consumers)
 
 void lqt_wait_queue_ready(lqt_ns *ns, const char *queue, uint32_t n)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     uint32_t ready;
 
     while ((ready = lqt_queue_ready(ns, queue, NULL)) != n) {
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             lqt_print_logs(ns);
             ck_abort_msg("timed out after %d s waiting for %s to hold %u ready messages: %u",
                          LQT_WAIT_S, queue, n, ready);
         }
-        sleep_ms(20);
+        lqt_sleep_ms(20);
     }
 }
 
@@ -1781,13 +1784,13 @@ void lqt_print_logs(const lqt_ns *ns)
 
 int lqt_worker_stop(lqt_worker *w)
 {
-    int64_t deadline = now_ms() + STOP_TIMEOUT_S * 1000;
+    int64_t deadline = lqt_now_ms() + STOP_TIMEOUT_S * 1000;
     int status = 0, code;
     pid_t got;
 
     ck_assert_msg(kill(w->pid, SIGTERM) == 0, "kill %d: %s", (int)w->pid, strerror(errno));
-    while ((got = waitpid(w->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-        sleep_ms(10);
+    while ((got = waitpid(w->pid, &status, WNOHANG)) == 0 && lqt_now_ms() < deadline)
+        lqt_sleep_ms(10);
     if (got == 0) {
         fprintf(stderr, "lqt: worker %d still running %d s after SIGTERM: SIGKILL\n", (int)w->pid,
                 STOP_TIMEOUT_S);
@@ -1823,12 +1826,12 @@ static void worker_forget(lqt_worker *w)
 
 int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms)
 {
-    int64_t start = now_ms(), deadline = start + timeout_ms;
+    int64_t start = lqt_now_ms(), deadline = start + timeout_ms;
     int status = 0, code;
     pid_t pid = w->pid, got;
 
-    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-        sleep_ms(5);
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && lqt_now_ms() < deadline)
+        lqt_sleep_ms(5);
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
@@ -1837,7 +1840,7 @@ int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms)
         ck_abort_msg("worker %d did not exit within %d ms", (int)pid, timeout_ms);
     }
     if (ret_ms)
-        *ret_ms = now_ms() - start;
+        *ret_ms = lqt_now_ms() - start;
     code = decode_status(status);
     worker_forget(w);
     return code;
@@ -1911,7 +1914,7 @@ struct lqt_publisher {
 /* The publisher process: never returns. */
 static void publisher_main(lqt_ns *ns, const char *const *files, int pause_ms)
 {
-    int64_t deadline = now_ms() + PUBLISHER_LIMIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + PUBLISHER_LIMIT_S * 1000;
     int repeats = 0;
     char log_path[600];
     int log;
@@ -1933,14 +1936,14 @@ static void publisher_main(lqt_ns *ns, const char *const *files, int pause_ms)
             dprintf(log, "lqt: publishing %s failed (status %d): again\n", files[i],
                     decode_status(status));
             repeats++;
-            if (now_ms() >= deadline) {
+            if (lqt_now_ms() >= deadline) {
                 dprintf(log, "lqt: giving up after %d s\n", PUBLISHER_LIMIT_S);
                 _exit(PUBLISHER_GAVE_UP);
             }
-            sleep_ms(250);
+            lqt_sleep_ms(250);
         }
         if (pause_ms > 0 && files[i + 1])
-            sleep_ms(pause_ms);
+            lqt_sleep_ms(pause_ms);
     }
     _exit(repeats > PUBLISHER_REPEATS_MAX ? PUBLISHER_REPEATS_MAX : repeats);
 }
@@ -1973,11 +1976,11 @@ bool lqt_publisher_done(lqt_publisher *p)
 
 int lqt_publisher_wait(lqt_publisher *p, int timeout_s)
 {
-    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int64_t deadline = lqt_now_ms() + (int64_t)timeout_s * 1000;
     int code;
 
-    while (!lqt_publisher_done(p) && now_ms() < deadline)
-        sleep_ms(20);
+    while (!lqt_publisher_done(p) && lqt_now_ms() < deadline)
+        lqt_sleep_ms(20);
     if (!p->done) {
         kill(p->pid, SIGKILL);
         waitpid(p->pid, NULL, 0);
@@ -2005,7 +2008,12 @@ static const char *stack_dir(void)
     return getenv("LEDGERQ_TEST_STACK_DIR");
 }
 
-void lqt_stack_or_skip(void)
+/*
+ * Exit 77 with a line saying why unless LEDGERQ_TEST_STACK_SCRIPT and
+ * LEDGERQ_TEST_STACK_DIR name the script and folder of the stack the tests
+ * use (deploy/local/dev.sh test sets them).
+ */
+static void stack_or_skip(void)
 {
     if (stack_script() == NULL || !*stack_script() || stack_dir() == NULL || !*stack_dir()) {
         printf("skipped: fault tests need LEDGERQ_TEST_STACK_SCRIPT and LEDGERQ_TEST_STACK_DIR "
@@ -2020,7 +2028,7 @@ void lqt_stack_or_skip(void)
  */
 static int run_program(char *const argv[], int timeout_s)
 {
-    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int64_t deadline = lqt_now_ms() + (int64_t)timeout_s * 1000;
     int status = 0;
     pid_t pid, got;
 
@@ -2038,8 +2046,8 @@ static int run_program(char *const argv[], int timeout_s)
         dprintf(2, "lqt: could not run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-        sleep_ms(20);
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && lqt_now_ms() < deadline)
+        lqt_sleep_ms(20);
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
@@ -2052,14 +2060,14 @@ void lqt_stack(const char *command, const char *service)
 {
     char *argv[] = {(char *)stack_script(), "--dir",         (char *)stack_dir(),
                     (char *)command,        (char *)service, NULL};
-    int64_t start = now_ms();
+    int64_t start = lqt_now_ms();
     int code;
 
     fprintf(stderr, "lqt: stack.sh %s %s\n", command, service);
     code = run_program(argv, STACK_TIMEOUT_S);
     ck_assert_msg(code == 0, "`stack.sh %s %s` failed (status %d)", command, service, code);
     fprintf(stderr, "lqt: stack.sh %s %s done in %.1f s\n", command, service,
-            (double)(now_ms() - start) / 1000);
+            (double)(lqt_now_ms() - start) / 1000);
 }
 
 int lqt_stack_ctl_(bool failing_ok, const char *arg, ...)
@@ -2098,7 +2106,12 @@ void lqt_stack_pg_immediate(void)
     ck_assert_msg(code == 0, "`pg_ctl stop -m immediate` failed (status %d)", code);
 }
 
-bool lqt_stack_restore(void)
+/*
+ * Start whatever of the stack is down and wait until both services answer.
+ * Safe to call at any time, also outside a test (no Check assertions):
+ * returns false, with a line on stderr, when the stack cannot be restored.
+ */
+static bool stack_restore(void)
 {
     char *argv[] = {(char *)stack_script(), "--dir", (char *)stack_dir(), "start", NULL};
     int64_t deadline;
@@ -2112,7 +2125,7 @@ bool lqt_stack_restore(void)
         fprintf(stderr, "lqt: `stack.sh start` failed (status %d)\n", code);
         return false;
     }
-    deadline = now_ms() + 60 * 1000;
+    deadline = lqt_now_ms() + 60 * 1000;
     for (;;) {
         lq_amqp *c = NULL;
         PGconn *pg = PQconnectdb(admin_url());
@@ -2125,11 +2138,11 @@ bool lqt_stack_restore(void)
         lq_amqp_close(c);
         if (pg_ok && amqp_ok)
             return true;
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             fprintf(stderr, "lqt: the stack does not answer after a restart: %s\n", err);
             return false;
         }
-        sleep_ms(200);
+        lqt_sleep_ms(200);
     }
 }
 
@@ -2156,4 +2169,103 @@ char *lqt_sql_value(lqt_ns *ns, const char *sql, const char *param)
         value = xstrdup(PQgetvalue(res, 0, 0));
     PQclear(res);
     return value;
+}
+
+/* ------------------------------------------------------------ suites */
+
+/* The suite lqt_main() runs, for the fixtures. */
+static const lqt_suite *running;
+/* When the running case started, for lqt_step(). */
+static int64_t case_start_ms;
+
+void lqt_step(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "[%6.1f s] ", (double)(lqt_now_ms() - case_start_ms) / 1000);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void start_clock(void)
+{
+    case_start_ms = lqt_now_ms();
+}
+
+static void ns_setup(void)
+{
+    *running->ns = lqt_ns_create();
+}
+
+static void ns_teardown(void)
+{
+    lqt_ns_destroy(*running->ns);
+    *running->ns = NULL;
+}
+
+static void restore_stack(void)
+{
+    /* In the runner after each case, also when it failed. */
+    if (!stack_restore())
+        fprintf(stderr, "lqt: could not restore the test stack\n");
+}
+
+/* Exit 1 unless CK_RUN_CASE, when set, names one of the cases. */
+static void check_run_case(const lqt_suite *suite, const lqt_case *cases, size_t n_cases)
+{
+    const char *name = getenv("CK_RUN_CASE");
+
+    if (name == NULL || *name == '\0')
+        return;
+    for (size_t i = 0; i < n_cases; i++) {
+        if (strcmp(cases[i].name, name) == 0)
+            return;
+    }
+    printf("CK_RUN_CASE=%s: suite %s has no such case; it has", name, suite->name);
+    for (size_t i = 0; i < n_cases; i++)
+        printf(" %s", cases[i].name);
+    printf("\n");
+    exit(1);
+}
+
+int lqt_main(const lqt_suite *suite, const lqt_case *cases, size_t n_cases)
+{
+    Suite *s = suite_create(suite->name);
+    SRunner *sr;
+    int failed;
+
+    check_run_case(suite, cases, n_cases);
+    env_or_skip();
+    if (suite->stops_stack)
+        stack_or_skip();
+    if (suite->prepare)
+        suite->prepare();
+    init();
+    running = suite;
+    for (size_t i = 0; i < n_cases; i++) {
+        const lqt_case *c = &cases[i];
+        TCase *tc = tcase_create(c->name);
+
+        /* Teardowns run in the reverse order of their adding: the stack is back before c->after. */
+        if (c->after)
+            tcase_add_unchecked_fixture(tc, NULL, c->after);
+        if (suite->stops_stack)
+            tcase_add_unchecked_fixture(tc, NULL, restore_stack);
+        tcase_add_checked_fixture(tc, start_clock, NULL);
+        if (suite->ns)
+            tcase_add_checked_fixture(tc, ns_setup, ns_teardown);
+        tcase_set_timeout(tc, c->timeout_s ? c->timeout_s : suite->timeout_s);
+        tcase_add_test(tc, c->test);
+        suite_add_tcase(s, tc);
+    }
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (suite->stops_stack)
+        restore_stack();
+    sweep();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -19,7 +19,7 @@
  *
  * Check runs each test in a forked child that ends with _exit() on a failed
  * assertion, skipping teardown: the children the harness starts die with it
- * (PR_SET_PDEATHSIG), and lqt_sweep() in the runner drops the databases and
+ * (PR_SET_PDEATHSIG), and lqt_main() in the runner drops the databases and
  * deletes the broker objects that failed tests left behind.
  */
 #ifndef LEDGERQ_TESTS_SUPPORT_H
@@ -31,6 +31,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <check.h>
 #include <libpq-fe.h>
 
 #include "ledgerq/amqp.h"
@@ -65,7 +66,68 @@ typedef struct lqt_ns {
     char **env;            /* "NAME=value" for every child, NULL-terminated; owned */
 } lqt_ns;
 
-/* ------------------------------------------------------------ the run */
+/* ------------------------------------------------------------ suites */
+
+/*
+ * One case of a suite.  tests/meson.build reads the suite's source and
+ * registers one meson test "<suite>-<name>", run with CK_RUN_CASE=<name>,
+ * for every LQT_CASE("<name>", ...) in it: the name is the first argument,
+ * a string literal of letters, digits and underscores, and "LQT_CASE("
+ * appears nowhere else in the file.  So a case added in C alone runs.
+ */
+typedef struct lqt_case {
+    const char *name;
+    const TTest *test;
+    int timeout_s;       /* Check's limit for the case; 0: the suite's */
+    void (*after)(void); /* run in the runner after the case, passed or failed; may be NULL */
+} lqt_case;
+
+/* LQT_CASE("name", test), or with fields set: LQT_CASE("name", test, .timeout_s = 400). */
+#define LQT_CASE(name_, ...)                                                                       \
+    {                                                                                              \
+        .name = name_, .test = __VA_ARGS__                                                         \
+    }
+
+/* How a suite's cases run. */
+typedef struct lqt_suite {
+    const char *name;
+    int timeout_s; /* Check's limit for each case */
+    /*
+     * Non-NULL: every case gets a namespace of its own there, made before
+     * it and destroyed when it passed (lqt_ns_create(), lqt_ns_destroy()).
+     */
+    lqt_ns **ns;
+    /*
+     * The cases stop and kill the test stack's services: the suite is
+     * skipped without LEDGERQ_TEST_STACK_SCRIPT and LEDGERQ_TEST_STACK_DIR,
+     * and the stack is restored after every case, passed or failed.
+     */
+    bool stops_stack;
+    /* Called before the run (after the skip checks); may exit 77 itself.  May be NULL. */
+    void (*prepare)(void);
+} lqt_suite;
+
+/*
+ * The whole main() of a suite: exit 77 (skipped) when the test stack is not
+ * configured, run the cases (the one CK_RUN_CASE names, or all; a name
+ * that is not a case is an error), then remove what failed cases left
+ * behind.  Returns the exit status.
+ */
+int lqt_main(const lqt_suite *suite, const lqt_case *cases, size_t n_cases);
+
+#define LQT_MAIN(suite, cases) lqt_main(&(suite), (cases), sizeof(cases) / sizeof((cases)[0]))
+
+/*
+ * Log a step of the running case on stderr with the seconds since it
+ * started: meson shows them when the case fails.
+ */
+void lqt_step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A monotonic clock in milliseconds. */
+int64_t lqt_now_ms(void);
+
+/* Sleep ms milliseconds (signals do not cut it short). */
+void lqt_sleep_ms(int ms);
 
 /*
  * A connection to the broker of the test's own, opened as the product opens
@@ -73,15 +135,6 @@ typedef struct lqt_ns {
  * cannot connect.  Close with lq_amqp_close().
  */
 lq_amqp *lqt_amqp_connect(void);
-
-/* Exit 77 with a line saying why when the test stack is not configured. */
-void lqt_env_or_skip(void);
-
-/* In main(), before running the suite: remember the runner for lqt_sweep(). */
-void lqt_init(void);
-
-/* In main(), after the run: remove what failed test cases left behind. */
-void lqt_sweep(void);
 
 /* ------------------------------------------------------------ namespaces */
 
@@ -432,14 +485,6 @@ int lqt_publisher_wait(lqt_publisher *p, int timeout_s);
 /* ------------------------------------------------------------ the stack (fault tests) */
 
 /*
- * Exit 77 with a line saying why unless LEDGERQ_TEST_STACK_SCRIPT and
- * LEDGERQ_TEST_STACK_DIR name the script and folder of the stack the tests
- * use (deploy/local/dev.sh test sets them): fault tests stop and kill its
- * services.
- */
-void lqt_stack_or_skip(void);
-
-/*
  * Run `stack.sh --dir DIR command service`: command is start, stop (pg:
  * pg_ctl -m fast) or kill (SIGKILL); service is "amqp" or "pg".  Fails
  * the test if it does not exit 0 within 3 minutes.
@@ -458,13 +503,6 @@ int lqt_stack_ctl_(bool failing_ok, const char *arg, ...) __attribute__((sentine
 
 /* Stop PostgreSQL with pg_ctl -m immediate (a crash without losing committed work). */
 void lqt_stack_pg_immediate(void);
-
-/*
- * Start whatever of the stack is down and wait until both services answer.
- * Safe to call at any time, also outside a test (no Check assertions):
- * returns false, with a line on stderr, when the stack cannot be restored.
- */
-bool lqt_stack_restore(void);
 
 /* ------------------------------------------------------------ the database */
 

@@ -212,22 +212,10 @@ END_TEST
 
 int main(void)
 {
-    Suite *s;
-    TCase *tc;
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "concurrency", .timeout_s = 600};
+    const lqt_case cases[] = {
+        LQT_CASE("three_workers", three_workers_apply_each_payment_exactly_once),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    s = suite_create("concurrency");
-    tc = tcase_create("three workers");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, three_workers_apply_each_payment_exactly_once);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

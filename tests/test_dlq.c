@@ -38,18 +38,8 @@
 
 extern char **environ;
 
+/* The running case's namespace (lqt_suite.ns). */
 static lqt_ns *ns;
-
-static void setup(void)
-{
-    ns = lqt_ns_create();
-}
-
-static void teardown(void)
-{
-    lqt_ns_destroy(ns);
-    ns = NULL;
-}
 
 /* ------------------------------------------------------------ small things */
 
@@ -1401,36 +1391,15 @@ END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, TIMEOUT_S);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("dlq");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "dlq", .timeout_s = TIMEOUT_S, .ns = &ns};
+    const lqt_case cases[] = {
+        LQT_CASE("list", test_list),   LQT_CASE("show", test_show),
+        LQT_CASE("stats", test_stats), LQT_CASE("replay", test_replay),
+        LQT_CASE("purge", test_purge), LQT_CASE("replay_killed", test_replay_killed),
+        LQT_CASE("usage", test_usage),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    add_case(s, "list", test_list);
-    add_case(s, "show", test_show);
-    add_case(s, "stats", test_stats);
-    add_case(s, "replay", test_replay);
-    add_case(s, "purge", test_purge);
-    add_case(s, "replay_killed", test_replay_killed);
-    add_case(s, "usage", test_usage);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

@@ -95,50 +95,6 @@ static uint32_t rng(void)
     return (uint32_t)(rng_state >> 11);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Log a step of the scenario, with the time since it started: meson shows it on failure. */
-static int64_t t0;
-
-static void step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void step(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "[%6.1f s] ", (double)(now_ms() - t0) / 1000);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-/* ------------------------------------------------------------ the stack around each test */
-
-static void start_clock(void)
-{
-    t0 = now_ms();
-}
-
-static void restore_stack(void)
-{
-    /* Runs in the runner after each test case, also when it failed. */
-    if (!lqt_stack_restore())
-        fprintf(stderr, "lqt: could not restore the test stack\n");
-}
-
 /* ------------------------------------------------------------ the workload */
 
 static void payment_json(const workload *w, const payment *p, char *out, size_t len)
@@ -166,7 +122,7 @@ static void workload_init(workload *w, lqt_ns *ns, size_t n, const char *const *
     memset(w, 0, sizeof(*w));
     w->ns = ns;
     rng_state = 0x9E3779B97F4A7C15ULL ^ seed;
-    step("workload of %zu payments, seed %u", n, seed);
+    lqt_step("workload of %zu payments, seed %u", n, seed);
     ck_assert_ptr_nonnull(import);
     for (int i = 0; i < N_ACCOUNTS; i++) {
         account *a = &w->accounts[i];
@@ -301,20 +257,20 @@ static void slow_down(lqt_ns *ns, double ms)
 /* Every worker still runs and consumes: n consumers on the work queue, within LQT_WAIT_S. */
 static void expect_consuming(workload *w)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     uint32_t consumers = 0;
 
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w->workers[i]), "worker %d exited", i);
     while (!lqt_queue_exists(w->ns, w->ns->queue, &consumers) || consumers != N_WORKERS) {
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             lqt_print_logs(w->ns);
             ck_abort_msg("%u consumers on the work queue %d s after the fault, expected %d",
                          consumers, LQT_WAIT_S, N_WORKERS);
         }
-        sleep_ms(100);
+        lqt_sleep_ms(100);
     }
-    step("%d workers consuming again", N_WORKERS);
+    lqt_step("%d workers consuming again", N_WORKERS);
 }
 
 /*
@@ -323,12 +279,12 @@ static void expect_consuming(workload *w)
  */
 static void wait_consuming(lqt_worker *worker)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
 
     while (lqt_file_count(lqt_worker_log_path(worker), "consuming from queue") == 0) {
-        ck_assert_msg(now_ms() < deadline, "worker %d did not start consuming within %d s",
+        ck_assert_msg(lqt_now_ms() < deadline, "worker %d did not start consuming within %d s",
                       (int)lqt_worker_pid(worker), LQT_WAIT_S);
-        sleep_ms(20);
+        lqt_sleep_ms(20);
     }
 }
 
@@ -339,8 +295,8 @@ static void workload_start(workload *w, const char *const *worker_env, int pause
     for (int i = 0; i < N_WORKERS; i++)
         start_worker(w, i);
     w->publisher = lqt_publisher_start(w->ns, (const char *const *)w->files, pause_ms);
-    step("%d workers and the publisher started (%zu messages in %s...)", N_WORKERS, w->n_messages,
-         w->files[0]);
+    lqt_step("%d workers and the publisher started (%zu messages in %s...)", N_WORKERS,
+             w->n_messages, w->files[0]);
 }
 
 static long stored_count(lqt_ns *ns)
@@ -372,19 +328,19 @@ static void workload_settle(workload *w, long expect_missing)
     if (w->publisher) {
         int repeats = lqt_publisher_wait(w->publisher, SETTLE_S);
         w->publisher = NULL;
-        step("publisher done (%d publishes repeated)", repeats);
+        lqt_step("publisher done (%d publishes repeated)", repeats);
     }
-    deadline = now_ms() + SETTLE_S * 1000;
+    deadline = lqt_now_ms() + SETTLE_S * 1000;
     while ((stored = stored_count(w->ns)) < (long)w->n_payments - expect_missing ||
            lqt_queue_ready(w->ns, w->ns->queue, NULL) > 0) {
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             lqt_print_logs(w->ns);
             ck_abort_msg("after %d s, %ld of %zu payments stored, %u messages ready", SETTLE_S,
                          stored, w->n_payments, lqt_queue_ready(w->ns, w->ns->queue, NULL));
         }
-        sleep_ms(200);
+        lqt_sleep_ms(200);
     }
-    step("%ld payments stored, queue drained", stored);
+    lqt_step("%ld payments stored, queue drained", stored);
     for (int i = 0; i < N_WORKERS; i++) {
         if (w->workers[i]) {
             wait_consuming(w->workers[i]);
@@ -506,7 +462,7 @@ static void workload_check(workload *w, const char *const *dead)
 
     /* Result events: at least one per message sent, each telling the one stored outcome. */
     n_events = lqt_listener_collect(w->events);
-    step("%zu result events for %zu messages", n_events, w->n_messages);
+    lqt_step("%zu result events for %zu messages", n_events, w->n_messages);
     ck_assert_uint_ge(n_events, w->n_messages);
     index = malloc(n_events * sizeof(*index));
     ck_assert_ptr_nonnull(index);
@@ -573,9 +529,9 @@ START_TEST(test_worker_crashes)
     /* Five crashes at random moments while payments flow, each worker restarted at once. */
     for (int kill = 1; kill <= 5; kill++) {
         int victim = (int)(rng() % N_WORKERS);
-        sleep_ms(1000 + (int)(rng() % 3000));
+        lqt_sleep_ms(1000 + (int)(rng() % 3000));
         ck_assert_msg(flowing(&w), "the payments stopped flowing before crash %d", kill);
-        step("kill -9 worker %d (pid %d)", victim, (int)lqt_worker_pid(w.workers[victim]));
+        lqt_step("kill -9 worker %d (pid %d)", victim, (int)lqt_worker_pid(w.workers[victim]));
         lqt_worker_kill(w.workers[victim]);
         start_worker(&w, victim);
     }
@@ -599,21 +555,21 @@ START_TEST(test_broker_restarts)
     workload_init(&w, ns, N_PAYMENTS, NULL);
     slow_down(ns, SLOW_MS);
     workload_start(&w, flow_env, 300);
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("kill", "amqp");
-    step("RabbitMQ killed");
-    sleep_ms(2000);
+    lqt_step("RabbitMQ killed");
+    lqt_sleep_ms(2000);
     lqt_stack("start", "amqp");
-    step("RabbitMQ started again");
+    lqt_step("RabbitMQ started again");
     expect_consuming(&w);
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("stop", "amqp");
-    step("RabbitMQ stopped");
-    sleep_ms(2000);
+    lqt_step("RabbitMQ stopped");
+    lqt_sleep_ms(2000);
     lqt_stack("start", "amqp");
-    step("RabbitMQ started again");
+    lqt_step("RabbitMQ started again");
     expect_consuming(&w);
     lqt_ns_reconnect(ns);
     workload_settle(&w, 0);
@@ -636,37 +592,37 @@ START_TEST(test_database_restarts)
     slow_down(ns, SLOW_MS);
     workload_start(&w, flow_env, 300);
 
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("stop", "pg");
     lqt_stack("start", "pg");
-    step("PostgreSQL restarted (-m fast)");
+    lqt_step("PostgreSQL restarted (-m fast)");
     lqt_ns_reconnect(ns);
 
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack_pg_immediate();
     lqt_stack("start", "pg");
-    step("PostgreSQL restarted (-m immediate, crash recovery)");
+    lqt_step("PostgreSQL restarted (-m immediate, crash recovery)");
     lqt_ns_reconnect(ns);
 
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("stop", "pg");
-    step("PostgreSQL down for 20 s");
-    sleep_ms(5000);
+    lqt_step("PostgreSQL down for 20 s");
+    lqt_sleep_ms(5000);
     /* SIGTERM during the outage: what it holds cannot be finished, but it exits in time. */
     {
         int64_t took;
         int code;
         lqt_worker_signal(w.workers[2], SIGTERM);
         code = lqt_worker_wait(w.workers[2], SHUTDOWN_MS + 5000, &took);
-        step("worker 2: SIGTERM during the outage, exit %d after %" PRId64 " ms", code, took);
+        lqt_step("worker 2: SIGTERM during the outage, exit %d after %" PRId64 " ms", code, took);
         ck_assert_int_eq(code, 0);
         ck_assert_int_lt(took, SHUTDOWN_MS);
         start_worker(&w, 2);
     }
-    sleep_ms(15000);
+    lqt_sleep_ms(15000);
     /* The workers wait with the payments in hand: none is dead-lettered, none dies. */
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
@@ -674,7 +630,7 @@ START_TEST(test_database_restarts)
     ck_assert(lqt_queue_exists(ns, ns->queue, &consumers));
     ck_assert_uint_eq(consumers, N_WORKERS);
     lqt_stack("start", "pg");
-    step("PostgreSQL up again");
+    lqt_step("PostgreSQL up again");
     lqt_ns_reconnect(ns);
 
     workload_settle(&w, 0);
@@ -708,15 +664,15 @@ START_TEST(test_sigterm_each)
         /* SIGINT (Ctrl-C) for one of them: the same graceful stop. */
         int sig = i == 1 ? SIGINT : SIGTERM;
         char log[600];
-        sleep_ms(2000);
+        lqt_sleep_ms(2000);
         ck_assert_msg(lqt_queue_ready(ns, ns->queue, NULL) > 0,
                       "no backlog: worker %d would not be working when stopped", i);
         wait_consuming(w.workers[i]);
         snprintf(log, sizeof(log), "%s", lqt_worker_log_path(w.workers[i]));
         lqt_worker_signal(w.workers[i], sig);
         code = lqt_worker_wait(w.workers[i], SHUTDOWN_MS + 5000, &took);
-        step("worker %d: %s, exit %d after %" PRId64 " ms", i, sig == SIGINT ? "SIGINT" : "SIGTERM",
-             code, took);
+        lqt_step("worker %d: %s, exit %d after %" PRId64 " ms", i,
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", code, took);
         ck_assert_int_eq(code, 0);
         ck_assert_int_lt(took, SHUTDOWN_MS);
         /* It says it finished what it held: nothing left unacked, nothing given up on. */
@@ -730,15 +686,15 @@ START_TEST(test_sigterm_each)
     }
 
     /* A second signal ends a worker at once; what it held is redelivered, not lost. */
-    sleep_ms(1000);
+    lqt_sleep_ms(1000);
     ck_assert(lqt_queue_ready(ns, ns->queue, NULL) > 0);
     impatient = w.workers[0];
     wait_consuming(impatient);
     lqt_worker_signal(impatient, SIGTERM);
-    sleep_ms(20);
+    lqt_sleep_ms(20);
     lqt_worker_signal(impatient, SIGTERM);
     code = lqt_worker_wait(impatient, 2000, &took);
-    step("worker 0: SIGTERM twice, exit %d after %" PRId64 " ms", code, took);
+    lqt_step("worker 0: SIGTERM twice, exit %d after %" PRId64 " ms", code, took);
     ck_assert_int_ne(code, 0);
     ck_assert_int_lt(took, 1000);
     start_worker(&w, 0);
@@ -808,23 +764,23 @@ START_TEST(test_crash_loop)
     lqt_sql(ns, "CREATE TRIGGER lqt_hang BEFORE INSERT ON payments FOR EACH ROW "
                 "WHEN (NEW.id = 'crasher') EXECUTE FUNCTION lqt_hang()");
     workload_start(&w, flow_env, 100);
-    deadline = now_ms() + 120 * 1000;
+    deadline = lqt_now_ms() + 120 * 1000;
     while (lqt_queue_ready(ns, ns->dlq, NULL) == 0) {
         char *app = lqt_sql_value(ns,
                                   "SELECT application_name FROM pg_stat_activity"
                                   " WHERE datname = current_database() AND wait_event = 'PgSleep'"
                                   " AND application_name LIKE 'lqt-w%' LIMIT 1",
                                   NULL);
-        ck_assert_msg(now_ms() < deadline, "the crasher is not dead-lettered after %d kills",
+        ck_assert_msg(lqt_now_ms() < deadline, "the crasher is not dead-lettered after %d kills",
                       kills);
         if (app == NULL) {
-            sleep_ms(50);
+            lqt_sleep_ms(50);
             continue;
         }
         for (int i = 0; i < N_WORKERS; i++) {
             if (strcmp(w.worker_app[i], app) != 0)
                 continue;
-            step("kill -9 worker %d (%s), in the database with the crasher", i, app);
+            lqt_step("kill -9 worker %d (%s), in the database with the crasher", i, app);
             lqt_worker_kill(w.workers[i]);
             /* Its session would sleep on, holding locks: end it as the crash would, soon. */
             free(lqt_sql_value(ns,
@@ -836,7 +792,7 @@ START_TEST(test_crash_loop)
         }
         free(app);
     }
-    step("the crasher reached the dead-letter queue after %d kills", kills);
+    lqt_step("the crasher reached the dead-letter queue after %d kills", kills);
     /* Delivered DELIVERY_LIMIT + 1 times: returned more often than the limit allows. */
     ck_assert_int_eq(kills, DELIVERY_LIMIT + 1);
     workload_settle(&w, 0);
@@ -875,10 +831,10 @@ START_TEST(test_consumer_cancelled)
         w.files[half] = rest;
     }
     while (stored_count(ns) < (long)(half * CHUNK) || lqt_queue_ready(ns, ns->queue, NULL) > 0)
-        sleep_ms(100);
+        lqt_sleep_ms(100);
     /* The broker cancels every consumer: the workers declare the queue again and consume. */
     lqt_delete_queue(ns, ns->queue);
-    step("work queue deleted");
+    lqt_step("work queue deleted");
     expect_consuming(&w);
     second = lqt_publisher_start(ns, (const char *const *)&w.files[half], 0);
     w.publisher = second;
@@ -914,7 +870,7 @@ START_TEST(test_deadlock)
     slow_down(ns, SLOW_MS);
     workload_start(&w, flow_env, 100);
     while (stored_count(ns) < 500)
-        sleep_ms(50);
+        lqt_sleep_ms(50);
     /*
      * Another transaction takes the account the workers lock last, waits
      * until a worker waits for it (holding accounts that come before), and
@@ -925,7 +881,7 @@ START_TEST(test_deadlock)
     lqt_sql(ns, "BEGIN");
     lqt_sql(ns, "SET LOCAL deadlock_timeout = '60s'");
     lqt_sql(ns, "SELECT id FROM accounts WHERE id = 'acct:099' FOR UPDATE");
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     for (;;) {
         char *waiting = lqt_sql_value(ns,
                                       "SELECT count(*) FROM pg_stat_activity"
@@ -936,8 +892,9 @@ START_TEST(test_deadlock)
         free(waiting);
         if (found)
             break;
-        ck_assert_msg(now_ms() < deadline, "no worker waited for acct:099 within %d s", LQT_WAIT_S);
-        sleep_ms(20);
+        ck_assert_msg(lqt_now_ms() < deadline, "no worker waited for acct:099 within %d s",
+                      LQT_WAIT_S);
+        lqt_sleep_ms(20);
     }
     lqt_sql(ns, "SELECT id FROM accounts ORDER BY id COLLATE \"C\" FOR UPDATE");
     /*
@@ -946,24 +903,24 @@ START_TEST(test_deadlock)
      * is dead-lettered, and they go on when the locks are released.
      */
     before = stored_count(ns);
-    step("every account locked by another transaction, %ld payments stored", before);
-    sleep_ms(12000);
+    lqt_step("every account locked by another transaction, %ld payments stored", before);
+    lqt_sleep_ms(12000);
     during = stored_count(ns);
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
     ck_assert_uint_eq(lqt_queue_ready(ns, ns->dlq, NULL), 0);
     lqt_sql(ns, "COMMIT");
-    step("locks released, %ld payments stored meanwhile", during - before);
+    lqt_step("locks released, %ld payments stored meanwhile", during - before);
     /* Only duplicates, which take no lock, could be answered meanwhile: none was stored. */
     ck_assert_int_eq(during, before);
     workload_settle(&w, 0);
     /* PostgreSQL counted the deadlock (its statistics may lag a little). */
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     while (deadlocks(ns) == deadlocks_before) {
-        ck_assert_msg(now_ms() < deadline, "PostgreSQL counted no deadlock");
-        sleep_ms(200);
+        ck_assert_msg(lqt_now_ms() < deadline, "PostgreSQL counted no deadlock");
+        lqt_sleep_ms(200);
     }
-    step("%ld deadlocks, all retried", deadlocks(ns) - deadlocks_before);
+    lqt_step("%ld deadlocks, all retried", deadlocks(ns) - deadlocks_before);
     workload_check(&w, NULL);
     check_no_dead_letters(&w);
     workload_release(&w);
@@ -992,31 +949,31 @@ START_TEST(test_blocked_broker)
     lqt_publisher_wait(w.publisher, 60);
     /* A memory alarm: the broker blocks every connection that publishes. */
     lqt_stack_ctl("set_vm_memory_high_watermark", "0.000001");
-    step("memory alarm raised");
+    lqt_step("memory alarm raised");
     w.worker_env = flow_env;
     for (int i = 0; i < N_WORKERS; i++)
         start_worker(&w, i);
     snprintf(log, sizeof(log), "%s", lqt_worker_log_path(w.workers[0]));
-    until = now_ms() + LQT_WAIT_S * 1000;
+    until = lqt_now_ms() + LQT_WAIT_S * 1000;
     while (lqt_file_count(log, "blocked publishing") == 0) {
-        ck_assert_msg(now_ms() < until, "worker 0 was not blocked within %d s", LQT_WAIT_S);
-        sleep_ms(100);
+        ck_assert_msg(lqt_now_ms() < until, "worker 0 was not blocked within %d s", LQT_WAIT_S);
+        lqt_sleep_ms(100);
     }
-    step("the workers are blocked");
+    lqt_step("the workers are blocked");
     /* Longer than the confirm timeout: a blocked broker is waited for, not given up on. */
-    sleep_ms(35000);
+    lqt_sleep_ms(35000);
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
     ck_assert_uint_eq(lqt_log_count(ns, "connection lost"), 0);
     /* A blocked broker reads nothing: SIGTERM still ends the worker in time. */
     lqt_worker_signal(w.workers[0], SIGTERM);
     code = lqt_worker_wait(w.workers[0], SHUTDOWN_MS + 5000, &took);
-    step("worker 0: SIGTERM while blocked, exit %d after %" PRId64 " ms", code, took);
+    lqt_step("worker 0: SIGTERM while blocked, exit %d after %" PRId64 " ms", code, took);
     ck_assert_int_eq(code, 0);
     ck_assert_int_lt(took, SHUTDOWN_MS);
     start_worker(&w, 0);
     lqt_stack_ctl("set_vm_memory_high_watermark", "0.4");
-    step("memory alarm cleared");
+    lqt_step("memory alarm cleared");
     w.publisher = NULL;
     workload_settle(&w, 0);
     workload_check(&w, NULL);
@@ -1028,43 +985,20 @@ END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s, SFun teardown)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_unchecked_fixture(tc, NULL, restore_stack);
-    if (teardown)
-        tcase_add_unchecked_fixture(tc, NULL, teardown);
-    tcase_add_checked_fixture(tc, start_clock, NULL);
-    tcase_set_timeout(tc, timeout_s);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("faults");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "faults", .timeout_s = 300, .stops_stack = true};
+    const lqt_case cases[] = {
+        LQT_CASE("worker_crashes", test_worker_crashes),
+        LQT_CASE("broker_restarts", test_broker_restarts, .timeout_s = 400),
+        LQT_CASE("database_restarts", test_database_restarts, .timeout_s = 400),
+        LQT_CASE("sigterm_each", test_sigterm_each),
+        LQT_CASE("poison", test_poison),
+        LQT_CASE("crash_loop", test_crash_loop),
+        LQT_CASE("consumer_cancelled", test_consumer_cancelled),
+        LQT_CASE("deadlock", test_deadlock),
+        LQT_CASE("blocked_broker", test_blocked_broker, .after = clear_alarm),
+    };
 
-    lqt_env_or_skip();
-    lqt_stack_or_skip();
-    lqt_init();
-    add_case(s, "worker_crashes", test_worker_crashes, 300, NULL);
-    add_case(s, "broker_restarts", test_broker_restarts, 400, NULL);
-    add_case(s, "database_restarts", test_database_restarts, 400, NULL);
-    add_case(s, "sigterm_each", test_sigterm_each, 300, NULL);
-    add_case(s, "poison", test_poison, 300, NULL);
-    add_case(s, "crash_loop", test_crash_loop, 300, NULL);
-    add_case(s, "consumer_cancelled", test_consumer_cancelled, 300, NULL);
-    add_case(s, "deadlock", test_deadlock, 300, NULL);
-    add_case(s, "blocked_broker", test_blocked_broker, 300, clear_alarm);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    restore_stack();
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

@@ -317,30 +317,12 @@ END_TEST
 
 int main(void)
 {
-    Suite *s;
-    TCase *tc;
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "http", .timeout_s = 120};
+    const lqt_case cases[] = {
+        LQT_CASE("metrics", metrics_count_what_was_published),
+        LQT_CASE("readiness_database", readiness_follows_the_database),
+        LQT_CASE("readiness_broker", readiness_follows_the_broker),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    s = suite_create("http");
-    tc = tcase_create("metrics");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, metrics_count_what_was_published);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("readiness_database");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, readiness_follows_the_database);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("readiness_broker");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, readiness_follows_the_broker);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

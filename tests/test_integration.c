@@ -19,18 +19,8 @@
 
 #define TIMEOUT_S 120
 
+/* The running case's namespace (lqt_suite.ns). */
 static lqt_ns *ns;
-
-static void setup(void)
-{
-    ns = lqt_ns_create();
-}
-
-static void teardown(void)
-{
-    lqt_ns_destroy(ns);
-    ns = NULL;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -926,39 +916,21 @@ END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, TIMEOUT_S);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("integration");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "integration", .timeout_s = TIMEOUT_S, .ns = &ns};
+    const lqt_case cases[] = {
+        LQT_CASE("applied", test_applied),
+        LQT_CASE("rejections", test_rejections),
+        LQT_CASE("multi_leg", test_multi_leg),
+        LQT_CASE("duplicates", test_duplicates),
+        LQT_CASE("reply_to", test_reply_to),
+        LQT_CASE("dead_letters", test_dead_letters),
+        LQT_CASE("processing_failed", test_processing_failed),
+        LQT_CASE("big_amounts", test_big_amounts),
+        LQT_CASE("cli", test_cli),
+        LQT_CASE("sigterm", test_sigterm),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    add_case(s, "applied", test_applied);
-    add_case(s, "rejections", test_rejections);
-    add_case(s, "multi_leg", test_multi_leg);
-    add_case(s, "duplicates", test_duplicates);
-    add_case(s, "reply_to", test_reply_to);
-    add_case(s, "dead_letters", test_dead_letters);
-    add_case(s, "processing_failed", test_processing_failed);
-    add_case(s, "big_amounts", test_big_amounts);
-    add_case(s, "cli", test_cli);
-    add_case(s, "sigterm", test_sigterm);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

@@ -41,18 +41,8 @@ static struct {
     char pg_port[16], pg_user[128];
 } stack;
 
+/* The running case's namespace (lqt_suite.ns). */
 static lqt_ns *ns;
-
-static void setup(void)
-{
-    ns = lqt_ns_create();
-}
-
-static void teardown(void)
-{
-    lqt_ns_destroy(ns);
-    ns = NULL;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -742,36 +732,18 @@ END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, TIMEOUT_S);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("tls");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {
+        .name = "tls", .timeout_s = TIMEOUT_S, .ns = &ns, .prepare = tls_or_skip};
+    const lqt_case cases[] = {
+        LQT_CASE("amqps", test_amqps),
+        LQT_CASE("amqps_wrong_ca", test_amqps_wrong_ca),
+        LQT_CASE("amqps_host_name", test_amqps_host_name),
+        LQT_CASE("amqps_client_cert", test_amqps_client_cert),
+        LQT_CASE("pg_tls", test_pg_tls),
+        LQT_CASE("pg_tls_errors", test_pg_tls_errors),
+    };
 
-    lqt_env_or_skip();
-    tls_or_skip();
-    lqt_init();
-    add_case(s, "amqps", test_amqps);
-    add_case(s, "amqps_wrong_ca", test_amqps_wrong_ca);
-    add_case(s, "amqps_host_name", test_amqps_host_name);
-    add_case(s, "amqps_client_cert", test_amqps_client_cert);
-    add_case(s, "pg_tls", test_pg_tls);
-    add_case(s, "pg_tls_errors", test_pg_tls_errors);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }
