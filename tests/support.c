@@ -106,7 +106,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static char *xstrndup(const char *s, size_t n)
+char *lqt_strndup(const char *s, size_t n)
 {
     char *p = xmalloc(n + 1);
     memcpy(p, s, n);
@@ -362,8 +362,7 @@ static void sweep(void)
 
 /* ------------------------------------------------------------ namespaces */
 
-/* Quote a conninfo value: 'value' with \ and ' escaped. */
-static void append_conninfo(char *buf, size_t len, const char *key, const char *value)
+void lqt_conninfo_add(char *buf, size_t len, const char *key, const char *value)
 {
     size_t used = strlen(buf);
 
@@ -386,9 +385,9 @@ static char *db_url_for(const char *db_name)
                   errmsg ? errmsg : "out of memory");
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
-            append_conninfo(buf, sizeof(buf), o->keyword, o->val);
+            lqt_conninfo_add(buf, sizeof(buf), o->keyword, o->val);
     }
-    append_conninfo(buf, sizeof(buf), "dbname", db_name);
+    lqt_conninfo_add(buf, sizeof(buf), "dbname", db_name);
     PQconninfoFree(opts);
     return xstrdup(buf);
 }
@@ -615,8 +614,8 @@ static void env_free(env_list *e)
 }
 
 /* fork and exec ledgerq with args; the child's fds 0, 1, 2 become in, out, err. */
-static pid_t spawn(const lqt_ns *ns, const char *const *extra, const char **args, int in, int out,
-                   int err)
+static pid_t spawn(const lqt_ns *ns, const char *const *extra, const char *const *args, int in,
+                   int out, int err)
 {
     env_list env = child_env(ns, extra);
     size_t n_args = 0;
@@ -784,6 +783,17 @@ void lqt_run_ok_(lqt_ns *ns, const char *arg, ...)
     lqt_output_release(&o);
 }
 
+void lqt_expect_failure(const lqt_output *o, int status, const char *what,
+                        const char *const *mentions)
+{
+    ck_assert_msg(o->status == status, "%s exited %d, expected %d; stdout: %s; stderr: %s", what,
+                  o->status, status, o->out, o->err);
+    ck_assert_msg(lqt_one_line(o->err), "%s: stderr should be one line: \"%s\"", what, o->err);
+    for (const char *const *m = mentions; m && *m; m++)
+        ck_assert_msg(strstr(o->err, *m) != NULL, "%s: stderr should mention \"%s\": %s", what, *m,
+                      o->err);
+}
+
 const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text)
 {
     static char path[600];
@@ -819,8 +829,7 @@ static bool raw_int(const char *json, const char *key, int64_t *ret)
     return errno == 0 && end != p && (*end == ',' || *end == '}');
 }
 
-/* Check that obj has exactly the keys given (NULL-terminated). */
-static void check_keys(const cJSON *obj, const char *what, const char *const *keys)
+void lqt_check_keys(const cJSON *obj, const char *what, const char *const *keys)
 {
     size_t n_keys = 0, n_items = 0;
     const cJSON *item;
@@ -844,14 +853,23 @@ static const char *json_string(const cJSON *obj, const char *key, const char *wh
     return v->valuestring;
 }
 
-/* A string or null: NULL for null. */
-static const char *json_string_or_null(const cJSON *obj, const char *key, const char *what)
+const char *lqt_json_string_or_null(const cJSON *obj, const char *key, const char *what)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (cJSON_IsNull(v))
         return NULL;
     ck_assert_msg(cJSON_IsString(v), "%s: \"%s\" is neither a string nor null", what, key);
     return v->valuestring;
+}
+
+/* A string-or-null member copied to ret (len bytes, "" for null); returns whether it was null. */
+static bool json_nullable(const cJSON *obj, const char *key, const char *what, char *ret,
+                          size_t len)
+{
+    const char *v = lqt_json_string_or_null(obj, key, what);
+
+    snprintf(ret, len, "%s", v ? v : "");
+    return v == NULL;
 }
 
 void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
@@ -872,7 +890,7 @@ void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
     snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
     j = cJSON_Parse(o.out);
     ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
-    check_keys(j, what, keys);
+    lqt_check_keys(j, what, keys);
     snprintf(ret->id, sizeof(ret->id), "%s", json_string(j, "id", what));
     snprintf(ret->currency, sizeof(ret->currency), "%s", json_string(j, "currency", what));
     snprintf(ret->created_at, sizeof(ret->created_at), "%s", json_string(j, "created_at", what));
@@ -922,7 +940,6 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     lqt_output o;
     cJSON *j;
     const cJSON *legs, *leg;
-    const char *s;
     char what[200];
     time_t t;
     int status;
@@ -940,15 +957,11 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
     j = cJSON_Parse(o.out);
     ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
-    check_keys(j, what, keys);
+    lqt_check_keys(j, what, keys);
     ck_assert_str_eq(json_string(j, "id", what), id);
     snprintf(ret->status, sizeof(ret->status), "%s", json_string(j, "status", what));
-    s = json_string_or_null(j, "reason", what);
-    ret->reason_null = s == NULL;
-    snprintf(ret->reason, sizeof(ret->reason), "%s", s ? s : "");
-    s = json_string_or_null(j, "detail", what);
-    ret->detail_null = s == NULL;
-    snprintf(ret->detail, sizeof(ret->detail), "%s", s ? s : "");
+    ret->reason_null = json_nullable(j, "reason", what, ret->reason, sizeof(ret->reason));
+    ret->detail_null = json_nullable(j, "detail", what, ret->detail, sizeof(ret->detail));
     snprintf(ret->processed_at, sizeof(ret->processed_at), "%s",
              json_string(j, "processed_at", what));
     ck_assert_msg(lqt_parse_utc(ret->processed_at, &t),
@@ -963,7 +976,7 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
                       "%s: more legs than the harness keeps", what);
         l = &ret->legs[ret->n_legs++];
         ck_assert_msg(cJSON_IsObject(leg), "%s: a leg is not an object", what);
-        check_keys(leg, what, leg_keys);
+        lqt_check_keys(leg, what, leg_keys);
         snprintf(l->debit, sizeof(l->debit), "%s", json_string(leg, "debit", what));
         snprintf(l->credit, sizeof(l->credit), "%s", json_string(leg, "credit", what));
         snprintf(l->currency, sizeof(l->currency), "%s", json_string(leg, "currency", what));
@@ -1373,19 +1386,14 @@ static void parse_event(lqt_event *e)
     const char *what = "a result event";
     cJSON *j = cJSON_Parse(e->body);
     const cJSON *dup;
-    const char *s;
     time_t t;
 
     ck_assert_msg(cJSON_IsObject(j), "a result event is not a JSON object: %s", e->body);
-    check_keys(j, what, keys);
+    lqt_check_keys(j, what, keys);
     snprintf(e->id, sizeof(e->id), "%s", json_string(j, "id", what));
     snprintf(e->status, sizeof(e->status), "%s", json_string(j, "status", what));
-    s = json_string_or_null(j, "reason", what);
-    e->reason_null = s == NULL;
-    snprintf(e->reason, sizeof(e->reason), "%s", s ? s : "");
-    s = json_string_or_null(j, "detail", what);
-    e->detail_null = s == NULL;
-    snprintf(e->detail, sizeof(e->detail), "%s", s ? s : "");
+    e->reason_null = json_nullable(j, "reason", what, e->reason, sizeof(e->reason));
+    e->detail_null = json_nullable(j, "detail", what, e->detail, sizeof(e->detail));
     dup = cJSON_GetObjectItemCaseSensitive(j, "duplicate");
     ck_assert_msg(cJSON_IsBool(dup), "a result event's duplicate is not a boolean: %s", e->body);
     e->duplicate = cJSON_IsTrue(dup);
@@ -1416,7 +1424,7 @@ static bool receive(lqt_listener *l, int timeout_ms)
     }
     e = &l->events[l->n++];
     memset(e, 0, sizeof(*e));
-    e->body = xstrndup(env.message.body.bytes, env.message.body.len);
+    e->body = lqt_strndup(env.message.body.bytes, env.message.body.len);
     copy_bytes(e->routing_key, sizeof(e->routing_key), env.routing_key);
     props = &env.message.properties;
     if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
@@ -1731,6 +1739,20 @@ lqt_worker *lqt_worker_start(lqt_ns *ns, const char *const *env)
     return w;
 }
 
+pid_t lqt_start(lqt_ns *ns, const char *log_path, const char *const *args)
+{
+    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), devnull;
+    pid_t pid;
+
+    ck_assert_msg(log >= 0, "could not open %s: %s", log_path, strerror(errno));
+    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_msg(devnull >= 0, "/dev/null: %s", strerror(errno));
+    pid = spawn(ns, NULL, args, devnull, log, log);
+    close(devnull);
+    close(log);
+    return pid;
+}
+
 pid_t lqt_worker_pid(const lqt_worker *w)
 {
     return w->pid;
@@ -1884,6 +1906,20 @@ size_t lqt_file_count(const char *path, const char *needle)
         count += strstr(line, needle) != NULL;
     fclose(f);
     return count;
+}
+
+void lqt_worker_wait_log(lqt_worker *w, const char *needle)
+{
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
+
+    while (lqt_file_count(w->log_path, needle) == 0) {
+        if (lqt_now_ms() >= deadline) {
+            print_log_tail(w->log_path);
+            ck_abort_msg("worker %d logged no line with \"%s\" within %d s", (int)w->pid, needle,
+                         LQT_WAIT_S);
+        }
+        lqt_sleep_ms(20);
+    }
 }
 
 size_t lqt_log_count(const lqt_ns *ns, const char *needle)
@@ -2056,6 +2092,58 @@ static int run_program(char *const argv[], int timeout_s)
     return decode_status(status);
 }
 
+char *lqt_capture(char *const argv[], int *ret_status)
+{
+    int fds[2], status = 0;
+    size_t len = 0, cap = 8192;
+    char *out = malloc(cap);
+    pid_t pid;
+
+    *ret_status = -1;
+    if (out == NULL || pipe2(fds, O_CLOEXEC) != 0) {
+        free(out);
+        return NULL;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(fds[1], 1) < 0)
+            _exit(127);
+        execvp(argv[0], argv);
+        fprintf(stderr, "could not run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        free(out);
+        return NULL;
+    }
+    for (;;) {
+        ssize_t got;
+        if (cap - len < 4096) {
+            char *more = realloc(out, cap * 2);
+            if (more == NULL)
+                break;
+            out = more;
+            cap *= 2;
+        }
+        got = read(fds[0], out + len, cap - len - 1);
+        if (got > 0)
+            len += (size_t)got;
+        else if (got == 0 || errno != EINTR)
+            break;
+    }
+    close(fds[0]);
+    out[len] = '\0';
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    *ret_status = decode_status(status);
+    return out;
+}
+
 void lqt_stack(const char *command, const char *service)
 {
     char *argv[] = {(char *)stack_script(), "--dir",         (char *)stack_dir(),
@@ -2169,6 +2257,34 @@ char *lqt_sql_value(lqt_ns *ns, const char *sql, const char *param)
         value = xstrdup(PQgetvalue(res, 0, 0));
     PQclear(res);
     return value;
+}
+
+void lqt_slow_inserts(lqt_ns *ns, double ms)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "CREATE FUNCTION lqt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
+             "BEGIN PERFORM pg_sleep(%g); RETURN NEW; END $$",
+             ms / 1000);
+    lqt_sql(ns, sql);
+    lqt_sql(ns, "CREATE TRIGGER lqt_slow BEFORE INSERT ON payments FOR EACH ROW "
+                "EXECUTE FUNCTION lqt_slow()");
+}
+
+void lqt_poison(lqt_ns *ns, const char *id)
+{
+    char sql[512], *literal = PQescapeLiteral(ns->db, id, strlen(id));
+
+    ck_assert_msg(literal != NULL, "could not quote %s: %s", id, PQerrorMessage(ns->db));
+    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
+             "WHEN (NEW.id = %s) EXECUTE FUNCTION lqt_poison()",
+             literal);
+    PQfreemem(literal);
+    lqt_sql(ns, sql);
 }
 
 /* ------------------------------------------------------------ suites */

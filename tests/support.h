@@ -36,6 +36,8 @@
 
 #include "ledgerq/amqp.h"
 
+struct cJSON;
+
 /* Longest wait for anything the tests expect to happen, in seconds. */
 #define LQT_WAIT_S 30
 
@@ -193,6 +195,14 @@ int lqt_run_env(lqt_ns *ns, const char *const *env, lqt_output *ret, const char 
 void lqt_run_ok_(lqt_ns *ns, const char *arg, ...) __attribute__((sentinel));
 
 #define lqt_run_ok(ns, ...) lqt_run_ok_((ns), __VA_ARGS__, (const char *)NULL)
+
+/*
+ * What a user sees of a failed command: exit status status and one line on
+ * stderr that holds each of mentions (NULL-terminated, may be NULL).  what
+ * names the command in the failure message.
+ */
+void lqt_expect_failure(const lqt_output *o, int status, const char *what,
+                        const char *const *mentions);
 
 /*
  * Write text to a file named name in the namespace's part of the log
@@ -440,6 +450,16 @@ void lqt_worker_signal(lqt_worker *w, int sig);
  */
 int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms);
 
+/*
+ * Start `ledgerq ARG...` (NULL-terminated) in ns's environment in the
+ * background, stdin from /dev/null, stdout and stderr appended to log_path.
+ * It dies with the test; the caller waits for it (waitpid()).
+ */
+pid_t lqt_start(lqt_ns *ns, const char *log_path, const char *const *args);
+
+/* Wait (at most LQT_WAIT_S seconds) until a line of the worker's log contains needle. */
+void lqt_worker_wait_log(lqt_worker *w, const char *needle);
+
 /* Whether the worker is still running (false once it exited; it is then reaped). */
 bool lqt_worker_running(lqt_worker *w);
 
@@ -515,6 +535,15 @@ void lqt_sql(lqt_ns *ns, const char *sql);
  */
 char *lqt_sql_value(lqt_ns *ns, const char *sql, const char *param);
 
+/* Make every insert into payments take ms milliseconds longer (a trigger). */
+void lqt_slow_inserts(lqt_ns *ns, double ms);
+
+/*
+ * Make storing payment id fail every time, for a reason that is not an
+ * outage: a trigger raises "lqt poison pill <id>".
+ */
+void lqt_poison(lqt_ns *ns, const char *id);
+
 /* ------------------------------------------------------------ small things */
 
 /* Whether s holds one line: non-empty, one '\n' at most and only at the end. */
@@ -522,5 +551,25 @@ bool lqt_one_line(const char *s);
 
 /* Parse an RFC 3339 UTC time ("...Z"); false when it is not one. */
 bool lqt_parse_utc(const char *s, time_t *ret);
+
+/* A NUL-terminated copy of n bytes of s (caller frees); fails the test when out of memory. */
+char *lqt_strndup(const char *s, size_t n);
+
+/* Check that a JSON object has exactly the keys given (NULL-terminated); what names it. */
+void lqt_check_keys(const struct cJSON *obj, const char *what, const char *const *keys);
+
+/* A string member, or NULL for null; anything else fails the test. */
+const char *lqt_json_string_or_null(const struct cJSON *obj, const char *key, const char *what);
+
+/* Append key='value' to a conninfo string of len bytes (quotes and backslashes escaped). */
+void lqt_conninfo_add(char *buf, size_t len, const char *key, const char *value);
+
+/*
+ * Run argv (PATH searched) with stdin from /dev/null and return what it
+ * printed on stdout (caller frees), NULL when it could not be run;
+ * *ret_status gets its exit code (128 + signal when killed).  Its stderr
+ * goes to ours.  Usable outside a test (no Check assertions).
+ */
+char *lqt_capture(char *const argv[], int *ret_status);
 
 #endif

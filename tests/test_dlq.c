@@ -13,14 +13,11 @@
  * checks exit codes and messages.
  */
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,46 +33,17 @@
 #define KILL_N      2000
 #define KILL_ROUNDS 3
 
-extern char **environ;
-
 /* The running case's namespace (lqt_suite.ns). */
 static lqt_ns *ns;
 
 /* ------------------------------------------------------------ small things */
 
-static int64_t now_ms(void)
+/* A failure printed as one line on stderr that mentions mention, and nothing on stdout. */
+static void expect_failure(const lqt_output *o, int status, const char *mention, const char *what)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+    const char *const mentions[] = {mention, NULL};
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-
-    ck_assert_msg(p != NULL, "out of memory");
-    if (n)
-        memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
-/* A failure printed as one line on stderr, and nothing on stdout. */
-static void expect_failure(const lqt_output *o, int status, const char *mentions, const char *what)
-{
-    ck_assert_msg(o->status == status, "%s exited %d, expected %d: %s", what, o->status, status,
-                  o->err);
-    ck_assert_msg(lqt_one_line(o->err), "%s: stderr should be one line: \"%s\"", what, o->err);
-    ck_assert_msg(strstr(o->err, mentions) != NULL, "%s: stderr should mention \"%s\": %s", what,
-                  mentions, o->err);
+    lqt_expect_failure(o, status, what, mentions);
     ck_assert_msg(o->out_len == 0, "%s printed on stdout: %s", what, o->out);
 }
 
@@ -112,10 +80,10 @@ static void snapshot_take(const char *queue, snapshot *ret)
             ret->message_id = realloc(ret->message_id, cap * sizeof(*ret->message_id));
             ck_assert_msg(ret->body && ret->len && ret->message_id, "out of memory");
         }
-        ret->body[ret->n] = xstrndup(d->body, d->body_len);
+        ret->body[ret->n] = lqt_strndup(d->body, d->body_len);
         ret->len[ret->n] = d->body_len;
         ret->message_id[ret->n] =
-            d->message_id ? xstrndup(d->message_id, strlen(d->message_id)) : NULL;
+            d->message_id ? lqt_strndup(d->message_id, strlen(d->message_id)) : NULL;
         ret->n++;
         lq_delivery_free(d);
     }
@@ -141,17 +109,17 @@ static void snapshot_release(snapshot *s)
  */
 static void wait_settled(const char *queue, uint32_t n)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     uint32_t last = UINT32_MAX, ready;
 
     for (;;) {
         ready = lqt_queue_ready(ns, queue, NULL);
         if (ready == n && ready == last)
             return;
-        ck_assert_msg(now_ms() < deadline, "%s holds %u ready messages, expected %u", queue, ready,
-                      n);
+        ck_assert_msg(lqt_now_ms() < deadline, "%s holds %u ready messages, expected %u", queue,
+                      ready, n);
         last = ready;
-        sleep_ms(100);
+        lqt_sleep_ms(100);
     }
 }
 
@@ -271,10 +239,7 @@ static void make_six(void)
 
     lqt_run_ok(ns, "account", "open", "bank", "--currency", "EUR", "--allow-negative");
     lqt_run_ok(ns, "account", "open", "alice", "--currency", "EUR");
-    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
-                "WHEN (NEW.id = 'dlq-poison') EXECUTE FUNCTION lqt_poison()");
+    lqt_poison(ns, "dlq-poison");
 
     w = lqt_worker_start(ns, env);
     for (int i = MALFORMED; i <= FAILED; i++) {
@@ -284,14 +249,14 @@ static void make_six(void)
     ck_assert_int_eq(lqt_worker_stop(w), 0);
 
     publish_dead(&fixture[X_DEATH]);
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     while (lqt_queue_ready(ns, ns->dlq, NULL) < N_DEAD) {
         lq_delivery *d = NULL;
         int r = lq_amqp_get(ns->amqp, ns->queue, &d);
-        ck_assert_msg(now_ms() < deadline && returns < 100,
+        ck_assert_msg(lqt_now_ms() < deadline && returns < 100,
                       "the broker did not dead-letter a message given back %d times", returns);
         if (r == LQ_ERR_NOT_FOUND) {
-            sleep_ms(20);
+            lqt_sleep_ms(20);
             continue;
         }
         ck_assert_msg(r == LQ_OK, "basic.get: %s", lq_amqp_error(ns->amqp));
@@ -301,10 +266,11 @@ static void make_six(void)
     }
     printf("dlq: the broker dead-lettered the message after %d returns\n", returns);
 
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     while (dlq_total() != N_DEAD) {
-        ck_assert_msg(now_ms() < deadline, "`dlq stats --json` never counted %d messages", N_DEAD);
-        sleep_ms(50);
+        ck_assert_msg(lqt_now_ms() < deadline, "`dlq stats --json` never counted %d messages",
+                      N_DEAD);
+        lqt_sleep_ms(50);
     }
     ck_assert_uint_eq(lqt_queue_ready(ns, ns->queue, NULL), 0);
 }
@@ -335,34 +301,6 @@ static const int all_six[N_DEAD] = {MALFORMED, INVALID, TOO_LARGE, TEXT_PLAIN, F
 
 /* ------------------------------------------------------------ JSON */
 
-static void check_keys(const cJSON *obj, const char *what, const char *const *keys)
-{
-    size_t n_keys = 0, n_items = 0;
-    const cJSON *item;
-
-    while (keys[n_keys]) {
-        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(obj, keys[n_keys]) != NULL,
-                      "%s has no \"%s\"", what, keys[n_keys]);
-        n_keys++;
-    }
-    cJSON_ArrayForEach(item, obj)
-    {
-        n_items++;
-    }
-    ck_assert_msg(n_items == n_keys, "%s has %zu fields, expected %zu", what, n_items, n_keys);
-}
-
-/* A string member, or NULL for null; anything else fails the test. */
-static const char *string_or_null(const cJSON *obj, const char *key, const char *what)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    if (cJSON_IsNull(v))
-        return NULL;
-    ck_assert_msg(cJSON_IsString(v), "%s: \"%s\" is neither a string nor null", what, key);
-    return v->valuestring;
-}
-
 static int64_t integer(const cJSON *obj, const char *key, const char *what)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -374,7 +312,7 @@ static int64_t integer(const cJSON *obj, const char *key, const char *what)
 
 static void expect_string(const cJSON *obj, const char *key, const char *want, const char *what)
 {
-    const char *got = string_or_null(obj, key, what);
+    const char *got = lqt_json_string_or_null(obj, key, what);
 
     if (want == NULL)
         ck_assert_msg(got == NULL, "%s: \"%s\" is \"%s\", expected null", what, key, got);
@@ -395,7 +333,7 @@ static void expect_entry(const cJSON *e, size_t position, const dead_letter *m)
 
     snprintf(what, sizeof(what), "`dlq list --json` entry %zu (%s)", position, m->message_id);
     ck_assert_msg(cJSON_IsObject(e), "%s is not an object", what);
-    check_keys(e, what, keys);
+    lqt_check_keys(e, what, keys);
     ck_assert_msg(integer(e, "position", what) == (int64_t)position, "%s: position %" PRId64, what,
                   integer(e, "position", what));
     expect_string(e, "message_id", m->message_id, what);
@@ -404,7 +342,7 @@ static void expect_entry(const cJSON *e, size_t position, const dead_letter *m)
     expect_string(e, "reason", m->reason, what);
     ck_assert_msg(integer(e, "size", what) == (int64_t)dead_len(m), "%s: size %" PRId64 ", not %zu",
                   what, integer(e, "size", what), dead_len(m));
-    detail = string_or_null(e, "detail", what);
+    detail = lqt_json_string_or_null(e, "detail", what);
     if (m->error) {
         ck_assert_msg(detail && detail[0] && lqt_one_line(detail),
                       "%s: detail should be one non-empty line", what);
@@ -415,7 +353,7 @@ static void expect_entry(const cJSON *e, size_t position, const dead_letter *m)
     if (m == &fixture[FAILED])
         ck_assert_msg(strstr(detail, "lqt poison pill") != NULL,
                       "%s: detail should tell what was raised: %s", what, detail);
-    failed_at = string_or_null(e, "failed_at", what);
+    failed_at = lqt_json_string_or_null(e, "failed_at", what);
     ck_assert_msg(failed_at && lqt_parse_utc(failed_at, &t),
                   "%s: failed_at is not an RFC 3339 UTC time", what);
     ck_assert_msg(t > now - 600 && t <= now + 5, "%s: failed_at %s is not about now", what,
@@ -505,7 +443,7 @@ START_TEST(test_list)
                       N_DEAD, first_text);
         line++;
         end = strchr(line, '\n');
-        text = xstrndup(line, end ? (size_t)(end - line) : strlen(line));
+        text = lqt_strndup(line, end ? (size_t)(end - line) : strlen(line));
         ck_assert_msg(strtoul(text, NULL, 10) == i + 1 && strstr(text, what) &&
                           strstr(text, fixture[i].payment_id ? fixture[i].payment_id : " - "),
                       "`dlq list` line %zu should show position %zu, %s and %s: %s", i + 1, i + 1,
@@ -566,7 +504,7 @@ static char *show_field(const char *out, const char *label)
             while (*p == ' ')
                 p++;
             end = strchr(p, '\n');
-            return xstrndup(p, end ? (size_t)(end - p) : strlen(p));
+            return lqt_strndup(p, end ? (size_t)(end - p) : strlen(p));
         }
     }
     return NULL;
@@ -724,7 +662,7 @@ START_TEST(test_stats)
     lqt_output_release(&o);
     j = cJSON_Parse(first);
     ck_assert_msg(cJSON_IsObject(j), "`dlq stats --json` is not a JSON object: %s", first);
-    check_keys(j, "`dlq stats --json`", keys);
+    lqt_check_keys(j, "`dlq stats --json`", keys);
     ck_assert_msg(integer(j, "total", "`dlq stats --json`") == N_DEAD,
                   "`dlq stats --json`: total should be %d: %s", N_DEAD, first);
     by_error = cJSON_GetObjectItemCaseSensitive(j, "by_error");
@@ -1067,75 +1005,6 @@ END_TEST
 
 /* ------------------------------------------------------------ a replay killed midway */
 
-/* Start `ledgerq ARG...` (NULL-terminated) in the namespace's environment, output to log. */
-static pid_t spawn_ledgerq(const char *log, const char *const *args)
-{
-    const char *bin = getenv("LEDGERQ_BIN");
-    char *names[9], **envp, *argv[16];
-    size_t n_env = 0, n_names = 0, n_args = 0;
-    pid_t parent = getpid(), pid;
-    int fd;
-
-    for (char **p = environ; *p; p++)
-        n_env++;
-    envp = calloc(n_env + 10, sizeof(*envp));
-    ck_assert_msg(envp != NULL, "out of memory");
-    n_env = 0;
-    for (char **p = environ; *p; p++) {
-        if (strncmp(*p, "LEDGERQ_", 8) != 0)
-            envp[n_env++] = *p;
-    }
-    {
-        const char *pairs[][2] = {
-            {"LEDGERQ_AMQP_URL", getenv("LEDGERQ_TEST_AMQP_URL")},
-            {"LEDGERQ_DATABASE_URL", ns->db_url},
-            {"LEDGERQ_EXCHANGE", ns->exchange},
-            {"LEDGERQ_QUEUE", ns->queue},
-            {"LEDGERQ_RESULTS_EXCHANGE", ns->results_exchange},
-            {"LEDGERQ_DLX", ns->dlx},
-            {"LEDGERQ_DLQ", ns->dlq},
-            {"LEDGERQ_HTTP_ADDR", "off"},
-            {"LEDGERQ_LOG_FORMAT", "json"},
-        };
-        for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
-            size_t len = strlen(pairs[i][0]) + strlen(pairs[i][1]) + 2;
-            names[n_names] = malloc(len);
-            ck_assert_msg(names[n_names] != NULL, "out of memory");
-            snprintf(names[n_names], len, "%s=%s", pairs[i][0], pairs[i][1]);
-            envp[n_env++] = names[n_names++];
-        }
-    }
-    envp[n_env] = NULL;
-    argv[n_args++] = (char *)bin;
-    for (; *args && n_args < 15; args++)
-        argv[n_args++] = (char *)*args;
-    argv[n_args] = NULL;
-
-    fd = open(log, O_WRONLY | O_APPEND | O_CLOEXEC);
-    ck_assert_msg(fd >= 0, "could not open %s: %s", log, strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY);
-        /* Die with the test: a failed assertion ends it with _exit(). */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent || devnull < 0)
-            _exit(127);
-        if (dup2(devnull, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-            _exit(127);
-        execve(bin, argv, envp);
-        dprintf(2, "could not run %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    close(fd);
-    for (size_t i = 0; i < n_names; i++)
-        free(names[i]);
-    free(envp);
-    return pid;
-}
-
 /* The index i of a kill-test body {"id":"kill-<round>-<i>",...}, or -1. */
 static long kill_index(const char *body, int round)
 {
@@ -1202,19 +1071,20 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
     snprintf(name, sizeof(name), "replay-kill-%d.log", round);
     snprintf(log, sizeof(log), "%s", lqt_write_file(ns, name, ""));
 
-    pid = spawn_ledgerq(log, args);
-    start = now_ms();
+    pid = lqt_start(ns, log, args);
+    start = lqt_now_ms();
     deadline = start + LQT_WAIT_S * 1000;
     for (;;) {
         if (waitpid(pid, &status, WNOHANG) == pid) {
             finished = true;
             break;
         }
-        ck_assert_msg(now_ms() < deadline, "the replay neither finished nor reached the moment");
+        ck_assert_msg(lqt_now_ms() < deadline,
+                      "the replay neither finished nor reached the moment");
         if (moment == KILL_AFTER_DELAY) {
-            if (now_ms() - start >= delay)
+            if (lqt_now_ms() - start >= delay)
                 break;
-            sleep_ms(1);
+            lqt_sleep_ms(1);
             continue;
         }
         ck_assert_msg(lq_amqp_queue_depth(c, ns->queue, &upstream) == LQ_OK, "queue depth: %s",
@@ -1228,7 +1098,7 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
     }
     lq_amqp_close(c);
     printf("dlq: round %d: replay killed %s (%" PRId64 " ms, %u copies upstream seen): %s\n", round,
-           moment_names[moment], now_ms() - start, upstream,
+           moment_names[moment], lqt_now_ms() - start, upstream,
            finished ? "it had finished already" : "killed");
     ck_assert_msg(finished ? WIFEXITED(status) && WEXITSTATUS(status) == 0
                            : WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
@@ -1237,14 +1107,14 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
     /* The broker has given back what the dead connection held. */
     {
         uint32_t last = UINT32_MAX, now;
-        int64_t settle = now_ms() + LQT_WAIT_S * 1000;
+        int64_t settle = lqt_now_ms() + LQT_WAIT_S * 1000;
         for (;;) {
             now = lqt_queue_ready(ns, ns->dlq, NULL);
             if (now == last)
                 break;
-            ck_assert_msg(now_ms() < settle, "the dead-letter queue never settled");
+            ck_assert_msg(lqt_now_ms() < settle, "the dead-letter queue never settled");
             last = now;
-            sleep_ms(300);
+            lqt_sleep_ms(300);
         }
     }
 

@@ -26,7 +26,6 @@
 #include <check.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +34,6 @@
 
 #include <cjson/cJSON.h>
 
-#include "ledgerq/error.h"
 #include "support.h"
 
 #define N_ACCOUNTS      100
@@ -236,24 +234,6 @@ static void start_worker(workload *w, int slot)
     w->workers[slot] = lqt_worker_start(w->ns, env);
 }
 
-/*
- * Make every payment cost its worker ms milliseconds in the database (a
- * trigger), so that a backlog builds up and the workers always hold
- * payments when a fault strikes.
- */
-static void slow_down(lqt_ns *ns, double ms)
-{
-    char sql[512];
-
-    snprintf(sql, sizeof(sql),
-             "CREATE FUNCTION lqt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
-             "BEGIN PERFORM pg_sleep(%g); RETURN NEW; END $$",
-             ms / 1000);
-    lqt_sql(ns, sql);
-    lqt_sql(ns, "CREATE TRIGGER lqt_slow BEFORE INSERT ON payments FOR EACH ROW "
-                "EXECUTE FUNCTION lqt_slow()");
-}
-
 /* Every worker still runs and consumes: n consumers on the work queue, within LQT_WAIT_S. */
 static void expect_consuming(workload *w)
 {
@@ -279,13 +259,7 @@ static void expect_consuming(workload *w)
  */
 static void wait_consuming(lqt_worker *worker)
 {
-    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
-
-    while (lqt_file_count(lqt_worker_log_path(worker), "consuming from queue") == 0) {
-        ck_assert_msg(lqt_now_ms() < deadline, "worker %d did not start consuming within %d s",
-                      (int)lqt_worker_pid(worker), LQT_WAIT_S);
-        lqt_sleep_ms(20);
-    }
+    lqt_worker_wait_log(worker, "consuming from queue");
 }
 
 /* Start the workers and the publisher (pause_ms between files). */
@@ -510,9 +484,11 @@ static const char *const flow_env[] = {"LEDGERQ_PREFETCH=200", "LEDGERQ_BATCH_MA
                                        "LEDGERQ_SHUTDOWN_TIMEOUT_MS=10000", NULL};
 
 /*
- * Per payment in the database.  Batches lock the accounts they touch, so
- * with 100 accounts the workers mostly take turns: 22,000 messages take
- * them about 25 s, and the publisher stays ahead.
+ * Per payment in the database (lqt_slow_inserts()), so that a backlog
+ * builds up and the workers always hold payments when a fault strikes.
+ * Batches lock the accounts they touch, so with 100 accounts the workers
+ * mostly take turns: 22,000 messages take them about 25 s, and the
+ * publisher stays ahead.
  */
 #define SLOW_MS 1
 
@@ -524,7 +500,7 @@ START_TEST(test_worker_crashes)
     workload w;
 
     workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
+    lqt_slow_inserts(ns, SLOW_MS);
     workload_start(&w, flow_env, 300);
     /* Five crashes at random moments while payments flow, each worker restarted at once. */
     for (int kill = 1; kill <= 5; kill++) {
@@ -553,7 +529,7 @@ START_TEST(test_broker_restarts)
     workload w;
 
     workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
+    lqt_slow_inserts(ns, SLOW_MS);
     workload_start(&w, flow_env, 300);
     lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
@@ -589,7 +565,7 @@ START_TEST(test_database_restarts)
     uint32_t consumers;
 
     workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
+    lqt_slow_inserts(ns, SLOW_MS);
     workload_start(&w, flow_env, 300);
 
     lqt_sleep_ms(3000);
@@ -652,7 +628,7 @@ START_TEST(test_sigterm_each)
     int code;
 
     workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
+    lqt_slow_inserts(ns, SLOW_MS);
     workload_start(&w, flow_env, 300);
     /*
      * Each worker in turn, with a full window in hand: it drains, acks what
@@ -721,10 +697,7 @@ START_TEST(test_poison)
 
     workload_init(&w, ns, N_PAYMENTS, extra);
     /* It fails in the database every time, for a reason that is not an outage. */
-    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
-                "WHEN (NEW.id = 'poison') EXECUTE FUNCTION lqt_poison()");
+    lqt_poison(ns, "poison");
     workload_start(&w, env, 100);
     workload_settle(&w, 0);
     workload_check(&w, dead);
@@ -867,7 +840,7 @@ START_TEST(test_deadlock)
     int64_t deadline;
 
     workload_init(&w, ns, 4000, NULL);
-    slow_down(ns, SLOW_MS);
+    lqt_slow_inserts(ns, SLOW_MS);
     workload_start(&w, flow_env, 100);
     while (stored_count(ns) < 500)
         lqt_sleep_ms(50);
@@ -940,8 +913,7 @@ START_TEST(test_blocked_broker)
 {
     lqt_ns *ns = lqt_ns_create();
     workload w;
-    int64_t took, until;
-    char log[600];
+    int64_t took;
     int code;
 
     workload_init(&w, ns, 2000, NULL);
@@ -953,12 +925,7 @@ START_TEST(test_blocked_broker)
     w.worker_env = flow_env;
     for (int i = 0; i < N_WORKERS; i++)
         start_worker(&w, i);
-    snprintf(log, sizeof(log), "%s", lqt_worker_log_path(w.workers[0]));
-    until = lqt_now_ms() + LQT_WAIT_S * 1000;
-    while (lqt_file_count(log, "blocked publishing") == 0) {
-        ck_assert_msg(lqt_now_ms() < until, "worker 0 was not blocked within %d s", LQT_WAIT_S);
-        lqt_sleep_ms(100);
-    }
+    lqt_worker_wait_log(w.workers[0], "blocked publishing");
     lqt_step("the workers are blocked");
     /* Longer than the confirm timeout: a blocked broker is waited for, not given up on. */
     lqt_sleep_ms(35000);

@@ -576,10 +576,7 @@ START_TEST(test_processing_failed)
 
     open_account_negative("bank", "EUR");
     open_account("alice", "EUR");
-    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
-                "WHEN (NEW.id = 'poison') EXECUTE FUNCTION lqt_poison()");
+    lqt_poison(ns, "poison");
 
     /* One burst, so that the poison shares batches with good payments. */
     for (int i = 1; i <= 10; i++) {
@@ -685,14 +682,12 @@ END_TEST
 
 /* ------------------------------------------------------------ 9. the CLI */
 
-/* A failure printed as one line on stderr, and nothing else. */
-static void expect_failure(const lqt_output *o, int status, const char *mentions, const char *what)
+/* A failure printed as one line on stderr that mentions mention. */
+static void expect_failure(const lqt_output *o, int status, const char *mention, const char *what)
 {
-    ck_assert_msg(o->status == status, "%s exited %d, expected %d: %s", what, o->status, status,
-                  o->err);
-    ck_assert_msg(lqt_one_line(o->err), "%s: stderr should be one line: \"%s\"", what, o->err);
-    ck_assert_msg(strstr(o->err, mentions) != NULL, "%s: stderr should mention \"%s\": %s", what,
-                  mentions, o->err);
+    const char *const mentions[] = {mention, NULL};
+
+    lqt_expect_failure(o, status, what, mentions);
 }
 
 START_TEST(test_cli)
@@ -871,10 +866,7 @@ START_TEST(test_sigterm)
 
     open_account_negative("bank", "EUR");
     open_account("alice", "EUR");
-    lqt_sql(ns, "CREATE FUNCTION lqt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_slow BEFORE INSERT ON payments FOR EACH ROW "
-                "EXECUTE FUNCTION lqt_slow()");
+    lqt_slow_inserts(ns, 10);
     for (int i = 0; i < n; i++) {
         char body[256];
         lqt_msg m = {0};
