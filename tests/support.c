@@ -1496,6 +1496,67 @@ size_t lqt_event_count_id(const lqt_listener *l, const char *id)
     return count;
 }
 
+static int compare_event_ids(const void *a, const void *b)
+{
+    const lqt_event *x = *(const lqt_event *const *)a, *y = *(const lqt_event *const *)b;
+    int c = strcmp(x->id, y->id);
+
+    /* The events lie in the listener's array in the order they came. */
+    return c ? c : (x > y) - (x < y);
+}
+
+const lqt_event **lqt_events_by_id(const lqt_listener *l)
+{
+    const lqt_event **index = xmalloc(l->n * sizeof(*index));
+
+    for (size_t i = 0; i < l->n; i++)
+        index[i] = &l->events[i];
+    qsort(index, l->n, sizeof(*index), compare_event_ids);
+    return index;
+}
+
+/* Whether two events tell the same outcome: status, reason, processed_at. */
+static bool same_outcome(const lqt_event *a, const lqt_event *b)
+{
+    return strcmp(a->status, b->status) == 0 && a->reason_null == b->reason_null &&
+           strcmp(a->reason, b->reason) == 0 && strcmp(a->processed_at, b->processed_at) == 0;
+}
+
+static bool is_conflict(const lqt_event *e)
+{
+    return !e->duplicate && strcmp(e->status, "rejected") == 0 && !e->reason_null &&
+           strcmp(e->reason, "idempotency_conflict") == 0;
+}
+
+const lqt_event *lqt_expect_first_outcome(const char *id, const lqt_event *const *events, size_t n,
+                                          size_t *ret_conflicts)
+{
+    const lqt_event *first = NULL;
+    size_t conflicts = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (is_conflict(events[i])) {
+            ck_assert_msg(ret_conflicts != NULL, "%s: an idempotency conflict, none expected: %s",
+                          id, events[i]->body);
+            conflicts++;
+        } else if (!events[i]->duplicate && first == NULL) {
+            first = events[i];
+        }
+    }
+    ck_assert_msg(first != NULL,
+                  "%s: no result event says it was processed for the first time (duplicate: "
+                  "false): %zu events, %zu of them idempotency conflicts, the others duplicates",
+                  id, n, conflicts);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(is_conflict(events[i]) || same_outcome(events[i], first),
+                      "%s: two result events tell different outcomes: %s and %s", id, first->body,
+                      events[i]->body);
+    }
+    if (ret_conflicts)
+        *ret_conflicts = conflicts;
+    return first;
+}
+
 /* ------------------------------------------------------------ queues */
 
 lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack)

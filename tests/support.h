@@ -358,6 +358,26 @@ const lqt_event *lqt_event_find(const lqt_listener *l, const char *id, size_t nt
 /* How many events were received for payment id. */
 size_t lqt_event_count_id(const lqt_listener *l, const char *id);
 
+/*
+ * Every event received, sorted by payment id, in the order they came within
+ * an id.  Caller frees the array (not the events, which the listener owns).
+ */
+const lqt_event **lqt_events_by_id(const lqt_listener *l);
+
+/*
+ * The rule of result events for one processed payment, over the n events
+ * received for id (in the order they came): at least one says duplicate:
+ * false and is not an idempotency conflict.  That is its first outcome; it
+ * may come more than once (published again when the broker never confirmed
+ * it), and every such event and every duplicate tell the same status,
+ * reason and processed_at.  Idempotency conflicts (duplicate: false,
+ * rejected with idempotency_conflict, a later command with other content)
+ * are counted in *ret_conflicts; with ret_conflicts NULL, one fails the
+ * test.  Returns the first event telling the first outcome.
+ */
+const lqt_event *lqt_expect_first_outcome(const char *id, const lqt_event *const *events, size_t n,
+                                          size_t *ret_conflicts);
+
 /* ------------------------------------------------------------ queues */
 
 /*

@@ -10,12 +10,13 @@
  *
  * Afterwards, from the user's side: every payment has exactly one stored
  * outcome with the legs it was sent with; each got at least one result
- * event per time it was sent, all of them telling its one stored outcome;
- * the balances equal what the stored outcomes add up to (recomputed here
- * from the generated payments), so nothing was applied twice; `ledgerq
- * audit` passes; the work queue is empty with no consumer (nothing was left
- * unacked); and the dead-letter queue holds nothing but the messages that
- * deserve it for reasons of their own.
+ * event per time it was sent, all of them telling its one stored outcome,
+ * and at least one of them says it was processed for the first time
+ * (duplicate: false), also when the events of a committed batch were never
+ * confirmed (then the first outcome may come again, the same); the balances equal what the stored
+ * outcomes add up to (recomputed here from the generated payments), so nothing was applied twice;
+ * `ledgerq audit` passes; the work queue is empty with no consumer (nothing was left unacked); and
+ * the dead-letter queue holds nothing but the messages that deserve it for reasons of their own.
  *
  * These tests stop and kill the services of the test stack
  * (LEDGERQ_TEST_STACK_SCRIPT): meson runs them alone (is_parallel: false),
@@ -32,11 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "support.h"
+#include "workload.h"
 
-#define N_ACCOUNTS      100
 #define N_PAYMENTS      20000
 #define DUPLICATE_EVERY 10  /* every tenth payment is published twice, same content */
 #define CHUNK           500 /* payments per publisher file */
@@ -46,13 +45,6 @@
 #define SETTLE_S 180
 /* What a worker logs when messages come back from a consumer that went away. */
 #define REDELIVERED_LOG "\"msg\":\"redelivered"
-
-typedef struct account {
-    char id[32];
-    const char *currency;
-    bool allow_negative;
-    int64_t expected; /* balance recomputed from the stored outcomes */
-} account;
 
 typedef struct payment {
     char id[40];
@@ -64,13 +56,13 @@ typedef struct payment {
     char status[16];
     char reason[64];
     char processed_at[64];
-    size_t first_event, n_events; /* its events, in the sorted index */
+    bool has_events; /* its result events were found and checked */
 } payment;
 
 /* One test's workload: accounts, payments, publisher files, workers. */
 typedef struct workload {
     lqt_ns *ns;
-    account accounts[N_ACCOUNTS];
+    lqt_workload_account accounts[LQT_WORKLOAD_ACCOUNTS];
     payment *payments;
     size_t n_payments;
     size_t n_messages;
@@ -83,25 +75,39 @@ typedef struct workload {
     const char *const *worker_env;
 } workload;
 
+/* Seeded per run (and logged): the workload and the moments of the faults. */
 static uint64_t rng_state;
-
-static uint32_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
 
 /* ------------------------------------------------------------ the workload */
 
-static void payment_json(const workload *w, const payment *p, char *out, size_t len)
+/* A growing text, NUL-terminated. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static void text_add(text *t, const char *s)
 {
-    snprintf(out, len,
-             "{\"id\":\"%s\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":%" PRId64
-             ",\"currency\":\"%s\"}\n",
-             p->id, w->accounts[p->debit].id, w->accounts[p->credit].id, p->amount,
-             w->accounts[p->debit].currency);
+    size_t n = strlen(s);
+
+    if (t->len + n + 1 > t->cap) {
+        t->cap = 2 * t->cap + n + 65536;
+        t->p = realloc(t->p, t->cap);
+        ck_assert_msg(t->p != NULL, "out of memory");
+    }
+    memcpy(t->p + t->len, s, n + 1);
+    t->len += n;
+}
+
+/* Append payment p's command to a publisher file, one line. */
+static void add_payment(text *t, const workload *w, const payment *p)
+{
+    char line[512];
+
+    lqt_workload_json(line, sizeof(line), p->id, &w->accounts[p->debit], &w->accounts[p->credit],
+                      p->amount);
+    text_add(t, line);
+    text_add(t, "\n");
 }
 
 /*
@@ -112,89 +118,48 @@ static void payment_json(const workload *w, const payment *p, char *out, size_t 
  */
 static void workload_init(workload *w, lqt_ns *ns, size_t n, const char *const *extra)
 {
-    char *import = malloc(N_ACCOUNTS * 96), *chunk = NULL, name[64];
-    size_t len = 0, chunk_len = 0, chunk_cap = 0, n_files = 0, files_cap = 0;
-    size_t n_extra = 0;
+    size_t n_files = 0, files_cap = 0;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    text chunk = {NULL, 0, 0};
+    char name[64];
 
     memset(w, 0, sizeof(*w));
     w->ns = ns;
     rng_state = 0x9E3779B97F4A7C15ULL ^ seed;
     lqt_step("workload of %zu payments, seed %u", n, seed);
-    ck_assert_ptr_nonnull(import);
-    for (int i = 0; i < N_ACCOUNTS; i++) {
-        account *a = &w->accounts[i];
-        snprintf(a->id, sizeof(a->id), "acct:%03d", i);
-        a->currency = i % 2 ? "USD" : "EUR";
-        /* A tenth may not go negative: insufficient_funds depends on the order of commits. */
-        a->allow_negative = i % 10 != 0;
-        len += (size_t)sprintf(import + len,
-                               "{\"id\":\"%s\",\"currency\":\"%s\",\"allow_negative\":%s}\n", a->id,
-                               a->currency, a->allow_negative ? "true" : "false");
-    }
-    lqt_run_ok(ns, "account", "import", "--file", lqt_write_file(ns, "accounts.jsonl", import));
-    free(import);
+    lqt_workload_accounts(ns, w->accounts);
 
     w->n_payments = n;
     w->payments = calloc(n, sizeof(*w->payments));
     ck_assert_ptr_nonnull(w->payments);
-    while (extra && extra[n_extra])
-        n_extra++;
     for (size_t i = 0; i < n; i++) {
         payment *p = &w->payments[i];
         snprintf(p->id, sizeof(p->id), "pay-%05zu", i);
-        p->debit = (int)(rng() % N_ACCOUNTS);
-        /* Mostly the same currency; sometimes not (currency_mismatch). */
-        do {
-            p->credit = (int)(rng() % N_ACCOUNTS);
-        } while (p->credit == p->debit || ((p->credit - p->debit) % 2 != 0 && rng() % 50 != 0));
-        p->amount = 1 + rng() % 10000;
+        lqt_workload_payment(&rng_state, &p->debit, &p->credit, &p->amount);
         p->n_sent = 1 + (i % DUPLICATE_EVERY == 0);
     }
 
     /* Chunks of CHUNK payments; a duplicate goes out two chunks after its original. */
     for (size_t c = 0; c * CHUNK < n + 2 * CHUNK; c++) {
-        char line[512];
-        chunk_len = 0;
+        chunk.len = 0;
+        text_add(&chunk, "");
         for (size_t i = c * CHUNK; i < (c + 1) * CHUNK && i < n; i++) {
-            payment_json(w, &w->payments[i], line, sizeof(line));
-            if (chunk_len + strlen(line) + 1 > chunk_cap) {
-                chunk_cap = chunk_cap ? 2 * chunk_cap : 65536;
-                chunk = realloc(chunk, chunk_cap);
-                ck_assert_ptr_nonnull(chunk);
-            }
-            memcpy(chunk + chunk_len, line, strlen(line) + 1);
-            chunk_len += strlen(line);
+            add_payment(&chunk, w, &w->payments[i]);
             w->n_messages++;
-            if (n_extra && i == n / 2) {
-                for (size_t e = 0; e < n_extra; e++) {
-                    size_t l = strlen(extra[e]);
-                    if (chunk_len + l + 2 > chunk_cap) {
-                        chunk_cap = 2 * chunk_cap + l;
-                        chunk = realloc(chunk, chunk_cap);
-                        ck_assert_ptr_nonnull(chunk);
-                    }
-                    memcpy(chunk + chunk_len, extra[e], l);
-                    chunk_len += l;
-                    chunk[chunk_len++] = '\n';
-                    chunk[chunk_len] = '\0';
+            if (i == n / 2) {
+                for (size_t e = 0; extra && extra[e]; e++) {
+                    text_add(&chunk, extra[e]);
+                    text_add(&chunk, "\n");
                 }
             }
         }
         for (size_t i = c >= 2 ? (c - 2) * CHUNK : n; i < (c - 1) * CHUNK && i < n; i++) {
             if (w->payments[i].n_sent < 2)
                 continue;
-            payment_json(w, &w->payments[i], line, sizeof(line));
-            if (chunk_len + strlen(line) + 1 > chunk_cap) {
-                chunk_cap = chunk_cap ? 2 * chunk_cap : 65536;
-                chunk = realloc(chunk, chunk_cap);
-                ck_assert_ptr_nonnull(chunk);
-            }
-            memcpy(chunk + chunk_len, line, strlen(line) + 1);
-            chunk_len += strlen(line);
+            add_payment(&chunk, w, &w->payments[i]);
             w->n_messages++;
         }
-        if (chunk_len == 0)
+        if (chunk.len == 0)
             continue;
         if (n_files + 2 > files_cap) {
             files_cap = files_cap ? 2 * files_cap : 64;
@@ -202,11 +167,11 @@ static void workload_init(workload *w, lqt_ns *ns, size_t n, const char *const *
             ck_assert_ptr_nonnull(w->files);
         }
         snprintf(name, sizeof(name), "chunk-%03zu.jsonl", c);
-        w->files[n_files] = strdup(lqt_write_file(ns, name, chunk));
+        w->files[n_files] = strdup(lqt_write_file(ns, name, chunk.p));
         ck_assert_ptr_nonnull(w->files[n_files]);
         w->files[++n_files] = NULL;
     }
-    free(chunk);
+    free(chunk.p);
     ck_assert_uint_ge(w->n_messages, n + n / DUPLICATE_EVERY);
     w->events = lqt_listen_durable(ns);
 }
@@ -324,12 +289,6 @@ static void workload_settle(workload *w, long expect_missing)
     }
 }
 
-static int compare_events(const void *a, const void *b)
-{
-    const lqt_event *x = *(const lqt_event *const *)a, *y = *(const lqt_event *const *)b;
-    return strcmp(x->id, y->id);
-}
-
 static int compare_payment_id(const void *key, const void *elem)
 {
     return strcmp(key, ((const payment *)elem)->id);
@@ -339,33 +298,6 @@ static int compare_payment_id(const void *key, const void *elem)
 static payment *find_payment(workload *w, const char *id)
 {
     return bsearch(id, w->payments, w->n_payments, sizeof(*w->payments), compare_payment_id);
-}
-
-/* Parse `account list --json` and compare each balance to the recomputed one. */
-static void check_balances(workload *w)
-{
-    char *text = lqt_accounts_snapshot(w->ns);
-    cJSON *list = cJSON_Parse(text), *a;
-    int seen = 0;
-
-    ck_assert_msg(cJSON_IsArray(list), "`account list --json` is not an array: %.200s", text);
-    cJSON_ArrayForEach(a, list)
-    {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        const cJSON *balance = cJSON_GetObjectItemCaseSensitive(a, "balance");
-        int k;
-        ck_assert_msg(cJSON_IsString(id) && cJSON_IsNumber(balance), "an account: %.200s", text);
-        ck_assert_msg(sscanf(id->valuestring, "acct:%d", &k) == 1 && k >= 0 && k < N_ACCOUNTS,
-                      "unexpected account %s", id->valuestring);
-        /* Well within 2^53: the double is exact. */
-        ck_assert_msg((int64_t)balance->valuedouble == w->accounts[k].expected,
-                      "account %s: balance %.0f, the stored outcomes add up to %" PRId64,
-                      id->valuestring, balance->valuedouble, w->accounts[k].expected);
-        seen++;
-    }
-    ck_assert_int_eq(seen, N_ACCOUNTS);
-    cJSON_Delete(list);
-    free(text);
 }
 
 /*
@@ -429,43 +361,39 @@ static void workload_check(workload *w, const char *const *dead)
     ck_assert_uint_lt(applied, w->n_payments);
 
     /* Balances: what the stored outcomes add up to; nothing applied twice. */
-    check_balances(w);
+    lqt_workload_check_balances(w->ns, w->accounts);
     ck_assert_msg(lqt_run(w->ns, &out, "audit") == 0, "audit exited %d: %s%s", out.status, out.out,
                   out.err);
     lqt_output_release(&out);
 
-    /* Result events: at least one per message sent, each telling the one stored outcome. */
+    /*
+     * Result events: at least one per message sent, each telling the one
+     * stored outcome, and for every payment at least one that says it was
+     * processed for the first time (duplicate: false); that one may come
+     * more than once, when the broker never confirmed it.
+     */
     n_events = lqt_listener_collect(w->events);
     lqt_step("%zu result events for %zu messages", n_events, w->n_messages);
     ck_assert_uint_ge(n_events, w->n_messages);
-    index = malloc(n_events * sizeof(*index));
-    ck_assert_ptr_nonnull(index);
-    for (size_t i = 0; i < n_events; i++)
-        index[i] = lqt_event_at(w->events, i);
-    qsort(index, n_events, sizeof(*index), compare_events);
-    for (size_t i = 0; i < n_events; i++) {
-        const lqt_event *e = index[i];
-        payment *p = find_payment(w, e->id);
+    index = lqt_events_by_id(w->events);
+    for (size_t i = 0, n; i < n_events; i += n) {
+        payment *p = find_payment(w, index[i]->id);
         ck_assert_msg(p != NULL, "an event for an id never sent, or one that must not have one: %s",
-                      e->body);
-        if (p->n_events++ == 0)
-            p->first_event = i;
-        ck_assert_msg(strcmp(e->status, p->status) == 0 &&
-                          strcmp(e->reason_null ? "" : e->reason, p->reason) == 0 &&
-                          strcmp(e->processed_at, p->processed_at) == 0,
-                      "%s: the event %s differs from the stored outcome %s %s %s", p->id, e->body,
-                      p->status, p->reason, p->processed_at);
+                      index[i]->body);
+        for (n = 0; i + n < n_events && strcmp(index[i + n]->id, p->id) == 0; n++) {
+            const lqt_event *e = index[i + n];
+            ck_assert_msg(strcmp(e->status, p->status) == 0 &&
+                              strcmp(e->reason_null ? "" : e->reason, p->reason) == 0 &&
+                              strcmp(e->processed_at, p->processed_at) == 0,
+                          "%s: the event %s differs from the stored outcome %s %s %s", p->id,
+                          e->body, p->status, p->reason, p->processed_at);
+        }
+        ck_assert_msg(n >= (size_t)p->n_sent, "%s: sent %d times, %zu events", p->id, p->n_sent, n);
+        lqt_expect_first_outcome(p->id, &index[i], n, NULL);
+        p->has_events = true;
     }
-    for (size_t i = 0; i < w->n_payments; i++) {
-        payment *p = &w->payments[i];
-        size_t firsts = 0;
-        ck_assert_msg(p->n_events >= (size_t)p->n_sent, "%s: sent %d times, %zu events", p->id,
-                      p->n_sent, p->n_events);
-        for (size_t k = 0; k < p->n_events; k++)
-            firsts += !index[p->first_event + k]->duplicate;
-        ck_assert_msg(firsts <= 1, "%s: %zu events say it was processed for the first time", p->id,
-                      firsts);
-    }
+    for (size_t i = 0; i < w->n_payments; i++)
+        ck_assert_msg(w->payments[i].has_events, "%s: no result event", w->payments[i].id);
     free(index);
 }
 
@@ -504,8 +432,8 @@ START_TEST(test_worker_crashes)
     workload_start(&w, flow_env, 300);
     /* Five crashes at random moments while payments flow, each worker restarted at once. */
     for (int kill = 1; kill <= 5; kill++) {
-        int victim = (int)(rng() % N_WORKERS);
-        lqt_sleep_ms(1000 + (int)(rng() % 3000));
+        int victim = (int)(lqt_rng(&rng_state) % N_WORKERS);
+        lqt_sleep_ms(1000 + (int)(lqt_rng(&rng_state) % 3000));
         ck_assert_msg(flowing(&w), "the payments stopped flowing before crash %d", kill);
         lqt_step("kill -9 worker %d (pid %d)", victim, (int)lqt_worker_pid(w.workers[victim]));
         lqt_worker_kill(w.workers[victim]);
