@@ -1528,6 +1528,15 @@ static bool is_conflict(const lqt_event *e)
            strcmp(e->reason, "idempotency_conflict") == 0;
 }
 
+bool lqt_has_first_outcome(const lqt_event *const *events, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!events[i]->duplicate && !is_conflict(events[i]))
+            return true;
+    }
+    return false;
+}
+
 const lqt_event *lqt_expect_first_outcome(const char *id, const lqt_event *const *events, size_t n,
                                           size_t *ret_conflicts)
 {
@@ -1544,9 +1553,9 @@ const lqt_event *lqt_expect_first_outcome(const char *id, const lqt_event *const
         }
     }
     ck_assert_msg(first != NULL,
-                  "%s: no result event says it was processed for the first time (duplicate: "
-                  "false): %zu events, %zu of them idempotency conflicts, the others duplicates",
-                  id, n, conflicts);
+                  "%s: none of its %zu result events says it was processed for the first time "
+                  "(duplicate: false): %zu duplicates, %zu idempotency conflicts",
+                  id, n, n - conflicts, conflicts);
     for (size_t i = 0; i < n; i++) {
         ck_assert_msg(is_conflict(events[i]) || same_outcome(events[i], first),
                       "%s: two result events tell different outcomes: %s and %s", id, first->body,

@@ -378,6 +378,12 @@ const lqt_event **lqt_events_by_id(const lqt_listener *l);
 const lqt_event *lqt_expect_first_outcome(const char *id, const lqt_event *const *events, size_t n,
                                           size_t *ret_conflicts);
 
+/*
+ * Whether one of the n events tells a first outcome (duplicate: false, not
+ * an idempotency conflict), as lqt_expect_first_outcome() demands.
+ */
+bool lqt_has_first_outcome(const lqt_event *const *events, size_t n);
+
 /* ------------------------------------------------------------ queues */
 
 /*

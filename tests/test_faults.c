@@ -376,6 +376,21 @@ static void workload_check(workload *w, const char *const *dead)
     lqt_step("%zu result events for %zu messages", n_events, w->n_messages);
     ck_assert_uint_ge(n_events, w->n_messages);
     index = lqt_events_by_id(w->events);
+    {
+        /* How many lack a first outcome, for the failure message. */
+        size_t lacking = 0, n;
+        const char *first_lacking = NULL;
+        for (size_t i = 0; i < n_events; i += n) {
+            for (n = 1; i + n < n_events && strcmp(index[i + n]->id, index[i]->id) == 0; n++)
+                ;
+            if (!lqt_has_first_outcome(&index[i], n) && lacking++ == 0)
+                first_lacking = index[i]->id;
+        }
+        ck_assert_msg(lacking == 0,
+                      "%zu of %zu payments got no result event that says they were processed for "
+                      "the first time (duplicate: false), %s the first of them",
+                      lacking, w->n_payments, first_lacking);
+    }
     for (size_t i = 0, n; i < n_events; i += n) {
         payment *p = find_payment(w, index[i]->id);
         ck_assert_msg(p != NULL, "an event for an id never sent, or one that must not have one: %s",
@@ -878,6 +893,57 @@ START_TEST(test_blocked_broker)
 }
 END_TEST
 
+/* ------------------------------------------------------------ 10. committed, never confirmed */
+
+START_TEST(test_lost_confirm)
+{
+    lqt_ns *ns = lqt_ns_create();
+    workload w;
+    long committed = 0, last = -1;
+    int64_t deadline;
+
+    workload_init(&w, ns, 2000, NULL);
+    w.publisher = lqt_publisher_start(ns, (const char *const *)w.files, 0);
+    lqt_publisher_wait(w.publisher, 60);
+    w.publisher = NULL;
+    /*
+     * A memory alarm before any worker runs: the broker blocks a connection
+     * that publishes and reads nothing more from it.  The worker commits a
+     * batch, then cannot publish its events, or publishes them where the
+     * broker does not read: none of them is confirmed.
+     */
+    lqt_stack_ctl("set_vm_memory_high_watermark", "0");
+    lqt_step("memory alarm raised");
+    w.worker_env = flow_env;
+    start_worker(&w, 0);
+    lqt_worker_wait_log(w.workers[0], "blocked publishing");
+    /* What it committed is in the payments table, and stays as it is: it waits, blocked. */
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
+    while ((committed = stored_count(ns)) == 0 || committed != last) {
+        ck_assert_msg(lqt_now_ms() < deadline, "worker 0 stored %ld payments, still changing",
+                      committed);
+        last = committed;
+        lqt_sleep_ms(1000);
+    }
+    ck_assert_msg(lqt_worker_running(w.workers[0]), "worker 0 exited while blocked");
+    lqt_step("worker 0 committed %ld payments and is blocked; %u events reached the broker",
+             committed, lqt_queue_ready(ns, lqt_listener_queue(w.events), NULL));
+    lqt_worker_kill(w.workers[0]);
+    w.workers[0] = NULL;
+    lqt_step("kill -9 worker 0");
+    lqt_stack_ctl("set_vm_memory_high_watermark", "0.4");
+    lqt_step("memory alarm cleared");
+    for (int i = 0; i < N_WORKERS; i++)
+        start_worker(&w, i);
+    /* Its payments come back, committed already: each must still get its first outcome. */
+    workload_settle(&w, 0);
+    workload_check(&w, NULL);
+    check_no_dead_letters(&w);
+    workload_release(&w);
+    lqt_ns_destroy(ns);
+}
+END_TEST
+
 /* ------------------------------------------------------------ the suite */
 
 int main(void)
@@ -893,6 +959,7 @@ int main(void)
         LQT_CASE("consumer_cancelled", test_consumer_cancelled),
         LQT_CASE("deadlock", test_deadlock),
         LQT_CASE("blocked_broker", test_blocked_broker, .after = clear_alarm),
+        LQT_CASE("lost_confirm", test_lost_confirm, .after = clear_alarm),
     };
 
     return LQT_MAIN(suite, cases);
