@@ -435,6 +435,29 @@ static const char *const flow_env[] = {"LEDGERQ_PREFETCH=200", "LEDGERQ_BATCH_MA
  */
 #define SLOW_MS 1
 
+/*
+ * The flowing scenario: N_PAYMENTS payments, slow inserts, the workers and
+ * the publisher started (300 ms between files), the faults to come.
+ */
+static void workload_flow(workload *w, lqt_ns *ns)
+{
+    workload_init(w, ns, N_PAYMENTS, NULL);
+    lqt_slow_inserts(ns, SLOW_MS);
+    workload_start(w, flow_env, 300);
+}
+
+/*
+ * After workload_settle(): what the user checks when nothing deserved the
+ * dead-letter queue, then free the workload and destroy its namespace.
+ */
+static void workload_finish(workload *w)
+{
+    workload_check(w, NULL);
+    check_no_dead_letters(w);
+    workload_release(w);
+    lqt_ns_destroy(w->ns);
+}
+
 /* ------------------------------------------------------------ 1. kill -9 a worker */
 
 START_TEST(test_worker_crashes)
@@ -442,9 +465,7 @@ START_TEST(test_worker_crashes)
     lqt_ns *ns = lqt_ns_create();
     workload w;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    lqt_slow_inserts(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
+    workload_flow(&w, ns);
     /* Five crashes at random moments while payments flow, each worker restarted at once. */
     for (int kill = 1; kill <= 5; kill++) {
         int victim = (int)(lqt_rng(&rng_state) % N_WORKERS);
@@ -457,10 +478,7 @@ START_TEST(test_worker_crashes)
     workload_settle(&w, 0);
     /* The crashes hit workers holding payments: the broker redelivered them. */
     ck_assert_uint_gt(lqt_log_count(ns, REDELIVERED_LOG), 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -471,9 +489,7 @@ START_TEST(test_broker_restarts)
     lqt_ns *ns = lqt_ns_create();
     workload w;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    lqt_slow_inserts(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
+    workload_flow(&w, ns);
     lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("kill", "amqp");
@@ -492,10 +508,7 @@ START_TEST(test_broker_restarts)
     expect_consuming(&w);
     lqt_ns_reconnect(ns);
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -507,9 +520,7 @@ START_TEST(test_database_restarts)
     workload w;
     uint32_t consumers;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    lqt_slow_inserts(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
+    workload_flow(&w, ns);
 
     lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
@@ -553,10 +564,7 @@ START_TEST(test_database_restarts)
     lqt_ns_reconnect(ns);
 
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -570,9 +578,7 @@ START_TEST(test_sigterm_each)
     int64_t took;
     int code;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    lqt_slow_inserts(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
+    workload_flow(&w, ns);
     /*
      * Each worker in turn, with a full window in hand: it drains, acks what
      * it holds, exits 0 in time.  (What the broker had already sent it but
@@ -619,10 +625,7 @@ START_TEST(test_sigterm_each)
     start_worker(&w, 0);
 
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -755,10 +758,7 @@ START_TEST(test_consumer_cancelled)
     second = lqt_publisher_start(ns, (const char *const *)&w.files[half], 0);
     w.publisher = second;
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -837,10 +837,7 @@ START_TEST(test_deadlock)
         lqt_sleep_ms(200);
     }
     lqt_step("%ld deadlocks, all retried", deadlocks(ns) - deadlocks_before);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -886,10 +883,7 @@ START_TEST(test_blocked_broker)
     lqt_step("memory alarm cleared");
     w.publisher = NULL;
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -937,10 +931,7 @@ START_TEST(test_lost_confirm)
         start_worker(&w, i);
     /* Its payments come back, committed already: each must still get its first outcome. */
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
