@@ -60,7 +60,7 @@ typedef struct lqt_ns {
     char results_exchange[128];
     char dlx[128];
     char dlq[128];
-    lq_amqp *amqp; /* the harness's own connection: publishing, basic.get, deletes */
+    lq_amqp *amqp; /* the harness's own connection: publishing, basic.get */
     PGconn *db;    /* the harness's own connection to the namespace database */
     lqt_worker *workers[LQT_WORKERS_MAX];
     lqt_listener *listeners[LQT_LISTENERS_MAX];
