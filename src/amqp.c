@@ -1,8 +1,10 @@
 /*
  * The RabbitMQ connection.  The only file that includes <amqp.h>.
  *
- * Channel 1 consumes and acks, channel 2 publishes in confirm mode,
- * channel 3 carries synchronous requests (declarations, basic.get, purge).
+ * Channel 1 consumes, takes single messages (basic.get) and acks them: a
+ * delivery is acked on the channel it came on.  Channel 2 publishes in
+ * confirm mode.  Channel 3 carries the other synchronous requests
+ * (declarations, the passive declare that counts a queue's messages).
  * rabbitmq-c queues frames of other channels while it waits for an RPC
  * reply, so frames are never lost; this file reads everything else itself
  * with amqp_simple_wait_frame_noblock(), which also sends heartbeats.
@@ -453,21 +455,6 @@ static void open_error(int status, const struct amqp_connection_info *info, cons
 }
 
 static int connect_tls(const char *url, const tls_files *tls, int heartbeat_s, lq_amqp **ret,
-                       char *err, size_t err_len);
-
-int lq_amqp_connect(const char *url, int heartbeat_s, lq_amqp **ret, char *err, size_t err_len)
-{
-    return connect_tls(url, NULL, heartbeat_s, ret, err, err_len);
-}
-
-int lq_amqp_connect_config(const lq_config *cfg, int heartbeat_s, lq_amqp **ret, char *err,
-                           size_t err_len)
-{
-    tls_files tls = {cfg->amqp_ca_file, cfg->amqp_cert_file, cfg->amqp_key_file};
-    return connect_tls(cfg->amqp_url, &tls, heartbeat_s, ret, err, err_len);
-}
-
-static int connect_tls(const char *url, const tls_files *tls, int heartbeat_s, lq_amqp **ret,
                        char *err, size_t err_len)
 {
     struct amqp_connection_info info;
@@ -573,6 +560,13 @@ out:
     }
     free(buf);
     return r;
+}
+
+int lq_amqp_connect_config(const lq_config *cfg, int heartbeat_s, lq_amqp **ret, char *err,
+                           size_t err_len)
+{
+    tls_files tls = {cfg->amqp_ca_file, cfg->amqp_cert_file, cfg->amqp_key_file};
+    return connect_tls(cfg->amqp_url, &tls, heartbeat_s, ret, err, err_len);
 }
 
 lq_amqp *lq_amqp_close(lq_amqp *c)
@@ -954,16 +948,6 @@ int lq_amqp_ack(lq_amqp *c, uint64_t tag, bool multiple)
     return status == AMQP_STATUS_OK ? LQ_OK : status_error(c, "could not ack", status);
 }
 
-int lq_amqp_reject(lq_amqp *c, uint64_t tag, bool requeue)
-{
-    int status;
-
-    if (c->broken)
-        return LQ_ERR_AMQP_UNAVAILABLE;
-    status = amqp_basic_reject(c->conn, CH_CONSUME, tag, requeue);
-    return status == AMQP_STATUS_OK ? LQ_OK : status_error(c, "could not reject", status);
-}
-
 int lq_amqp_get(lq_amqp *c, const char *queue, lq_delivery **ret)
 {
     amqp_rpc_reply_t reply = amqp_basic_get(c->conn, CH_CONSUME, cstring(queue), 0);
@@ -998,28 +982,6 @@ out:
     free(exchange);
     free(routing_key);
     return r;
-}
-
-int lq_amqp_purge(lq_amqp *c, const char *queue, uint32_t *ret_count)
-{
-    amqp_queue_purge_ok_t *ok = amqp_queue_purge(c->conn, CH_RPC, cstring(queue));
-    int r = rpc_error(c, "could not purge a queue", amqp_get_rpc_reply(c->conn));
-
-    if (r == LQ_OK && ret_count)
-        *ret_count = ok->message_count;
-    return r;
-}
-
-int lq_amqp_delete_exchange(lq_amqp *c, const char *name)
-{
-    amqp_exchange_delete(c->conn, CH_RPC, cstring(name), 0);
-    return rpc_error(c, "could not delete an exchange", amqp_get_rpc_reply(c->conn));
-}
-
-int lq_amqp_delete_queue(lq_amqp *c, const char *name)
-{
-    amqp_queue_delete(c->conn, CH_RPC, cstring(name), 0, 0);
-    return rpc_error(c, "could not delete a queue", amqp_get_rpc_reply(c->conn));
 }
 
 static bool has_prefix(amqp_bytes_t key, const char *prefix)

@@ -2,10 +2,12 @@
  * The integration test harness (see support.h).
  *
  * The product's lq_amqp module publishes the test commands and reads the
- * dead-letter queue.  Two things it does not offer are done here with
- * rabbitmq-c directly: reading a delivery's correlation_id (lq_delivery has
- * no such field), so result listeners consume on connections of their own,
- * and publishing with a custom header (lq_publish has no headers).
+ * dead-letter queue.  What it does not offer is done here with rabbitmq-c
+ * directly, on connections of the harness's own: reading a delivery's
+ * correlation_id (lq_delivery has no such field), so result listeners
+ * consume on connections of their own; publishing with a custom header
+ * (lq_publish has no headers); and what only tests do to a broker: purge
+ * a queue, delete queues and exchanges.
  */
 #include <check.h>
 #include <errno.h>
@@ -51,6 +53,11 @@ struct lqt_listener {
     lqt_event *events;
     size_t n, cap;
 };
+
+static amqp_connection_state_t raw_open(char *err, size_t err_len);
+static void raw_close(amqp_connection_state_t conn);
+static bool raw_delete(const char *const *queues, const char *const *exchanges, char *err,
+                       size_t err_len);
 
 /* The runner process (the parent of Check's forked test children). */
 static pid_t runner_pid;
@@ -99,7 +106,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static char *xstrndup(const char *s, size_t n)
+char *lqt_strndup(const char *s, size_t n)
 {
     char *p = xmalloc(n + 1);
     memcpy(p, s, n);
@@ -107,14 +114,14 @@ static char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-static int64_t now_ms(void)
+int64_t lqt_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void lqt_sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -160,9 +167,36 @@ bool lqt_parse_utc(const char *s, time_t *ret)
     return true;
 }
 
+/* ------------------------------------------------------------ connections */
+
+/*
+ * Connect to the broker as the product does (lq_amqp_connect_config() with
+ * only the URL set: LEDGERQ_TEST_AMQP_URL is plain amqp://).  Usable
+ * outside a test.
+ */
+static int amqp_open(lq_amqp **ret, char *err, size_t err_len)
+{
+    lq_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.amqp_url = (char *)amqp_url();
+    return lq_amqp_connect_config(&cfg, 0, ret, err, err_len);
+}
+
+lq_amqp *lqt_amqp_connect(void)
+{
+    lq_amqp *c = NULL;
+    char err[512];
+
+    ck_assert_msg(amqp_open(&c, err, sizeof(err)) == LQ_OK,
+                  "could not connect to LEDGERQ_TEST_AMQP_URL: %s", err);
+    return c;
+}
+
 /* ------------------------------------------------------------ the run */
 
-void lqt_env_or_skip(void)
+/* Exit 77 with a line saying why when the test stack is not configured. */
+static void env_or_skip(void)
 {
     if (amqp_url() == NULL || !*amqp_url() || admin_url() == NULL || !*admin_url()) {
         printf("skipped: LEDGERQ_TEST_AMQP_URL and LEDGERQ_TEST_DATABASE_URL are not both set "
@@ -179,7 +213,8 @@ void lqt_env_or_skip(void)
     }
 }
 
-void lqt_init(void)
+/* Before the run: remember the runner for sweep(). */
+static void init(void)
 {
     runner_pid = getpid();
     mkdir(log_dir(), 0755);
@@ -238,17 +273,25 @@ static bool drop_database(PGconn *admin, const char *name)
     return ok;
 }
 
-static void delete_names(lq_amqp *c, const char *const names[5])
+/*
+ * Delete a namespace's broker objects (exchange, queue, results exchange,
+ * dead-letter exchange, dead-letter queue); false with a line on stderr
+ * when it could not.  Usable outside a test.
+ */
+static bool delete_names(const char *const names[5])
 {
-    /* Queues first: deleting an exchange does not delete what is bound to it. */
-    lq_amqp_delete_queue(c, names[1]);
-    lq_amqp_delete_queue(c, names[4]);
-    lq_amqp_delete_exchange(c, names[0]);
-    lq_amqp_delete_exchange(c, names[2]);
-    lq_amqp_delete_exchange(c, names[3]);
+    const char *const queues[] = {names[1], names[4], NULL};
+    const char *const exchanges[] = {names[0], names[2], names[3], NULL};
+    char err[512];
+
+    if (raw_delete(queues, exchanges, err, sizeof(err)))
+        return true;
+    fprintf(stderr, "lqt: could not delete the broker objects of %s: %s\n", names[1], err);
+    return false;
 }
 
-void lqt_sweep(void)
+/* After the run: remove what failed test cases left behind. */
+static void sweep(void)
 {
     char path[512], line[1024];
     char(*created)[6][128] = NULL;
@@ -293,24 +336,21 @@ void lqt_sweep(void)
     fclose(f);
     for (size_t i = 0; i < n; i++) {
         char err[512];
-        lq_amqp *c = NULL;
         PGconn *admin;
         const char *names[5];
 
         if (created[i][0][0] == '\0')
             continue;
         if (created[i][0][0] == '*') {
-            if (lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK)
-                lq_amqp_delete_queue(c, created[i][1]);
-            lq_amqp_close(c);
+            const char *const queue[] = {created[i][1], NULL};
+            if (!raw_delete(queue, NULL, err, sizeof(err)))
+                fprintf(stderr, "lqt: could not delete queue %s: %s\n", created[i][1], err);
             continue;
         }
         fprintf(stderr, "lqt: removing namespace %s left behind by a failed test\n", created[i][0]);
         for (int k = 0; k < 5; k++)
             names[k] = created[i][k + 1];
-        if (lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK)
-            delete_names(c, names);
-        lq_amqp_close(c);
+        delete_names(names);
         admin = PQconnectdb(admin_url());
         if (PQstatus(admin) == CONNECTION_OK)
             drop_database(admin, created[i][0]);
@@ -322,8 +362,7 @@ void lqt_sweep(void)
 
 /* ------------------------------------------------------------ namespaces */
 
-/* Quote a conninfo value: 'value' with \ and ' escaped. */
-static void append_conninfo(char *buf, size_t len, const char *key, const char *value)
+void lqt_conninfo_add(char *buf, size_t len, const char *key, const char *value)
 {
     size_t used = strlen(buf);
 
@@ -346,9 +385,9 @@ static char *db_url_for(const char *db_name)
                   errmsg ? errmsg : "out of memory");
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
-            append_conninfo(buf, sizeof(buf), o->keyword, o->val);
+            lqt_conninfo_add(buf, sizeof(buf), o->keyword, o->val);
     }
-    append_conninfo(buf, sizeof(buf), "dbname", db_name);
+    lqt_conninfo_add(buf, sizeof(buf), "dbname", db_name);
     PQconninfoFree(opts);
     return xstrdup(buf);
 }
@@ -406,8 +445,7 @@ lqt_ns *lqt_ns_create_env(const char *const *env)
     ns->db = PQconnectdb(ns->db_url);
     ck_assert_msg(PQstatus(ns->db) == CONNECTION_OK, "could not connect to %s: %s", ns->db_name,
                   PQerrorMessage(ns->db));
-    ck_assert_msg(lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) == LQ_OK,
-                  "could not connect to LEDGERQ_TEST_AMQP_URL: %s", err);
+    ns->amqp = lqt_amqp_connect();
 
     lqt_run_ok(ns, "migrate");
     lqt_run_ok(ns, "topology");
@@ -416,14 +454,14 @@ lqt_ns *lqt_ns_create_env(const char *const *env)
 
 void lqt_ns_reconnect(lqt_ns *ns)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     char err[512] = "";
 
     ns->amqp = lq_amqp_close(ns->amqp);
-    while (lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) != LQ_OK) {
-        ck_assert_msg(now_ms() < deadline, "could not connect to the broker again within %d s: %s",
-                      LQT_WAIT_S, err);
-        sleep_ms(200);
+    while (amqp_open(&ns->amqp, err, sizeof(err)) != LQ_OK) {
+        ck_assert_msg(lqt_now_ms() < deadline,
+                      "could not connect to the broker again within %d s: %s", LQT_WAIT_S, err);
+        lqt_sleep_ms(200);
     }
     PQfinish(ns->db);
     for (;;) {
@@ -433,9 +471,9 @@ void lqt_ns_reconnect(lqt_ns *ns)
         snprintf(err, sizeof(err), "%s", PQerrorMessage(ns->db));
         PQfinish(ns->db);
         ns->db = NULL;
-        ck_assert_msg(now_ms() < deadline,
+        ck_assert_msg(lqt_now_ms() < deadline,
                       "could not connect to the database again within %d s: %s", LQT_WAIT_S, err);
-        sleep_ms(200);
+        lqt_sleep_ms(200);
     }
 }
 
@@ -446,13 +484,7 @@ void lqt_ns_destroy(lqt_ns *ns)
 
     if (ns == NULL)
         return;
-    /* A fresh connection: the harness's may have died with a broker restart. */
-    {
-        char err[512];
-        ns->amqp = lq_amqp_close(ns->amqp);
-        if (lq_amqp_connect(amqp_url(), 0, &ns->amqp, err, sizeof(err)) != LQ_OK)
-            fprintf(stderr, "lqt: could not connect to delete the namespace's queues: %s\n", err);
-    }
+    ns->amqp = lq_amqp_close(ns->amqp);
     for (size_t i = 0; i < LQT_WORKERS_MAX; i++) {
         lqt_worker *w = ns->workers[i];
         if (w == NULL)
@@ -471,18 +503,22 @@ void lqt_ns_destroy(lqt_ns *ns)
             amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
             amqp_destroy_connection(l->conn);
         }
-        if (l->durable && ns->amqp)
-            lq_amqp_delete_queue(ns->amqp, l->queue);
+        if (l->durable) {
+            const char *const queue[] = {l->queue, NULL};
+            char err[512];
+            if (!raw_delete(queue, NULL, err, sizeof(err)))
+                fprintf(stderr, "lqt: could not delete queue %s: %s\n", l->queue, err);
+        }
         for (size_t k = 0; k < l->n; k++)
             free(l->events[k].body);
         free(l->events);
         free(l);
         ns->listeners[i] = NULL;
     }
-    if (ns->amqp) {
-        const char *names[5] = {ns->exchange, ns->queue, ns->results_exchange, ns->dlx, ns->dlq};
-        delete_names(ns->amqp, names);
-        ns->amqp = lq_amqp_close(ns->amqp);
+    {
+        const char *const names[5] = {ns->exchange, ns->queue, ns->results_exchange, ns->dlx,
+                                      ns->dlq};
+        delete_names(names);
     }
     for (char **e = ns->env; e && *e; e++)
         free(*e);
@@ -578,8 +614,8 @@ static void env_free(env_list *e)
 }
 
 /* fork and exec ledgerq with args; the child's fds 0, 1, 2 become in, out, err. */
-static pid_t spawn(const lqt_ns *ns, const char *const *extra, const char **args, int in, int out,
-                   int err)
+static pid_t spawn(const lqt_ns *ns, const char *const *extra, const char *const *args, int in,
+                   int out, int err)
 {
     env_list env = child_env(ns, extra);
     size_t n_args = 0;
@@ -651,7 +687,7 @@ static int run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const c
     int out_pipe[2], err_pipe[2], devnull, status;
     bool out_open = true, err_open = true;
     buffer out = {NULL, 0, 0}, err = {NULL, 0, 0};
-    int64_t deadline = now_ms() + RUN_TIMEOUT_S * 1000;
+    int64_t deadline = lqt_now_ms() + RUN_TIMEOUT_S * 1000;
     pid_t pid;
 
     ck_assert_msg(pipe2(out_pipe, O_CLOEXEC) == 0 && pipe2(err_pipe, O_CLOEXEC) == 0, "pipe: %s",
@@ -667,7 +703,7 @@ static int run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const c
     while (out_open || err_open) {
         struct pollfd fds[2] = {{out_open ? out_pipe[0] : -1, POLLIN, 0},
                                 {err_open ? err_pipe[0] : -1, POLLIN, 0}};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - lqt_now_ms();
         if (left <= 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
@@ -747,6 +783,17 @@ void lqt_run_ok_(lqt_ns *ns, const char *arg, ...)
     lqt_output_release(&o);
 }
 
+void lqt_expect_failure(const lqt_output *o, int status, const char *what,
+                        const char *const *mentions)
+{
+    ck_assert_msg(o->status == status, "%s exited %d, expected %d; stdout: %s; stderr: %s", what,
+                  o->status, status, o->out, o->err);
+    ck_assert_msg(lqt_one_line(o->err), "%s: stderr should be one line: \"%s\"", what, o->err);
+    for (const char *const *m = mentions; m && *m; m++)
+        ck_assert_msg(strstr(o->err, *m) != NULL, "%s: stderr should mention \"%s\": %s", what, *m,
+                      o->err);
+}
+
 const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text)
 {
     static char path[600];
@@ -782,8 +829,7 @@ static bool raw_int(const char *json, const char *key, int64_t *ret)
     return errno == 0 && end != p && (*end == ',' || *end == '}');
 }
 
-/* Check that obj has exactly the keys given (NULL-terminated). */
-static void check_keys(const cJSON *obj, const char *what, const char *const *keys)
+void lqt_check_keys(const cJSON *obj, const char *what, const char *const *keys)
 {
     size_t n_keys = 0, n_items = 0;
     const cJSON *item;
@@ -807,14 +853,23 @@ static const char *json_string(const cJSON *obj, const char *key, const char *wh
     return v->valuestring;
 }
 
-/* A string or null: NULL for null. */
-static const char *json_string_or_null(const cJSON *obj, const char *key, const char *what)
+const char *lqt_json_string_or_null(const cJSON *obj, const char *key, const char *what)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (cJSON_IsNull(v))
         return NULL;
     ck_assert_msg(cJSON_IsString(v), "%s: \"%s\" is neither a string nor null", what, key);
     return v->valuestring;
+}
+
+/* A string-or-null member copied to ret (len bytes, "" for null); returns whether it was null. */
+static bool json_nullable(const cJSON *obj, const char *key, const char *what, char *ret,
+                          size_t len)
+{
+    const char *v = lqt_json_string_or_null(obj, key, what);
+
+    snprintf(ret, len, "%s", v ? v : "");
+    return v == NULL;
 }
 
 void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
@@ -835,7 +890,7 @@ void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
     snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
     j = cJSON_Parse(o.out);
     ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
-    check_keys(j, what, keys);
+    lqt_check_keys(j, what, keys);
     snprintf(ret->id, sizeof(ret->id), "%s", json_string(j, "id", what));
     snprintf(ret->currency, sizeof(ret->currency), "%s", json_string(j, "currency", what));
     snprintf(ret->created_at, sizeof(ret->created_at), "%s", json_string(j, "created_at", what));
@@ -885,7 +940,6 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     lqt_output o;
     cJSON *j;
     const cJSON *legs, *leg;
-    const char *s;
     char what[200];
     time_t t;
     int status;
@@ -903,15 +957,11 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
     j = cJSON_Parse(o.out);
     ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
-    check_keys(j, what, keys);
+    lqt_check_keys(j, what, keys);
     ck_assert_str_eq(json_string(j, "id", what), id);
     snprintf(ret->status, sizeof(ret->status), "%s", json_string(j, "status", what));
-    s = json_string_or_null(j, "reason", what);
-    ret->reason_null = s == NULL;
-    snprintf(ret->reason, sizeof(ret->reason), "%s", s ? s : "");
-    s = json_string_or_null(j, "detail", what);
-    ret->detail_null = s == NULL;
-    snprintf(ret->detail, sizeof(ret->detail), "%s", s ? s : "");
+    ret->reason_null = json_nullable(j, "reason", what, ret->reason, sizeof(ret->reason));
+    ret->detail_null = json_nullable(j, "detail", what, ret->detail, sizeof(ret->detail));
     snprintf(ret->processed_at, sizeof(ret->processed_at), "%s",
              json_string(j, "processed_at", what));
     ck_assert_msg(lqt_parse_utc(ret->processed_at, &t),
@@ -926,7 +976,7 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
                       "%s: more legs than the harness keeps", what);
         l = &ret->legs[ret->n_legs++];
         ck_assert_msg(cJSON_IsObject(leg), "%s: a leg is not an object", what);
-        check_keys(leg, what, leg_keys);
+        lqt_check_keys(leg, what, leg_keys);
         snprintf(l->debit, sizeof(l->debit), "%s", json_string(leg, "debit", what));
         snprintf(l->credit, sizeof(l->credit), "%s", json_string(leg, "credit", what));
         snprintf(l->currency, sizeof(l->currency), "%s", json_string(leg, "currency", what));
@@ -942,54 +992,98 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
 
 /* ------------------------------------------------------------ raw rabbitmq-c */
 
-static void raw_check(amqp_rpc_reply_t r, const char *what)
+/* Whether r is a normal reply; if not, a line saying what failed in err. */
+static bool raw_ok(amqp_rpc_reply_t r, const char *what, char *err, size_t err_len)
 {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
-        return;
+        return true;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        ck_abort_msg("%s: %s", what, amqp_error_string2(r.library_error));
+        snprintf(err, err_len, "%s: %s", what, amqp_error_string2(r.library_error));
         break;
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
             const amqp_channel_close_t *m = r.reply.decoded;
-            ck_abort_msg("%s: channel closed: %d %.*s", what, m->reply_code, (int)m->reply_text.len,
-                         (const char *)m->reply_text.bytes);
+            snprintf(err, err_len, "%s: channel closed: %d %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
         } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             const amqp_connection_close_t *m = r.reply.decoded;
-            ck_abort_msg("%s: connection closed: %d %.*s", what, m->reply_code,
-                         (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            snprintf(err, err_len, "%s: connection closed: %d %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else {
+            snprintf(err, err_len, "%s: server exception 0x%08x", what, r.reply.id);
         }
-        ck_abort_msg("%s: server exception 0x%08x", what, r.reply.id);
         break;
     default:
-        ck_abort_msg("%s: no reply", what);
+        snprintf(err, err_len, "%s: no reply", what);
     }
+    return false;
+}
+
+static void raw_check(amqp_rpc_reply_t r, const char *what)
+{
+    char err[512];
+
+    if (!raw_ok(r, what, err, sizeof(err)))
+        ck_abort_msg("%s", err);
+}
+
+/*
+ * A connection with channel 1 open, or NULL with a line in err.  Usable
+ * outside a test.
+ */
+static amqp_connection_state_t raw_open(char *err, size_t err_len)
+{
+    struct amqp_connection_info info;
+    char *url = strdup(amqp_url());
+    amqp_connection_state_t conn = NULL;
+    amqp_socket_t *sock;
+    int status;
+
+    if (url == NULL) {
+        snprintf(err, err_len, "out of memory");
+        goto out;
+    }
+    if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
+        snprintf(err, err_len, "LEDGERQ_TEST_AMQP_URL is invalid");
+        goto out;
+    }
+    conn = amqp_new_connection();
+    sock = conn ? amqp_tcp_socket_new(conn) : NULL;
+    if (sock == NULL) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    status = amqp_socket_open(sock, info.host, info.port);
+    if (status != AMQP_STATUS_OK) {
+        snprintf(err, err_len, "could not connect to the broker at %s:%d: %s", info.host, info.port,
+                 amqp_error_string2(status));
+        goto fail;
+    }
+    if (!raw_ok(amqp_login(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN,
+                           info.user, info.password),
+                "could not log in to the broker", err, err_len))
+        goto fail;
+    amqp_channel_open(conn, 1);
+    if (!raw_ok(amqp_get_rpc_reply(conn), "could not open a channel", err, err_len))
+        goto fail;
+    goto out;
+fail:
+    if (conn)
+        amqp_destroy_connection(conn);
+    conn = NULL;
+out:
+    free(url);
+    return conn;
 }
 
 /* A connection with channel 1 open. */
 static amqp_connection_state_t raw_connect(void)
 {
-    struct amqp_connection_info info;
-    char *url = xstrdup(amqp_url());
-    amqp_connection_state_t conn;
-    amqp_socket_t *sock;
-    int status;
+    char err[512];
+    amqp_connection_state_t conn = raw_open(err, sizeof(err));
 
-    ck_assert_msg(amqp_parse_url(url, &info) == AMQP_STATUS_OK, "LEDGERQ_TEST_AMQP_URL is invalid");
-    conn = amqp_new_connection();
-    ck_assert_msg(conn != NULL, "out of memory");
-    sock = amqp_tcp_socket_new(conn);
-    ck_assert_msg(sock != NULL, "out of memory");
-    status = amqp_socket_open(sock, info.host, info.port);
-    ck_assert_msg(status == AMQP_STATUS_OK, "could not connect to the broker at %s:%d: %s",
-                  info.host, info.port, amqp_error_string2(status));
-    raw_check(amqp_login(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN,
-                         info.user, info.password),
-              "could not log in to the broker");
-    amqp_channel_open(conn, 1);
-    raw_check(amqp_get_rpc_reply(conn), "could not open a channel");
-    free(url);
+    ck_assert_msg(conn != NULL, "%s", err);
     return conn;
 }
 
@@ -1000,6 +1094,66 @@ static void raw_close(amqp_connection_state_t conn)
     amqp_destroy_connection(conn);
 }
 
+/*
+ * Delete the queues, then the exchanges (NULL-terminated lists, either may
+ * be NULL: deleting an exchange does not delete what is bound to it), on a
+ * connection of its own.  Deleting what does not exist succeeds.  false,
+ * with a line in err, at the first failure.  Usable outside a test.
+ */
+static bool raw_delete(const char *const *queues, const char *const *exchanges, char *err,
+                       size_t err_len)
+{
+    amqp_connection_state_t conn = raw_open(err, err_len);
+    bool ok = conn != NULL;
+
+    for (const char *const *q = queues; ok && q && *q; q++) {
+        amqp_queue_delete(conn, 1, amqp_cstring_bytes(*q), 0, 0);
+        ok = raw_ok(amqp_get_rpc_reply(conn), "could not delete a queue", err, err_len);
+    }
+    for (const char *const *x = exchanges; ok && x && *x; x++) {
+        amqp_exchange_delete(conn, 1, amqp_cstring_bytes(*x), 0);
+        ok = raw_ok(amqp_get_rpc_reply(conn), "could not delete an exchange", err, err_len);
+    }
+    if (ok)
+        raw_close(conn);
+    else if (conn)
+        amqp_destroy_connection(conn);
+    return ok;
+}
+
+void lqt_delete_queue(lqt_ns *ns, const char *queue)
+{
+    const char *const queues[] = {queue, NULL};
+    char err[512];
+
+    (void)ns;
+    ck_assert_msg(raw_delete(queues, NULL, err, sizeof(err)), "deleting queue %s: %s", queue, err);
+}
+
+void lqt_delete_exchange(lqt_ns *ns, const char *exchange)
+{
+    const char *const exchanges[] = {exchange, NULL};
+    char err[512];
+
+    (void)ns;
+    ck_assert_msg(raw_delete(NULL, exchanges, err, sizeof(err)), "deleting exchange %s: %s",
+                  exchange, err);
+}
+
+uint32_t lqt_purge(lqt_ns *ns, const char *queue)
+{
+    amqp_connection_state_t conn = raw_connect();
+    amqp_queue_purge_ok_t *ok;
+    uint32_t n;
+
+    (void)ns;
+    ok = amqp_queue_purge(conn, 1, amqp_cstring_bytes(queue));
+    raw_check(amqp_get_rpc_reply(conn), "could not purge a queue");
+    n = ok->message_count;
+    raw_close(conn);
+    return n;
+}
+
 /* Publish m with its custom header on a connection of its own, confirmed. */
 static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
 {
@@ -1007,7 +1161,7 @@ static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
     amqp_basic_properties_t props;
     amqp_table_entry_t header;
     amqp_bytes_t body = {.len = m->len ? m->len : strlen(m->body), .bytes = (void *)m->body};
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     bool returned = false;
 
     amqp_confirm_select(conn, 1);
@@ -1040,7 +1194,7 @@ static void raw_publish(const lqt_ns *ns, const lqt_msg *m)
                   "could not publish");
     for (;;) {
         amqp_frame_t frame;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - lqt_now_ms();
         struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
         int status;
 
@@ -1232,19 +1386,14 @@ static void parse_event(lqt_event *e)
     const char *what = "a result event";
     cJSON *j = cJSON_Parse(e->body);
     const cJSON *dup;
-    const char *s;
     time_t t;
 
     ck_assert_msg(cJSON_IsObject(j), "a result event is not a JSON object: %s", e->body);
-    check_keys(j, what, keys);
+    lqt_check_keys(j, what, keys);
     snprintf(e->id, sizeof(e->id), "%s", json_string(j, "id", what));
     snprintf(e->status, sizeof(e->status), "%s", json_string(j, "status", what));
-    s = json_string_or_null(j, "reason", what);
-    e->reason_null = s == NULL;
-    snprintf(e->reason, sizeof(e->reason), "%s", s ? s : "");
-    s = json_string_or_null(j, "detail", what);
-    e->detail_null = s == NULL;
-    snprintf(e->detail, sizeof(e->detail), "%s", s ? s : "");
+    e->reason_null = json_nullable(j, "reason", what, e->reason, sizeof(e->reason));
+    e->detail_null = json_nullable(j, "detail", what, e->detail, sizeof(e->detail));
     dup = cJSON_GetObjectItemCaseSensitive(j, "duplicate");
     ck_assert_msg(cJSON_IsBool(dup), "a result event's duplicate is not a boolean: %s", e->body);
     e->duplicate = cJSON_IsTrue(dup);
@@ -1275,7 +1424,7 @@ static bool receive(lqt_listener *l, int timeout_ms)
     }
     e = &l->events[l->n++];
     memset(e, 0, sizeof(*e));
-    e->body = xstrndup(env.message.body.bytes, env.message.body.len);
+    e->body = lqt_strndup(env.message.body.bytes, env.message.body.len);
     copy_bytes(e->routing_key, sizeof(e->routing_key), env.routing_key);
     props = &env.message.properties;
     if (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
@@ -1293,10 +1442,10 @@ static bool receive(lqt_listener *l, int timeout_ms)
 
 void lqt_wait_events(lqt_listener *l, size_t n)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
 
     while (l->n < n) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - lqt_now_ms();
         if (left <= 0) {
             fprintf(stderr, "lqt: waited %d s for %zu result events, %zu came:\n", LQT_WAIT_S, n,
                     l->n);
@@ -1312,9 +1461,9 @@ void lqt_wait_events(lqt_listener *l, size_t n)
 
 void lqt_drain_events(lqt_listener *l, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = lqt_now_ms() + ms;
 
-    for (int64_t left = ms; left > 0; left = deadline - now_ms())
+    for (int64_t left = ms; left > 0; left = deadline - lqt_now_ms())
         receive(l, (int)left);
 }
 
@@ -1347,12 +1496,82 @@ size_t lqt_event_count_id(const lqt_listener *l, const char *id)
     return count;
 }
 
+static int compare_event_ids(const void *a, const void *b)
+{
+    const lqt_event *x = *(const lqt_event *const *)a, *y = *(const lqt_event *const *)b;
+    int c = strcmp(x->id, y->id);
+
+    /* The events lie in the listener's array in the order they came. */
+    return c ? c : (x > y) - (x < y);
+}
+
+const lqt_event **lqt_events_by_id(const lqt_listener *l)
+{
+    const lqt_event **index = xmalloc(l->n * sizeof(*index));
+
+    for (size_t i = 0; i < l->n; i++)
+        index[i] = &l->events[i];
+    qsort(index, l->n, sizeof(*index), compare_event_ids);
+    return index;
+}
+
+/* Whether two events tell the same outcome: status, reason, processed_at. */
+static bool same_outcome(const lqt_event *a, const lqt_event *b)
+{
+    return strcmp(a->status, b->status) == 0 && a->reason_null == b->reason_null &&
+           strcmp(a->reason, b->reason) == 0 && strcmp(a->processed_at, b->processed_at) == 0;
+}
+
+static bool is_conflict(const lqt_event *e)
+{
+    return !e->duplicate && strcmp(e->status, "rejected") == 0 && !e->reason_null &&
+           strcmp(e->reason, "idempotency_conflict") == 0;
+}
+
+bool lqt_has_first_outcome(const lqt_event *const *events, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!events[i]->duplicate && !is_conflict(events[i]))
+            return true;
+    }
+    return false;
+}
+
+const lqt_event *lqt_expect_first_outcome(const char *id, const lqt_event *const *events, size_t n,
+                                          size_t *ret_conflicts)
+{
+    const lqt_event *first = NULL;
+    size_t conflicts = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (is_conflict(events[i])) {
+            ck_assert_msg(ret_conflicts != NULL, "%s: an idempotency conflict, none expected: %s",
+                          id, events[i]->body);
+            conflicts++;
+        } else if (!events[i]->duplicate && first == NULL) {
+            first = events[i];
+        }
+    }
+    ck_assert_msg(first != NULL,
+                  "%s: none of its %zu result events says it was processed for the first time "
+                  "(duplicate: false): %zu duplicates, %zu idempotency conflicts",
+                  id, n, n - conflicts, conflicts);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(is_conflict(events[i]) || same_outcome(events[i], first),
+                      "%s: two result events tell different outcomes: %s and %s", id, first->body,
+                      events[i]->body);
+    }
+    if (ret_conflicts)
+        *ret_conflicts = conflicts;
+    return first;
+}
+
 /* ------------------------------------------------------------ queues */
 
 lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack)
 {
     lq_delivery **got = xmalloc((n + 1) * sizeof(*got));
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     size_t have = 0;
     int r;
 
@@ -1360,12 +1579,12 @@ lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack)
         lq_delivery *d = NULL;
         r = lq_amqp_get(ns->amqp, queue, &d);
         if (r == LQ_ERR_NOT_FOUND) {
-            if (now_ms() >= deadline) {
+            if (lqt_now_ms() >= deadline) {
                 lqt_print_logs(ns);
                 ck_abort_msg("timed out after %d s waiting for %zu messages on %s: %zu came",
                              LQT_WAIT_S, n, queue, have);
             }
-            sleep_ms(20);
+            lqt_sleep_ms(20);
             continue;
         }
         ck_assert_msg(r == LQ_OK, "basic.get from %s: %s", queue, lq_amqp_error(ns->amqp));
@@ -1419,6 +1638,12 @@ void lqt_deliveries_free(lq_delivery **d, size_t n)
     free(d);
 }
 
+void lqt_requeue_unacked(lqt_ns *ns)
+{
+    ns->amqp = lq_amqp_close(ns->amqp);
+    ns->amqp = lqt_amqp_connect();
+}
+
 uint32_t lqt_queue_ready(lqt_ns *ns, const char *queue, uint32_t *ret_consumers)
 {
     amqp_connection_state_t conn = raw_connect();
@@ -1465,16 +1690,16 @@ bool lqt_queue_exists(lqt_ns *ns, const char *queue, uint32_t *ret_consumers)
 
 void lqt_wait_queue_ready(lqt_ns *ns, const char *queue, uint32_t n)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     uint32_t ready;
 
     while ((ready = lqt_queue_ready(ns, queue, NULL)) != n) {
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             lqt_print_logs(ns);
             ck_abort_msg("timed out after %d s waiting for %s to hold %u ready messages: %u",
                          LQT_WAIT_S, queue, n, ready);
         }
-        sleep_ms(20);
+        lqt_sleep_ms(20);
     }
 }
 
@@ -1584,6 +1809,20 @@ lqt_worker *lqt_worker_start(lqt_ns *ns, const char *const *env)
     return w;
 }
 
+pid_t lqt_start(lqt_ns *ns, const char *log_path, const char *const *args)
+{
+    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), devnull;
+    pid_t pid;
+
+    ck_assert_msg(log >= 0, "could not open %s: %s", log_path, strerror(errno));
+    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_msg(devnull >= 0, "/dev/null: %s", strerror(errno));
+    pid = spawn(ns, NULL, args, devnull, log, log);
+    close(devnull);
+    close(log);
+    return pid;
+}
+
 pid_t lqt_worker_pid(const lqt_worker *w)
 {
     return w->pid;
@@ -1637,13 +1876,13 @@ void lqt_print_logs(const lqt_ns *ns)
 
 int lqt_worker_stop(lqt_worker *w)
 {
-    int64_t deadline = now_ms() + STOP_TIMEOUT_S * 1000;
+    int64_t deadline = lqt_now_ms() + STOP_TIMEOUT_S * 1000;
     int status = 0, code;
     pid_t got;
 
     ck_assert_msg(kill(w->pid, SIGTERM) == 0, "kill %d: %s", (int)w->pid, strerror(errno));
-    while ((got = waitpid(w->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-        sleep_ms(10);
+    while ((got = waitpid(w->pid, &status, WNOHANG)) == 0 && lqt_now_ms() < deadline)
+        lqt_sleep_ms(10);
     if (got == 0) {
         fprintf(stderr, "lqt: worker %d still running %d s after SIGTERM: SIGKILL\n", (int)w->pid,
                 STOP_TIMEOUT_S);
@@ -1679,12 +1918,12 @@ static void worker_forget(lqt_worker *w)
 
 int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms)
 {
-    int64_t start = now_ms(), deadline = start + timeout_ms;
+    int64_t start = lqt_now_ms(), deadline = start + timeout_ms;
     int status = 0, code;
     pid_t pid = w->pid, got;
 
-    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-        sleep_ms(5);
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && lqt_now_ms() < deadline)
+        lqt_sleep_ms(5);
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
@@ -1693,7 +1932,7 @@ int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms)
         ck_abort_msg("worker %d did not exit within %d ms", (int)pid, timeout_ms);
     }
     if (ret_ms)
-        *ret_ms = now_ms() - start;
+        *ret_ms = lqt_now_ms() - start;
     code = decode_status(status);
     worker_forget(w);
     return code;
@@ -1739,6 +1978,20 @@ size_t lqt_file_count(const char *path, const char *needle)
     return count;
 }
 
+void lqt_worker_wait_log(lqt_worker *w, const char *needle)
+{
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
+
+    while (lqt_file_count(w->log_path, needle) == 0) {
+        if (lqt_now_ms() >= deadline) {
+            print_log_tail(w->log_path);
+            ck_abort_msg("worker %d logged no line with \"%s\" within %d s", (int)w->pid, needle,
+                         LQT_WAIT_S);
+        }
+        lqt_sleep_ms(20);
+    }
+}
+
 size_t lqt_log_count(const lqt_ns *ns, const char *needle)
 {
     char path[600];
@@ -1767,7 +2020,7 @@ struct lqt_publisher {
 /* The publisher process: never returns. */
 static void publisher_main(lqt_ns *ns, const char *const *files, int pause_ms)
 {
-    int64_t deadline = now_ms() + PUBLISHER_LIMIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + PUBLISHER_LIMIT_S * 1000;
     int repeats = 0;
     char log_path[600];
     int log;
@@ -1789,14 +2042,14 @@ static void publisher_main(lqt_ns *ns, const char *const *files, int pause_ms)
             dprintf(log, "lqt: publishing %s failed (status %d): again\n", files[i],
                     decode_status(status));
             repeats++;
-            if (now_ms() >= deadline) {
+            if (lqt_now_ms() >= deadline) {
                 dprintf(log, "lqt: giving up after %d s\n", PUBLISHER_LIMIT_S);
                 _exit(PUBLISHER_GAVE_UP);
             }
-            sleep_ms(250);
+            lqt_sleep_ms(250);
         }
         if (pause_ms > 0 && files[i + 1])
-            sleep_ms(pause_ms);
+            lqt_sleep_ms(pause_ms);
     }
     _exit(repeats > PUBLISHER_REPEATS_MAX ? PUBLISHER_REPEATS_MAX : repeats);
 }
@@ -1829,11 +2082,11 @@ bool lqt_publisher_done(lqt_publisher *p)
 
 int lqt_publisher_wait(lqt_publisher *p, int timeout_s)
 {
-    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int64_t deadline = lqt_now_ms() + (int64_t)timeout_s * 1000;
     int code;
 
-    while (!lqt_publisher_done(p) && now_ms() < deadline)
-        sleep_ms(20);
+    while (!lqt_publisher_done(p) && lqt_now_ms() < deadline)
+        lqt_sleep_ms(20);
     if (!p->done) {
         kill(p->pid, SIGKILL);
         waitpid(p->pid, NULL, 0);
@@ -1861,7 +2114,12 @@ static const char *stack_dir(void)
     return getenv("LEDGERQ_TEST_STACK_DIR");
 }
 
-void lqt_stack_or_skip(void)
+/*
+ * Exit 77 with a line saying why unless LEDGERQ_TEST_STACK_SCRIPT and
+ * LEDGERQ_TEST_STACK_DIR name the script and folder of the stack the tests
+ * use (deploy/local/dev.sh test sets them).
+ */
+static void stack_or_skip(void)
 {
     if (stack_script() == NULL || !*stack_script() || stack_dir() == NULL || !*stack_dir()) {
         printf("skipped: fault tests need LEDGERQ_TEST_STACK_SCRIPT and LEDGERQ_TEST_STACK_DIR "
@@ -1876,7 +2134,7 @@ void lqt_stack_or_skip(void)
  */
 static int run_program(char *const argv[], int timeout_s)
 {
-    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int64_t deadline = lqt_now_ms() + (int64_t)timeout_s * 1000;
     int status = 0;
     pid_t pid, got;
 
@@ -1894,8 +2152,8 @@ static int run_program(char *const argv[], int timeout_s)
         dprintf(2, "lqt: could not run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-        sleep_ms(20);
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && lqt_now_ms() < deadline)
+        lqt_sleep_ms(20);
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
@@ -1904,18 +2162,70 @@ static int run_program(char *const argv[], int timeout_s)
     return decode_status(status);
 }
 
+char *lqt_capture(char *const argv[], int *ret_status)
+{
+    int fds[2], status = 0;
+    size_t len = 0, cap = 8192;
+    char *out = malloc(cap);
+    pid_t pid;
+
+    *ret_status = -1;
+    if (out == NULL || pipe2(fds, O_CLOEXEC) != 0) {
+        free(out);
+        return NULL;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(fds[1], 1) < 0)
+            _exit(127);
+        execvp(argv[0], argv);
+        fprintf(stderr, "could not run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        free(out);
+        return NULL;
+    }
+    for (;;) {
+        ssize_t got;
+        if (cap - len < 4096) {
+            char *more = realloc(out, cap * 2);
+            if (more == NULL)
+                break;
+            out = more;
+            cap *= 2;
+        }
+        got = read(fds[0], out + len, cap - len - 1);
+        if (got > 0)
+            len += (size_t)got;
+        else if (got == 0 || errno != EINTR)
+            break;
+    }
+    close(fds[0]);
+    out[len] = '\0';
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    *ret_status = decode_status(status);
+    return out;
+}
+
 void lqt_stack(const char *command, const char *service)
 {
     char *argv[] = {(char *)stack_script(), "--dir",         (char *)stack_dir(),
                     (char *)command,        (char *)service, NULL};
-    int64_t start = now_ms();
+    int64_t start = lqt_now_ms();
     int code;
 
     fprintf(stderr, "lqt: stack.sh %s %s\n", command, service);
     code = run_program(argv, STACK_TIMEOUT_S);
     ck_assert_msg(code == 0, "`stack.sh %s %s` failed (status %d)", command, service, code);
     fprintf(stderr, "lqt: stack.sh %s %s done in %.1f s\n", command, service,
-            (double)(now_ms() - start) / 1000);
+            (double)(lqt_now_ms() - start) / 1000);
 }
 
 int lqt_stack_ctl_(bool failing_ok, const char *arg, ...)
@@ -1954,7 +2264,12 @@ void lqt_stack_pg_immediate(void)
     ck_assert_msg(code == 0, "`pg_ctl stop -m immediate` failed (status %d)", code);
 }
 
-bool lqt_stack_restore(void)
+/*
+ * Start whatever of the stack is down and wait until both services answer.
+ * Safe to call at any time, also outside a test (no Check assertions):
+ * returns false, with a line on stderr, when the stack cannot be restored.
+ */
+static bool stack_restore(void)
 {
     char *argv[] = {(char *)stack_script(), "--dir", (char *)stack_dir(), "start", NULL};
     int64_t deadline;
@@ -1968,12 +2283,12 @@ bool lqt_stack_restore(void)
         fprintf(stderr, "lqt: `stack.sh start` failed (status %d)\n", code);
         return false;
     }
-    deadline = now_ms() + 60 * 1000;
+    deadline = lqt_now_ms() + 60 * 1000;
     for (;;) {
         lq_amqp *c = NULL;
         PGconn *pg = PQconnectdb(admin_url());
         bool pg_ok = PQstatus(pg) == CONNECTION_OK;
-        bool amqp_ok = lq_amqp_connect(amqp_url(), 0, &c, err, sizeof(err)) == LQ_OK;
+        bool amqp_ok = amqp_open(&c, err, sizeof(err)) == LQ_OK;
 
         if (!pg_ok)
             snprintf(err, sizeof(err), "%s", PQerrorMessage(pg));
@@ -1981,11 +2296,11 @@ bool lqt_stack_restore(void)
         lq_amqp_close(c);
         if (pg_ok && amqp_ok)
             return true;
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             fprintf(stderr, "lqt: the stack does not answer after a restart: %s\n", err);
             return false;
         }
-        sleep_ms(200);
+        lqt_sleep_ms(200);
     }
 }
 
@@ -2012,4 +2327,131 @@ char *lqt_sql_value(lqt_ns *ns, const char *sql, const char *param)
         value = xstrdup(PQgetvalue(res, 0, 0));
     PQclear(res);
     return value;
+}
+
+void lqt_slow_inserts(lqt_ns *ns, double ms)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "CREATE FUNCTION lqt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
+             "BEGIN PERFORM pg_sleep(%g); RETURN NEW; END $$",
+             ms / 1000);
+    lqt_sql(ns, sql);
+    lqt_sql(ns, "CREATE TRIGGER lqt_slow BEFORE INSERT ON payments FOR EACH ROW "
+                "EXECUTE FUNCTION lqt_slow()");
+}
+
+void lqt_poison(lqt_ns *ns, const char *id)
+{
+    char sql[512], *literal = PQescapeLiteral(ns->db, id, strlen(id));
+
+    ck_assert_msg(literal != NULL, "could not quote %s: %s", id, PQerrorMessage(ns->db));
+    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
+             "WHEN (NEW.id = %s) EXECUTE FUNCTION lqt_poison()",
+             literal);
+    PQfreemem(literal);
+    lqt_sql(ns, sql);
+}
+
+/* ------------------------------------------------------------ suites */
+
+/* The suite lqt_main() runs, for the fixtures. */
+static const lqt_suite *running;
+/* When the running case started, for lqt_step(). */
+static int64_t case_start_ms;
+
+void lqt_step(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "[%6.1f s] ", (double)(lqt_now_ms() - case_start_ms) / 1000);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void start_clock(void)
+{
+    case_start_ms = lqt_now_ms();
+}
+
+static void ns_setup(void)
+{
+    *running->ns = lqt_ns_create();
+}
+
+static void ns_teardown(void)
+{
+    lqt_ns_destroy(*running->ns);
+    *running->ns = NULL;
+}
+
+static void restore_stack(void)
+{
+    /* In the runner after each case, also when it failed. */
+    if (!stack_restore())
+        fprintf(stderr, "lqt: could not restore the test stack\n");
+}
+
+/* Exit 1 unless CK_RUN_CASE, when set, names one of the cases. */
+static void check_run_case(const lqt_suite *suite, const lqt_case *cases, size_t n_cases)
+{
+    const char *name = getenv("CK_RUN_CASE");
+
+    if (name == NULL || *name == '\0')
+        return;
+    for (size_t i = 0; i < n_cases; i++) {
+        if (strcmp(cases[i].name, name) == 0)
+            return;
+    }
+    printf("CK_RUN_CASE=%s: suite %s has no such case; it has", name, suite->name);
+    for (size_t i = 0; i < n_cases; i++)
+        printf(" %s", cases[i].name);
+    printf("\n");
+    exit(1);
+}
+
+int lqt_main(const lqt_suite *suite, const lqt_case *cases, size_t n_cases)
+{
+    Suite *s = suite_create(suite->name);
+    SRunner *sr;
+    int failed;
+
+    check_run_case(suite, cases, n_cases);
+    env_or_skip();
+    if (suite->stops_stack)
+        stack_or_skip();
+    if (suite->prepare)
+        suite->prepare();
+    init();
+    running = suite;
+    for (size_t i = 0; i < n_cases; i++) {
+        const lqt_case *c = &cases[i];
+        TCase *tc = tcase_create(c->name);
+
+        /* Teardowns run in the reverse order of their adding: the stack is back before c->after. */
+        if (c->after)
+            tcase_add_unchecked_fixture(tc, NULL, c->after);
+        if (suite->stops_stack)
+            tcase_add_unchecked_fixture(tc, NULL, restore_stack);
+        tcase_add_checked_fixture(tc, start_clock, NULL);
+        if (suite->ns)
+            tcase_add_checked_fixture(tc, ns_setup, ns_teardown);
+        tcase_set_timeout(tc, c->timeout_s ? c->timeout_s : suite->timeout_s);
+        tcase_add_test(tc, c->test);
+        suite_add_tcase(s, tc);
+    }
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (suite->stops_stack)
+        restore_stack();
+    sweep();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -19,7 +19,7 @@
  *
  * Check runs each test in a forked child that ends with _exit() on a failed
  * assertion, skipping teardown: the children the harness starts die with it
- * (PR_SET_PDEATHSIG), and lqt_sweep() in the runner drops the databases and
+ * (PR_SET_PDEATHSIG), and lqt_main() in the runner drops the databases and
  * deletes the broker objects that failed tests left behind.
  */
 #ifndef LEDGERQ_TESTS_SUPPORT_H
@@ -31,9 +31,12 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <check.h>
 #include <libpq-fe.h>
 
 #include "ledgerq/amqp.h"
+
+struct cJSON;
 
 /* Longest wait for anything the tests expect to happen, in seconds. */
 #define LQT_WAIT_S 30
@@ -57,7 +60,7 @@ typedef struct lqt_ns {
     char results_exchange[128];
     char dlx[128];
     char dlq[128];
-    lq_amqp *amqp; /* the harness's own connection: publishing, basic.get, deletes */
+    lq_amqp *amqp; /* the harness's own connection: publishing, basic.get */
     PGconn *db;    /* the harness's own connection to the namespace database */
     lqt_worker *workers[LQT_WORKERS_MAX];
     lqt_listener *listeners[LQT_LISTENERS_MAX];
@@ -65,16 +68,75 @@ typedef struct lqt_ns {
     char **env;            /* "NAME=value" for every child, NULL-terminated; owned */
 } lqt_ns;
 
-/* ------------------------------------------------------------ the run */
+/* ------------------------------------------------------------ suites */
 
-/* Exit 77 with a line saying why when the test stack is not configured. */
-void lqt_env_or_skip(void);
+/*
+ * One case of a suite.  tests/meson.build reads the suite's source and
+ * registers one meson test "<suite>-<name>", run with CK_RUN_CASE=<name>,
+ * for every LQT_CASE("<name>", ...) in it: the name is the first argument,
+ * a string literal of letters, digits and underscores, and "LQT_CASE("
+ * appears nowhere else in the file.  So a case added in C alone runs.
+ */
+typedef struct lqt_case {
+    const char *name;
+    const TTest *test;
+    int timeout_s;       /* Check's limit for the case; 0: the suite's */
+    void (*after)(void); /* run in the runner after the case, passed or failed; may be NULL */
+} lqt_case;
 
-/* In main(), before running the suite: remember the runner for lqt_sweep(). */
-void lqt_init(void);
+/* LQT_CASE("name", test), or with fields set: LQT_CASE("name", test, .timeout_s = 400). */
+#define LQT_CASE(name_, ...)                                                                       \
+    {                                                                                              \
+        .name = name_, .test = __VA_ARGS__                                                         \
+    }
 
-/* In main(), after the run: remove what failed test cases left behind. */
-void lqt_sweep(void);
+/* How a suite's cases run. */
+typedef struct lqt_suite {
+    const char *name;
+    int timeout_s; /* Check's limit for each case */
+    /*
+     * Non-NULL: every case gets a namespace of its own there, made before
+     * it and destroyed when it passed (lqt_ns_create(), lqt_ns_destroy()).
+     */
+    lqt_ns **ns;
+    /*
+     * The cases stop and kill the test stack's services: the suite is
+     * skipped without LEDGERQ_TEST_STACK_SCRIPT and LEDGERQ_TEST_STACK_DIR,
+     * and the stack is restored after every case, passed or failed.
+     */
+    bool stops_stack;
+    /* Called before the run (after the skip checks); may exit 77 itself.  May be NULL. */
+    void (*prepare)(void);
+} lqt_suite;
+
+/*
+ * The whole main() of a suite: exit 77 (skipped) when the test stack is not
+ * configured, run the cases (the one CK_RUN_CASE names, or all; a name
+ * that is not a case is an error), then remove what failed cases left
+ * behind.  Returns the exit status.
+ */
+int lqt_main(const lqt_suite *suite, const lqt_case *cases, size_t n_cases);
+
+#define LQT_MAIN(suite, cases) lqt_main(&(suite), (cases), sizeof(cases) / sizeof((cases)[0]))
+
+/*
+ * Log a step of the running case on stderr with the seconds since it
+ * started: meson shows them when the case fails.
+ */
+void lqt_step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A monotonic clock in milliseconds. */
+int64_t lqt_now_ms(void);
+
+/* Sleep ms milliseconds (signals do not cut it short). */
+void lqt_sleep_ms(int ms);
+
+/*
+ * A connection to the broker of the test's own, opened as the product opens
+ * one (closing it gives back what it took unacked).  Fails the test when it
+ * cannot connect.  Close with lq_amqp_close().
+ */
+lq_amqp *lqt_amqp_connect(void);
 
 /* ------------------------------------------------------------ namespaces */
 
@@ -133,6 +195,14 @@ int lqt_run_env(lqt_ns *ns, const char *const *env, lqt_output *ret, const char 
 void lqt_run_ok_(lqt_ns *ns, const char *arg, ...) __attribute__((sentinel));
 
 #define lqt_run_ok(ns, ...) lqt_run_ok_((ns), __VA_ARGS__, (const char *)NULL)
+
+/*
+ * What a user sees of a failed command: exit status status and one line on
+ * stderr that holds each of mentions (NULL-terminated, may be NULL).  what
+ * names the command in the failure message.
+ */
+void lqt_expect_failure(const lqt_output *o, int status, const char *what,
+                        const char *const *mentions);
 
 /*
  * Write text to a file named name in the namespace's part of the log
@@ -288,14 +358,41 @@ const lqt_event *lqt_event_find(const lqt_listener *l, const char *id, size_t nt
 /* How many events were received for payment id. */
 size_t lqt_event_count_id(const lqt_listener *l, const char *id);
 
+/*
+ * Every event received, sorted by payment id, in the order they came within
+ * an id.  Caller frees the array (not the events, which the listener owns).
+ */
+const lqt_event **lqt_events_by_id(const lqt_listener *l);
+
+/*
+ * The rule of result events for one processed payment, over the n events
+ * received for id (in the order they came): at least one says duplicate:
+ * false and is not an idempotency conflict.  That is its first outcome; it
+ * may come more than once (published again when the broker never confirmed
+ * it), and every such event and every duplicate tell the same status,
+ * reason and processed_at.  Idempotency conflicts (duplicate: false,
+ * rejected with idempotency_conflict, a later command with other content)
+ * are counted in *ret_conflicts; with ret_conflicts NULL, one fails the
+ * test.  Returns the first event telling the first outcome.
+ */
+const lqt_event *lqt_expect_first_outcome(const char *id, const lqt_event *const *events, size_t n,
+                                          size_t *ret_conflicts);
+
+/*
+ * Whether one of the n events tells a first outcome (duplicate: false, not
+ * an idempotency conflict), as lqt_expect_first_outcome() demands.
+ */
+bool lqt_has_first_outcome(const lqt_event *const *events, size_t n);
+
 /* ------------------------------------------------------------ queues */
 
 /*
  * Take messages from queue with basic.get until n have come (polling, at
  * most LQT_WAIT_S seconds), then check that no more is there.  Messages
- * are acked when ack, else left unacked on the harness connection (reject
- * them with lq_amqp_reject(ns->amqp, ...)).  Returns an array of n
- * deliveries; free with lqt_deliveries_free().
+ * are acked when ack, else left unacked on the harness connection (ack
+ * them with lq_amqp_ack(ns->amqp, ...), give the rest back with
+ * lqt_requeue_unacked()).  Returns an array of n deliveries; free with
+ * lqt_deliveries_free().
  */
 lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack);
 
@@ -303,6 +400,20 @@ lq_delivery **lqt_get_n(lqt_ns *ns, const char *queue, size_t n, bool ack);
 lq_delivery **lqt_get_all(lqt_ns *ns, const char *queue, size_t *ret_n);
 
 void lqt_deliveries_free(lq_delivery **d, size_t n);
+
+/*
+ * Close the harness connection (ns->amqp) and open another: the broker
+ * gives back every message it held unacked, as a reject with requeue would
+ * (a quorum queue counts each such return towards its delivery limit).
+ */
+void lqt_requeue_unacked(lqt_ns *ns);
+
+/* Remove every ready message of queue; returns how many. */
+uint32_t lqt_purge(lqt_ns *ns, const char *queue);
+
+/* Delete a queue, or an exchange (what does not exist is deleted already). */
+void lqt_delete_queue(lqt_ns *ns, const char *queue);
+void lqt_delete_exchange(lqt_ns *ns, const char *exchange);
 
 /*
  * How many messages queue holds ready for delivery (not those delivered and
@@ -365,6 +476,16 @@ void lqt_worker_signal(lqt_worker *w, int sig);
  */
 int lqt_worker_wait(lqt_worker *w, int timeout_ms, int64_t *ret_ms);
 
+/*
+ * Start `ledgerq ARG...` (NULL-terminated) in ns's environment in the
+ * background, stdin from /dev/null, stdout and stderr appended to log_path.
+ * It dies with the test; the caller waits for it (waitpid()).
+ */
+pid_t lqt_start(lqt_ns *ns, const char *log_path, const char *const *args);
+
+/* Wait (at most LQT_WAIT_S seconds) until a line of the worker's log contains needle. */
+void lqt_worker_wait_log(lqt_worker *w, const char *needle);
+
 /* Whether the worker is still running (false once it exited; it is then reaped). */
 bool lqt_worker_running(lqt_worker *w);
 
@@ -410,14 +531,6 @@ int lqt_publisher_wait(lqt_publisher *p, int timeout_s);
 /* ------------------------------------------------------------ the stack (fault tests) */
 
 /*
- * Exit 77 with a line saying why unless LEDGERQ_TEST_STACK_SCRIPT and
- * LEDGERQ_TEST_STACK_DIR name the script and folder of the stack the tests
- * use (deploy/local/dev.sh test sets them): fault tests stop and kill its
- * services.
- */
-void lqt_stack_or_skip(void);
-
-/*
  * Run `stack.sh --dir DIR command service`: command is start, stop (pg:
  * pg_ctl -m fast) or kill (SIGKILL); service is "amqp" or "pg".  Fails
  * the test if it does not exit 0 within 3 minutes.
@@ -437,13 +550,6 @@ int lqt_stack_ctl_(bool failing_ok, const char *arg, ...) __attribute__((sentine
 /* Stop PostgreSQL with pg_ctl -m immediate (a crash without losing committed work). */
 void lqt_stack_pg_immediate(void);
 
-/*
- * Start whatever of the stack is down and wait until both services answer.
- * Safe to call at any time, also outside a test (no Check assertions):
- * returns false, with a line on stderr, when the stack cannot be restored.
- */
-bool lqt_stack_restore(void);
-
 /* ------------------------------------------------------------ the database */
 
 /* Run SQL (no parameters) in the namespace database; fails the test on error. */
@@ -455,6 +561,15 @@ void lqt_sql(lqt_ns *ns, const char *sql);
  */
 char *lqt_sql_value(lqt_ns *ns, const char *sql, const char *param);
 
+/* Make every insert into payments take ms milliseconds longer (a trigger). */
+void lqt_slow_inserts(lqt_ns *ns, double ms);
+
+/*
+ * Make storing payment id fail every time, for a reason that is not an
+ * outage: a trigger raises "lqt poison pill <id>".
+ */
+void lqt_poison(lqt_ns *ns, const char *id);
+
 /* ------------------------------------------------------------ small things */
 
 /* Whether s holds one line: non-empty, one '\n' at most and only at the end. */
@@ -462,5 +577,25 @@ bool lqt_one_line(const char *s);
 
 /* Parse an RFC 3339 UTC time ("...Z"); false when it is not one. */
 bool lqt_parse_utc(const char *s, time_t *ret);
+
+/* A NUL-terminated copy of n bytes of s (caller frees); fails the test when out of memory. */
+char *lqt_strndup(const char *s, size_t n);
+
+/* Check that a JSON object has exactly the keys given (NULL-terminated); what names it. */
+void lqt_check_keys(const struct cJSON *obj, const char *what, const char *const *keys);
+
+/* A string member, or NULL for null; anything else fails the test. */
+const char *lqt_json_string_or_null(const struct cJSON *obj, const char *key, const char *what);
+
+/* Append key='value' to a conninfo string of len bytes (quotes and backslashes escaped). */
+void lqt_conninfo_add(char *buf, size_t len, const char *key, const char *value);
+
+/*
+ * Run argv (PATH searched) with stdin from /dev/null and return what it
+ * printed on stdout (caller frees), NULL when it could not be run;
+ * *ret_status gets its exit code (128 + signal when killed).  Its stderr
+ * goes to ours.  Usable outside a test (no Check assertions).
+ */
+char *lqt_capture(char *const argv[], int *ret_status);
 
 #endif

@@ -2,10 +2,14 @@
  * Concurrency: three workers on one queue and one ledger, 100 accounts,
  * more than 20,000 random payments (some ids sent twice with the same
  * content, a few reused with other content), published while the workers
- * run.  Afterwards every id has exactly one stored outcome, every command
- * got exactly one event, no payment took effect twice, the balances equal
- * what the events say was applied (recomputed here, independently of the
- * database), and `ledgerq audit` passes.
+ * run.  Afterwards every id has exactly one stored outcome and every
+ * command got exactly one event: for every id at least one says it was
+ * processed for the first time (duplicate: false; a resubmission that races
+ * with the confirm of the first may get one too), all of them and the
+ * duplicates tell the same outcome, and a command reusing the id with other
+ * content gets its idempotency conflict.  No payment took effect twice: the
+ * balances equal what the events say was applied (recomputed here,
+ * independently of the database), and `ledgerq audit` passes.
  */
 #include <check.h>
 #include <inttypes.h>
@@ -14,8 +18,8 @@
 #include <string.h>
 
 #include "support.h"
+#include "workload.h"
 
-#define N_ACCOUNTS      100
 #define N_PAYMENTS      20000
 #define DUPLICATE_EVERY 20 /* every 20th payment is sent a second time, same content */
 #define CONFLICT_EVERY                                                                             \
@@ -29,65 +33,32 @@ typedef struct payment {
     bool conflict_sent; /* one of them had other content */
 } payment;
 
-typedef struct account {
-    char id[32];
-    const char *currency;
-    bool allow_negative;
-    int64_t expected; /* balance recomputed from the applied events */
-} account;
-
-/* A small deterministic generator: the same run every time. */
+/* A deterministic generator: the same run every time. */
 static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
 
-static uint32_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-
-static void send_payment(lqt_ns *ns, const payment *p, int64_t amount, const account *accounts)
+static void send_payment(lqt_ns *ns, const payment *p, int64_t amount,
+                         const lqt_workload_account *accounts)
 {
     char body[256];
     lqt_msg m = {.body = body};
 
-    snprintf(body, sizeof(body),
-             "{\"id\":\"%s\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":%" PRId64
-             ",\"currency\":\"%s\"}",
-             p->id, accounts[p->debit].id, accounts[p->credit].id, amount,
-             accounts[p->debit].currency);
+    lqt_workload_json(body, sizeof(body), p->id, &accounts[p->debit], &accounts[p->credit], amount);
     lqt_send(ns, &m);
 }
 
 START_TEST(three_workers_apply_each_payment_exactly_once)
 {
-    static account accounts[N_ACCOUNTS];
+    static lqt_workload_account accounts[LQT_WORKLOAD_ACCOUNTS];
     static payment payments[N_PAYMENTS];
     lqt_ns *ns = lqt_ns_create();
     lqt_listener *events = lqt_listen(ns);
     const char *const worker_env[] = {"LEDGERQ_PREFETCH=100", "LEDGERQ_BATCH_MAX=50", NULL};
     lqt_worker *workers[3];
-    char *import = malloc(N_ACCOUNTS * 96);
-    size_t len = 0, n_messages = 0, applied = 0, rejected = 0;
+    const lqt_event **index;
+    size_t n_messages = 0, applied = 0, rejected = 0, at = 0;
     lqt_output out;
 
-    ck_assert_ptr_nonnull(import);
-    /*
-     * Two currencies; a tenth of the accounts may not go negative, so that
-     * insufficient_funds happens and depends on the order workers commit.
-     */
-    for (int i = 0; i < N_ACCOUNTS; i++) {
-        account *a = &accounts[i];
-        snprintf(a->id, sizeof(a->id), "acct:%03d", i);
-        a->currency = i % 2 ? "USD" : "EUR";
-        a->allow_negative = i % 10 != 0;
-        len += (size_t)sprintf(import + len,
-                               "{\"id\":\"%s\",\"currency\":\"%s\",\"allow_negative\":%s}\n", a->id,
-                               a->currency, a->allow_negative ? "true" : "false");
-    }
-    lqt_run_ok(ns, "account", "import", "--file", lqt_write_file(ns, "accounts.jsonl", import));
-    free(import);
+    lqt_workload_accounts(ns, accounts);
 
     for (int i = 0; i < 3; i++)
         workers[i] = lqt_worker_start(ns, worker_env);
@@ -95,12 +66,7 @@ START_TEST(three_workers_apply_each_payment_exactly_once)
     for (int i = 0; i < N_PAYMENTS; i++) {
         payment *p = &payments[i];
         snprintf(p->id, sizeof(p->id), "pay-%05d", i);
-        p->debit = (int)(rng() % N_ACCOUNTS);
-        /* Mostly the same currency (same parity); sometimes not: currency_mismatch. */
-        do {
-            p->credit = (int)(rng() % N_ACCOUNTS);
-        } while (p->credit == p->debit || ((p->credit - p->debit) % 2 != 0 && rng() % 50 != 0));
-        p->amount = 1 + rng() % 10000;
+        lqt_workload_payment(&rng_state, &p->debit, &p->credit, &p->amount);
         send_payment(ns, p, p->amount, accounts);
         p->n_sent = 1;
         n_messages++;
@@ -130,32 +96,27 @@ START_TEST(three_workers_apply_each_payment_exactly_once)
     for (int w = 0; w < 3; w++)
         ck_assert_int_eq(lqt_worker_stop(workers[w]), 0);
 
+    /* The events by id: as many for each id as commands were sent with it (ids sort as made). */
+    index = lqt_events_by_id(events);
     for (int i = 0; i < N_PAYMENTS; i++) {
         payment *p = &payments[i];
-        size_t firsts = 0, conflicts = 0;
-        const lqt_event *first = NULL;
+        size_t conflicts = 0;
+        const lqt_event *first;
         lqt_payment stored;
 
-        ck_assert_uint_eq(lqt_event_count_id(events, p->id), (size_t)p->n_sent);
-        for (size_t k = 0; k < (size_t)p->n_sent; k++) {
-            const lqt_event *e = lqt_event_find(events, p->id, k);
-            if (!e->duplicate && strcmp(e->reason, "idempotency_conflict") == 0) {
-                conflicts++;
-            } else if (!e->duplicate) {
-                firsts++;
-                first = e;
-            }
-        }
-        /* Exactly one first outcome; duplicates repeat it, never a second effect. */
-        ck_assert_msg(firsts == 1, "payment %s: %zu first outcomes", p->id, firsts);
+        for (size_t k = 0; k < (size_t)p->n_sent; k++)
+            ck_assert_msg(strcmp(index[at + k]->id, p->id) == 0,
+                          "payment %s: %d commands sent, not as many events (the next in id "
+                          "order is for %s)",
+                          p->id, p->n_sent, index[at + k]->id);
+        /*
+         * A first outcome, perhaps more than once, and duplicates that repeat
+         * it: never a second effect.  The conflicting command of an id gets
+         * its own rejection.
+         */
+        first = lqt_expect_first_outcome(p->id, &index[at], (size_t)p->n_sent, &conflicts);
         ck_assert_uint_eq(conflicts, p->conflict_sent ? 1 : 0);
-        for (size_t k = 0; k < (size_t)p->n_sent; k++) {
-            const lqt_event *e = lqt_event_find(events, p->id, k);
-            if (e->duplicate) {
-                ck_assert_str_eq(e->status, first->status);
-                ck_assert_str_eq(e->processed_at, first->processed_at);
-            }
-        }
+        at += (size_t)p->n_sent;
         /* Spot-check the stored outcome against the event (every 50th: the CLI is slow). */
         if (i % 50 == 0) {
             ck_assert_int_eq(lqt_payment_show(ns, p->id, &stored, NULL), 0);
@@ -179,6 +140,8 @@ START_TEST(three_workers_apply_each_payment_exactly_once)
             rejected++;
         }
     }
+    ck_assert_uint_eq(at, n_messages);
+    free(index);
     /* Both outcomes happened, so the run exercised the rules, not just the happy path. */
     ck_assert_uint_gt(applied, N_PAYMENTS / 2);
     ck_assert_uint_gt(rejected, 0);
@@ -192,9 +155,7 @@ START_TEST(three_workers_apply_each_payment_exactly_once)
         PQclear(res);
     }
     /* ...every balance is what the applied events add up to... */
-    for (int i = 0; i < N_ACCOUNTS; i++)
-        ck_assert_msg(lqt_balance(ns, accounts[i].id) == accounts[i].expected,
-                      "account %s: balance differs from the applied events", accounts[i].id);
+    lqt_workload_check_balances(ns, accounts);
     /* ...and the invariants hold, balances summing to zero per currency among them. */
     ck_assert_int_eq(lqt_run(ns, &out, "audit"), 0);
     lqt_output_release(&out);
@@ -212,22 +173,10 @@ END_TEST
 
 int main(void)
 {
-    Suite *s;
-    TCase *tc;
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "concurrency", .timeout_s = 600};
+    const lqt_case cases[] = {
+        LQT_CASE("three_workers", three_workers_apply_each_payment_exactly_once),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    s = suite_create("concurrency");
-    tc = tcase_create("three workers");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, three_workers_apply_each_payment_exactly_once);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

@@ -13,14 +13,11 @@
  * checks exit codes and messages.
  */
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,68 +33,17 @@
 #define KILL_N      2000
 #define KILL_ROUNDS 3
 
-extern char **environ;
-
+/* The running case's namespace (lqt_suite.ns). */
 static lqt_ns *ns;
-
-static void setup(void)
-{
-    ns = lqt_ns_create();
-}
-
-static void teardown(void)
-{
-    lqt_ns_destroy(ns);
-    ns = NULL;
-}
 
 /* ------------------------------------------------------------ small things */
 
-static int64_t now_ms(void)
+/* A failure printed as one line on stderr that mentions mention, and nothing on stdout. */
+static void expect_failure(const lqt_output *o, int status, const char *mention, const char *what)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+    const char *const mentions[] = {mention, NULL};
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-
-    ck_assert_msg(p != NULL, "out of memory");
-    if (n)
-        memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
-/* A connection of the test's own: closing it gives back what it took unacked. */
-static lq_amqp *connect_own(void)
-{
-    char err[512];
-    lq_amqp *c = NULL;
-
-    ck_assert_msg(lq_amqp_connect(getenv("LEDGERQ_TEST_AMQP_URL"), 0, &c, err, sizeof(err)) ==
-                      LQ_OK,
-                  "could not connect to the broker: %s", err);
-    return c;
-}
-
-/* A failure printed as one line on stderr, and nothing on stdout. */
-static void expect_failure(const lqt_output *o, int status, const char *mentions, const char *what)
-{
-    ck_assert_msg(o->status == status, "%s exited %d, expected %d: %s", what, o->status, status,
-                  o->err);
-    ck_assert_msg(lqt_one_line(o->err), "%s: stderr should be one line: \"%s\"", what, o->err);
-    ck_assert_msg(strstr(o->err, mentions) != NULL, "%s: stderr should mention \"%s\": %s", what,
-                  mentions, o->err);
+    lqt_expect_failure(o, status, what, mentions);
     ck_assert_msg(o->out_len == 0, "%s printed on stdout: %s", what, o->out);
 }
 
@@ -117,7 +63,7 @@ typedef struct snapshot {
  */
 static void snapshot_take(const char *queue, snapshot *ret)
 {
-    lq_amqp *c = connect_own();
+    lq_amqp *c = lqt_amqp_connect();
     size_t cap = 0;
 
     memset(ret, 0, sizeof(*ret));
@@ -134,10 +80,10 @@ static void snapshot_take(const char *queue, snapshot *ret)
             ret->message_id = realloc(ret->message_id, cap * sizeof(*ret->message_id));
             ck_assert_msg(ret->body && ret->len && ret->message_id, "out of memory");
         }
-        ret->body[ret->n] = xstrndup(d->body, d->body_len);
+        ret->body[ret->n] = lqt_strndup(d->body, d->body_len);
         ret->len[ret->n] = d->body_len;
         ret->message_id[ret->n] =
-            d->message_id ? xstrndup(d->message_id, strlen(d->message_id)) : NULL;
+            d->message_id ? lqt_strndup(d->message_id, strlen(d->message_id)) : NULL;
         ret->n++;
         lq_delivery_free(d);
     }
@@ -163,17 +109,17 @@ static void snapshot_release(snapshot *s)
  */
 static void wait_settled(const char *queue, uint32_t n)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     uint32_t last = UINT32_MAX, ready;
 
     for (;;) {
         ready = lqt_queue_ready(ns, queue, NULL);
         if (ready == n && ready == last)
             return;
-        ck_assert_msg(now_ms() < deadline, "%s holds %u ready messages, expected %u", queue, ready,
-                      n);
+        ck_assert_msg(lqt_now_ms() < deadline, "%s holds %u ready messages, expected %u", queue,
+                      ready, n);
         last = ready;
-        sleep_ms(100);
+        lqt_sleep_ms(100);
     }
 }
 
@@ -272,8 +218,8 @@ static long dlq_total(void)
 
 /*
  * Fill the dead-letter queue with the six, in order: a worker dead-letters
- * the first five one at a time, then the harness rejects the last one
- * (requeue) until the broker dead-letters it at the delivery limit.  No
+ * the first five one at a time, then the harness takes the last one and
+ * gives it back until the broker dead-letters it at the delivery limit.  No
  * worker runs afterwards.
  */
 static void make_six(void)
@@ -283,7 +229,7 @@ static void make_six(void)
                        "\"amount\":1,\"currency\":\"EUR\",\"reference\":\"";
     int64_t deadline;
     lqt_worker *w;
-    int rejects = 0;
+    int returns = 0;
 
     /* A valid command but for its size: 65,537 bytes. */
     memset(too_large, 'x', 65537);
@@ -293,10 +239,7 @@ static void make_six(void)
 
     lqt_run_ok(ns, "account", "open", "bank", "--currency", "EUR", "--allow-negative");
     lqt_run_ok(ns, "account", "open", "alice", "--currency", "EUR");
-    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
-                "WHEN (NEW.id = 'dlq-poison') EXECUTE FUNCTION lqt_poison()");
+    lqt_poison(ns, "dlq-poison");
 
     w = lqt_worker_start(ns, env);
     for (int i = MALFORMED; i <= FAILED; i++) {
@@ -306,28 +249,28 @@ static void make_six(void)
     ck_assert_int_eq(lqt_worker_stop(w), 0);
 
     publish_dead(&fixture[X_DEATH]);
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     while (lqt_queue_ready(ns, ns->dlq, NULL) < N_DEAD) {
         lq_delivery *d = NULL;
         int r = lq_amqp_get(ns->amqp, ns->queue, &d);
-        ck_assert_msg(now_ms() < deadline && rejects < 100,
-                      "the broker did not dead-letter a message rejected %d times", rejects);
+        ck_assert_msg(lqt_now_ms() < deadline && returns < 100,
+                      "the broker did not dead-letter a message given back %d times", returns);
         if (r == LQ_ERR_NOT_FOUND) {
-            sleep_ms(20);
+            lqt_sleep_ms(20);
             continue;
         }
         ck_assert_msg(r == LQ_OK, "basic.get: %s", lq_amqp_error(ns->amqp));
-        ck_assert_msg(lq_amqp_reject(ns->amqp, d->tag, true) == LQ_OK, "reject: %s",
-                      lq_amqp_error(ns->amqp));
         lq_delivery_free(d);
-        rejects++;
+        lqt_requeue_unacked(ns);
+        returns++;
     }
-    printf("dlq: the broker dead-lettered the message after %d rejects\n", rejects);
+    printf("dlq: the broker dead-lettered the message after %d returns\n", returns);
 
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     while (dlq_total() != N_DEAD) {
-        ck_assert_msg(now_ms() < deadline, "`dlq stats --json` never counted %d messages", N_DEAD);
-        sleep_ms(50);
+        ck_assert_msg(lqt_now_ms() < deadline, "`dlq stats --json` never counted %d messages",
+                      N_DEAD);
+        lqt_sleep_ms(50);
     }
     ck_assert_uint_eq(lqt_queue_ready(ns, ns->queue, NULL), 0);
 }
@@ -358,34 +301,6 @@ static const int all_six[N_DEAD] = {MALFORMED, INVALID, TOO_LARGE, TEXT_PLAIN, F
 
 /* ------------------------------------------------------------ JSON */
 
-static void check_keys(const cJSON *obj, const char *what, const char *const *keys)
-{
-    size_t n_keys = 0, n_items = 0;
-    const cJSON *item;
-
-    while (keys[n_keys]) {
-        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(obj, keys[n_keys]) != NULL,
-                      "%s has no \"%s\"", what, keys[n_keys]);
-        n_keys++;
-    }
-    cJSON_ArrayForEach(item, obj)
-    {
-        n_items++;
-    }
-    ck_assert_msg(n_items == n_keys, "%s has %zu fields, expected %zu", what, n_items, n_keys);
-}
-
-/* A string member, or NULL for null; anything else fails the test. */
-static const char *string_or_null(const cJSON *obj, const char *key, const char *what)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    if (cJSON_IsNull(v))
-        return NULL;
-    ck_assert_msg(cJSON_IsString(v), "%s: \"%s\" is neither a string nor null", what, key);
-    return v->valuestring;
-}
-
 static int64_t integer(const cJSON *obj, const char *key, const char *what)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -397,7 +312,7 @@ static int64_t integer(const cJSON *obj, const char *key, const char *what)
 
 static void expect_string(const cJSON *obj, const char *key, const char *want, const char *what)
 {
-    const char *got = string_or_null(obj, key, what);
+    const char *got = lqt_json_string_or_null(obj, key, what);
 
     if (want == NULL)
         ck_assert_msg(got == NULL, "%s: \"%s\" is \"%s\", expected null", what, key, got);
@@ -418,7 +333,7 @@ static void expect_entry(const cJSON *e, size_t position, const dead_letter *m)
 
     snprintf(what, sizeof(what), "`dlq list --json` entry %zu (%s)", position, m->message_id);
     ck_assert_msg(cJSON_IsObject(e), "%s is not an object", what);
-    check_keys(e, what, keys);
+    lqt_check_keys(e, what, keys);
     ck_assert_msg(integer(e, "position", what) == (int64_t)position, "%s: position %" PRId64, what,
                   integer(e, "position", what));
     expect_string(e, "message_id", m->message_id, what);
@@ -427,7 +342,7 @@ static void expect_entry(const cJSON *e, size_t position, const dead_letter *m)
     expect_string(e, "reason", m->reason, what);
     ck_assert_msg(integer(e, "size", what) == (int64_t)dead_len(m), "%s: size %" PRId64 ", not %zu",
                   what, integer(e, "size", what), dead_len(m));
-    detail = string_or_null(e, "detail", what);
+    detail = lqt_json_string_or_null(e, "detail", what);
     if (m->error) {
         ck_assert_msg(detail && detail[0] && lqt_one_line(detail),
                       "%s: detail should be one non-empty line", what);
@@ -438,7 +353,7 @@ static void expect_entry(const cJSON *e, size_t position, const dead_letter *m)
     if (m == &fixture[FAILED])
         ck_assert_msg(strstr(detail, "lqt poison pill") != NULL,
                       "%s: detail should tell what was raised: %s", what, detail);
-    failed_at = string_or_null(e, "failed_at", what);
+    failed_at = lqt_json_string_or_null(e, "failed_at", what);
     ck_assert_msg(failed_at && lqt_parse_utc(failed_at, &t),
                   "%s: failed_at is not an RFC 3339 UTC time", what);
     ck_assert_msg(t > now - 600 && t <= now + 5, "%s: failed_at %s is not about now", what,
@@ -528,7 +443,7 @@ START_TEST(test_list)
                       N_DEAD, first_text);
         line++;
         end = strchr(line, '\n');
-        text = xstrndup(line, end ? (size_t)(end - line) : strlen(line));
+        text = lqt_strndup(line, end ? (size_t)(end - line) : strlen(line));
         ck_assert_msg(strtoul(text, NULL, 10) == i + 1 && strstr(text, what) &&
                           strstr(text, fixture[i].payment_id ? fixture[i].payment_id : " - "),
                       "`dlq list` line %zu should show position %zu, %s and %s: %s", i + 1, i + 1,
@@ -589,7 +504,7 @@ static char *show_field(const char *out, const char *label)
             while (*p == ' ')
                 p++;
             end = strchr(p, '\n');
-            return xstrndup(p, end ? (size_t)(end - p) : strlen(p));
+            return lqt_strndup(p, end ? (size_t)(end - p) : strlen(p));
         }
     }
     return NULL;
@@ -747,7 +662,7 @@ START_TEST(test_stats)
     lqt_output_release(&o);
     j = cJSON_Parse(first);
     ck_assert_msg(cJSON_IsObject(j), "`dlq stats --json` is not a JSON object: %s", first);
-    check_keys(j, "`dlq stats --json`", keys);
+    lqt_check_keys(j, "`dlq stats --json`", keys);
     ck_assert_msg(integer(j, "total", "`dlq stats --json`") == N_DEAD,
                   "`dlq stats --json`: total should be %d: %s", N_DEAD, first);
     by_error = cJSON_GetObjectItemCaseSensitive(j, "by_error");
@@ -789,8 +704,7 @@ START_TEST(test_stats)
     expect_dlq(all_six, N_DEAD, "dlq stats");
 
     /* An empty queue. */
-    ck_assert_msg(lq_amqp_purge(ns->amqp, ns->dlq, NULL) == LQ_OK, "purge: %s",
-                  lq_amqp_error(ns->amqp));
+    lqt_purge(ns, ns->dlq);
     lqt_run(ns, &o, "dlq", "stats", "--json");
     ck_assert_int_eq(o.status, 0);
     ck_assert_str_eq(o.out, "{\"total\":0,\"by_error\":{},\"by_reason\":{}}\n");
@@ -844,12 +758,11 @@ static void expect_replayed(const dead_letter *m, size_t n, bool ack)
     }
     cJSON_Delete(h);
     free(headers);
-    for (size_t i = 0; i < n; i++) {
-        int r = ack && got[i] == d ? lq_amqp_ack(ns->amqp, got[i]->tag, false)
-                                   : lq_amqp_reject(ns->amqp, got[i]->tag, true);
-        ck_assert_msg(r == LQ_OK, "ack or reject: %s", lq_amqp_error(ns->amqp));
-    }
+    if (ack)
+        ck_assert_msg(lq_amqp_ack(ns->amqp, d->tag, false) == LQ_OK, "ack: %s",
+                      lq_amqp_error(ns->amqp));
     lqt_deliveries_free(got, n);
+    lqt_requeue_unacked(ns);
 }
 
 static void expect_output(const lqt_output *o, const char *want, const char *what)
@@ -958,8 +871,7 @@ START_TEST(test_replay)
     expect_dlq(with_stray, 4, "a stray message came");
 
     /* The original exchange is gone: the replay fails and removes nothing. */
-    ck_assert_msg(lq_amqp_delete_exchange(ns->amqp, ns->exchange) == LQ_OK, "delete: %s",
-                  lq_amqp_error(ns->amqp));
+    lqt_delete_exchange(ns, ns->exchange);
     lqt_run(ns, &o, "dlq", "replay", "--all");
     ck_assert_msg(o.status == 1 && strstr(o.err, "nothing was removed"),
                   "`dlq replay --all` to a deleted exchange exited %d: %s%s", o.status, o.out,
@@ -1093,75 +1005,6 @@ END_TEST
 
 /* ------------------------------------------------------------ a replay killed midway */
 
-/* Start `ledgerq ARG...` (NULL-terminated) in the namespace's environment, output to log. */
-static pid_t spawn_ledgerq(const char *log, const char *const *args)
-{
-    const char *bin = getenv("LEDGERQ_BIN");
-    char *names[9], **envp, *argv[16];
-    size_t n_env = 0, n_names = 0, n_args = 0;
-    pid_t parent = getpid(), pid;
-    int fd;
-
-    for (char **p = environ; *p; p++)
-        n_env++;
-    envp = calloc(n_env + 10, sizeof(*envp));
-    ck_assert_msg(envp != NULL, "out of memory");
-    n_env = 0;
-    for (char **p = environ; *p; p++) {
-        if (strncmp(*p, "LEDGERQ_", 8) != 0)
-            envp[n_env++] = *p;
-    }
-    {
-        const char *pairs[][2] = {
-            {"LEDGERQ_AMQP_URL", getenv("LEDGERQ_TEST_AMQP_URL")},
-            {"LEDGERQ_DATABASE_URL", ns->db_url},
-            {"LEDGERQ_EXCHANGE", ns->exchange},
-            {"LEDGERQ_QUEUE", ns->queue},
-            {"LEDGERQ_RESULTS_EXCHANGE", ns->results_exchange},
-            {"LEDGERQ_DLX", ns->dlx},
-            {"LEDGERQ_DLQ", ns->dlq},
-            {"LEDGERQ_HTTP_ADDR", "off"},
-            {"LEDGERQ_LOG_FORMAT", "json"},
-        };
-        for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
-            size_t len = strlen(pairs[i][0]) + strlen(pairs[i][1]) + 2;
-            names[n_names] = malloc(len);
-            ck_assert_msg(names[n_names] != NULL, "out of memory");
-            snprintf(names[n_names], len, "%s=%s", pairs[i][0], pairs[i][1]);
-            envp[n_env++] = names[n_names++];
-        }
-    }
-    envp[n_env] = NULL;
-    argv[n_args++] = (char *)bin;
-    for (; *args && n_args < 15; args++)
-        argv[n_args++] = (char *)*args;
-    argv[n_args] = NULL;
-
-    fd = open(log, O_WRONLY | O_APPEND | O_CLOEXEC);
-    ck_assert_msg(fd >= 0, "could not open %s: %s", log, strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY);
-        /* Die with the test: a failed assertion ends it with _exit(). */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent || devnull < 0)
-            _exit(127);
-        if (dup2(devnull, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-            _exit(127);
-        execve(bin, argv, envp);
-        dprintf(2, "could not run %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    close(fd);
-    for (size_t i = 0; i < n_names; i++)
-        free(names[i]);
-    free(envp);
-    return pid;
-}
-
 /* The index i of a kill-test body {"id":"kill-<round>-<i>",...}, or -1. */
 static long kill_index(const char *body, int round)
 {
@@ -1213,7 +1056,7 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
 {
     const char *const args[] = {"dlq", "replay", "--all", NULL};
     char name[64], log[600];
-    lq_amqp *c = connect_own();
+    lq_amqp *c = lqt_amqp_connect();
     int64_t start, deadline;
     int status, delay = rand() % 400;
     uint32_t upstream = 0;
@@ -1228,19 +1071,20 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
     snprintf(name, sizeof(name), "replay-kill-%d.log", round);
     snprintf(log, sizeof(log), "%s", lqt_write_file(ns, name, ""));
 
-    pid = spawn_ledgerq(log, args);
-    start = now_ms();
+    pid = lqt_start(ns, log, args);
+    start = lqt_now_ms();
     deadline = start + LQT_WAIT_S * 1000;
     for (;;) {
         if (waitpid(pid, &status, WNOHANG) == pid) {
             finished = true;
             break;
         }
-        ck_assert_msg(now_ms() < deadline, "the replay neither finished nor reached the moment");
+        ck_assert_msg(lqt_now_ms() < deadline,
+                      "the replay neither finished nor reached the moment");
         if (moment == KILL_AFTER_DELAY) {
-            if (now_ms() - start >= delay)
+            if (lqt_now_ms() - start >= delay)
                 break;
-            sleep_ms(1);
+            lqt_sleep_ms(1);
             continue;
         }
         ck_assert_msg(lq_amqp_queue_depth(c, ns->queue, &upstream) == LQ_OK, "queue depth: %s",
@@ -1254,7 +1098,7 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
     }
     lq_amqp_close(c);
     printf("dlq: round %d: replay killed %s (%" PRId64 " ms, %u copies upstream seen): %s\n", round,
-           moment_names[moment], now_ms() - start, upstream,
+           moment_names[moment], lqt_now_ms() - start, upstream,
            finished ? "it had finished already" : "killed");
     ck_assert_msg(finished ? WIFEXITED(status) && WEXITSTATUS(status) == 0
                            : WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
@@ -1263,14 +1107,14 @@ static void replay_killed(int round, kill_moment moment, const snapshot *before)
     /* The broker has given back what the dead connection held. */
     {
         uint32_t last = UINT32_MAX, now;
-        int64_t settle = now_ms() + LQT_WAIT_S * 1000;
+        int64_t settle = lqt_now_ms() + LQT_WAIT_S * 1000;
         for (;;) {
             now = lqt_queue_ready(ns, ns->dlq, NULL);
             if (now == last)
                 break;
-            ck_assert_msg(now_ms() < settle, "the dead-letter queue never settled");
+            ck_assert_msg(lqt_now_ms() < settle, "the dead-letter queue never settled");
             last = now;
-            sleep_ms(300);
+            lqt_sleep_ms(300);
         }
     }
 
@@ -1340,8 +1184,7 @@ START_TEST(test_replay_killed)
         ck_assert_uint_eq(before.n, KILL_N);
         replay_killed(round, moments[round], &before);
         snapshot_release(&before);
-        ck_assert_msg(lq_amqp_purge(ns->amqp, ns->queue, NULL) == LQ_OK, "purge: %s",
-                      lq_amqp_error(ns->amqp));
+        lqt_purge(ns, ns->queue);
     }
 }
 END_TEST
@@ -1418,36 +1261,15 @@ END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, TIMEOUT_S);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("dlq");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "dlq", .timeout_s = TIMEOUT_S, .ns = &ns};
+    const lqt_case cases[] = {
+        LQT_CASE("list", test_list),   LQT_CASE("show", test_show),
+        LQT_CASE("stats", test_stats), LQT_CASE("replay", test_replay),
+        LQT_CASE("purge", test_purge), LQT_CASE("replay_killed", test_replay_killed),
+        LQT_CASE("usage", test_usage),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    add_case(s, "list", test_list);
-    add_case(s, "show", test_show);
-    add_case(s, "stats", test_stats);
-    add_case(s, "replay", test_replay);
-    add_case(s, "purge", test_purge);
-    add_case(s, "replay_killed", test_replay_killed);
-    add_case(s, "usage", test_usage);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

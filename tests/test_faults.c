@@ -10,12 +10,13 @@
  *
  * Afterwards, from the user's side: every payment has exactly one stored
  * outcome with the legs it was sent with; each got at least one result
- * event per time it was sent, all of them telling its one stored outcome;
- * the balances equal what the stored outcomes add up to (recomputed here
- * from the generated payments), so nothing was applied twice; `ledgerq
- * audit` passes; the work queue is empty with no consumer (nothing was left
- * unacked); and the dead-letter queue holds nothing but the messages that
- * deserve it for reasons of their own.
+ * event per time it was sent, all of them telling its one stored outcome,
+ * and at least one of them says it was processed for the first time
+ * (duplicate: false), also when the events of a committed batch were never
+ * confirmed (then the first outcome may come again, the same); the balances equal what the stored
+ * outcomes add up to (recomputed here from the generated payments), so nothing was applied twice;
+ * `ledgerq audit` passes; the work queue is empty with no consumer (nothing was left unacked); and
+ * the dead-letter queue holds nothing but the messages that deserve it for reasons of their own.
  *
  * These tests stop and kill the services of the test stack
  * (LEDGERQ_TEST_STACK_SCRIPT): meson runs them alone (is_parallel: false),
@@ -26,19 +27,15 @@
 #include <check.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
-#include "ledgerq/error.h"
 #include "support.h"
+#include "workload.h"
 
-#define N_ACCOUNTS      100
 #define N_PAYMENTS      20000
 #define DUPLICATE_EVERY 10  /* every tenth payment is published twice, same content */
 #define CHUNK           500 /* payments per publisher file */
@@ -48,13 +45,6 @@
 #define SETTLE_S 180
 /* What a worker logs when messages come back from a consumer that went away. */
 #define REDELIVERED_LOG "\"msg\":\"redelivered"
-
-typedef struct account {
-    char id[32];
-    const char *currency;
-    bool allow_negative;
-    int64_t expected; /* balance recomputed from the stored outcomes */
-} account;
 
 typedef struct payment {
     char id[40];
@@ -66,13 +56,13 @@ typedef struct payment {
     char status[16];
     char reason[64];
     char processed_at[64];
-    size_t first_event, n_events; /* its events, in the sorted index */
+    bool has_events; /* its result events were found and checked */
 } payment;
 
 /* One test's workload: accounts, payments, publisher files, workers. */
 typedef struct workload {
     lqt_ns *ns;
-    account accounts[N_ACCOUNTS];
+    lqt_workload_account accounts[LQT_WORKLOAD_ACCOUNTS];
     payment *payments;
     size_t n_payments;
     size_t n_messages;
@@ -85,69 +75,39 @@ typedef struct workload {
     const char *const *worker_env;
 } workload;
 
+/* Seeded per run (and logged): the workload and the moments of the faults. */
 static uint64_t rng_state;
-
-static uint32_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Log a step of the scenario, with the time since it started: meson shows it on failure. */
-static int64_t t0;
-
-static void step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void step(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "[%6.1f s] ", (double)(now_ms() - t0) / 1000);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-/* ------------------------------------------------------------ the stack around each test */
-
-static void start_clock(void)
-{
-    t0 = now_ms();
-}
-
-static void restore_stack(void)
-{
-    /* Runs in the runner after each test case, also when it failed. */
-    if (!lqt_stack_restore())
-        fprintf(stderr, "lqt: could not restore the test stack\n");
-}
 
 /* ------------------------------------------------------------ the workload */
 
-static void payment_json(const workload *w, const payment *p, char *out, size_t len)
+/* A growing text, NUL-terminated. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static void text_add(text *t, const char *s)
 {
-    snprintf(out, len,
-             "{\"id\":\"%s\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":%" PRId64
-             ",\"currency\":\"%s\"}\n",
-             p->id, w->accounts[p->debit].id, w->accounts[p->credit].id, p->amount,
-             w->accounts[p->debit].currency);
+    size_t n = strlen(s);
+
+    if (t->len + n + 1 > t->cap) {
+        t->cap = 2 * t->cap + n + 65536;
+        t->p = realloc(t->p, t->cap);
+        ck_assert_msg(t->p != NULL, "out of memory");
+    }
+    memcpy(t->p + t->len, s, n + 1);
+    t->len += n;
+}
+
+/* Append payment p's command to a publisher file, one line. */
+static void add_payment(text *t, const workload *w, const payment *p)
+{
+    char line[512];
+
+    lqt_workload_json(line, sizeof(line), p->id, &w->accounts[p->debit], &w->accounts[p->credit],
+                      p->amount);
+    text_add(t, line);
+    text_add(t, "\n");
 }
 
 /*
@@ -158,89 +118,48 @@ static void payment_json(const workload *w, const payment *p, char *out, size_t 
  */
 static void workload_init(workload *w, lqt_ns *ns, size_t n, const char *const *extra)
 {
-    char *import = malloc(N_ACCOUNTS * 96), *chunk = NULL, name[64];
-    size_t len = 0, chunk_len = 0, chunk_cap = 0, n_files = 0, files_cap = 0;
-    size_t n_extra = 0;
+    size_t n_files = 0, files_cap = 0;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    text chunk = {NULL, 0, 0};
+    char name[64];
 
     memset(w, 0, sizeof(*w));
     w->ns = ns;
     rng_state = 0x9E3779B97F4A7C15ULL ^ seed;
-    step("workload of %zu payments, seed %u", n, seed);
-    ck_assert_ptr_nonnull(import);
-    for (int i = 0; i < N_ACCOUNTS; i++) {
-        account *a = &w->accounts[i];
-        snprintf(a->id, sizeof(a->id), "acct:%03d", i);
-        a->currency = i % 2 ? "USD" : "EUR";
-        /* A tenth may not go negative: insufficient_funds depends on the order of commits. */
-        a->allow_negative = i % 10 != 0;
-        len += (size_t)sprintf(import + len,
-                               "{\"id\":\"%s\",\"currency\":\"%s\",\"allow_negative\":%s}\n", a->id,
-                               a->currency, a->allow_negative ? "true" : "false");
-    }
-    lqt_run_ok(ns, "account", "import", "--file", lqt_write_file(ns, "accounts.jsonl", import));
-    free(import);
+    lqt_step("workload of %zu payments, seed %u", n, seed);
+    lqt_workload_accounts(ns, w->accounts);
 
     w->n_payments = n;
     w->payments = calloc(n, sizeof(*w->payments));
     ck_assert_ptr_nonnull(w->payments);
-    while (extra && extra[n_extra])
-        n_extra++;
     for (size_t i = 0; i < n; i++) {
         payment *p = &w->payments[i];
         snprintf(p->id, sizeof(p->id), "pay-%05zu", i);
-        p->debit = (int)(rng() % N_ACCOUNTS);
-        /* Mostly the same currency; sometimes not (currency_mismatch). */
-        do {
-            p->credit = (int)(rng() % N_ACCOUNTS);
-        } while (p->credit == p->debit || ((p->credit - p->debit) % 2 != 0 && rng() % 50 != 0));
-        p->amount = 1 + rng() % 10000;
+        lqt_workload_payment(&rng_state, &p->debit, &p->credit, &p->amount);
         p->n_sent = 1 + (i % DUPLICATE_EVERY == 0);
     }
 
     /* Chunks of CHUNK payments; a duplicate goes out two chunks after its original. */
     for (size_t c = 0; c * CHUNK < n + 2 * CHUNK; c++) {
-        char line[512];
-        chunk_len = 0;
+        chunk.len = 0;
+        text_add(&chunk, "");
         for (size_t i = c * CHUNK; i < (c + 1) * CHUNK && i < n; i++) {
-            payment_json(w, &w->payments[i], line, sizeof(line));
-            if (chunk_len + strlen(line) + 1 > chunk_cap) {
-                chunk_cap = chunk_cap ? 2 * chunk_cap : 65536;
-                chunk = realloc(chunk, chunk_cap);
-                ck_assert_ptr_nonnull(chunk);
-            }
-            memcpy(chunk + chunk_len, line, strlen(line) + 1);
-            chunk_len += strlen(line);
+            add_payment(&chunk, w, &w->payments[i]);
             w->n_messages++;
-            if (n_extra && i == n / 2) {
-                for (size_t e = 0; e < n_extra; e++) {
-                    size_t l = strlen(extra[e]);
-                    if (chunk_len + l + 2 > chunk_cap) {
-                        chunk_cap = 2 * chunk_cap + l;
-                        chunk = realloc(chunk, chunk_cap);
-                        ck_assert_ptr_nonnull(chunk);
-                    }
-                    memcpy(chunk + chunk_len, extra[e], l);
-                    chunk_len += l;
-                    chunk[chunk_len++] = '\n';
-                    chunk[chunk_len] = '\0';
+            if (i == n / 2) {
+                for (size_t e = 0; extra && extra[e]; e++) {
+                    text_add(&chunk, extra[e]);
+                    text_add(&chunk, "\n");
                 }
             }
         }
         for (size_t i = c >= 2 ? (c - 2) * CHUNK : n; i < (c - 1) * CHUNK && i < n; i++) {
             if (w->payments[i].n_sent < 2)
                 continue;
-            payment_json(w, &w->payments[i], line, sizeof(line));
-            if (chunk_len + strlen(line) + 1 > chunk_cap) {
-                chunk_cap = chunk_cap ? 2 * chunk_cap : 65536;
-                chunk = realloc(chunk, chunk_cap);
-                ck_assert_ptr_nonnull(chunk);
-            }
-            memcpy(chunk + chunk_len, line, strlen(line) + 1);
-            chunk_len += strlen(line);
+            add_payment(&chunk, w, &w->payments[i]);
             w->n_messages++;
         }
-        if (chunk_len == 0)
+        if (chunk.len == 0)
             continue;
         if (n_files + 2 > files_cap) {
             files_cap = files_cap ? 2 * files_cap : 64;
@@ -248,11 +167,11 @@ static void workload_init(workload *w, lqt_ns *ns, size_t n, const char *const *
             ck_assert_ptr_nonnull(w->files);
         }
         snprintf(name, sizeof(name), "chunk-%03zu.jsonl", c);
-        w->files[n_files] = strdup(lqt_write_file(ns, name, chunk));
+        w->files[n_files] = strdup(lqt_write_file(ns, name, chunk.p));
         ck_assert_ptr_nonnull(w->files[n_files]);
         w->files[++n_files] = NULL;
     }
-    free(chunk);
+    free(chunk.p);
     ck_assert_uint_ge(w->n_messages, n + n / DUPLICATE_EVERY);
     w->events = lqt_listen_durable(ns);
 }
@@ -280,41 +199,23 @@ static void start_worker(workload *w, int slot)
     w->workers[slot] = lqt_worker_start(w->ns, env);
 }
 
-/*
- * Make every payment cost its worker ms milliseconds in the database (a
- * trigger), so that a backlog builds up and the workers always hold
- * payments when a fault strikes.
- */
-static void slow_down(lqt_ns *ns, double ms)
-{
-    char sql[512];
-
-    snprintf(sql, sizeof(sql),
-             "CREATE FUNCTION lqt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
-             "BEGIN PERFORM pg_sleep(%g); RETURN NEW; END $$",
-             ms / 1000);
-    lqt_sql(ns, sql);
-    lqt_sql(ns, "CREATE TRIGGER lqt_slow BEFORE INSERT ON payments FOR EACH ROW "
-                "EXECUTE FUNCTION lqt_slow()");
-}
-
 /* Every worker still runs and consumes: n consumers on the work queue, within LQT_WAIT_S. */
 static void expect_consuming(workload *w)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     uint32_t consumers = 0;
 
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w->workers[i]), "worker %d exited", i);
     while (!lqt_queue_exists(w->ns, w->ns->queue, &consumers) || consumers != N_WORKERS) {
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             lqt_print_logs(w->ns);
             ck_abort_msg("%u consumers on the work queue %d s after the fault, expected %d",
                          consumers, LQT_WAIT_S, N_WORKERS);
         }
-        sleep_ms(100);
+        lqt_sleep_ms(100);
     }
-    step("%d workers consuming again", N_WORKERS);
+    lqt_step("%d workers consuming again", N_WORKERS);
 }
 
 /*
@@ -323,13 +224,7 @@ static void expect_consuming(workload *w)
  */
 static void wait_consuming(lqt_worker *worker)
 {
-    int64_t deadline = now_ms() + LQT_WAIT_S * 1000;
-
-    while (lqt_file_count(lqt_worker_log_path(worker), "consuming from queue") == 0) {
-        ck_assert_msg(now_ms() < deadline, "worker %d did not start consuming within %d s",
-                      (int)lqt_worker_pid(worker), LQT_WAIT_S);
-        sleep_ms(20);
-    }
+    lqt_worker_wait_log(worker, "consuming from queue");
 }
 
 /* Start the workers and the publisher (pause_ms between files). */
@@ -339,8 +234,8 @@ static void workload_start(workload *w, const char *const *worker_env, int pause
     for (int i = 0; i < N_WORKERS; i++)
         start_worker(w, i);
     w->publisher = lqt_publisher_start(w->ns, (const char *const *)w->files, pause_ms);
-    step("%d workers and the publisher started (%zu messages in %s...)", N_WORKERS, w->n_messages,
-         w->files[0]);
+    lqt_step("%d workers and the publisher started (%zu messages in %s...)", N_WORKERS,
+             w->n_messages, w->files[0]);
 }
 
 static long stored_count(lqt_ns *ns)
@@ -372,19 +267,19 @@ static void workload_settle(workload *w, long expect_missing)
     if (w->publisher) {
         int repeats = lqt_publisher_wait(w->publisher, SETTLE_S);
         w->publisher = NULL;
-        step("publisher done (%d publishes repeated)", repeats);
+        lqt_step("publisher done (%d publishes repeated)", repeats);
     }
-    deadline = now_ms() + SETTLE_S * 1000;
+    deadline = lqt_now_ms() + SETTLE_S * 1000;
     while ((stored = stored_count(w->ns)) < (long)w->n_payments - expect_missing ||
            lqt_queue_ready(w->ns, w->ns->queue, NULL) > 0) {
-        if (now_ms() >= deadline) {
+        if (lqt_now_ms() >= deadline) {
             lqt_print_logs(w->ns);
             ck_abort_msg("after %d s, %ld of %zu payments stored, %u messages ready", SETTLE_S,
                          stored, w->n_payments, lqt_queue_ready(w->ns, w->ns->queue, NULL));
         }
-        sleep_ms(200);
+        lqt_sleep_ms(200);
     }
-    step("%ld payments stored, queue drained", stored);
+    lqt_step("%ld payments stored, queue drained", stored);
     for (int i = 0; i < N_WORKERS; i++) {
         if (w->workers[i]) {
             wait_consuming(w->workers[i]);
@@ -392,12 +287,6 @@ static void workload_settle(workload *w, long expect_missing)
             w->workers[i] = NULL;
         }
     }
-}
-
-static int compare_events(const void *a, const void *b)
-{
-    const lqt_event *x = *(const lqt_event *const *)a, *y = *(const lqt_event *const *)b;
-    return strcmp(x->id, y->id);
 }
 
 static int compare_payment_id(const void *key, const void *elem)
@@ -409,33 +298,6 @@ static int compare_payment_id(const void *key, const void *elem)
 static payment *find_payment(workload *w, const char *id)
 {
     return bsearch(id, w->payments, w->n_payments, sizeof(*w->payments), compare_payment_id);
-}
-
-/* Parse `account list --json` and compare each balance to the recomputed one. */
-static void check_balances(workload *w)
-{
-    char *text = lqt_accounts_snapshot(w->ns);
-    cJSON *list = cJSON_Parse(text), *a;
-    int seen = 0;
-
-    ck_assert_msg(cJSON_IsArray(list), "`account list --json` is not an array: %.200s", text);
-    cJSON_ArrayForEach(a, list)
-    {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        const cJSON *balance = cJSON_GetObjectItemCaseSensitive(a, "balance");
-        int k;
-        ck_assert_msg(cJSON_IsString(id) && cJSON_IsNumber(balance), "an account: %.200s", text);
-        ck_assert_msg(sscanf(id->valuestring, "acct:%d", &k) == 1 && k >= 0 && k < N_ACCOUNTS,
-                      "unexpected account %s", id->valuestring);
-        /* Well within 2^53: the double is exact. */
-        ck_assert_msg((int64_t)balance->valuedouble == w->accounts[k].expected,
-                      "account %s: balance %.0f, the stored outcomes add up to %" PRId64,
-                      id->valuestring, balance->valuedouble, w->accounts[k].expected);
-        seen++;
-    }
-    ck_assert_int_eq(seen, N_ACCOUNTS);
-    cJSON_Delete(list);
-    free(text);
 }
 
 /*
@@ -499,43 +361,54 @@ static void workload_check(workload *w, const char *const *dead)
     ck_assert_uint_lt(applied, w->n_payments);
 
     /* Balances: what the stored outcomes add up to; nothing applied twice. */
-    check_balances(w);
+    lqt_workload_check_balances(w->ns, w->accounts);
     ck_assert_msg(lqt_run(w->ns, &out, "audit") == 0, "audit exited %d: %s%s", out.status, out.out,
                   out.err);
     lqt_output_release(&out);
 
-    /* Result events: at least one per message sent, each telling the one stored outcome. */
+    /*
+     * Result events: at least one per message sent, each telling the one
+     * stored outcome, and for every payment at least one that says it was
+     * processed for the first time (duplicate: false); that one may come
+     * more than once, when the broker never confirmed it.
+     */
     n_events = lqt_listener_collect(w->events);
-    step("%zu result events for %zu messages", n_events, w->n_messages);
+    lqt_step("%zu result events for %zu messages", n_events, w->n_messages);
     ck_assert_uint_ge(n_events, w->n_messages);
-    index = malloc(n_events * sizeof(*index));
-    ck_assert_ptr_nonnull(index);
-    for (size_t i = 0; i < n_events; i++)
-        index[i] = lqt_event_at(w->events, i);
-    qsort(index, n_events, sizeof(*index), compare_events);
-    for (size_t i = 0; i < n_events; i++) {
-        const lqt_event *e = index[i];
-        payment *p = find_payment(w, e->id);
+    index = lqt_events_by_id(w->events);
+    {
+        /* How many lack a first outcome, for the failure message. */
+        size_t lacking = 0, n;
+        const char *first_lacking = NULL;
+        for (size_t i = 0; i < n_events; i += n) {
+            for (n = 1; i + n < n_events && strcmp(index[i + n]->id, index[i]->id) == 0; n++)
+                ;
+            if (!lqt_has_first_outcome(&index[i], n) && lacking++ == 0)
+                first_lacking = index[i]->id;
+        }
+        ck_assert_msg(lacking == 0,
+                      "%zu of %zu payments got no result event that says they were processed for "
+                      "the first time (duplicate: false), %s the first of them",
+                      lacking, w->n_payments, first_lacking);
+    }
+    for (size_t i = 0, n; i < n_events; i += n) {
+        payment *p = find_payment(w, index[i]->id);
         ck_assert_msg(p != NULL, "an event for an id never sent, or one that must not have one: %s",
-                      e->body);
-        if (p->n_events++ == 0)
-            p->first_event = i;
-        ck_assert_msg(strcmp(e->status, p->status) == 0 &&
-                          strcmp(e->reason_null ? "" : e->reason, p->reason) == 0 &&
-                          strcmp(e->processed_at, p->processed_at) == 0,
-                      "%s: the event %s differs from the stored outcome %s %s %s", p->id, e->body,
-                      p->status, p->reason, p->processed_at);
+                      index[i]->body);
+        for (n = 0; i + n < n_events && strcmp(index[i + n]->id, p->id) == 0; n++) {
+            const lqt_event *e = index[i + n];
+            ck_assert_msg(strcmp(e->status, p->status) == 0 &&
+                              strcmp(e->reason_null ? "" : e->reason, p->reason) == 0 &&
+                              strcmp(e->processed_at, p->processed_at) == 0,
+                          "%s: the event %s differs from the stored outcome %s %s %s", p->id,
+                          e->body, p->status, p->reason, p->processed_at);
+        }
+        ck_assert_msg(n >= (size_t)p->n_sent, "%s: sent %d times, %zu events", p->id, p->n_sent, n);
+        lqt_expect_first_outcome(p->id, &index[i], n, NULL);
+        p->has_events = true;
     }
-    for (size_t i = 0; i < w->n_payments; i++) {
-        payment *p = &w->payments[i];
-        size_t firsts = 0;
-        ck_assert_msg(p->n_events >= (size_t)p->n_sent, "%s: sent %d times, %zu events", p->id,
-                      p->n_sent, p->n_events);
-        for (size_t k = 0; k < p->n_events; k++)
-            firsts += !index[p->first_event + k]->duplicate;
-        ck_assert_msg(firsts <= 1, "%s: %zu events say it was processed for the first time", p->id,
-                      firsts);
-    }
+    for (size_t i = 0; i < w->n_payments; i++)
+        ck_assert_msg(w->payments[i].has_events, "%s: no result event", w->payments[i].id);
     free(index);
 }
 
@@ -554,11 +427,36 @@ static const char *const flow_env[] = {"LEDGERQ_PREFETCH=200", "LEDGERQ_BATCH_MA
                                        "LEDGERQ_SHUTDOWN_TIMEOUT_MS=10000", NULL};
 
 /*
- * Per payment in the database.  Batches lock the accounts they touch, so
- * with 100 accounts the workers mostly take turns: 22,000 messages take
- * them about 25 s, and the publisher stays ahead.
+ * Per payment in the database (lqt_slow_inserts()), so that a backlog
+ * builds up and the workers always hold payments when a fault strikes.
+ * Batches lock the accounts they touch, so with 100 accounts the workers
+ * mostly take turns: 22,000 messages take them about 25 s, and the
+ * publisher stays ahead.
  */
 #define SLOW_MS 1
+
+/*
+ * The flowing scenario: N_PAYMENTS payments, slow inserts, the workers and
+ * the publisher started (300 ms between files), the faults to come.
+ */
+static void workload_flow(workload *w, lqt_ns *ns)
+{
+    workload_init(w, ns, N_PAYMENTS, NULL);
+    lqt_slow_inserts(ns, SLOW_MS);
+    workload_start(w, flow_env, 300);
+}
+
+/*
+ * After workload_settle(): what the user checks when nothing deserved the
+ * dead-letter queue, then free the workload and destroy its namespace.
+ */
+static void workload_finish(workload *w)
+{
+    workload_check(w, NULL);
+    check_no_dead_letters(w);
+    workload_release(w);
+    lqt_ns_destroy(w->ns);
+}
 
 /* ------------------------------------------------------------ 1. kill -9 a worker */
 
@@ -567,25 +465,20 @@ START_TEST(test_worker_crashes)
     lqt_ns *ns = lqt_ns_create();
     workload w;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
+    workload_flow(&w, ns);
     /* Five crashes at random moments while payments flow, each worker restarted at once. */
     for (int kill = 1; kill <= 5; kill++) {
-        int victim = (int)(rng() % N_WORKERS);
-        sleep_ms(1000 + (int)(rng() % 3000));
+        int victim = (int)(lqt_rng(&rng_state) % N_WORKERS);
+        lqt_sleep_ms(1000 + (int)(lqt_rng(&rng_state) % 3000));
         ck_assert_msg(flowing(&w), "the payments stopped flowing before crash %d", kill);
-        step("kill -9 worker %d (pid %d)", victim, (int)lqt_worker_pid(w.workers[victim]));
+        lqt_step("kill -9 worker %d (pid %d)", victim, (int)lqt_worker_pid(w.workers[victim]));
         lqt_worker_kill(w.workers[victim]);
         start_worker(&w, victim);
     }
     workload_settle(&w, 0);
     /* The crashes hit workers holding payments: the broker redelivered them. */
     ck_assert_uint_gt(lqt_log_count(ns, REDELIVERED_LOG), 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -596,31 +489,26 @@ START_TEST(test_broker_restarts)
     lqt_ns *ns = lqt_ns_create();
     workload w;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
-    sleep_ms(3000);
+    workload_flow(&w, ns);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("kill", "amqp");
-    step("RabbitMQ killed");
-    sleep_ms(2000);
+    lqt_step("RabbitMQ killed");
+    lqt_sleep_ms(2000);
     lqt_stack("start", "amqp");
-    step("RabbitMQ started again");
+    lqt_step("RabbitMQ started again");
     expect_consuming(&w);
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("stop", "amqp");
-    step("RabbitMQ stopped");
-    sleep_ms(2000);
+    lqt_step("RabbitMQ stopped");
+    lqt_sleep_ms(2000);
     lqt_stack("start", "amqp");
-    step("RabbitMQ started again");
+    lqt_step("RabbitMQ started again");
     expect_consuming(&w);
     lqt_ns_reconnect(ns);
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -632,41 +520,39 @@ START_TEST(test_database_restarts)
     workload w;
     uint32_t consumers;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
+    workload_flow(&w, ns);
 
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("stop", "pg");
     lqt_stack("start", "pg");
-    step("PostgreSQL restarted (-m fast)");
+    lqt_step("PostgreSQL restarted (-m fast)");
     lqt_ns_reconnect(ns);
 
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack_pg_immediate();
     lqt_stack("start", "pg");
-    step("PostgreSQL restarted (-m immediate, crash recovery)");
+    lqt_step("PostgreSQL restarted (-m immediate, crash recovery)");
     lqt_ns_reconnect(ns);
 
-    sleep_ms(3000);
+    lqt_sleep_ms(3000);
     ck_assert(flowing(&w));
     lqt_stack("stop", "pg");
-    step("PostgreSQL down for 20 s");
-    sleep_ms(5000);
+    lqt_step("PostgreSQL down for 20 s");
+    lqt_sleep_ms(5000);
     /* SIGTERM during the outage: what it holds cannot be finished, but it exits in time. */
     {
         int64_t took;
         int code;
         lqt_worker_signal(w.workers[2], SIGTERM);
         code = lqt_worker_wait(w.workers[2], SHUTDOWN_MS + 5000, &took);
-        step("worker 2: SIGTERM during the outage, exit %d after %" PRId64 " ms", code, took);
+        lqt_step("worker 2: SIGTERM during the outage, exit %d after %" PRId64 " ms", code, took);
         ck_assert_int_eq(code, 0);
         ck_assert_int_lt(took, SHUTDOWN_MS);
         start_worker(&w, 2);
     }
-    sleep_ms(15000);
+    lqt_sleep_ms(15000);
     /* The workers wait with the payments in hand: none is dead-lettered, none dies. */
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
@@ -674,14 +560,11 @@ START_TEST(test_database_restarts)
     ck_assert(lqt_queue_exists(ns, ns->queue, &consumers));
     ck_assert_uint_eq(consumers, N_WORKERS);
     lqt_stack("start", "pg");
-    step("PostgreSQL up again");
+    lqt_step("PostgreSQL up again");
     lqt_ns_reconnect(ns);
 
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -695,9 +578,7 @@ START_TEST(test_sigterm_each)
     int64_t took;
     int code;
 
-    workload_init(&w, ns, N_PAYMENTS, NULL);
-    slow_down(ns, SLOW_MS);
-    workload_start(&w, flow_env, 300);
+    workload_flow(&w, ns);
     /*
      * Each worker in turn, with a full window in hand: it drains, acks what
      * it holds, exits 0 in time.  (What the broker had already sent it but
@@ -708,15 +589,15 @@ START_TEST(test_sigterm_each)
         /* SIGINT (Ctrl-C) for one of them: the same graceful stop. */
         int sig = i == 1 ? SIGINT : SIGTERM;
         char log[600];
-        sleep_ms(2000);
+        lqt_sleep_ms(2000);
         ck_assert_msg(lqt_queue_ready(ns, ns->queue, NULL) > 0,
                       "no backlog: worker %d would not be working when stopped", i);
         wait_consuming(w.workers[i]);
         snprintf(log, sizeof(log), "%s", lqt_worker_log_path(w.workers[i]));
         lqt_worker_signal(w.workers[i], sig);
         code = lqt_worker_wait(w.workers[i], SHUTDOWN_MS + 5000, &took);
-        step("worker %d: %s, exit %d after %" PRId64 " ms", i, sig == SIGINT ? "SIGINT" : "SIGTERM",
-             code, took);
+        lqt_step("worker %d: %s, exit %d after %" PRId64 " ms", i,
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", code, took);
         ck_assert_int_eq(code, 0);
         ck_assert_int_lt(took, SHUTDOWN_MS);
         /* It says it finished what it held: nothing left unacked, nothing given up on. */
@@ -730,24 +611,21 @@ START_TEST(test_sigterm_each)
     }
 
     /* A second signal ends a worker at once; what it held is redelivered, not lost. */
-    sleep_ms(1000);
+    lqt_sleep_ms(1000);
     ck_assert(lqt_queue_ready(ns, ns->queue, NULL) > 0);
     impatient = w.workers[0];
     wait_consuming(impatient);
     lqt_worker_signal(impatient, SIGTERM);
-    sleep_ms(20);
+    lqt_sleep_ms(20);
     lqt_worker_signal(impatient, SIGTERM);
     code = lqt_worker_wait(impatient, 2000, &took);
-    step("worker 0: SIGTERM twice, exit %d after %" PRId64 " ms", code, took);
+    lqt_step("worker 0: SIGTERM twice, exit %d after %" PRId64 " ms", code, took);
     ck_assert_int_ne(code, 0);
     ck_assert_int_lt(took, 1000);
     start_worker(&w, 0);
 
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -765,10 +643,7 @@ START_TEST(test_poison)
 
     workload_init(&w, ns, N_PAYMENTS, extra);
     /* It fails in the database every time, for a reason that is not an outage. */
-    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
-                "WHEN (NEW.id = 'poison') EXECUTE FUNCTION lqt_poison()");
+    lqt_poison(ns, "poison");
     workload_start(&w, env, 100);
     workload_settle(&w, 0);
     workload_check(&w, dead);
@@ -808,23 +683,23 @@ START_TEST(test_crash_loop)
     lqt_sql(ns, "CREATE TRIGGER lqt_hang BEFORE INSERT ON payments FOR EACH ROW "
                 "WHEN (NEW.id = 'crasher') EXECUTE FUNCTION lqt_hang()");
     workload_start(&w, flow_env, 100);
-    deadline = now_ms() + 120 * 1000;
+    deadline = lqt_now_ms() + 120 * 1000;
     while (lqt_queue_ready(ns, ns->dlq, NULL) == 0) {
         char *app = lqt_sql_value(ns,
                                   "SELECT application_name FROM pg_stat_activity"
                                   " WHERE datname = current_database() AND wait_event = 'PgSleep'"
                                   " AND application_name LIKE 'lqt-w%' LIMIT 1",
                                   NULL);
-        ck_assert_msg(now_ms() < deadline, "the crasher is not dead-lettered after %d kills",
+        ck_assert_msg(lqt_now_ms() < deadline, "the crasher is not dead-lettered after %d kills",
                       kills);
         if (app == NULL) {
-            sleep_ms(50);
+            lqt_sleep_ms(50);
             continue;
         }
         for (int i = 0; i < N_WORKERS; i++) {
             if (strcmp(w.worker_app[i], app) != 0)
                 continue;
-            step("kill -9 worker %d (%s), in the database with the crasher", i, app);
+            lqt_step("kill -9 worker %d (%s), in the database with the crasher", i, app);
             lqt_worker_kill(w.workers[i]);
             /* Its session would sleep on, holding locks: end it as the crash would, soon. */
             free(lqt_sql_value(ns,
@@ -836,7 +711,7 @@ START_TEST(test_crash_loop)
         }
         free(app);
     }
-    step("the crasher reached the dead-letter queue after %d kills", kills);
+    lqt_step("the crasher reached the dead-letter queue after %d kills", kills);
     /* Delivered DELIVERY_LIMIT + 1 times: returned more often than the limit allows. */
     ck_assert_int_eq(kills, DELIVERY_LIMIT + 1);
     workload_settle(&w, 0);
@@ -875,18 +750,15 @@ START_TEST(test_consumer_cancelled)
         w.files[half] = rest;
     }
     while (stored_count(ns) < (long)(half * CHUNK) || lqt_queue_ready(ns, ns->queue, NULL) > 0)
-        sleep_ms(100);
+        lqt_sleep_ms(100);
     /* The broker cancels every consumer: the workers declare the queue again and consume. */
-    ck_assert_int_eq(lq_amqp_delete_queue(ns->amqp, ns->queue), LQ_OK);
-    step("work queue deleted");
+    lqt_delete_queue(ns, ns->queue);
+    lqt_step("work queue deleted");
     expect_consuming(&w);
     second = lqt_publisher_start(ns, (const char *const *)&w.files[half], 0);
     w.publisher = second;
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -911,10 +783,10 @@ START_TEST(test_deadlock)
     int64_t deadline;
 
     workload_init(&w, ns, 4000, NULL);
-    slow_down(ns, SLOW_MS);
+    lqt_slow_inserts(ns, SLOW_MS);
     workload_start(&w, flow_env, 100);
     while (stored_count(ns) < 500)
-        sleep_ms(50);
+        lqt_sleep_ms(50);
     /*
      * Another transaction takes the account the workers lock last, waits
      * until a worker waits for it (holding accounts that come before), and
@@ -925,7 +797,7 @@ START_TEST(test_deadlock)
     lqt_sql(ns, "BEGIN");
     lqt_sql(ns, "SET LOCAL deadlock_timeout = '60s'");
     lqt_sql(ns, "SELECT id FROM accounts WHERE id = 'acct:099' FOR UPDATE");
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     for (;;) {
         char *waiting = lqt_sql_value(ns,
                                       "SELECT count(*) FROM pg_stat_activity"
@@ -936,8 +808,9 @@ START_TEST(test_deadlock)
         free(waiting);
         if (found)
             break;
-        ck_assert_msg(now_ms() < deadline, "no worker waited for acct:099 within %d s", LQT_WAIT_S);
-        sleep_ms(20);
+        ck_assert_msg(lqt_now_ms() < deadline, "no worker waited for acct:099 within %d s",
+                      LQT_WAIT_S);
+        lqt_sleep_ms(20);
     }
     lqt_sql(ns, "SELECT id FROM accounts ORDER BY id COLLATE \"C\" FOR UPDATE");
     /*
@@ -946,28 +819,25 @@ START_TEST(test_deadlock)
      * is dead-lettered, and they go on when the locks are released.
      */
     before = stored_count(ns);
-    step("every account locked by another transaction, %ld payments stored", before);
-    sleep_ms(12000);
+    lqt_step("every account locked by another transaction, %ld payments stored", before);
+    lqt_sleep_ms(12000);
     during = stored_count(ns);
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
     ck_assert_uint_eq(lqt_queue_ready(ns, ns->dlq, NULL), 0);
     lqt_sql(ns, "COMMIT");
-    step("locks released, %ld payments stored meanwhile", during - before);
+    lqt_step("locks released, %ld payments stored meanwhile", during - before);
     /* Only duplicates, which take no lock, could be answered meanwhile: none was stored. */
     ck_assert_int_eq(during, before);
     workload_settle(&w, 0);
     /* PostgreSQL counted the deadlock (its statistics may lag a little). */
-    deadline = now_ms() + LQT_WAIT_S * 1000;
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
     while (deadlocks(ns) == deadlocks_before) {
-        ck_assert_msg(now_ms() < deadline, "PostgreSQL counted no deadlock");
-        sleep_ms(200);
+        ck_assert_msg(lqt_now_ms() < deadline, "PostgreSQL counted no deadlock");
+        lqt_sleep_ms(200);
     }
-    step("%ld deadlocks, all retried", deadlocks(ns) - deadlocks_before);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    lqt_step("%ld deadlocks, all retried", deadlocks(ns) - deadlocks_before);
+    workload_finish(&w);
 }
 END_TEST
 
@@ -983,8 +853,7 @@ START_TEST(test_blocked_broker)
 {
     lqt_ns *ns = lqt_ns_create();
     workload w;
-    int64_t took, until;
-    char log[600];
+    int64_t took;
     int code;
 
     workload_init(&w, ns, 2000, NULL);
@@ -992,79 +861,97 @@ START_TEST(test_blocked_broker)
     lqt_publisher_wait(w.publisher, 60);
     /* A memory alarm: the broker blocks every connection that publishes. */
     lqt_stack_ctl("set_vm_memory_high_watermark", "0.000001");
-    step("memory alarm raised");
+    lqt_step("memory alarm raised");
     w.worker_env = flow_env;
     for (int i = 0; i < N_WORKERS; i++)
         start_worker(&w, i);
-    snprintf(log, sizeof(log), "%s", lqt_worker_log_path(w.workers[0]));
-    until = now_ms() + LQT_WAIT_S * 1000;
-    while (lqt_file_count(log, "blocked publishing") == 0) {
-        ck_assert_msg(now_ms() < until, "worker 0 was not blocked within %d s", LQT_WAIT_S);
-        sleep_ms(100);
-    }
-    step("the workers are blocked");
+    lqt_worker_wait_log(w.workers[0], "blocked publishing");
+    lqt_step("the workers are blocked");
     /* Longer than the confirm timeout: a blocked broker is waited for, not given up on. */
-    sleep_ms(35000);
+    lqt_sleep_ms(35000);
     for (int i = 0; i < N_WORKERS; i++)
         ck_assert_msg(lqt_worker_running(w.workers[i]), "worker %d exited", i);
     ck_assert_uint_eq(lqt_log_count(ns, "connection lost"), 0);
     /* A blocked broker reads nothing: SIGTERM still ends the worker in time. */
     lqt_worker_signal(w.workers[0], SIGTERM);
     code = lqt_worker_wait(w.workers[0], SHUTDOWN_MS + 5000, &took);
-    step("worker 0: SIGTERM while blocked, exit %d after %" PRId64 " ms", code, took);
+    lqt_step("worker 0: SIGTERM while blocked, exit %d after %" PRId64 " ms", code, took);
     ck_assert_int_eq(code, 0);
     ck_assert_int_lt(took, SHUTDOWN_MS);
     start_worker(&w, 0);
     lqt_stack_ctl("set_vm_memory_high_watermark", "0.4");
-    step("memory alarm cleared");
+    lqt_step("memory alarm cleared");
     w.publisher = NULL;
     workload_settle(&w, 0);
-    workload_check(&w, NULL);
-    check_no_dead_letters(&w);
-    workload_release(&w);
-    lqt_ns_destroy(ns);
+    workload_finish(&w);
+}
+END_TEST
+
+/* ------------------------------------------------------------ 10. committed, never confirmed */
+
+START_TEST(test_lost_confirm)
+{
+    lqt_ns *ns = lqt_ns_create();
+    workload w;
+    long committed = 0, last = -1;
+    int64_t deadline;
+
+    workload_init(&w, ns, 2000, NULL);
+    w.publisher = lqt_publisher_start(ns, (const char *const *)w.files, 0);
+    lqt_publisher_wait(w.publisher, 60);
+    w.publisher = NULL;
+    /*
+     * A memory alarm before any worker runs: the broker blocks a connection
+     * that publishes and reads nothing more from it.  The worker commits a
+     * batch, then cannot publish its events, or publishes them where the
+     * broker does not read: none of them is confirmed.
+     */
+    lqt_stack_ctl("set_vm_memory_high_watermark", "0");
+    lqt_step("memory alarm raised");
+    w.worker_env = flow_env;
+    start_worker(&w, 0);
+    lqt_worker_wait_log(w.workers[0], "blocked publishing");
+    /* What it committed is in the payments table, and stays as it is: it waits, blocked. */
+    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
+    while ((committed = stored_count(ns)) == 0 || committed != last) {
+        ck_assert_msg(lqt_now_ms() < deadline, "worker 0 stored %ld payments, still changing",
+                      committed);
+        last = committed;
+        lqt_sleep_ms(1000);
+    }
+    ck_assert_msg(lqt_worker_running(w.workers[0]), "worker 0 exited while blocked");
+    lqt_step("worker 0 committed %ld payments and is blocked; %u events reached the broker",
+             committed, lqt_queue_ready(ns, lqt_listener_queue(w.events), NULL));
+    lqt_worker_kill(w.workers[0]);
+    w.workers[0] = NULL;
+    lqt_step("kill -9 worker 0");
+    lqt_stack_ctl("set_vm_memory_high_watermark", "0.4");
+    lqt_step("memory alarm cleared");
+    for (int i = 0; i < N_WORKERS; i++)
+        start_worker(&w, i);
+    /* Its payments come back, committed already: each must still get its first outcome. */
+    workload_settle(&w, 0);
+    workload_finish(&w);
 }
 END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s, SFun teardown)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_unchecked_fixture(tc, NULL, restore_stack);
-    if (teardown)
-        tcase_add_unchecked_fixture(tc, NULL, teardown);
-    tcase_add_checked_fixture(tc, start_clock, NULL);
-    tcase_set_timeout(tc, timeout_s);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("faults");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "faults", .timeout_s = 300, .stops_stack = true};
+    const lqt_case cases[] = {
+        LQT_CASE("worker_crashes", test_worker_crashes),
+        LQT_CASE("broker_restarts", test_broker_restarts, .timeout_s = 400),
+        LQT_CASE("database_restarts", test_database_restarts, .timeout_s = 400),
+        LQT_CASE("sigterm_each", test_sigterm_each),
+        LQT_CASE("poison", test_poison),
+        LQT_CASE("crash_loop", test_crash_loop),
+        LQT_CASE("consumer_cancelled", test_consumer_cancelled),
+        LQT_CASE("deadlock", test_deadlock),
+        LQT_CASE("blocked_broker", test_blocked_broker, .after = clear_alarm),
+        LQT_CASE("lost_confirm", test_lost_confirm, .after = clear_alarm),
+    };
 
-    lqt_env_or_skip();
-    lqt_stack_or_skip();
-    lqt_init();
-    add_case(s, "worker_crashes", test_worker_crashes, 300, NULL);
-    add_case(s, "broker_restarts", test_broker_restarts, 400, NULL);
-    add_case(s, "database_restarts", test_database_restarts, 400, NULL);
-    add_case(s, "sigterm_each", test_sigterm_each, 300, NULL);
-    add_case(s, "poison", test_poison, 300, NULL);
-    add_case(s, "crash_loop", test_crash_loop, 300, NULL);
-    add_case(s, "consumer_cancelled", test_consumer_cancelled, 300, NULL);
-    add_case(s, "deadlock", test_deadlock, 300, NULL);
-    add_case(s, "blocked_broker", test_blocked_broker, 300, clear_alarm);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    restore_stack();
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "support.h"
+#include "support_http.h"
 
 /* A loopback port nobody listens on now. */
 static int free_port(void)
@@ -36,49 +37,6 @@ static int free_port(void)
     return port;
 }
 
-/* GET path; returns the status (-1 when nothing listens) and the body in ret_body (64 KiB). */
-static int http_get(int port, const char *path, char *ret_body)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    char req[256];
-    static char buf[65536];
-    size_t got = 0;
-    ssize_t n;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
-    char *body;
-
-    ret_body[0] = '\0';
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-    ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    while ((n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
-        got += (size_t)n;
-    buf[got] = '\0';
-    close(fd);
-    sscanf(buf, "HTTP/1.%*d %d", &status);
-    body = strstr(buf, "\r\n\r\n");
-    snprintf(ret_body, 65536, "%s", body ? body + 4 : "");
-    return status;
-}
-
-/* The value of the sample series (name and labels, exactly), or -1. */
-static double sample(const char *text, const char *series)
-{
-    size_t len = strlen(series);
-    const char *p = text;
-
-    while ((p = strstr(p, series)) != NULL) {
-        if ((p == text || p[-1] == '\n') && p[len] == ' ')
-            return strtod(p + len + 1, NULL);
-        p += len;
-    }
-    return -1;
-}
-
 /* Poll path until it answers want, at most seconds; returns the last status. */
 static int wait_status(int port, const char *path, int want, int seconds)
 {
@@ -86,7 +44,7 @@ static int wait_status(int port, const char *path, int want, int seconds)
     int status = -1;
 
     for (int i = 0; i < seconds * 10; i++) {
-        status = http_get(port, path, body);
+        status = lqt_http_get(port, path, body, sizeof(body));
         if (status == want)
             break;
         usleep(100000);
@@ -131,7 +89,7 @@ START_TEST(metrics_count_what_was_published)
 
     open_accounts(ns);
     w = start_worker(ns, NULL, &port);
-    ck_assert_int_eq(http_get(port, "/healthz", body), 200);
+    ck_assert_int_eq(lqt_http_get(port, "/healthz", body, sizeof(body)), 200);
 
     /* 5 applied, 3 rejected, 2 duplicates, 2 dead-lettered: 12 messages. */
     for (int i = 0; i < 5; i++) {
@@ -159,22 +117,23 @@ START_TEST(metrics_count_what_was_published)
 
     /* Counted after the ack: wait until the last one shows, then compare all. */
     for (int i = 0; i < 100; i++) {
-        ck_assert_int_eq(http_get(port, "/metrics", body), 200);
-        if (sample(body, "ledgerq_message_duration_seconds_count") == 12)
+        ck_assert_int_eq(lqt_http_get(port, "/metrics", body, sizeof(body)), 200);
+        if (lqt_http_sample(body, "ledgerq_message_duration_seconds_count") == 12)
             break;
         usleep(100000);
     }
-    ck_assert_double_eq(sample(body, "ledgerq_messages_total{outcome=\"applied\"}"), 5);
-    ck_assert_double_eq(sample(body, "ledgerq_messages_total{outcome=\"rejected\"}"), 3);
-    ck_assert_double_eq(sample(body, "ledgerq_messages_total{outcome=\"duplicate\"}"), 2);
-    ck_assert_double_eq(sample(body, "ledgerq_messages_total{outcome=\"dead_lettered\"}"), 2);
-    ck_assert_double_eq(sample(body, "ledgerq_message_duration_seconds_count"), 12);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_messages_total{outcome=\"applied\"}"), 5);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_messages_total{outcome=\"rejected\"}"), 3);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_messages_total{outcome=\"duplicate\"}"), 2);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_messages_total{outcome=\"dead_lettered\"}"),
+                        2);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_message_duration_seconds_count"), 12);
     /* The 10 valid ones went through the database, in one or more batches. */
-    ck_assert_double_eq(sample(body, "ledgerq_batch_size_sum"), 10);
-    ck_assert_double_ge(sample(body, "ledgerq_db_commit_duration_seconds_count"), 1);
-    ck_assert_double_eq(sample(body, "ledgerq_ready"), 1);
-    ck_assert_double_eq(sample(body, "ledgerq_reconnects_total{target=\"db\"}"), 0);
-    ck_assert_double_ge(sample(body, "ledgerq_queue_messages{state=\"ready\"}"), 0);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_batch_size_sum"), 10);
+    ck_assert_double_ge(lqt_http_sample(body, "ledgerq_db_commit_duration_seconds_count"), 1);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_ready"), 1);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_reconnects_total{target=\"db\"}"), 0);
+    ck_assert_double_ge(lqt_http_sample(body, "ledgerq_queue_messages{state=\"ready\"}"), 0);
 
     /* Every line is a comment or a sample of the text exposition format. */
     ck_assert_int_eq(regcomp(&line_re,
@@ -188,7 +147,7 @@ START_TEST(metrics_count_what_was_published)
         ck_assert_msg(regexec(&line_re, line, 0, NULL, 0) == 0, "not Prometheus text: \"%s\"",
                       line);
     regfree(&line_re);
-    ck_assert_int_eq(http_get(port, "/nope", body), 404);
+    ck_assert_int_eq(lqt_http_get(port, "/nope", body, sizeof(body)), 404);
     ck_assert_int_eq(lqt_worker_stop(w), 0);
     lqt_ns_destroy(ns);
 }
@@ -226,10 +185,10 @@ START_TEST(readiness_follows_the_database)
               " WHERE datname = $1 AND application_name = 'ledgerq'",
               ns->db_name);
     ck_assert_int_eq(wait_status(port, "/readyz", 503, LQT_WAIT_S), 503);
-    ck_assert_int_eq(http_get(port, "/healthz", body), 200);
-    ck_assert_int_eq(http_get(port, "/metrics", body), 200);
-    ck_assert_double_eq(sample(body, "ledgerq_ready"), 0);
-    ck_assert_double_eq(sample(body, "ledgerq_connected{target=\"db\"}"), 0);
+    ck_assert_int_eq(lqt_http_get(port, "/healthz", body, sizeof(body)), 200);
+    ck_assert_int_eq(lqt_http_get(port, "/metrics", body, sizeof(body)), 200);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_ready"), 0);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_connected{target=\"db\"}"), 0);
 
     /* A payment sent meanwhile waits: it is not dead-lettered because of the outage. */
     lqt_pay(ns, "{\"id\":\"during\",\"debit\":\"bank\",\"credit\":\"alice\",\"amount\":7,"
@@ -242,32 +201,20 @@ START_TEST(readiness_follows_the_database)
     lqt_wait_events(events, 1);
     ck_assert_str_eq(lqt_event_at(events, 0)->status, "applied");
     ck_assert_int_eq(lqt_balance(ns, "alice"), 7);
-    ck_assert_int_eq(http_get(port, "/metrics", body), 200);
-    ck_assert_double_ge(sample(body, "ledgerq_reconnects_total{target=\"db\"}"), 1);
-    ck_assert_double_eq(sample(body, "ledgerq_messages_total{outcome=\"dead_lettered\"}"), 0);
+    ck_assert_int_eq(lqt_http_get(port, "/metrics", body, sizeof(body)), 200);
+    ck_assert_double_ge(lqt_http_sample(body, "ledgerq_reconnects_total{target=\"db\"}"), 1);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_messages_total{outcome=\"dead_lettered\"}"),
+                        0);
     ck_assert_int_eq(lqt_worker_stop(w), 0);
     lqt_ns_destroy(ns);
 }
 END_TEST
 
-/* rabbitmqctl on the test stack; false when the stack script is unknown. */
-static bool ctl(const char *args)
-{
-    const char *script = getenv("LEDGERQ_TEST_STACK_SCRIPT");
-    const char *dir = getenv("LEDGERQ_TEST_STACK_DIR");
-    char cmd[1024];
-
-    if (!script || !dir)
-        return false;
-    snprintf(cmd, sizeof(cmd), "'%s' --dir '%s' ctl %s >/dev/null 2>&1", script, dir, args);
-    return system(cmd) == 0;
-}
-
 START_TEST(readiness_follows_the_broker)
 {
     lqt_ns *ns;
     lqt_listener *events;
-    static char body[65536], user[64], args[256], url[512];
+    static char body[65536], user[64], url[512];
     const char *admin = getenv("LEDGERQ_TEST_AMQP_URL");
     const char *at = strrchr(admin, '@');
     int port;
@@ -282,65 +229,41 @@ START_TEST(readiness_follows_the_broker)
     open_accounts(ns);
     /* A broker user of this test's own: deleting it closes only our worker's connection. */
     snprintf(user, sizeof(user), "lqt_%d", (int)getpid());
-    snprintf(args, sizeof(args), "add_user %s pw", user);
-    ck_assert(ctl(args));
-    snprintf(args, sizeof(args), "set_permissions -p / %s '.*' '.*' '.*'", user);
-    ck_assert(ctl(args));
+    lqt_stack_ctl("add_user", user, "pw");
+    lqt_stack_ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*");
     ck_assert_ptr_nonnull(at);
     snprintf(url, sizeof(url), "amqp://%s:pw%s", user, at);
     w = start_worker(ns, url, &port);
 
-    snprintf(args, sizeof(args), "delete_user %s", user);
-    ck_assert(ctl(args));
+    lqt_stack_ctl("delete_user", user);
     ck_assert_int_eq(wait_status(port, "/readyz", 503, LQT_WAIT_S), 503);
-    ck_assert_int_eq(http_get(port, "/healthz", body), 200);
-    ck_assert_int_eq(http_get(port, "/metrics", body), 200);
-    ck_assert_double_eq(sample(body, "ledgerq_connected{target=\"amqp\"}"), 0);
+    ck_assert_int_eq(lqt_http_get(port, "/healthz", body, sizeof(body)), 200);
+    ck_assert_int_eq(lqt_http_get(port, "/metrics", body, sizeof(body)), 200);
+    ck_assert_double_eq(lqt_http_sample(body, "ledgerq_connected{target=\"amqp\"}"), 0);
 
-    snprintf(args, sizeof(args), "add_user %s pw", user);
-    ck_assert(ctl(args));
-    snprintf(args, sizeof(args), "set_permissions -p / %s '.*' '.*' '.*'", user);
-    ck_assert(ctl(args));
+    lqt_stack_ctl("add_user", user, "pw");
+    lqt_stack_ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*");
     ck_assert_int_eq(wait_status(port, "/readyz", 200, LQT_WAIT_S), 200);
     lqt_pay(ns, "{\"id\":\"after\",\"debit\":\"bank\",\"credit\":\"alice\",\"amount\":3,"
                 "\"currency\":\"EUR\"}");
     lqt_wait_events(events, 1);
     ck_assert_str_eq(lqt_event_at(events, 0)->status, "applied");
-    ck_assert_int_eq(http_get(port, "/metrics", body), 200);
-    ck_assert_double_ge(sample(body, "ledgerq_reconnects_total{target=\"amqp\"}"), 1);
+    ck_assert_int_eq(lqt_http_get(port, "/metrics", body, sizeof(body)), 200);
+    ck_assert_double_ge(lqt_http_sample(body, "ledgerq_reconnects_total{target=\"amqp\"}"), 1);
     ck_assert_int_eq(lqt_worker_stop(w), 0);
-    snprintf(args, sizeof(args), "delete_user %s", user);
-    ctl(args);
+    lqt_stack_ctl_try("delete_user", user);
     lqt_ns_destroy(ns);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s;
-    TCase *tc;
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "http", .timeout_s = 120};
+    const lqt_case cases[] = {
+        LQT_CASE("metrics", metrics_count_what_was_published),
+        LQT_CASE("readiness_database", readiness_follows_the_database),
+        LQT_CASE("readiness_broker", readiness_follows_the_broker),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    s = suite_create("http");
-    tc = tcase_create("metrics");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, metrics_count_what_was_published);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("readiness_database");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, readiness_follows_the_database);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("readiness_broker");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, readiness_follows_the_broker);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

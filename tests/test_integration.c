@@ -19,18 +19,8 @@
 
 #define TIMEOUT_S 120
 
+/* The running case's namespace (lqt_suite.ns). */
 static lqt_ns *ns;
-
-static void setup(void)
-{
-    ns = lqt_ns_create();
-}
-
-static void teardown(void)
-{
-    lqt_ns_destroy(ns);
-    ns = NULL;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -586,10 +576,7 @@ START_TEST(test_processing_failed)
 
     open_account_negative("bank", "EUR");
     open_account("alice", "EUR");
-    lqt_sql(ns, "CREATE FUNCTION lqt_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'lqt poison pill %', NEW.id; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_poison BEFORE INSERT ON payments FOR EACH ROW "
-                "WHEN (NEW.id = 'poison') EXECUTE FUNCTION lqt_poison()");
+    lqt_poison(ns, "poison");
 
     /* One burst, so that the poison shares batches with good payments. */
     for (int i = 1; i <= 10; i++) {
@@ -695,14 +682,12 @@ END_TEST
 
 /* ------------------------------------------------------------ 9. the CLI */
 
-/* A failure printed as one line on stderr, and nothing else. */
-static void expect_failure(const lqt_output *o, int status, const char *mentions, const char *what)
+/* A failure printed as one line on stderr that mentions mention. */
+static void expect_failure(const lqt_output *o, int status, const char *mention, const char *what)
 {
-    ck_assert_msg(o->status == status, "%s exited %d, expected %d: %s", what, o->status, status,
-                  o->err);
-    ck_assert_msg(lqt_one_line(o->err), "%s: stderr should be one line: \"%s\"", what, o->err);
-    ck_assert_msg(strstr(o->err, mentions) != NULL, "%s: stderr should mention \"%s\": %s", what,
-                  mentions, o->err);
+    const char *const mentions[] = {mention, NULL};
+
+    lqt_expect_failure(o, status, what, mentions);
 }
 
 START_TEST(test_cli)
@@ -881,10 +866,7 @@ START_TEST(test_sigterm)
 
     open_account_negative("bank", "EUR");
     open_account("alice", "EUR");
-    lqt_sql(ns, "CREATE FUNCTION lqt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$");
-    lqt_sql(ns, "CREATE TRIGGER lqt_slow BEFORE INSERT ON payments FOR EACH ROW "
-                "EXECUTE FUNCTION lqt_slow()");
+    lqt_slow_inserts(ns, 10);
     for (int i = 0; i < n; i++) {
         char body[256];
         lqt_msg m = {0};
@@ -926,39 +908,21 @@ END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, TIMEOUT_S);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("integration");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {.name = "integration", .timeout_s = TIMEOUT_S, .ns = &ns};
+    const lqt_case cases[] = {
+        LQT_CASE("applied", test_applied),
+        LQT_CASE("rejections", test_rejections),
+        LQT_CASE("multi_leg", test_multi_leg),
+        LQT_CASE("duplicates", test_duplicates),
+        LQT_CASE("reply_to", test_reply_to),
+        LQT_CASE("dead_letters", test_dead_letters),
+        LQT_CASE("processing_failed", test_processing_failed),
+        LQT_CASE("big_amounts", test_big_amounts),
+        LQT_CASE("cli", test_cli),
+        LQT_CASE("sigterm", test_sigterm),
+    };
 
-    lqt_env_or_skip();
-    lqt_init();
-    add_case(s, "applied", test_applied);
-    add_case(s, "rejections", test_rejections);
-    add_case(s, "multi_leg", test_multi_leg);
-    add_case(s, "duplicates", test_duplicates);
-    add_case(s, "reply_to", test_reply_to);
-    add_case(s, "dead_letters", test_dead_letters);
-    add_case(s, "processing_failed", test_processing_failed);
-    add_case(s, "big_amounts", test_big_amounts);
-    add_case(s, "cli", test_cli);
-    add_case(s, "sigterm", test_sigterm);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

@@ -16,15 +16,11 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -41,77 +37,10 @@ static struct {
     char pg_port[16], pg_user[128];
 } stack;
 
+/* The running case's namespace (lqt_suite.ns). */
 static lqt_ns *ns;
 
-static void setup(void)
-{
-    ns = lqt_ns_create();
-}
-
-static void teardown(void)
-{
-    lqt_ns_destroy(ns);
-    ns = NULL;
-}
-
 /* ------------------------------------------------------------ helpers */
-
-/*
- * Run argv (PATH searched) with stdin from /dev/null and return what it
- * printed on stdout (caller frees); *ret_status gets its exit code.  Its
- * stderr goes to ours.  Usable outside a test (no Check assertions).
- */
-static char *capture(char *const argv[], int *ret_status)
-{
-    int fds[2], status = 0;
-    size_t len = 0, cap = 8192;
-    char *out = malloc(cap);
-    pid_t pid;
-
-    *ret_status = -1;
-    if (out == NULL || pipe2(fds, O_CLOEXEC) != 0) {
-        free(out);
-        return NULL;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(fds[1], 1) < 0)
-            _exit(127);
-        execvp(argv[0], argv);
-        fprintf(stderr, "could not run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(fds[1]);
-    if (pid < 0) {
-        close(fds[0]);
-        free(out);
-        return NULL;
-    }
-    for (;;) {
-        ssize_t got;
-        if (cap - len < 4096) {
-            char *more = realloc(out, cap * 2);
-            if (more == NULL)
-                break;
-            out = more;
-            cap *= 2;
-        }
-        got = read(fds[0], out + len, cap - len - 1);
-        if (got > 0)
-            len += (size_t)got;
-        else if (got == 0 || errno != EINTR)
-            break;
-    }
-    close(fds[0]);
-    out[len] = '\0';
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return out;
-}
 
 /* The value of `export NAME=value` in env_text, shell quoting undone; false when absent. */
 static bool export_value(const char *env_text, const char *name, char *ret, size_t ret_len)
@@ -178,7 +107,7 @@ static void tls_or_skip(void)
     argv[2] = (char *)stack.dir;
     argv[3] = "env";
     argv[4] = NULL;
-    env_text = capture(argv, &status);
+    env_text = lqt_capture(argv, &status);
     if (env_text == NULL || status != 0) {
         printf("`%s --dir %s env` failed (status %d)\n", stack.script, stack.dir, status);
         exit(1);
@@ -253,20 +182,6 @@ static void env_amqps(envs *e, const char *host)
     env_add(e, "LEDGERQ_AMQP_URL", url);
 }
 
-/* Append key='value' to a conninfo string (quotes and backslashes escaped). */
-static void conninfo_add(char *buf, size_t len, const char *key, const char *value)
-{
-    size_t used = strlen(buf);
-
-    used += (size_t)snprintf(buf + used, len - used, "%s%s='", used ? " " : "", key);
-    for (const char *p = value; *p && used + 3 < len; p++) {
-        if (*p == '\\' || *p == '\'')
-            buf[used++] = '\\';
-        buf[used++] = *p;
-    }
-    snprintf(buf + used, len - used, "'");
-}
-
 /*
  * conninfo of the namespace database over TLS: host name host (connecting
  * to 127.0.0.1 whatever the name resolves to, so that only the certificate
@@ -277,53 +192,24 @@ static void pg_tls_url(char *buf, size_t len, const char *host, const char *sslm
                        bool client_cert)
 {
     buf[0] = '\0';
-    conninfo_add(buf, len, "host", host);
-    conninfo_add(buf, len, "hostaddr", "127.0.0.1");
-    conninfo_add(buf, len, "port", stack.pg_port);
-    conninfo_add(buf, len, "dbname", ns->db_name);
+    lqt_conninfo_add(buf, len, "host", host);
+    lqt_conninfo_add(buf, len, "hostaddr", "127.0.0.1");
+    lqt_conninfo_add(buf, len, "port", stack.pg_port);
+    lqt_conninfo_add(buf, len, "dbname", ns->db_name);
     if (stack.pg_user[0])
-        conninfo_add(buf, len, "user", stack.pg_user);
-    conninfo_add(buf, len, "sslmode", sslmode);
-    conninfo_add(buf, len, "sslrootcert", ca);
+        lqt_conninfo_add(buf, len, "user", stack.pg_user);
+    lqt_conninfo_add(buf, len, "sslmode", sslmode);
+    lqt_conninfo_add(buf, len, "sslrootcert", ca);
     if (client_cert) {
-        conninfo_add(buf, len, "sslcert", stack.client_cert);
-        conninfo_add(buf, len, "sslkey", stack.client_key);
+        lqt_conninfo_add(buf, len, "sslcert", stack.client_cert);
+        lqt_conninfo_add(buf, len, "sslkey", stack.client_key);
     }
-}
-
-/* The command's run must have exited 1 with one line on stderr holding every needle. */
-static void expect_failure(const lqt_output *o, const char *what, const char *const *needles)
-{
-    ck_assert_msg(o->status == 1, "%s: exit %d, expected 1; stdout: %s; stderr: %s", what,
-                  o->status, o->out, o->err);
-    ck_assert_msg(lqt_one_line(o->err), "%s: stderr is not one line: \"%s\"", what, o->err);
-    for (const char *const *n = needles; *n; n++)
-        ck_assert_msg(strstr(o->err, *n) != NULL, "%s: stderr does not mention \"%s\": %s", what,
-                      *n, o->err);
 }
 
 /* Run `ledgerq topology` with env; returns its exit code, output in *o. */
 static int topology(const envs *e, lqt_output *o)
 {
     return lqt_run_env(ns, e->p, o, "topology", NULL);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Wait (at most LQT_WAIT_S) until ns's worker logs hold a line with needle. */
-static void wait_log(const char *needle)
-{
-    for (int i = 0; i < LQT_WAIT_S * 10; i++) {
-        if (lqt_log_count(ns, needle) > 0)
-            return;
-        sleep_ms(100);
-    }
-    lqt_print_logs(ns);
-    ck_abort_msg("no worker log line with \"%s\" within %d s", needle, LQT_WAIT_S);
 }
 
 /* One payment of amount from bank to alice, applied by whatever worker runs. */
@@ -373,7 +259,7 @@ static char *broker_tls_connections(void)
                     "peer_cert_subject",
                     NULL};
     int status;
-    char *out = capture(argv, &status);
+    char *out = lqt_capture(argv, &status);
 
     ck_assert_msg(out != NULL && status == 0, "rabbitmqctl list_connections failed (status %d)",
                   status);
@@ -468,7 +354,7 @@ START_TEST(test_amqps_wrong_ca)
     env_amqps(&e, "localhost");
     env_add(&e, "LEDGERQ_AMQP_CA_FILE", stack.wrong_ca);
     topology(&e, &o);
-    expect_failure(&o, "topology with the wrong CA", needles);
+    lqt_expect_failure(&o, 1, "topology with the wrong CA", needles);
     lqt_output_release(&o);
 
     /* Nothing is published through an unverified broker. */
@@ -478,19 +364,19 @@ START_TEST(test_amqps_wrong_ca)
                           "\"currency\":\"EUR\"}\n");
     snprintf(path_copy, sizeof(path_copy), "%s", path);
     lqt_run_env(ns, e.p, &o, "publish", "--file", path_copy, NULL);
-    expect_failure(&o, "publish with the wrong CA", needles);
+    lqt_expect_failure(&o, 1, "publish with the wrong CA", needles);
     lqt_output_release(&o);
     ck_assert_uint_eq(lqt_queue_ready(ns, ns->queue, NULL), 0);
 
     /* Without LEDGERQ_AMQP_CA_FILE: the system's CAs, which do not know the stack's. */
     env_amqps(&sys, "localhost");
     topology(&sys, &o);
-    expect_failure(&o, "topology with the system's CAs", sys_needles);
+    lqt_expect_failure(&o, 1, "topology with the system's CAs", sys_needles);
     lqt_output_release(&o);
 
     /* A worker keeps trying (the broker counts as unreachable) and says why. */
     w = lqt_worker_start(ns, e.p);
-    wait_log("certificate verification failed");
+    lqt_worker_wait_log(w, "certificate verification failed");
     ck_assert_msg(lqt_worker_running(w), "the worker exited instead of retrying");
     ck_assert_int_eq(lqt_worker_stop(w), 0);
     ck_assert_int_eq(lqt_balance(ns, "alice"), 0);
@@ -510,10 +396,10 @@ START_TEST(test_amqps_host_name)
     env_amqps(&ip, "127.0.0.1");
     env_add(&ip, "LEDGERQ_AMQP_CA_FILE", stack.ca);
     topology(&ip, &o);
-    expect_failure(&o, "topology to 127.0.0.1", needles);
+    lqt_expect_failure(&o, 1, "topology to 127.0.0.1", needles);
     lqt_output_release(&o);
     lqt_run_env(ns, ip.p, &o, "dlq", "stats", NULL);
-    expect_failure(&o, "dlq stats to 127.0.0.1", needles);
+    lqt_expect_failure(&o, 1, "dlq stats to 127.0.0.1", needles);
     lqt_output_release(&o);
 
     /* The same broker and CA by the name the certificate lists. */
@@ -567,13 +453,13 @@ START_TEST(test_amqps_client_cert)
     env_add(&cert, "LEDGERQ_AMQP_CA_FILE", stack.ca);
     env_add(&cert, "LEDGERQ_AMQP_CERT_FILE", stack.client_cert);
     topology(&cert, &o);
-    expect_failure(&o, "topology with a certificate and no key", cert_needles);
+    lqt_expect_failure(&o, 1, "topology with a certificate and no key", cert_needles);
     lqt_output_release(&o);
     env_amqps(&key, "localhost");
     env_add(&key, "LEDGERQ_AMQP_CA_FILE", stack.ca);
     env_add(&key, "LEDGERQ_AMQP_KEY_FILE", stack.client_key);
     topology(&key, &o);
-    expect_failure(&o, "topology with a key and no certificate", cert_needles);
+    lqt_expect_failure(&o, 1, "topology with a key and no certificate", cert_needles);
     lqt_output_release(&o);
     /* The worker stops at start rather than retrying. */
     half = lqt_worker_start(ns, cert.p);
@@ -601,7 +487,7 @@ START_TEST(test_amqps_client_cert)
                         "-out",
                         alien_cert,
                         NULL};
-        free(capture(argv, &status));
+        free(lqt_capture(argv, &status));
         ck_assert_msg(status == 0, "openssl req failed (status %d)", status);
     }
     env_amqps(&alien, "localhost");
@@ -609,7 +495,7 @@ START_TEST(test_amqps_client_cert)
     env_add(&alien, "LEDGERQ_AMQP_CERT_FILE", alien_cert);
     env_add(&alien, "LEDGERQ_AMQP_KEY_FILE", alien_key);
     topology(&alien, &o);
-    expect_failure(&o, "topology with a client certificate of another CA", alien_needles);
+    lqt_expect_failure(&o, 1, "topology with a client certificate of another CA", alien_needles);
     lqt_output_release(&o);
 
     /* A key with a passphrase: one clear line, no prompt for the passphrase. */
@@ -617,7 +503,7 @@ START_TEST(test_amqps_client_cert)
     {
         char *argv[] = {"openssl",  "pkey",        "-in",  stack.client_key, "-aes256",
                         "-passout", "pass:secret", "-out", locked_key,       NULL};
-        free(capture(argv, &status));
+        free(lqt_capture(argv, &status));
         ck_assert_msg(status == 0, "openssl pkey failed (status %d)", status);
     }
     env_amqps(&locked, "localhost");
@@ -625,7 +511,7 @@ START_TEST(test_amqps_client_cert)
     env_add(&locked, "LEDGERQ_AMQP_CERT_FILE", stack.client_cert);
     env_add(&locked, "LEDGERQ_AMQP_KEY_FILE", locked_key);
     topology(&locked, &o);
-    expect_failure(&o, "topology with an encrypted client key", locked_needles);
+    lqt_expect_failure(&o, 1, "topology with an encrypted client key", locked_needles);
     lqt_output_release(&o);
 }
 END_TEST
@@ -715,17 +601,17 @@ START_TEST(test_pg_tls_errors)
     pg_tls_url(url, sizeof(url), "localhost", "verify-full", stack.wrong_ca, false);
     env_add(&wrong, "LEDGERQ_DATABASE_URL", url);
     lqt_run_env(ns, wrong.p, &o, "audit", NULL);
-    expect_failure(&o, "audit with the wrong CA", ca_needles);
+    lqt_expect_failure(&o, 1, "audit with the wrong CA", ca_needles);
     lqt_output_release(&o);
     lqt_run_env(ns, wrong.p, &o, "account", "open", "x", "--currency", "EUR", NULL);
-    expect_failure(&o, "account open with the wrong CA", ca_needles);
+    lqt_expect_failure(&o, 1, "account open with the wrong CA", ca_needles);
     lqt_output_release(&o);
 
     /* verify-full checks the host name: the certificate names "localhost" only. */
     pg_tls_url(ip_url, sizeof(ip_url), "127.0.0.1", "verify-full", stack.ca, false);
     env_add(&ip, "LEDGERQ_DATABASE_URL", ip_url);
     lqt_run_env(ns, ip.p, &o, "migrate", NULL);
-    expect_failure(&o, "migrate to 127.0.0.1 with verify-full", host_needles);
+    lqt_expect_failure(&o, 1, "migrate to 127.0.0.1 with verify-full", host_needles);
     lqt_output_release(&o);
 
     /* verify-ca checks the chain only: the same address is accepted. */
@@ -742,36 +628,18 @@ END_TEST
 
 /* ------------------------------------------------------------ the suite */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, TIMEOUT_S);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("tls");
-    SRunner *sr;
-    int failed;
+    const lqt_suite suite = {
+        .name = "tls", .timeout_s = TIMEOUT_S, .ns = &ns, .prepare = tls_or_skip};
+    const lqt_case cases[] = {
+        LQT_CASE("amqps", test_amqps),
+        LQT_CASE("amqps_wrong_ca", test_amqps_wrong_ca),
+        LQT_CASE("amqps_host_name", test_amqps_host_name),
+        LQT_CASE("amqps_client_cert", test_amqps_client_cert),
+        LQT_CASE("pg_tls", test_pg_tls),
+        LQT_CASE("pg_tls_errors", test_pg_tls_errors),
+    };
 
-    lqt_env_or_skip();
-    tls_or_skip();
-    lqt_init();
-    add_case(s, "amqps", test_amqps);
-    add_case(s, "amqps_wrong_ca", test_amqps_wrong_ca);
-    add_case(s, "amqps_host_name", test_amqps_host_name);
-    add_case(s, "amqps_client_cert", test_amqps_client_cert);
-    add_case(s, "pg_tls", test_pg_tls);
-    add_case(s, "pg_tls_errors", test_pg_tls_errors);
-
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    lqt_sweep();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return LQT_MAIN(suite, cases);
 }

@@ -1,13 +1,14 @@
 /*
  * The RabbitMQ connection.  The only module that includes <amqp.h>.
  *
- * One connection, two channels: one consumes (and acks), the other
- * publishes in confirm mode.  Frames of both arrive on the one socket; this
- * module reads them all, keeps deliveries that arrive while it waits for
- * confirms, and never blocks longer than asked so that heartbeats are
- * serviced.  Failures: LQ_ERR_AMQP_UNAVAILABLE when the connection or a
- * channel is gone (close the handle and connect again), LQ_ERR_AMQP_NACK
- * when the broker refused a publish.  lq_amqp_error() tells the last one.
+ * One connection, three channels: one consumes, takes single messages
+ * (basic.get) and acks them; one publishes in confirm mode; one carries
+ * the other synchronous requests (declarations, counting a queue).  Frames
+ * of all three arrive on the one socket; this module reads them all, keeps
+ * deliveries that arrive while it waits for confirms, and never blocks
+ * longer than asked so that heartbeats are serviced.  Failures: LQ_ERR_AMQP_UNAVAILABLE when the
+ * connection or a channel is gone (close the handle and connect again), LQ_ERR_AMQP_NACK when the
+ * broker refused a publish.  lq_amqp_error() tells the last one.
  */
 #ifndef LEDGERQ_AMQP_H
 #define LEDGERQ_AMQP_H
@@ -62,19 +63,14 @@ typedef struct lq_dead_letter {
 } lq_dead_letter;
 
 /*
- * Connect to url (amqp:// or amqps://), log in with a heartbeat of
- * heartbeat_s seconds (0: none), open the channels and put the publishing
- * one in confirm mode.  On success stores a new handle in *ret (caller
- * closes with lq_amqp_close()).  On failure writes a line without secrets
- * to err.
- */
-int lq_amqp_connect(const char *url, int heartbeat_s, lq_amqp **ret, char *err, size_t err_len);
-
-/*
- * Connect as lq_amqp_connect() does, to cfg->amqp_url, with cfg's TLS
- * files for amqps://: the CA certificates that verify the broker (the
- * system's when unset) and an optional client certificate and key.  The
- * broker's certificate and host name are always verified; TLS 1.2 or later.
+ * Connect to cfg->amqp_url (amqp:// or amqps://), log in with a heartbeat
+ * of heartbeat_s seconds (0: none), open the channels and put the
+ * publishing one in confirm mode.  For amqps:// it uses cfg's TLS files:
+ * the CA certificates that verify the broker (the system's when unset) and
+ * an optional client certificate and key; the broker's certificate and host
+ * name are always verified, TLS 1.2 or later.  Only those four fields of
+ * cfg are read.  On success stores a new handle in *ret (caller closes with
+ * lq_amqp_close()).  On failure writes a line without secrets to err.
  */
 int lq_amqp_connect_config(const lq_config *cfg, int heartbeat_s, lq_amqp **ret, char *err,
                            size_t err_len);
@@ -186,12 +182,10 @@ int lq_amqp_next_or_confirm(lq_amqp *c, int timeout_ms, lq_delivery **ret);
 /* Ack tag (and, with multiple, every earlier unacked tag) on the consuming channel. */
 int lq_amqp_ack(lq_amqp *c, uint64_t tag, bool multiple);
 
-/* Reject tag, requeueing it or not. */
-int lq_amqp_reject(lq_amqp *c, uint64_t tag, bool requeue);
-
 /*
  * basic.get one message from queue with manual ack.  LQ_ERR_NOT_FOUND when
- * the queue is empty.  The caller acks or rejects it.
+ * the queue is empty.  The caller acks it; closing the connection gives
+ * back what it did not ack.
  */
 int lq_amqp_get(lq_amqp *c, const char *queue, lq_delivery **ret);
 
@@ -234,12 +228,5 @@ bool lq_delivery_x_death(const lq_delivery *d, lq_x_death *ret);
  * out of memory.
  */
 char *lq_delivery_headers_json(const lq_delivery *d);
-
-/* Purge queue; *ret_count (may be NULL) gets how many messages were removed. */
-int lq_amqp_purge(lq_amqp *c, const char *queue, uint32_t *ret_count);
-
-/* Delete an exchange or a queue (tests clean up with these). */
-int lq_amqp_delete_exchange(lq_amqp *c, const char *name);
-int lq_amqp_delete_queue(lq_amqp *c, const char *name);
 
 #endif
