@@ -1378,7 +1378,7 @@ const char *lqt_listener_queue(const lqt_listener *l)
     return l->queue;
 }
 
-/* Parse and check one result event (contract section 6). */
+/* Parse and check one result event (docs/protocol.md section 6). */
 static void parse_event(lqt_event *e)
 {
     static const char *const keys[] = {"id",        "status",       "reason", "detail",

@@ -212,7 +212,7 @@ const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text);
 
 /* ------------------------------------------------------------ what users see */
 
-/* `ledgerq account show ID --json`, checked for the shape of contract section 6. */
+/* `ledgerq account show ID --json`, checked for the shape of docs/protocol.md section 6. */
 typedef struct lqt_account {
     char id[128];
     char currency[8];
@@ -238,7 +238,7 @@ typedef struct lqt_leg {
     char currency[8];
 } lqt_leg;
 
-/* `ledgerq payment show ID --json`, checked for the shape of contract section 6. */
+/* `ledgerq payment show ID --json`, checked for the shape of docs/protocol.md section 6. */
 typedef struct lqt_payment {
     char status[16];
     bool reason_null;
@@ -298,7 +298,7 @@ typedef struct lqt_event {
     char correlation_id[256];
     char content_type[128];
     bool persistent;
-    /* The event's fields (contract section 6). */
+    /* The event's fields (docs/protocol.md section 6). */
     char id[256];
     char status[32];
     bool reason_null;

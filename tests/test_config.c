@@ -1,4 +1,4 @@
-/* Unit tests of the config module: the settings of contract section 2. */
+/* Unit tests of the config module: the settings of docs/protocol.md section 2. */
 #include <check.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include "ledgerq/error.h"
 #include "ledgerq/log.h"
 
-/* Every variable of contract section 2. */
+/* Every variable of docs/protocol.md section 2. */
 static const char *const all_vars[] = {
     "LEDGERQ_AMQP_URL",
     "LEDGERQ_DATABASE_URL",

@@ -1,5 +1,5 @@
 /*
- * Integration tests of `ledgerq dlq list|show|stats|replay|purge` (contract
+ * Integration tests of `ledgerq dlq list|show|stats|replay|purge` (docs/protocol.md
  * section 9) against a real RabbitMQ and PostgreSQL.
  *
  * The cases of list, show, stats, replay and purge start from a dead-letter

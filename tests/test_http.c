@@ -1,5 +1,5 @@
 /*
- * The worker's HTTP endpoint against a real broker and database (contract
+ * The worker's HTTP endpoint against a real broker and database (docs/protocol.md
  * section 11): /metrics counts exactly what was published, in Prometheus
  * text format; /readyz goes 503 while the database or the broker is away
  * and 200 again when it is back, with the worker still applying payments.

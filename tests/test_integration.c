@@ -1,6 +1,6 @@
 /*
  * Integration tests: the real `ledgerq` binary against a real RabbitMQ and
- * PostgreSQL (contract sections 1-8).
+ * PostgreSQL (docs/protocol.md sections 1-8).
  *
  * Each test case gets a namespace of its own (support.h): a fresh database
  * and its own exchange and queue names.  Tests publish commands, run

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the ledger module: contract section 5, without a database.
+ * Unit tests of the ledger module: docs/protocol.md section 5, without a database.
  *
  * Payments are built by hand (no message parsing): a test payment owns its
  * legs and a made-up canonical text derived from them, so two payments built

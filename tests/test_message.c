@@ -1,6 +1,6 @@
 /*
- * Unit tests of the message module: the payment command of contract
- * section 4, read as a specification.
+ * Unit tests of the message module: the payment command of
+ * docs/protocol.md section 4, read as a specification.
  *
  * Bodies are handed over in a buffer of exactly their length, as a broker
  * delivers them, so AddressSanitizer catches any read past the end.

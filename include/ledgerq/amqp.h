@@ -92,7 +92,7 @@ const char *lq_amqp_error(const lq_amqp *c);
  */
 void lq_amqp_set_rpc_timeout(lq_amqp *c, int timeout_ms);
 
-/* Declare the exchanges, queues and bindings of contract section 3 as cfg names them. */
+/* Declare the exchanges, queues and bindings of docs/protocol.md section 3 as cfg names them. */
 int lq_amqp_declare_topology(lq_amqp *c, const lq_config *cfg);
 
 /*
@@ -111,7 +111,7 @@ int lq_amqp_publish(lq_amqp *c, const lq_publish *p, uint64_t *ret_seq);
 
 /*
  * Republish d unchanged (body and properties) to dl->exchange with the
- * x-ledgerq-* headers of contract section 7 added, as a mandatory publish
+ * x-ledgerq-* headers of docs/protocol.md section 7 added, as a mandatory publish
  * (lq_amqp_returned() counts it if no queue took it).  Does not wait for
  * the confirm.
  */

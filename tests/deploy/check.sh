@@ -174,7 +174,7 @@ broker_check() {
 		fail "definitions: imported into the test broker, but: ${problems[*]}"
 		return
 	fi
-	pass "definitions: rabbitmqctl import_definitions created the exchanges, queues and bindings of contract section 3"
+	pass "definitions: rabbitmqctl import_definitions created the exchanges, queues and bindings of docs/protocol.md section 3"
 
 	# A throwaway database.
 	local db="ledgerq_deploy_$$_$RANDOM"
@@ -252,7 +252,7 @@ broker_check() {
 	fi
 
 	# The chart probes /healthz and /readyz. The endpoint comes with libmicrohttpd
-	# (contract section 11): required once the binary links it.
+	# (docs/protocol.md section 11): required once the binary links it.
 	local healthz readyz
 	healthz="$(http_status "$port" /healthz 2>/dev/null)"
 	readyz="$(http_status "$port" /readyz 2>/dev/null)"
