@@ -415,7 +415,11 @@ RATIO=$(python3 -c "print(f'{$BEST / $PGBENCH_TPS:.1f}')")
 HOT_RATIO=$(python3 -c "print(f'{$BEST_HOT / $BEST:.2f}')")
 mib() { python3 -c "print(f'{$1 / 1024:.1f}')"; }
 RSS_MIB=$(mib "${PEAK_RSS[cur]}")
-if [ "$ROUNDS" -eq 1 ]; then MEANS="one run each"; else MEANS="means of $ROUNDS runs"; fi
+if [ "$ROUNDS" -eq 1 ]; then
+  MEANS="one run each" ROUND_WORDS="1 round"
+else
+  MEANS="means of $ROUNDS runs" ROUND_WORDS="$ROUNDS rounds"
+fi
 
 # The side by side with the previous release, and the issue 10 budget.
 python3 - "$WORK" "$ROUNDS" "${VERSION[prev]}" "${VERSION[cur]}" "$BUDGET_PERCENT" <<'PY' >"$WORK/side.md"
@@ -584,15 +588,15 @@ first table are $MEANS.
 | drain, hot account, 1 worker | \`$(cat "$WORK/hot1-cur-1.cmd")\` | **$H1** payments/s |
 | drain, hot account, 2 workers | \`$(cat "$WORK/hot2-cur-1.cmd")\` | **$H2** payments/s |
 | latency at $RATE/s, 1 worker | \`ledgerq bench --accounts $ACCOUNTS --rate $RATE --duration $RATE_SECONDS --json\` | p50 **$(lat p50)** ms, p99 **$(lat p99)** ms, p99.9 **$(lat p99_9)** ms, max $(lat max) ms |
-| worker peak resident memory | \`VmHWM\` of every worker above | **$RSS_MIB** MiB |
+| worker peak resident memory | \`VmHWM\` of every ${VERSION[cur]} worker above | **$RSS_MIB** MiB |
 
 Against the previous release, ${VERSION[prev]} (commit $PREV_COMMIT, built by
 \`deploy/local/previous-release.sh\` with \`LEDGERQ_PREV_BUILDTYPE=release\`). Both releases ran
 in this run on the same stack, with the same worker settings and the same load generator
 (this tree's \`ledgerq bench\`); each against a database of its own, migrated by its own
-\`ledgerq migrate\` (schema version ${SCHEMA[prev]} for ${VERSION[prev]}, ${SCHEMA[cur]} for ${VERSION[cur]}), which also
-opened the accounts and ran the audit. Each measurement was taken for both releases back
-to back, in $ROUNDS round(s); the release going first alternated from one measurement to the
+\`ledgerq migrate\` (schema version ${SCHEMA[prev]} for ${VERSION[prev]}, ${SCHEMA[cur]} for ${VERSION[cur]}); its own binary also
+opened the accounts and, after each drain, ran the audit. Each measurement was taken for both
+releases back to back, in $ROUND_WORDS; the release going first alternated from one measurement to the
 next and from one round to the next, so that the machine's drift weighs on both alike (the
 raw JSON at the end lists the runs in the order they ran). A difference is
 ${VERSION[cur]} against ${VERSION[prev]}: negative, ${VERSION[cur]} drained slower.
