@@ -4,13 +4,22 @@
 #
 #   deploy/local/bench.sh [--quick]     (as root; otherwise it re-runs itself with sudo)
 #
-# Measures, on this machine, with RabbitMQ, PostgreSQL and the workers all on it:
+# Builds this tree and the previous release (deploy/local/previous-release.sh),
+# both as release builds, and measures, on this machine, with RabbitMQ, PostgreSQL
+# and the workers all on it:
 #   1. pgbench TPC-B-like, 8 clients, on the same PostgreSQL: the
 #      one-transaction-per-payment reference;
 #   2. drain of 100,000 preloaded payments over 10,000 accounts, 1 and 2 workers;
 #   3. the same with every payment debiting one hot account;
-#   4. latency percentiles at a steady 2,000 payments/s;
+#   4. latency percentiles at a steady 2,000 payments/s, 1 worker;
 #   5. worker peak resident memory (VmHWM).
+# Measurements 2 to 5 are taken for both releases, side by side on the same stack,
+# in LEDGERQ_BENCH_ROUNDS rounds (default 2). Each release runs against a database
+# of its own that its own `ledgerq migrate` created, and its own workers; the load
+# generator is this tree's `ledgerq bench` for both. A round takes each measurement
+# for both releases back to back, the release that goes first alternating from one
+# measurement to the next and from one round to the next, so that the machine's
+# drift weighs on both alike; the figures are the means over the rounds.
 # Then, apart from the measured runs, a profiled drain (1 worker, uniform) whose
 # figures are not results: it only shows where the time goes (perf, PostgreSQL's
 # pg_stat_statements, the worker's own /metrics), so that profiling does not
@@ -18,8 +27,9 @@
 # --quick runs smaller numbers (for trying the script, not for the record).
 #
 # LEDGERQ_BENCH_STACK_DIR, LEDGERQ_BENCH_AMQP_PORT, LEDGERQ_BENCH_PG_PORT,
-# LEDGERQ_BENCH_BUILD_DIR (default build-bench) and LEDGERQ_BENCH_OUT_DIR (default
-# docs) let a trial run stay clear of another one.
+# LEDGERQ_BENCH_BUILD_DIR (default build-bench), LEDGERQ_BENCH_PREV_BUILD_DIR
+# (default build-bench-prev, where the previous release is built) and
+# LEDGERQ_BENCH_OUT_DIR (default docs) let a trial run stay clear of another one.
 
 set -euo pipefail
 
@@ -30,6 +40,8 @@ DIR="${LEDGERQ_BENCH_STACK_DIR:-/tmp/ledgerq-stack-bench}"
 AMQP_PORT="${LEDGERQ_BENCH_AMQP_PORT:-34672}"
 PG_PORT="${LEDGERQ_BENCH_PG_PORT:-34432}"
 BUILD="${LEDGERQ_BENCH_BUILD_DIR:-$ROOT/build-bench}"
+PREV_BUILD="${LEDGERQ_BENCH_PREV_BUILD_DIR:-$ROOT/build-bench-prev}"
+ROUNDS="${LEDGERQ_BENCH_ROUNDS:-2}"
 OUT_DIR="${LEDGERQ_BENCH_OUT_DIR:-$ROOT/docs}"
 OUT_MD="$OUT_DIR/benchmarks.md"
 OUT_PNG="$OUT_DIR/benchmarks.png"
@@ -41,6 +53,9 @@ PGBENCH_SECONDS=30
 RATE=2000
 RATE_SECONDS=30
 PROFILE_PAYMENTS=30000
+# The issue 10 budget: the drain of this release loses at most this many percent
+# against the previous release's.
+BUDGET_PERCENT=3
 if [ "${1:-}" = "--quick" ]; then
   PAYMENTS=20000 ACCOUNTS=2000 PGBENCH_SECONDS=5 RATE_SECONDS=5 PROFILE_PAYMENTS=4000
 fi
@@ -48,6 +63,9 @@ fi
 if [ "$(id -u)" -ne 0 ]; then
   exec sudo -E bash "$0" "$@"
 fi
+case "$ROUNDS" in
+  '' | *[!0-9]* | 0) echo "bench.sh: LEDGERQ_BENCH_ROUNDS=$ROUNDS is not a number of rounds" >&2; exit 2 ;;
+esac
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -74,16 +92,39 @@ fi
 ninja -C "$BUILD" ledgerq >/dev/null
 LQ="$BUILD/ledgerq"
 
-# The worker's batching settings, as the workers below get them: the environment's
-# value when set, else the default that `ledgerq worker --help` shows (its settings
-# lines read: flag, variable, default).
+step "the previous release, a release build too ($PREV_BUILD)"
+PREV_OUT=$(LEDGERQ_PREV_BUILDTYPE=release "$HERE/previous-release.sh" "$PREV_BUILD")
+echo "$PREV_OUT"
+
+# The two releases: "prev" and "cur". Each has its binary (workers, migrate,
+# topology, account setup, audit) and a database of its own; the load generator is
+# always this tree's.
+declare -A BIN VERSION DB SCHEMA PEAK_RSS
+BIN[prev]=$(sed -n 's/^LEDGERQ_PREV_BIN=//p' <<<"$PREV_OUT")
+BIN[cur]=$LQ
+for rel in prev cur; do
+  VERSION[$rel]=$("${BIN[$rel]}" --version | awk '{print $2}')
+  PEAK_RSS[$rel]=0
+done
+if [ -z "${BIN[prev]}" ] || [ "${VERSION[prev]}" = "${VERSION[cur]}" ]; then
+  echo "bench.sh: previous-release.sh gave no release other than ${VERSION[cur]}" >&2
+  exit 1
+fi
+DB[prev]=bench_prev DB[cur]=bench
+PREV_COMMIT=$(awk -v v="${VERSION[prev]}" '$1 == v {print substr($2, 1, 7)}' "$ROOT/deploy/releases.txt")
+
+# The worker's batching settings, as the workers of both releases get them: the
+# environment's value when set, else the default that this tree's
+# `ledgerq worker --help` shows (its settings lines read: flag, variable, default).
+# They are exported, so that the previous release's workers run with the same ones
+# whatever its own defaults (its --help does not show them).
 worker_settings() {
-  local help var def out="" lead="the worker runs with its defaults:"
+  local help var def out="" lead="the workers of both releases run with this release's defaults:"
   help=$("$LQ" worker --help)
   for var in LEDGERQ_BATCH_MAX LEDGERQ_BATCH_WAIT_MS LEDGERQ_PREFETCH; do
     if [ -n "${!var+set}" ]; then
       out+="${out:+, }$var=${!var} (set in the environment)"
-      lead="the worker runs with:"
+      lead="the workers of both releases run with:"
       continue
     fi
     def=$(awk -v var="$var" '$2 == var { print $3 }' <<<"$help")
@@ -91,11 +132,12 @@ worker_settings() {
       echo "bench.sh: \`$LQ worker --help\` shows no default for $var" >&2
       exit 1
     fi
+    export "$var=$def"
     out+="${out:+, }$var=$def"
   done
-  echo "$lead $out"
+  WORKER_SETTINGS="$lead $out"
 }
-WORKER_SETTINGS=$(worker_settings)
+worker_settings
 
 step "a fresh private stack in $DIR"
 "$STACK" start --fresh --dir "$DIR" --amqp-port "$AMQP_PORT" --pg-port "$PG_PORT"
@@ -104,22 +146,34 @@ export LEDGERQ_HTTP_ADDR=off LEDGERQ_LOG_LEVEL=warn
 PG_BIN="$LEDGERQ_STACK_PG_BIN"
 PG_URL_BASE="postgresql://ledgerq@127.0.0.1:$PG_PORT"
 
-# A fresh ledger database for each measurement, so that runs do not share state;
-# a checkpoint first, so that no measurement pays for the dirty pages of the last.
+# fresh_ledger REL: a fresh ledger database for each measurement, so that runs do
+# not share state, migrated by REL's own binary (the previous release to its own
+# schema version, which the current worker refuses); only one release's database
+# exists at a time. A checkpoint first, so that no measurement pays for the dirty
+# pages of the last.
 fresh_ledger() {
-  "$PG_BIN/psql" -q "$PG_URL_BASE/postgres?sslmode=disable" -c "DROP DATABASE IF EXISTS bench WITH (FORCE)" \
-    -c "CREATE DATABASE bench" -c "CHECKPOINT" >/dev/null
-  export LEDGERQ_DATABASE_URL="$PG_URL_BASE/bench?sslmode=disable"
-  "$LQ" migrate >/dev/null
-  "$LQ" topology >/dev/null
+  local rel=$1
+  "$PG_BIN/psql" -q "$PG_URL_BASE/postgres?sslmode=disable" -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS ${DB[prev]} WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${DB[cur]} WITH (FORCE)" \
+    -c "CREATE DATABASE ${DB[$rel]}" -c "CHECKPOINT" >/dev/null
+  export LEDGERQ_DATABASE_URL="$PG_URL_BASE/${DB[$rel]}?sslmode=disable"
+  "${BIN[$rel]}" migrate >/dev/null
+  SCHEMA[$rel]=$("$PG_BIN/psql" -XAtq "$LEDGERQ_DATABASE_URL" -c "SELECT max(version) FROM ledgerq_migrations")
+  "${BIN[$rel]}" topology >/dev/null
   "$STACK" --dir "$DIR" ctl purge_queue payments.process >/dev/null
 }
 
-# start_workers N [HTTP_ADDR]: HTTP_ADDR turns the health and metrics endpoint on (1 worker).
+# setup_accounts REL: the accounts, opened by REL's own binary in its database.
+setup_accounts() {
+  "${BIN[$1]}" bench --setup --accounts "$ACCOUNTS" --count 0
+}
+
+# start_workers REL N [HTTP_ADDR]: N workers of release REL; HTTP_ADDR turns the
+# health and metrics endpoint on (1 worker).
 start_workers() {
   WORKERS=()
-  for _ in $(seq "$1"); do
-    LEDGERQ_HTTP_ADDR="${2:-off}" "$LQ" worker 2>>"$WORK/worker.log" &
+  for _ in $(seq "$2"); do
+    LEDGERQ_HTTP_ADDR="${3:-off}" "${BIN[$1]}" worker 2>>"$WORK/worker-$1.log" &
     WORKERS+=("$!")
   done
 }
@@ -181,18 +235,19 @@ PY
 
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d' + sys.argv[2]))" "$@"; }
 
-PEAK_RSS=0
-note_rss() { local kb; kb=$(peak_rss); [ "$kb" -gt "$PEAK_RSS" ] && PEAK_RSS=$kb; return 0; }
+# note_rss REL: the largest peak resident memory of REL's workers so far.
+note_rss() { local kb; kb=$(peak_rss); [ "$kb" -gt "${PEAK_RSS[$1]}" ] && PEAK_RSS[$1]=$kb; return 0; }
 
-# drain NAME WORKERS SKEW [COUNT [profile]]: preload the payments, then start the
-# workers and time the drain. With "profile", the drain is recorded instead (perf,
-# pg_stat_statements, the worker's /metrics): see profile_begin and profile_end.
+# drain NAME REL WORKERS SKEW [COUNT [profile]]: preload the payments, then start
+# the workers of release REL and time the drain. With "profile", the drain is
+# recorded instead (perf, pg_stat_statements, the worker's /metrics): see
+# profile_begin and profile_end.
 drain() {
-  local name=$1 workers=$2 skew=$3 count=${4:-$PAYMENTS} profile=${5:-} cmd http_addr=off
-  fresh_ledger
-  "$LQ" bench --setup --accounts "$ACCOUNTS" --count 0
+  local name=$1 rel=$2 workers=$3 skew=$4 count=${5:-$PAYMENTS} profile=${6:-} cmd http_addr=off
+  fresh_ledger "$rel"
+  setup_accounts "$rel"
   cmd="ledgerq bench --preload --accounts $ACCOUNTS --count $count --skew $skew --json"
-  step "${profile:+profiled }drain: $count payments, $ACCOUNTS accounts, $skew, $workers worker(s)"
+  step "${profile:+profiled }drain: $count payments, $ACCOUNTS accounts, $skew, $workers worker(s) of ${VERSION[$rel]} ($name)"
   "$LQ" bench --preload --accounts "$ACCOUNTS" --count "$count" --skew "$skew" --json \
     >"$WORK/$name.json" 2>"$WORK/$name.err" &
   local bench_pid=$!
@@ -209,13 +264,13 @@ drain() {
   # in between. The load generator reports its own CPU time (cpu_s).
   local before after bench_cpu0
   before=$(cpu_snapshot "$bench_pid")
-  start_workers "$workers" "$http_addr"
+  start_workers "$rel" "$workers" "$http_addr"
   wait "$bench_pid"
   after=$(cpu_snapshot "$bench_pid")
   if [ -n "$profile" ]; then
     profile_end "$http_addr"
   else
-    note_rss
+    note_rss "$rel"
   fi
   echo "$before" >"$WORK/$name.cpu0"
   # The load generator's column: its CPU time at the end, from its own report.
@@ -223,7 +278,7 @@ drain() {
   awk -v end="$(json_field "$WORK/$name.json" "['cpu_s']")" -v start="$bench_cpu0" \
     '{printf "%s %s %s %.2f\n", $1, $2, $3, (end > start ? end : start)}' <<<"$after" >"$WORK/$name.cpu1"
   stop_workers
-  "$LQ" audit >/dev/null
+  "${BIN[$rel]}" audit >/dev/null
   echo "$cmd (workers: $workers)" >"$WORK/$name.cmd"
   cat "$WORK/$name.json"
 }
@@ -296,37 +351,110 @@ step "pgbench TPC-B-like, 8 clients, ${PGBENCH_SECONDS}s (one transaction per tr
 PGBENCH_TPS=$(awk -F'= ' '/^tps/ {split($2, a, " "); printf "%.0f", a[1]; exit}' "$WORK/pgbench.txt")
 echo "pgbench: $PGBENCH_TPS tps"
 
-drain drain1 1 uniform
-drain drain2 2 uniform
-drain hot1 1 hot
-drain hot2 2 hot
+# latency NAME REL: a steady rate through 1 worker of release REL.
+latency() {
+  local name=$1 rel=$2
+  step "latency at a steady $RATE payments/s for ${RATE_SECONDS}s, 1 worker of ${VERSION[$rel]} ($name)"
+  fresh_ledger "$rel"
+  setup_accounts "$rel"
+  start_workers "$rel" 1
+  sleep 1
+  "$LQ" bench --accounts "$ACCOUNTS" --rate "$RATE" --duration "$RATE_SECONDS" --json \
+    >"$WORK/$name.json"
+  note_rss "$rel"
+  stop_workers
+  cat "$WORK/$name.json"
+}
 
-step "latency at a steady $RATE payments/s for ${RATE_SECONDS}s, 1 worker"
-fresh_ledger
-"$LQ" bench --setup --accounts "$ACCOUNTS" --count 0
-start_workers 1
-sleep 1
-"$LQ" bench --accounts "$ACCOUNTS" --rate "$RATE" --duration "$RATE_SECONDS" --json \
-  >"$WORK/rate.json"
-note_rss
-stop_workers
-cat "$WORK/rate.json"
+# The measurements, each taken for both releases back to back; run KIND-REL-ROUND
+# writes $WORK/KIND-REL-ROUND.json. The release that goes first alternates from one
+# measurement to the next and from one round to the next (round 1: drain1 prev then
+# cur, drain2 cur then prev, ...; round 2 the other way round).
+KINDS=(drain1 drain2 hot1 hot2 rate)
+RUNS=()
+for round in $(seq "$ROUNDS"); do
+  for i in "${!KINDS[@]}"; do
+    if [ $(((i + round) % 2)) -eq 1 ]; then order=(prev cur); else order=(cur prev); fi
+    for rel in "${order[@]}"; do
+      name="${KINDS[$i]}-$rel-$round"
+      case "${KINDS[$i]}" in
+        drain1) drain "$name" "$rel" 1 uniform ;;
+        drain2) drain "$name" "$rel" 2 uniform ;;
+        hot1) drain "$name" "$rel" 1 hot ;;
+        hot2) drain "$name" "$rel" 2 hot ;;
+        rate) latency "$name" "$rel" ;;
+      esac
+      RUNS+=("$name")
+    done
+  done
+done
 
-# Not a measurement: a separate drain, recorded, after the measured ones.
+# Not a measurement: a separate drain of this release, recorded, after the measured ones.
 enable_pg_stat_statements
-drain profile 1 uniform "$PROFILE_PAYMENTS" profile
+drain profile cur 1 uniform "$PROFILE_PAYMENTS" profile
 
 step "writing $OUT_MD and $OUT_PNG"
 mkdir -p "$OUT_DIR"
-tp() { json_field "$WORK/$1.json" "['throughput_per_s']"; }
-lat() { json_field "$WORK/$1.json" "['latency_ms']['$2']"; }
-lat_split() { json_field "$WORK/$1.json" "['latency_split_ms']['$2']['$3']"; }
+# mean KIND REL FIELD DECIMALS: the mean over the rounds of one field of the runs
+# KIND-REL-1 .. KIND-REL-ROUNDS (FIELD as json_field takes it).
+mean() {
+  python3 - "$WORK" "$1-$2" "$ROUNDS" "$3" "$4" <<'PY'
+import json, sys
+work, run, rounds, field, decimals = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+values = [eval("d" + field, {"d": json.load(open(f"{work}/{run}-{r}.json"))}) for r in range(1, rounds + 1)]
+print(f"{sum(values) / len(values):.{decimals}f}")
+PY
+}
+tp() { mean "$1" "${2:-cur}" "['throughput_per_s']" 1; }
+lat() { mean rate "${2:-cur}" "['latency_ms']['$1']" 3; }
+lat_split() { mean rate cur "['latency_split_ms']['$1']['$2']" 3; }
 D1=$(tp drain1) D2=$(tp drain2) H1=$(tp hot1) H2=$(tp hot2)
 BEST=$(python3 -c "print(max($D1, $D2))")
 BEST_HOT=$(python3 -c "print(max($H1, $H2))")
 RATIO=$(python3 -c "print(f'{$BEST / $PGBENCH_TPS:.1f}')")
 HOT_RATIO=$(python3 -c "print(f'{$BEST_HOT / $BEST:.2f}')")
-RSS_MIB=$(python3 -c "print(f'{$PEAK_RSS / 1024:.1f}')")
+mib() { python3 -c "print(f'{$1 / 1024:.1f}')"; }
+RSS_MIB=$(mib "${PEAK_RSS[cur]}")
+if [ "$ROUNDS" -eq 1 ]; then
+  MEANS="one run each" ROUND_WORDS="1 round"
+else
+  MEANS="means of $ROUNDS runs" ROUND_WORDS="$ROUNDS rounds"
+fi
+
+# The side by side with the previous release, and the issue 10 budget.
+python3 - "$WORK" "$ROUNDS" "${VERSION[prev]}" "${VERSION[cur]}" "$BUDGET_PERCENT" <<'PY' >"$WORK/side.md"
+import json, sys
+work, rounds, prev, cur, budget = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
+def tps(kind, rel):
+    return [json.load(open(f"{work}/{kind}-{rel}-{r}.json"))["throughput_per_s"] for r in range(1, rounds + 1)]
+def pct(new, old):
+    return 100.0 * (new - old) / old
+drains = [("drain1", "uniform", 1), ("drain2", "uniform", 2), ("hot1", "hot account", 1), ("hot2", "hot account", 2)]
+each = "payments/s, each round" if rounds > 1 else "payments/s"
+print(f"| drain | workers | release | {each} | mean payments/s | difference, each round | difference of the means |")
+print("|---|---|---|---|---|---|---|")
+losses = []
+for kind, skew, workers in drains:
+    p, c = tps(kind, "prev"), tps(kind, "cur")
+    mp, mc = sum(p) / len(p), sum(c) / len(c)
+    d = pct(mc, mp)
+    losses.append((d, f"{skew}, {workers} worker{'s' if workers > 1 else ''}"))
+    print(f"| {skew} | {workers} | {prev} | {', '.join(f'{x:.1f}' for x in p)} | {mp:.1f} | | |")
+    rounds_d = ", ".join(f"{pct(y, x):+.1f}%" for x, y in zip(p, c))
+    print(f"| {skew} | {workers} | {cur} | {', '.join(f'{x:.1f}' for x in c)} | {mc:.1f} | {rounds_d} | **{d:+.1f}%** |")
+print()
+worst, where = min(losses)
+failed = [(d, w) for d, w in losses if d < -budget]
+line = (f"Budget (issue 10): the drain of {cur} loses at most {budget:g}% against {prev}, "
+        f"in each of the four drains above (the difference of the means): ")
+if failed:
+    line += "**not met**: " + "; ".join(f"{w} loses {-d:.1f}%" for d, w in sorted(failed)) + "."
+elif worst < 0:
+    line += f"**met**; the largest loss is {-worst:.1f}% ({where})."
+else:
+    line += f"**met**; no drain loses (the smallest difference is {worst:+.1f}%, {where})."
+print(line)
+PY
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 MEM=$(free -g | awk '/^Mem/ {print $2 " GiB"}')
 # shellcheck source=/dev/null
@@ -394,33 +522,44 @@ PY
   fi
 } >"$WORK/perf.md"
 
+# Columns: label, previous release, this release ("-": not measured).
 cat >"$WORK/plot.dat" <<EOF
-"pgbench TPC-B" $PGBENCH_TPS
-"drain 1 worker" $D1
-"drain 2 workers" $D2
-"hot 1 worker" $H1
-"hot 2 workers" $H2
+"pgbench\nTPC-B" - $PGBENCH_TPS
+"drain\n1 worker" $(tp drain1 prev) $D1
+"drain\n2 workers" $(tp drain2 prev) $D2
+"hot account\n1 worker" $(tp hot1 prev) $H1
+"hot account\n2 workers" $(tp hot2 prev) $H2
 EOF
 cat >"$WORK/lat.dat" <<EOF
-p50 $(lat rate p50)
-p99 $(lat rate p99)
-p99.9 $(lat rate p99_9)
-max $(lat rate max)
+p50 $(lat p50 prev) $(lat p50)
+p99 $(lat p99 prev) $(lat p99)
+p99.9 $(lat p99_9 prev) $(lat p99_9)
+max $(lat max prev) $(lat max)
 EOF
+# Clustered bars, two to a group: each bar a third of the group's width, centred a
+# sixth to the left (previous release) or to the right (this release) of the group.
 gnuplot <<EOF
-set terminal pngcairo size 1100,450 font "sans,10"
+set terminal pngcairo size 1100,800 font "sans,10"
 set output "$OUT_PNG"
-set multiplot layout 1,2 title "ledgerq on $(nproc) cores, everything co-located ($(date -u +%Y-%m-%d))"
+set multiplot layout 2,1 title "ledgerq ${VERSION[cur]} beside ${VERSION[prev]} on $(nproc) cores, everything co-located ($(date -u +%Y-%m-%d))"
+set datafile missing "-"
+set style data histogram
+set style histogram cluster gap 1
 set style fill solid 0.8
-set boxwidth 0.6
 set grid ytics
 set yrange [0:*]
+set offsets 0, 0, graph 0.08, 0
+set key top left
 set title "throughput (payments or transactions per second)"
-plot "$WORK/plot.dat" using 0:2:xtic(1) with boxes lc rgb "#3b7dd8" notitle, \
-     "" using 0:2:(sprintf("%.0f", \$2)) with labels offset 0,0.8 notitle
-set title "end-to-end latency at $RATE/s offered (ms)"
-plot "$WORK/lat.dat" using 0:2:xtic(1) with boxes lc rgb "#d8893b" notitle, \
-     "" using 0:2:(sprintf("%.1f", \$2)) with labels offset 0,0.8 notitle
+plot "$WORK/plot.dat" using 2:xtic(1) lc rgb "#9bbce8" title "${VERSION[prev]}", \
+     "" using 3 lc rgb "#3b7dd8" title "${VERSION[cur]}", \
+     "" using (\$0 - 1./6):2:(sprintf("%.0f", \$2)) with labels font "sans,8" offset 0,0.7 notitle, \
+     "" using (\$0 + 1./6):3:(sprintf("%.0f", \$3)) with labels font "sans,8" offset 0,0.7 notitle
+set title "end-to-end latency at $RATE/s offered, 1 worker (ms)"
+plot "$WORK/lat.dat" using 2:xtic(1) lc rgb "#f0c08f" title "${VERSION[prev]}", \
+     "" using 3 lc rgb "#d8893b" title "${VERSION[cur]}", \
+     "" using (\$0 - 1./6):2:(sprintf("%.1f", \$2)) with labels font "sans,8" offset 0,0.7 notitle, \
+     "" using (\$0 + 1./6):3:(sprintf("%.1f", \$3)) with labels font "sans,8" offset 0,0.7 notitle
 unset multiplot
 EOF
 
@@ -429,12 +568,14 @@ cat >"$OUT_MD" <<EOF
 
 Written by \`deploy/local/bench.sh\` on $(date -u +"%Y-%m-%d %H:%M UTC"). Every figure
 below comes from that one run, on one machine, with RabbitMQ, PostgreSQL, the workers
-and the load generator all on it.
+and the load generator all on it. The run measured ledgerq ${VERSION[cur]} and, side by side
+on the same stack, the previous release ${VERSION[prev]}; the figures of ${VERSION[cur]} in the
+first table are $MEANS.
 
 - machine: $(nproc) cores ($CPU), $MEM, $OS
 - PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync and synchronous_commit on),
-  RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server), ledgerq $("$LQ" --version | awk '{print $2}')
-  (release build)
+  RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server), ledgerq ${VERSION[cur]} and ${VERSION[prev]}
+  (commit $PREV_COMMIT), both release builds
 - $WORKER_SETTINGS
 
 ![throughput and latency](benchmarks.png)
@@ -442,12 +583,30 @@ and the load generator all on it.
 | measurement | command | result |
 |---|---|---|
 | one transaction per transfer (reference) | \`pgbench -c 8 -j 2 -T $PGBENCH_SECONDS -b tpcb-like\` (scale 10) | **$PGBENCH_TPS** tps |
-| drain, uniform, 1 worker | \`$(cat "$WORK/drain1.cmd")\` | **$D1** payments/s |
-| drain, uniform, 2 workers | \`$(cat "$WORK/drain2.cmd")\` | **$D2** payments/s |
-| drain, hot account, 1 worker | \`$(cat "$WORK/hot1.cmd")\` | **$H1** payments/s |
-| drain, hot account, 2 workers | \`$(cat "$WORK/hot2.cmd")\` | **$H2** payments/s |
-| latency at $RATE/s, 1 worker | \`ledgerq bench --accounts $ACCOUNTS --rate $RATE --duration $RATE_SECONDS --json\` | p50 **$(lat rate p50)** ms, p99 **$(lat rate p99)** ms, p99.9 **$(lat rate p99_9)** ms, max $(lat rate max) ms |
-| worker peak resident memory | \`VmHWM\` of every worker above | **$RSS_MIB** MiB |
+| drain, uniform, 1 worker | \`$(cat "$WORK/drain1-cur-1.cmd")\` | **$D1** payments/s |
+| drain, uniform, 2 workers | \`$(cat "$WORK/drain2-cur-1.cmd")\` | **$D2** payments/s |
+| drain, hot account, 1 worker | \`$(cat "$WORK/hot1-cur-1.cmd")\` | **$H1** payments/s |
+| drain, hot account, 2 workers | \`$(cat "$WORK/hot2-cur-1.cmd")\` | **$H2** payments/s |
+| latency at $RATE/s, 1 worker | \`ledgerq bench --accounts $ACCOUNTS --rate $RATE --duration $RATE_SECONDS --json\` | p50 **$(lat p50)** ms, p99 **$(lat p99)** ms, p99.9 **$(lat p99_9)** ms, max $(lat max) ms |
+| worker peak resident memory | \`VmHWM\` of every ${VERSION[cur]} worker above | **$RSS_MIB** MiB |
+
+Against the previous release, ${VERSION[prev]} (commit $PREV_COMMIT, built by
+\`deploy/local/previous-release.sh\` with \`LEDGERQ_PREV_BUILDTYPE=release\`). Both releases ran
+in this run on the same stack, with the same worker settings and the same load generator
+(this tree's \`ledgerq bench\`); each against a database of its own, migrated by its own
+\`ledgerq migrate\` (schema version ${SCHEMA[prev]} for ${VERSION[prev]}, ${SCHEMA[cur]} for ${VERSION[cur]}); its own binary also
+opened the accounts and, after each drain, ran the audit. Each measurement was taken for both
+releases back to back, in $ROUND_WORDS; the release going first alternated from one measurement to the
+next and from one round to the next, so that the machine's drift weighs on both alike (the
+raw JSON at the end lists the runs in the order they ran). A difference is
+${VERSION[cur]} against ${VERSION[prev]}: negative, ${VERSION[cur]} drained slower.
+
+$(cat "$WORK/side.md")
+
+| release | schema version | latency at $RATE/s, 1 worker: p50 | p99 | p99.9 | worker peak resident memory |
+|---|---|---|---|---|---|
+| ${VERSION[prev]} | ${SCHEMA[prev]} | $(lat p50 prev) ms | $(lat p99 prev) ms | $(lat p99_9 prev) ms | $(mib "${PEAK_RSS[prev]}") MiB |
+| ${VERSION[cur]} | ${SCHEMA[cur]} | $(lat p50) ms | $(lat p99) ms | $(lat p99_9) ms | $RSS_MIB MiB |
 
 Against the targets of issue 4:
 
@@ -456,7 +615,7 @@ Against the targets of issue 4:
 | drain at least 20,000 payments/s | best drain $BEST payments/s |
 | at least 4x the pgbench figure | ${RATIO}x |
 | hot account at least half of uniform | ${HOT_RATIO}x of the uniform figure |
-| p99 at most 10 ms at 2,000/s offered | p99 $(lat rate p99) ms |
+| p99 at most 10 ms at 2,000/s offered | p99 $(lat p99) ms |
 | worker peak RSS at most 16 MiB | $RSS_MIB MiB |
 
 Where the latency at $RATE/s goes: \`ledgerq bench\` splits each payment's latency at its
@@ -465,15 +624,15 @@ event's \`processed_at\`, the start of the database transaction on PostgreSQL's 
 
 | part | p50 | p99 |
 |---|---|---|
-| publish to \`processed_at\`: the broker's hop to the worker (a quorum queue delivers a message once it is written to its log and synced), then the wait for the worker's current batch to finish | $(lat_split rate to_processed_at p50) ms | $(lat_split rate to_processed_at p99) ms |
-| \`processed_at\` to the result event: the transaction (two round trips and the commit's WAL flush), the event's publish and the broker's hop back | $(lat_split rate from_processed_at p50) ms | $(lat_split rate from_processed_at p99) ms |
+| publish to \`processed_at\`: the broker's hop to the worker (a quorum queue delivers a message once it is written to its log and synced), then the wait for the worker's current batch to finish | $(lat_split to_processed_at p50) ms | $(lat_split to_processed_at p99) ms |
+| \`processed_at\` to the result event: the transaction (two round trips and the commit's WAL flush), the event's publish and the broker's hop back | $(lat_split from_processed_at p50) ms | $(lat_split from_processed_at p99) ms |
 
-Where the CPU went during the drain with 1 worker (CPU seconds, user + system: from
-\`/proc\` just before the workers started and just after the load generator exited, nothing
-sampled in between, and the load generator's own \`cpu_s\`; the machine has $(nproc) cores,
-and the drain took $(json_field "$WORK/drain1.json" "['seconds']") s):
+Where the CPU went during the first drain with 1 worker of ${VERSION[cur]} (CPU seconds, user +
+system: from \`/proc\` just before the workers started and just after the load generator
+exited, nothing sampled in between, and the load generator's own \`cpu_s\`; the machine has
+$(nproc) cores, and the drain took $(json_field "$WORK/drain1-cur-1.json" "['seconds']") s):
 
-$(python3 - "$WORK/drain1.cpu0" "$WORK/drain1.cpu1" <<'PY'
+$(python3 - "$WORK/drain1-cur-1.cpu0" "$WORK/drain1-cur-1.cpu1" <<'PY'
 import sys
 a = [float(x) for x in open(sys.argv[1]).read().split()]
 b = [float(x) for x in open(sys.argv[2]).read().split()]
@@ -493,10 +652,14 @@ A drain is measured from the first result event to the last, after all payments 
 published with the workers stopped. Latency is from publishing a command to receiving its
 result event. Each drain checks \`ledgerq audit\` afterwards.
 
-The raw JSON of each run:
+The raw JSON of each run, in the order they ran (NAME-RELEASE-ROUND; prev is ${VERSION[prev]},
+cur is ${VERSION[cur]}):
 
 \`\`\`
-$(for f in drain1 drain2 hot1 hot2 rate; do echo "$f: $(cat "$WORK/$f.json")"; done)
+$(for f in "${RUNS[@]}"; do echo "$f: $(cat "$WORK/$f.json")"; done)
 \`\`\`
 EOF
 echo "wrote $OUT_MD"
+echo
+echo "${VERSION[cur]} against ${VERSION[prev]}:"
+cat "$WORK/side.md"

@@ -10,6 +10,10 @@
 # at the repository root), builds its `ledgerq` there, and prints two lines:
 #   LEDGERQ_PREV_RELEASE=VERSION
 #   LEDGERQ_PREV_BIN=/abs/path/to/ledgerq
+# LEDGERQ_PREV_BUILDTYPE (optional) sets meson's buildtype, e.g. release for the
+# side-by-side benchmark; unset, the release's own default (debugoptimized). A
+# build with it set goes to BUILD_DIR/VERSION-BUILDTYPE instead, so that it never
+# replaces the default one.
 # A build already there that prints the right --version is reused. Needs git,
 # meson and ninja (deploy/local/stack.sh install-deps) and the full history (a
 # clone made with --depth lacks the commit: it then fails saying so).
@@ -31,7 +35,14 @@ line="$(grep -v '^[[:space:]]*\(#\|$\)' "$ROOT/deploy/releases.txt" |
 read -r version commit _ <<<"$line" || true
 [[ -n "${commit:-}" ]] || die "deploy/releases.txt names no release other than $current"
 
+buildtype="${LEDGERQ_PREV_BUILDTYPE:-}"
+setup_args=()
 dir="$BUILD_DIR/$version"
+if [[ -n "$buildtype" ]]; then
+	[[ "$buildtype" =~ ^[a-z]+$ ]] || die "LEDGERQ_PREV_BUILDTYPE=\"$buildtype\" is not a meson buildtype"
+	setup_args=("-Dbuildtype=$buildtype")
+	dir="$BUILD_DIR/$version-$buildtype"
+fi
 bin="$dir/build/ledgerq"
 if [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == "ledgerq $version" ]]; then
 	printf 'LEDGERQ_PREV_RELEASE=%s\nLEDGERQ_PREV_BIN=%s\n' "$version" "$bin"
@@ -46,7 +57,7 @@ git_ cat-file -e "$commit^{commit}" 2>/dev/null ||
 rm -rf "$dir"
 mkdir -p "$dir/src"
 git_ archive "$commit" | tar -x -C "$dir/src"
-meson setup "$dir/build" "$dir/src" >"$dir/setup.log" 2>&1 ||
+meson setup "${setup_args[@]}" "$dir/build" "$dir/src" >"$dir/setup.log" 2>&1 ||
 	die "could not configure release $version (see $dir/setup.log)"
 ninja -C "$dir/build" ledgerq >"$dir/build.log" 2>&1 ||
 	die "could not build release $version (see $dir/build.log)"
