@@ -87,9 +87,17 @@ static const char *log_dir(void)
     return env_or("LEDGERQ_TEST_LOG_DIR", "/tmp");
 }
 
+/* Set by lqt_use_binary(); NULL: LEDGERQ_BIN. */
+static const char *binary_override;
+
+void lqt_use_binary(const char *path)
+{
+    binary_override = path;
+}
+
 static const char *ledgerq_bin(void)
 {
-    return getenv("LEDGERQ_BIN");
+    return binary_override ? binary_override : getenv("LEDGERQ_BIN");
 }
 
 static void *xmalloc(size_t n)

@@ -170,6 +170,13 @@ void lqt_ns_destroy(lqt_ns *ns);
 
 /* ------------------------------------------------------------ the CLI */
 
+/*
+ * Run the `ledgerq` at path, instead of LEDGERQ_BIN, in every later command,
+ * worker and namespace setup (the upgrade tests run an earlier release);
+ * NULL goes back to LEDGERQ_BIN.  path is borrowed and must outlive its use.
+ */
+void lqt_use_binary(const char *path);
+
 /* What a command printed, and how it ended. */
 typedef struct lqt_output {
     int status; /* exit code, or 128 + signal when killed */

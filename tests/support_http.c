@@ -52,3 +52,32 @@ double lqt_http_sample(const char *text, const char *series)
     }
     return -1;
 }
+
+int lqt_http_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    ck_assert_int_ge(fd, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+int lqt_http_wait_status(int port, const char *path, int want, int seconds)
+{
+    static char body[65536];
+    int status = -1;
+
+    for (int i = 0; i < seconds * 10; i++) {
+        status = lqt_http_get(port, path, body, sizeof(body));
+        if (status == want)
+            break;
+        usleep(100000);
+    }
+    return status;
+}

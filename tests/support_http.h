@@ -19,4 +19,10 @@ int lqt_http_get(int port, const char *path, char *ret_body, size_t body_len);
 /* The value of the sample whose name and labels are exactly series, or -1 when absent. */
 double lqt_http_sample(const char *text, const char *series);
 
+/* A TCP port on 127.0.0.1 that nothing listens on now. */
+int lqt_http_free_port(void);
+
+/* Poll path until it answers want, at most seconds; returns the last status. */
+int lqt_http_wait_status(int port, const char *path, int want, int seconds);
+
 #endif

@@ -22,36 +22,6 @@
 #include "support_http.h"
 
 /* A loopback port nobody listens on now. */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    ck_assert_int_ge(fd, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
-/* Poll path until it answers want, at most seconds; returns the last status. */
-static int wait_status(int port, const char *path, int want, int seconds)
-{
-    static char body[65536];
-    int status = -1;
-
-    for (int i = 0; i < seconds * 10; i++) {
-        status = lqt_http_get(port, path, body, sizeof(body));
-        if (status == want)
-            break;
-        usleep(100000);
-    }
-    return status;
-}
-
 /* Start a worker serving HTTP on a fresh port; *ret_port gets it. */
 static lqt_worker *start_worker(lqt_ns *ns, const char *amqp_url, int *ret_port)
 {
@@ -59,14 +29,14 @@ static lqt_worker *start_worker(lqt_ns *ns, const char *amqp_url, int *ret_port)
     const char *env[4] = {addr, NULL, NULL, NULL};
     lqt_worker *w;
 
-    *ret_port = free_port();
+    *ret_port = lqt_http_free_port();
     snprintf(addr, sizeof(addr), "LEDGERQ_HTTP_ADDR=127.0.0.1:%d", *ret_port);
     if (amqp_url) {
         snprintf(url, sizeof(url), "LEDGERQ_AMQP_URL=%s", amqp_url);
         env[1] = url;
     }
     w = lqt_worker_start(ns, env);
-    ck_assert_int_eq(wait_status(*ret_port, "/readyz", 200, LQT_WAIT_S), 200);
+    ck_assert_int_eq(lqt_http_wait_status(*ret_port, "/readyz", 200, LQT_WAIT_S), 200);
     return w;
 }
 
@@ -184,7 +154,7 @@ START_TEST(readiness_follows_the_database)
     admin_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
               " WHERE datname = $1 AND application_name = 'ledgerq'",
               ns->db_name);
-    ck_assert_int_eq(wait_status(port, "/readyz", 503, LQT_WAIT_S), 503);
+    ck_assert_int_eq(lqt_http_wait_status(port, "/readyz", 503, LQT_WAIT_S), 503);
     ck_assert_int_eq(lqt_http_get(port, "/healthz", body, sizeof(body)), 200);
     ck_assert_int_eq(lqt_http_get(port, "/metrics", body, sizeof(body)), 200);
     ck_assert_double_eq(lqt_http_sample(body, "ledgerq_ready"), 0);
@@ -197,7 +167,7 @@ START_TEST(readiness_follows_the_database)
     /* And comes back. */
     snprintf(sql, sizeof(sql), "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", ns->db_name);
     admin_sql(sql, NULL);
-    ck_assert_int_eq(wait_status(port, "/readyz", 200, LQT_WAIT_S), 200);
+    ck_assert_int_eq(lqt_http_wait_status(port, "/readyz", 200, LQT_WAIT_S), 200);
     lqt_wait_events(events, 1);
     ck_assert_str_eq(lqt_event_at(events, 0)->status, "applied");
     ck_assert_int_eq(lqt_balance(ns, "alice"), 7);
@@ -236,14 +206,14 @@ START_TEST(readiness_follows_the_broker)
     w = start_worker(ns, url, &port);
 
     lqt_stack_ctl("delete_user", user);
-    ck_assert_int_eq(wait_status(port, "/readyz", 503, LQT_WAIT_S), 503);
+    ck_assert_int_eq(lqt_http_wait_status(port, "/readyz", 503, LQT_WAIT_S), 503);
     ck_assert_int_eq(lqt_http_get(port, "/healthz", body, sizeof(body)), 200);
     ck_assert_int_eq(lqt_http_get(port, "/metrics", body, sizeof(body)), 200);
     ck_assert_double_eq(lqt_http_sample(body, "ledgerq_connected{target=\"amqp\"}"), 0);
 
     lqt_stack_ctl("add_user", user, "pw");
     lqt_stack_ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*");
-    ck_assert_int_eq(wait_status(port, "/readyz", 200, LQT_WAIT_S), 200);
+    ck_assert_int_eq(lqt_http_wait_status(port, "/readyz", 200, LQT_WAIT_S), 200);
     lqt_pay(ns, "{\"id\":\"after\",\"debit\":\"bank\",\"credit\":\"alice\",\"amount\":3,"
                 "\"currency\":\"EUR\"}");
     lqt_wait_events(events, 1);
