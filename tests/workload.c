@@ -195,6 +195,10 @@ void lqt_flow_start_worker(lqt_flow *w, int slot)
     char app[48];
     size_t n = 0;
 
+    ck_assert_int_lt(slot, LQT_FLOW_WORKERS_MAX);
+    /* Every slot up to this one counts: lqt_flow_settle() stops them all. */
+    if (slot >= w->n_workers)
+        w->n_workers = slot + 1;
     for (const char *const *e = w->worker_env; e && *e && n < 14; e++)
         env[n++] = *e;
     snprintf(w->worker_app[slot], sizeof(w->worker_app[slot]), "lqt-w%d", ++w->n_started);

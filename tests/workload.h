@@ -113,7 +113,11 @@ void lqt_flow_release(lqt_flow *w);
  */
 void lqt_flow_start(lqt_flow *w, int n_workers, const char *const *worker_env, int pause_ms);
 
-/* Start a worker again in slot (after it was killed or stopped). */
+/*
+ * Start a worker in slot, with the flow's worker_env: again after it was
+ * killed or stopped, or a first time (slots 0 .. slot count as the flow's
+ * workers from then on).
+ */
 void lqt_flow_start_worker(lqt_flow *w, int slot);
 
 /* Every worker still runs and consumes, within LQT_WAIT_S: n_workers consumers on the queue. */
