@@ -928,11 +928,24 @@ static bool held_before(const lq_delivery *a, const lq_delivery *b)
 /*
  * Apply one held message alone and ack it.  Whatever else is in hand then
  * was delivered fewer times, or came after it.
+ *
+ * Nothing answered waits for its ack meanwhile: the batches before it are
+ * acked first, and it is acked before anything else is applied.  Otherwise
+ * a held message that kills the worker would take the pipelined batches
+ * (and the held messages applied just before it) back to the queue with
+ * it, one delivery more on each, however innocent.
  */
 static void process_held(worker *w)
 {
     size_t pick = 0;
+    int r = settle_all(w);
 
+    if (r != LQ_OK) {
+        give_up_unacked(w, r);
+        return;
+    }
+    if (w->amqp == NULL || w->n_held == 0)
+        return;
     for (size_t i = 1; i < w->n_held; i++) {
         if (held_before(w->held[i], w->held[pick]))
             pick = i;
@@ -941,6 +954,8 @@ static void process_held(worker *w)
     memmove(&w->held[pick], &w->held[pick + 1], (w->n_held - pick - 1) * sizeof(*w->held));
     w->n_held--;
     process_batch(w);
+    if (w->amqp && (r = settle_all(w)) != LQ_OK)
+        give_up_unacked(w, r);
 }
 
 /*

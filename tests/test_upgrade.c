@@ -301,6 +301,7 @@ START_TEST(test_migrate_refuses_a_changed_migration)
                       NULL,
                   "%s", out.err);
     lqt_output_release(&out);
+    lqt_ns_destroy(ns);
 }
 END_TEST
 
