@@ -30,12 +30,12 @@ static int account_ids(const lq_item *items, size_t n, lq_db_array *ids)
     size_t n_names = 0, cap = 0;
 
     for (size_t i = 0; i < n; i++)
-        cap += 2 * items[i].payment->n_legs;
+        cap += 2 * items[i].command->n_legs;
     names = malloc((cap ? cap : 1) * sizeof(*names));
     if (names == NULL)
         return LQ_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        const lq_payment *p = items[i].payment;
+        const lq_command *p = items[i].command;
         for (size_t l = 0; l < p->n_legs; l++) {
             names[n_names++] = p->legs[l].debit;
             names[n_names++] = p->legs[l].credit;
@@ -133,8 +133,8 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations
         items[i].stored_same = false;
         items[i].stored_published = false;
         items[i].stored_batch = 0;
-        lq_db_array_text(&ids, items[i].payment->id);
-        lq_db_array_text(&canons, items[i].payment->canonical);
+        lq_db_array_text(&ids, items[i].command->id);
+        lq_db_array_text(&canons, items[i].command->canonical);
     }
     r = account_ids(items, n, &accounts);
     if (r == LQ_OK && record)
@@ -243,7 +243,7 @@ out:
 }
 
 /* The requested legs as the JSON stored in payments.legs. */
-static char *legs_json(const lq_payment *p)
+static char *legs_json(const lq_command *p)
 {
     lq_json w;
 
@@ -284,7 +284,7 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
 
     for (size_t i = 0; i < n; i++) {
         const lq_item *it = &items[i];
-        const lq_payment *p = it->payment;
+        const lq_command *p = it->command;
         bool applied = it->outcome.result == LQ_OK;
         char *legs;
         if (!it->insert)

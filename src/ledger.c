@@ -123,12 +123,12 @@ void lq_book_release(lq_book *book)
 }
 
 /*
- * What lq_payment_parse() guarantees (docs/protocol.md section 4).  A payment built
+ * What lq_command_parse() guarantees (docs/protocol.md section 4).  A payment built
  * any other way that breaks it is a bug of the caller, not a business
  * outcome: it would break the database's constraints and the no-overdraft
  * arithmetic below, so it is refused before anything is touched.
  */
-static int check_shape(const lq_payment *p, char *detail, size_t detail_len)
+static int check_shape(const lq_command *p, char *detail, size_t detail_len)
 {
     if (p->n_legs < 1 || p->n_legs > LQ_LEGS_MAX || !p->legs) {
         snprintf(detail, detail_len, "payment has %zu legs, not 1 to %d", p->n_legs, LQ_LEGS_MAX);
@@ -198,7 +198,7 @@ static int check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_accoun
     return LQ_OK;
 }
 
-int lq_ledger_apply(lq_book *book, const lq_payment *p, char *detail, size_t detail_len)
+int lq_ledger_apply(lq_book *book, const lq_command *p, char *detail, size_t detail_len)
 {
     /*
      * The legs are posted to the book as they are checked, so that a later
@@ -306,7 +306,7 @@ static bool id_table_init(id_table *t, size_t n)
  */
 static size_t first_occurrence(const id_table *t, const lq_item *items, size_t i)
 {
-    const char *id = items[i].payment->id;
+    const char *id = items[i].command->id;
 
     if (!t->slots) {
         for (size_t j = 0; j < i; j++) {
@@ -316,7 +316,7 @@ static size_t first_occurrence(const id_table *t, const lq_item *items, size_t i
              * occurrence.
              */
             bool first = !items[j].stored || (items[j].stored_same && !items[j].outcome.duplicate);
-            if (first && strcmp(items[j].payment->id, id) == 0)
+            if (first && strcmp(items[j].command->id, id) == 0)
                 return j;
         }
         return SIZE_MAX;
@@ -326,7 +326,7 @@ static size_t first_occurrence(const id_table *t, const lq_item *items, size_t i
 
         if (j == SLOT_EMPTY)
             return SIZE_MAX;
-        if (strcmp(items[j].payment->id, id) == 0)
+        if (strcmp(items[j].command->id, id) == 0)
             return j;
     }
 }
@@ -337,7 +337,7 @@ static void id_table_put(id_table *t, const lq_item *items, size_t i)
     if (!t->slots)
         return;
     /* At most half full (init), so an empty slot is always found. */
-    for (size_t s = hash_id(items[i].payment->id) & t->mask;; s = (s + 1) & t->mask) {
+    for (size_t s = hash_id(items[i].command->id) & t->mask;; s = (s + 1) & t->mask) {
         if (t->slots[s] == SLOT_EMPTY) {
             t->slots[s] = i;
             return;
@@ -392,7 +392,7 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
 
         first = first_occurrence(&seen, items, i);
         if (first != SIZE_MAX) {
-            if (strcmp(items[first].payment->canonical, item->payment->canonical) == 0) {
+            if (strcmp(items[first].command->canonical, item->command->canonical) == 0) {
                 item->outcome = items[first].outcome;
                 item->outcome.duplicate = true;
             } else {
@@ -401,7 +401,7 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
             continue;
         }
 
-        item->outcome.result = lq_ledger_apply(book, item->payment, item->outcome.detail,
+        item->outcome.result = lq_ledger_apply(book, item->command, item->outcome.detail,
                                                sizeof(item->outcome.detail));
         item->outcome.duplicate = false;
         snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "%s", now);

@@ -412,7 +412,7 @@ out:
     return r;
 }
 
-/* Everything lq_payment_parse needs while it walks one body. */
+/* Everything lq_command_parse needs while it walks one body. */
 typedef struct lq_parse {
     const char *body;
     size_t len;
@@ -766,7 +766,7 @@ static int take_leg(lq_parse *ps, const cJSON *const *f, const char *prefix, lq_
     return take_currency(ps, f[LEG_CURRENCY], prefix, leg->currency);
 }
 
-static int take_legs(lq_parse *ps, const cJSON *legs, lq_payment *p)
+static int take_legs(lq_parse *ps, const cJSON *legs, lq_command *p)
 {
     const cJSON *leg;
     size_t n = 0, i = 0;
@@ -806,7 +806,7 @@ static int take_legs(lq_parse *ps, const cJSON *legs, lq_payment *p)
     return LQ_OK;
 }
 
-static int take_reference(lq_parse *ps, const cJSON *item, lq_payment *p)
+static int take_reference(lq_parse *ps, const cJSON *item, lq_command *p)
 {
     if (item == NULL)
         return LQ_OK;
@@ -820,7 +820,7 @@ static int take_reference(lq_parse *ps, const cJSON *item, lq_payment *p)
     return p->reference != NULL ? LQ_OK : LQ_ERR_NOMEM;
 }
 
-static int take_metadata(lq_parse *ps, const cJSON *item, lq_payment *p)
+static int take_metadata(lq_parse *ps, const cJSON *item, lq_command *p)
 {
     if (item == NULL)
         return LQ_OK;
@@ -850,7 +850,7 @@ static int take_metadata(lq_parse *ps, const cJSON *item, lq_payment *p)
  * reference, which may, is last and length-prefixed: the text is
  * unambiguous.
  */
-static int make_canonical(lq_payment *p)
+static int make_canonical(lq_command *p)
 {
     size_t ref_len = p->reference != NULL ? strlen(p->reference) : 0;
     size_t cap = 32 + p->n_legs * (2 * LQ_ACCOUNT_ID_MAX + 20 + 3 + 5) + ref_len;
@@ -878,7 +878,7 @@ static int make_canonical(lq_payment *p)
     return LQ_OK;
 }
 
-static int take_payment(lq_parse *ps, lq_payment *p)
+static int take_payment(lq_parse *ps, lq_command *p)
 {
     const cJSON *f[TOP_COUNT];
     bool single;
@@ -923,12 +923,12 @@ static int take_payment(lq_parse *ps, lq_payment *p)
     return make_canonical(p);
 }
 
-int lq_payment_parse(const char *body, size_t len, lq_payment **ret, char *detail,
+int lq_command_parse(const char *body, size_t len, lq_command **ret, char *detail,
                      size_t detail_len)
 {
     lq_parse ps = {.body = body, .len = len, .detail = detail, .detail_len = detail_len};
     cJSON *root = NULL;
-    lq_payment *p = NULL;
+    lq_command *p = NULL;
     int r;
 
     if (detail != NULL && detail_len > 0)
@@ -966,14 +966,14 @@ out:
         set_detail(detail, detail_len, "out of memory");
     else if (r == LQ_ERR_INTERNAL)
         set_detail(detail, detail_len, "internal error while parsing the body");
-    lq_payment_free(p);
+    lq_command_free(p);
     free(ps.number_items);
     free(ps.lexed.numbers);
     cJSON_Delete(root);
     return r;
 }
 
-lq_payment *lq_payment_free(lq_payment *p)
+lq_command *lq_command_free(lq_command *p)
 {
     if (p == NULL)
         return NULL;

@@ -76,7 +76,7 @@ static volatile sig_atomic_t stop_requested;
 /* One delivery in hand. */
 typedef struct entry {
     lq_delivery *delivery;
-    lq_payment *payment; /* NULL when the message is invalid */
+    lq_command *command; /* NULL when the message is invalid */
     int invalid;         /* an LQ_ERR_* of the invalid or failed class, or LQ_OK */
     char detail[LQ_DETAIL_MAX];
     int attempts;
@@ -369,7 +369,7 @@ static void release_batch(worker *w)
 {
     for (size_t i = 0; i < w->n; i++) {
         lq_delivery_free(w->entries[i].delivery);
-        lq_payment_free(w->entries[i].payment);
+        lq_command_free(w->entries[i].command);
     }
     w->n = 0;
     w->n_redelivered = 0;
@@ -384,7 +384,7 @@ static void validate(entry *e)
                                       sizeof(e->detail));
 
     if (r == LQ_OK)
-        r = lq_payment_parse(d->body, d->body_len, &e->payment, e->detail, sizeof(e->detail));
+        r = lq_command_parse(d->body, d->body_len, &e->command, e->detail, sizeof(e->detail));
     e->invalid = r;
     e->attempts = 1;
 }
@@ -489,7 +489,7 @@ static void note_published(worker *w, const lq_item *items, size_t n, int64_t ba
         const lq_item *it = &items[i];
         stored_new = stored_new || it->insert;
         if (it->stored && it->stored_same && !it->stored_published && !it->outcome.duplicate)
-            (void)lq_confirmations_add_payment(&w->batch_conf, it->payment->id);
+            (void)lq_confirmations_add_payment(&w->batch_conf, it->command->id);
     }
     if (stored_new)
         (void)lq_confirmations_add_batch(&w->batch_conf, batch_id);
@@ -508,7 +508,7 @@ static bool in_confirmations(const lq_confirmations *c, const lq_item *it)
             return true;
     }
     for (size_t p = 0; p < c->n_payments; p++) {
-        if (strcmp(c->payments[p], it->payment->id) == 0)
+        if (strcmp(c->payments[p], it->command->id) == 0)
             return true;
     }
     return false;
@@ -599,7 +599,7 @@ static int apply_batch(worker *w)
         if (e->invalid != LQ_OK)
             continue;
         memset(&w->items[n_items], 0, sizeof(w->items[n_items]));
-        w->items[n_items].payment = e->payment;
+        w->items[n_items].command = e->command;
         e->item = &w->items[n_items++];
     }
     if (n_items == 0)
@@ -616,7 +616,7 @@ static int apply_batch(worker *w)
             r = apply_items(w, e->item, 1);
             if (r == LQ_OK || lq_error_classify(r) != LQ_CLASS_FAILED)
                 break;
-            lq_log(LQ_LOG_WARN, &(lq_log_ctx){e->payment->id, e->delivery->tag},
+            lq_log(LQ_LOG_WARN, &(lq_log_ctx){e->command->id, e->delivery->tag},
                    "payment failed (attempt %d of %d): %s", e->attempts, w->cfg->max_attempts,
                    lq_db_error(w->db));
         }
@@ -633,7 +633,7 @@ static int apply_batch(worker *w)
 }
 
 /* The result event of docs/protocol.md section 6; caller frees. */
-static char *result_event(const lq_payment *p, const lq_outcome *o)
+static char *result_event(const lq_command *p, const lq_outcome *o)
 {
     lq_json j;
 
@@ -653,13 +653,13 @@ static char *result_event(const lq_payment *p, const lq_outcome *o)
 static int publish_result(worker *w, const entry *e)
 {
     const lq_outcome *o = &e->item->outcome;
-    lq_log_ctx ctx = {e->payment->id, e->delivery->tag};
-    char *body = result_event(e->payment, o);
+    lq_log_ctx ctx = {e->command->id, e->delivery->tag};
+    char *body = result_event(e->command, o);
     lq_publish pub = {
         .exchange = w->cfg->results_exchange,
         .routing_key = o->result == LQ_OK ? "payment.applied" : "payment.rejected",
         .content_type = "application/json",
-        .correlation_id = e->payment->id,
+        .correlation_id = e->command->id,
     };
     int r;
 
@@ -689,7 +689,7 @@ static int dead_letter(worker *w, const entry *e)
         .queue = w->cfg->queue,
         .attempts = e->attempts,
     };
-    lq_log_ctx ctx = {e->payment ? e->payment->id : NULL, e->delivery->tag};
+    lq_log_ctx ctx = {e->command ? e->command->id : NULL, e->delivery->tag};
 
     lq_log(LQ_LOG_WARN, &ctx, "dead-lettering a message: %s: %s", dl.error, e->detail);
     return lq_amqp_dead_letter(w->amqp, e->delivery, &dl, NULL);

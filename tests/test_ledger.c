@@ -18,7 +18,7 @@
 #define EARLIER "2026-11-21T09:00:00.000001Z"
 
 typedef struct test_payment {
-    lq_payment p;
+    lq_command p;
     lq_leg legs[LQ_LEGS_MAX];
     char canonical[LQ_LEGS_MAX * 200];
 } test_payment;
@@ -705,7 +705,7 @@ START_TEST(test_malformed_payment_is_internal_error)
     test_payment t;
     lq_account *before;
 
-    /* What lq_payment_parse() never produces is a bug, not a business outcome. */
+    /* What lq_command_parse() never produces is a bug, not a business outcome. */
     open_account("acct:a", "EUR", true, 0, 0);
     open_funded("acct:b", "EUR", 0);
     before = snapshot();
@@ -726,7 +726,7 @@ END_TEST
 static void item_init(lq_item *item, const test_payment *t)
 {
     memset(item, 0, sizeof(*item));
-    item->payment = &t->p;
+    item->command = &t->p;
     /* Garbage the decision must overwrite. */
     item->insert = true;
     item->outcome.result = 12345;
@@ -1058,7 +1058,7 @@ START_TEST(test_decide_large_batch_with_duplicates)
             continue;
         }
         first = &items[i < 2 * IDS ? N / 3 - 1 - (i - IDS) : i - 2 * IDS];
-        ck_assert_str_eq(items[i].payment->id, first->payment->id);
+        ck_assert_str_eq(items[i].command->id, first->command->id);
         ck_assert_outcome(&items[i], first->outcome.result, true, false, first->outcome.detail,
                           NOW);
     }

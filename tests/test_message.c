@@ -17,24 +17,24 @@
 #include "ledgerq/message.h"
 
 /* A payment pointer parse must leave alone when it fails. */
-static lq_payment untouched_payment;
+static lq_command untouched_payment;
 #define UNTOUCHED (&untouched_payment)
 
 /* Parse len bytes of data from a buffer that ends where the body ends. */
-static int parse_n(const char *data, size_t len, lq_payment **ret, char *detail)
+static int parse_n(const char *data, size_t len, lq_command **ret, char *detail)
 {
     char *buf = malloc(len > 0 ? len : 1);
     int r;
 
     ck_assert_ptr_nonnull(buf);
     memcpy(buf, data, len);
-    r = lq_payment_parse(buf, len, ret, detail, LQ_DETAIL_MAX);
+    r = lq_command_parse(buf, len, ret, detail, LQ_DETAIL_MAX);
     /* The payment must not point into the body: free it at once. */
     free(buf);
     return r;
 }
 
-static int parse_s(const char *text, lq_payment **ret, char *detail)
+static int parse_s(const char *text, lq_command **ret, char *detail)
 {
     return parse_n(text, strlen(text), ret, detail);
 }
@@ -72,9 +72,9 @@ static bool starts_with(const char *s, const char *prefix)
 }
 
 /* Parse text, expect success and return the payment. */
-static lq_payment *parse_ok(const char *text)
+static lq_command *parse_ok(const char *text)
 {
-    lq_payment *p = NULL;
+    lq_command *p = NULL;
     char detail[LQ_DETAIL_MAX] = "";
     int r = parse_s(text, &p, detail);
 
@@ -91,7 +91,7 @@ static lq_payment *parse_ok(const char *text)
  */
 static void expect_fail_n(const char *data, size_t len, int err, const char *detail_prefix)
 {
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
     char detail[LQ_DETAIL_MAX] = "";
     int r = parse_n(data, len, &p, detail);
 
@@ -232,7 +232,7 @@ END_TEST
 
 START_TEST(single_form_is_parsed)
 {
-    lq_payment *p = parse_ok("{\"id\": \"9b2f0c1e-5d1a-4c55-9a53-1d4f0e0b7c11\", \"debit\": "
+    lq_command *p = parse_ok("{\"id\": \"9b2f0c1e-5d1a-4c55-9a53-1d4f0e0b7c11\", \"debit\": "
                              "\"acct:alice\", \"credit\": \"acct:bob\",\n \"amount\": 1250, "
                              "\"currency\": \"EUR\", \"reference\": \"order-42\", \"metadata\": "
                              "{\"channel\": \"web\"}}");
@@ -246,13 +246,13 @@ START_TEST(single_form_is_parsed)
     ck_assert_str_eq(p->reference, "order-42");
     ck_assert_str_eq(p->metadata, "{\"channel\":\"web\"}");
     ck_assert_str_eq(p->canonical, "v1|1|acct:alice,acct:bob,1250,EUR|r8:order-42");
-    ck_assert_ptr_null(lq_payment_free(p));
+    ck_assert_ptr_null(lq_command_free(p));
 }
 END_TEST
 
 START_TEST(legs_form_is_parsed)
 {
-    lq_payment *p =
+    lq_command *p =
         parse_ok("{\"id\": \"split-77\", \"legs\": [\n"
                  "  {\"debit\": \"acct:alice\", \"credit\": \"acct:shop\", \"amount\": 900, "
                  "\"currency\": \"EUR\"},\n"
@@ -271,34 +271,34 @@ START_TEST(legs_form_is_parsed)
     ck_assert_ptr_null(p->metadata);
     ck_assert_str_eq(p->canonical,
                      "v1|2|acct:alice,acct:shop,900,EUR|acct:alice,acct:fees,100,EUR|-");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
 START_TEST(field_order_and_whitespace_do_not_matter)
 {
-    lq_payment *p = parse_ok("\r\n\t {\"currency\":\"USD\" , \"amount\" : 7 ,\"credit\":\"b\","
+    lq_command *p = parse_ok("\r\n\t {\"currency\":\"USD\" , \"amount\" : 7 ,\"credit\":\"b\","
                              "\"debit\":\"a\",\"id\":\"x\"} \n\t\r ");
 
     ck_assert_str_eq(p->id, "x");
     ck_assert_str_eq(p->legs[0].debit, "a");
     ck_assert_int_eq(p->legs[0].amount, 7);
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
 START_TEST(free_accepts_null)
 {
-    ck_assert_ptr_null(lq_payment_free(NULL));
+    ck_assert_ptr_null(lq_command_free(NULL));
 }
 END_TEST
 
 START_TEST(parse_accepts_no_detail_buffer)
 {
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
 
-    ck_assert_int_eq(lq_payment_parse("{", 1, &p, NULL, 0), LQ_ERR_MALFORMED_JSON);
-    ck_assert_int_eq(lq_payment_parse("[]", 2, &p, NULL, 0), LQ_ERR_INVALID_PAYMENT);
+    ck_assert_int_eq(lq_command_parse("{", 1, &p, NULL, 0), LQ_ERR_MALFORMED_JSON);
+    ck_assert_int_eq(lq_command_parse("[]", 2, &p, NULL, 0), LQ_ERR_INVALID_PAYMENT);
     ck_assert_ptr_eq(p, UNTOUCHED);
 }
 END_TEST
@@ -341,18 +341,18 @@ END_TEST
 START_TEST(valid_non_ascii_utf8_is_accepted_in_reference)
 {
     /* 2, 3 and 4 byte forms, the edges around the surrogates and U+10FFFF */
-    lq_payment *p =
+    lq_command *p =
         parse_ok(PAY(",\"reference\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb6 \xed\x9f\xbf "
                      "\xee\x80\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\""));
 
     ck_assert_str_eq(p->reference, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb6 \xed\x9f\xbf "
                                    "\xee\x80\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     /* \u escapes, a surrogate pair included, are decoded to UTF-8 */
     p = parse_ok(PAY(",\"reference\":\"caf\\u00e9 \\ud83d\\udcb6\""));
     ck_assert_str_eq(p->reference, "caf\xc3\xa9 \xf0\x9f\x92\xb6");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -401,10 +401,10 @@ START_TEST(nul_bytes_and_null_body_are_malformed)
     expect_fail_n(in_string, sizeof(in_string) - 1, LQ_ERR_MALFORMED_JSON, "body contains a NUL");
     expect_fail_n(after, sizeof(after) - 1, LQ_ERR_MALFORMED_JSON, "body contains a NUL");
 
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
     char detail[LQ_DETAIL_MAX];
 
-    ck_assert_int_eq(lq_payment_parse(NULL, 0, &p, detail, sizeof(detail)), LQ_ERR_MALFORMED_JSON);
+    ck_assert_int_eq(lq_command_parse(NULL, 0, &p, detail, sizeof(detail)), LQ_ERR_MALFORMED_JSON);
     ck_assert_ptr_eq(p, UNTOUCHED);
 }
 END_TEST
@@ -439,21 +439,21 @@ END_TEST
 START_TEST(moderate_nesting_in_metadata_is_kept)
 {
     char *body = nested(100, true);
-    lq_payment *p = parse_ok(body);
+    lq_command *p = parse_ok(body);
 
     ck_assert(starts_with(p->metadata, "{\"deep\":[[[[["));
     ck_assert_uint_eq(strlen(p->metadata), strlen("{\"deep\":}") + 200);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 }
 END_TEST
 
 START_TEST(byte_order_mark_is_ignored)
 {
-    lq_payment *p = parse_ok("\xef\xbb\xbf" PAY(""));
+    lq_command *p = parse_ok("\xef\xbb\xbf" PAY(""));
 
     ck_assert_str_eq(p->id, "p-1");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -495,7 +495,7 @@ START_TEST(unknown_field_names_are_shown_safely)
 {
     char *long_name = repeat('k', 500);
     char *body = body_printf(PAY(",\"%s\":1"), long_name);
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
     char detail[LQ_DETAIL_MAX];
 
     ck_assert_int_eq(parse_s(body, &p, detail), LQ_ERR_INVALID_PAYMENT);
@@ -550,7 +550,7 @@ END_TEST
 
 START_TEST(nul_escape_is_invalid_but_escaped_backslash_is_not)
 {
-    lq_payment *p;
+    lq_command *p;
 
     /* cJSON would cut the string at the NUL; PostgreSQL cannot store it */
     expect_invalid(PAY(",\"reference\":\"a\\u0000b\""), "body: strings must not contain \\u0000");
@@ -562,11 +562,11 @@ START_TEST(nul_escape_is_invalid_but_escaped_backslash_is_not)
     /* an escaped backslash followed by the text u0000 is six harmless characters */
     p = parse_ok(PAY(",\"reference\":\"\\\\u0000\""));
     ck_assert_str_eq(p->reference, "\\u0000");
-    lq_payment_free(p);
+    lq_command_free(p);
     /* other escapes, control characters included, are fine */
     p = parse_ok(PAY(",\"reference\":\"\\u0001\\\"\\/\\b\\f\\n\\r\\t\""));
     ck_assert_str_eq(p->reference, "\x01\"/\b\f\n\r\t");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -577,12 +577,12 @@ START_TEST(id_rules)
 {
     char *id128 = repeat('a', 128), *id129 = repeat('a', 129);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     body = body_printf("{\"id\":\"%s\"," PAY_LEG "}", id128);
     p = parse_ok(body);
     ck_assert_str_eq(p->id, id128);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf("{\"id\":\"%s\"," PAY_LEG "}", id129);
@@ -591,10 +591,10 @@ START_TEST(id_rules)
 
     p = parse_ok("{\"id\":\"AZaz09._:-\"," PAY_LEG "}");
     ck_assert_str_eq(p->id, "AZaz09._:-");
-    lq_payment_free(p);
+    lq_command_free(p);
     p = parse_ok("{\"id\":\"x\"," PAY_LEG "}");
     ck_assert_str_eq(p->id, "x");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     static const char *const bad[] = {"\"\"",         "\"a b\"",   "\"a/b\"", "\"caf\xc3\xa9\"",
                                       "\"a|b\"",      "\"a,b\"",   "\" a\"",  "\"a\\n\"",
@@ -618,14 +618,14 @@ START_TEST(account_id_rules)
 {
     char *a64 = repeat('d', 64), *a65 = repeat('d', 65);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     body = body_printf("{\"id\":\"p\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":1,"
                        "\"currency\":\"EUR\"}",
                        a64, "c");
     p = parse_ok(body);
     ck_assert_str_eq(p->legs[0].debit, a64);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf("{\"id\":\"p\",\"debit\":\"b\",\"credit\":\"%s\",\"amount\":1,"
@@ -633,7 +633,7 @@ START_TEST(account_id_rules)
                        a64);
     p = parse_ok(body);
     ck_assert_str_eq(p->legs[0].credit, a64);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf("{\"id\":\"p\",\"debit\":\"%s\",\"credit\":\"c\",\"amount\":1,"
@@ -673,10 +673,10 @@ START_TEST(debit_must_differ_from_credit)
                    "\"amount\":1,\"currency\":\"EUR\"}]}",
                    "legs[1].debit: must differ from credit");
     /* ids are case-sensitive: these are two accounts */
-    lq_payment *p =
+    lq_command *p =
         parse_ok("{\"id\":\"p\",\"debit\":\"acct:a\",\"credit\":\"acct:A\",\"amount\":1,"
                  "\"currency\":\"EUR\"}");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -772,15 +772,15 @@ START_TEST(amount_rules)
                              json);
 
     if (amounts[_i].err == LQ_OK) {
-        lq_payment *p = parse_ok(single);
+        lq_command *p = parse_ok(single);
 
         ck_assert_msg(p->legs[0].amount == amounts[_i].value, "amount %s: got %lld", json,
                       (long long)p->legs[0].amount);
-        lq_payment_free(p);
+        lq_command_free(p);
         p = parse_ok(legs);
         ck_assert_int_eq(p->legs[0].amount, 100);
         ck_assert_int_eq(p->legs[2].amount, amounts[_i].value);
-        lq_payment_free(p);
+        lq_command_free(p);
     } else if (amounts[_i].err == LQ_ERR_INVALID_PAYMENT) {
         expect_invalid(single, "amount: ");
         expect_invalid(legs, "legs[2].amount: ");
@@ -813,7 +813,7 @@ END_TEST
 START_TEST(amounts_elsewhere_do_not_confuse_the_amount)
 {
     /* numbers before the amount, in metadata and in other legs, keep amounts apart */
-    lq_payment *p =
+    lq_command *p =
         parse_ok("{\"metadata\":{\"n\":[1.5,-2,3e400,{\"amount\":0.5}],\"amount\":7},\"id\":\"p\","
                  "\"legs\":[{\"amount\":11,\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\"},"
                  "{\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\",\"amount\":\"22\"},"
@@ -823,7 +823,7 @@ START_TEST(amounts_elsewhere_do_not_confuse_the_amount)
     ck_assert_int_eq(p->legs[0].amount, 11);
     ck_assert_int_eq(p->legs[1].amount, 22);
     ck_assert_int_eq(p->legs[2].amount, 33);
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -835,12 +835,12 @@ START_TEST(currency_rules)
     static const char *const bad[] = {"\"eur\"", "\"Eur\"",   "\"EURO\"",      "\"EU\"",
                                       "\"E1R\"", "\"\"",      "\"E R\"",       "978",
                                       "null",    "[\"EUR\"]", "\"\xc3\x89UR\""};
-    lq_payment *p;
+    lq_command *p;
 
     p = parse_ok(
         "{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,\"currency\":\"JPY\"}");
     ck_assert_str_eq(p->legs[0].currency, "JPY");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *body = body_printf("{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,"
@@ -881,18 +881,18 @@ static char *legs_body(size_t n)
 START_TEST(legs_count_from_1_to_64)
 {
     char *one = legs_body(1), *max = legs_body(64), *over = legs_body(65);
-    lq_payment *p;
+    lq_command *p;
 
     p = parse_ok(one);
     ck_assert_uint_eq(p->n_legs, 1);
-    lq_payment_free(p);
+    lq_command_free(p);
 
     p = parse_ok(max);
     ck_assert_uint_eq(p->n_legs, 64);
     ck_assert_str_eq(p->legs[63].debit, "a63");
     ck_assert_str_eq(p->legs[63].credit, "b63");
     ck_assert_int_eq(p->legs[63].amount, 64);
-    lq_payment_free(p);
+    lq_command_free(p);
 
     expect_invalid(over, "legs: must have 1 to 64 legs");
     expect_invalid("{\"id\":\"p\",\"legs\":[]}", "legs: must have 1 to 64 legs");
@@ -937,12 +937,12 @@ START_TEST(reference_rules)
 {
     char *r256 = repeat('r', 256), *r257 = repeat('r', 257);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     body = body_printf(PAY(",\"reference\":\"%s\""), r256);
     p = parse_ok(body);
     ck_assert_str_eq(p->reference, r256);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf(PAY(",\"reference\":\"%s\""), r257);
@@ -962,7 +962,7 @@ START_TEST(reference_rules)
         body = body_printf(PAY(",\"reference\":\"%s\""), ok);
         p = parse_ok(body);
         ck_assert_str_eq(p->reference, ok);
-        lq_payment_free(p);
+        lq_command_free(p);
         free(body);
         body = body_printf(PAY(",\"reference\":\"%s\""), over);
         expect_invalid(body, "reference: must be a string of at most 256 bytes");
@@ -975,10 +975,10 @@ START_TEST(reference_rules)
 
     p = parse_ok(PAY(",\"reference\":\"\""));
     ck_assert_str_eq(p->reference, "");
-    lq_payment_free(p);
+    lq_command_free(p);
     p = parse_ok(PAY(""));
     ck_assert_ptr_null(p->reference);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(r257);
     free(r256);
 }
@@ -989,18 +989,18 @@ END_TEST
 
 START_TEST(metadata_is_kept_compact)
 {
-    lq_payment *p =
+    lq_command *p =
         parse_ok(PAY(",\"metadata\": { \"channel\" : \"web\",\n \"n\": [1, 2.5, true, null],"
                      " \"o\": {}, \"s\": \"caf\xc3\xa9\" }"));
 
     ck_assert_str_eq(
         p->metadata,
         "{\"channel\":\"web\",\"n\":[1,2.5,true,null],\"o\":{},\"s\":\"caf\xc3\xa9\"}");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     p = parse_ok(PAY(",\"metadata\":{}"));
     ck_assert_str_eq(p->metadata, "{}");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -1008,7 +1008,7 @@ START_TEST(metadata_rules)
 {
     char *fill = repeat('m', 4096);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     expect_invalid(PAY(",\"metadata\":[]"),
                    "metadata: must be a JSON object of at most 4096 bytes");
@@ -1021,7 +1021,7 @@ START_TEST(metadata_rules)
     body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\"}"), fill);
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     fill[4088] = 'm';
@@ -1046,14 +1046,14 @@ START_TEST(metadata_rules)
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
     ck_assert(strstr(p->metadata, ",\"n\":12345}") != NULL);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
     fill[4078] = 'm';
     fill[4079] = '\0';
     body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\",\"a\":[{}]}"), fill);
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
     fill[4079] = 'm';
 
@@ -1062,7 +1062,7 @@ START_TEST(metadata_rules)
     body = body_printf(PAY(",\"metadata\":{     \"k\"   :    \"%s\"     }"), fill);
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
     free(fill);
 }
@@ -1074,10 +1074,10 @@ END_TEST
 /* The canonical text of body; caller frees. */
 static char *canonical(const char *body)
 {
-    lq_payment *p = parse_ok(body);
+    lq_command *p = parse_ok(body);
     char *c = strdup(p->canonical);
 
-    lq_payment_free(p);
+    lq_command_free(p);
     ck_assert_ptr_nonnull(c);
     return c;
 }

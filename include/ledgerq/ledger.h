@@ -73,7 +73,7 @@ void lq_outcome_json(lq_json *j, const lq_outcome *o);
 
 /* One payment of a batch. */
 typedef struct lq_item {
-    const lq_payment *payment; /* borrowed; outlives the item */
+    const lq_command *command; /* borrowed; outlives the item */
 
     /* Filled by the loader (db module) before deciding. */
     bool stored;      /* the database holds an outcome for this id */
@@ -115,6 +115,6 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
  * and applies the legs to the book, or a rejection code and writes one line
  * to detail (detail_len bytes) naming the leg, leaving the book unchanged.
  */
-int lq_ledger_apply(lq_book *book, const lq_payment *p, char *detail, size_t detail_len);
+int lq_ledger_apply(lq_book *book, const lq_command *p, char *detail, size_t detail_len);
 
 #endif

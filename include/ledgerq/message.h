@@ -25,7 +25,7 @@ typedef struct lq_leg {
     char currency[4];
 } lq_leg;
 
-typedef struct lq_payment {
+typedef struct lq_command {
     char id[LQ_ID_MAX + 1];
     size_t n_legs;   /* 1 .. LQ_LEGS_MAX; the single-leg form gives 1 */
     lq_leg *legs;    /* owned, n_legs entries */
@@ -37,7 +37,7 @@ typedef struct lq_payment {
      * spelling of an amount give the same text.  Never empty.
      */
     char *canonical;
-} lq_payment;
+} lq_command;
 
 /*
  * Check what can be checked before parsing: the content type (NULL or
@@ -57,17 +57,17 @@ int lq_message_check_envelope(const char *content_type, size_t content_type_len,
  * command.
  *
  * On success returns LQ_OK and stores a new payment in *ret (caller frees
- * with lq_payment_free()).  Otherwise returns LQ_ERR_MALFORMED_JSON (not
+ * with lq_command_free()).  Otherwise returns LQ_ERR_MALFORMED_JSON (not
  * UTF-8, not JSON, nested too deep), LQ_ERR_INVALID_PAYMENT (any rule of
  * docs/protocol.md section 4) or LQ_ERR_NOMEM, leaves *ret untouched and writes one
  * line naming the field and the rule to detail, e.g.
  * "amount: must be a positive whole number".
  */
-int lq_payment_parse(const char *body, size_t len, lq_payment **ret, char *detail,
+int lq_command_parse(const char *body, size_t len, lq_command **ret, char *detail,
                      size_t detail_len);
 
 /* Free p and everything it owns.  Accepts NULL; returns NULL. */
-lq_payment *lq_payment_free(lq_payment *p);
+lq_command *lq_command_free(lq_command *p);
 
 /*
  * Best effort: the string "id" field of body when body is a JSON object
