@@ -91,17 +91,20 @@ static int import_accounts(lq_db *db, const lq_cli_args *args)
     }
     while ((got = getline(&line, &len, in)) >= 0) {
         lq_account a;
+        lq_account_change change;
         line_no++;
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
             got--;
         if (strspn(line, " \t") == (size_t)got)
             continue;
         memset(&a, 0, sizeof(a));
-        if (lq_message_parse_account(line, (size_t)got, a.id, a.currency, &a.allow_negative, detail,
-                                     sizeof(detail)) != LQ_OK) {
+        if (lq_message_parse_account(line, (size_t)got, &change, detail, sizeof(detail)) != LQ_OK) {
             lq_cli_fail("line %zu: %s", line_no, detail);
             goto out;
         }
+        memcpy(a.id, change.account, sizeof(a.id));
+        memcpy(a.currency, change.currency, sizeof(a.currency));
+        a.allow_negative = change.allow_negative;
         for (size_t i = 0; i < n; i++) {
             if (strcmp(accounts[i].id, a.id) == 0) {
                 lq_cli_fail("line %zu: account \"%s\" appears twice", line_no, a.id);

@@ -1032,8 +1032,7 @@ bool lq_message_valid_currency(const char *s)
 static const char *const account_fields[] = {"id", "currency", "allow_negative"};
 enum { ACCOUNT_ID, ACCOUNT_CURRENCY, ACCOUNT_ALLOW_NEGATIVE, ACCOUNT_COUNT };
 
-int lq_message_parse_account(const char *line, size_t len, char ret_id[LQ_ACCOUNT_ID_MAX + 1],
-                             char ret_currency[4], bool *ret_allow_negative, char *detail,
+int lq_message_parse_account(const char *line, size_t len, lq_account_change *ret, char *detail,
                              size_t detail_len)
 {
     lq_parse ps = {.body = line, .len = len, .detail = detail, .detail_len = detail_len};
@@ -1073,9 +1072,11 @@ int lq_message_parse_account(const char *line, size_t len, char ret_id[LQ_ACCOUN
         goto out;
     }
 
-    memcpy(ret_id, id, strlen(id) + 1);
-    memcpy(ret_currency, currency, sizeof(currency));
-    *ret_allow_negative = cJSON_IsTrue(f[ACCOUNT_ALLOW_NEGATIVE]);
+    memset(ret, 0, sizeof(*ret));
+    memcpy(ret->account, id, strlen(id) + 1);
+    memcpy(ret->currency, currency, sizeof(currency));
+    ret->set_allow_negative = f[ACCOUNT_ALLOW_NEGATIVE] != NULL;
+    ret->allow_negative = cJSON_IsTrue(f[ACCOUNT_ALLOW_NEGATIVE]);
 out:
     if (r == LQ_ERR_NOMEM)
         set_detail(detail, detail_len, "out of memory");

@@ -1341,7 +1341,15 @@ static int import_line(const char *text, char id[LQ_ACCOUNT_ID_MAX + 1], char cu
 
     ck_assert_ptr_nonnull(buf);
     memcpy(buf, text, n);
-    r = lq_message_parse_account(buf, n, id, currency, allow_negative, detail, LQ_DETAIL_MAX);
+    lq_account_change c;
+
+    memset(&c, 0, sizeof(c));
+    r = lq_message_parse_account(buf, n, &c, detail, LQ_DETAIL_MAX);
+    if (r == LQ_OK) {
+        memcpy(id, c.account, LQ_ACCOUNT_ID_MAX + 1);
+        memcpy(currency, c.currency, 4);
+        *allow_negative = c.allow_negative;
+    }
     free(buf);
     return r;
 }
