@@ -99,7 +99,8 @@ void lq_db_array_release(lq_db_array *a);
 
 /* The columns lq_db_read_account() reads, in its order. */
 #define LQ_DB_ACCOUNT_COLUMNS                                                                      \
-    "id, currency, allow_negative, debits, credits, " SQL_UTC("created_at")
+    "id, currency, status, allow_negative, overdraft_limit, coalesce(max_balance, 0), debits, "    \
+    "credits, held_debits, held_credits, entries, " SQL_UTC("created_at")
 
 /* Read an account row (LQ_DB_ACCOUNT_COLUMNS); created_at may be NULL. */
 void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *created_at);

@@ -1389,15 +1389,24 @@ const char *lqt_listener_queue(const lqt_listener *l)
 /* Parse and check one result event (docs/protocol.md section 6). */
 static void parse_event(lqt_event *e)
 {
-    static const char *const keys[] = {"id",        "status",       "reason", "detail",
-                                       "duplicate", "processed_at", NULL};
+    static const char *const keys[] = {"id",     "type",      "status",       "reason",
+                                       "detail", "duplicate", "processed_at", NULL};
+    /* Release 0.1.0's events, from before command types: the upgrade tests see them. */
+    static const char *const untyped_keys[] = {"id",        "status",       "reason", "detail",
+                                               "duplicate", "processed_at", NULL};
     const char *what = "a result event";
     cJSON *j = cJSON_Parse(e->body);
     const cJSON *dup;
     time_t t;
 
     ck_assert_msg(cJSON_IsObject(j), "a result event is not a JSON object: %s", e->body);
-    lqt_check_keys(j, what, keys);
+    e->type[0] = '\0';
+    if (cJSON_GetObjectItemCaseSensitive(j, "type") != NULL) {
+        lqt_check_keys(j, what, keys);
+        snprintf(e->type, sizeof(e->type), "%s", json_string(j, "type", what));
+    } else {
+        lqt_check_keys(j, what, untyped_keys);
+    }
     snprintf(e->id, sizeof(e->id), "%s", json_string(j, "id", what));
     snprintf(e->status, sizeof(e->status), "%s", json_string(j, "status", what));
     e->reason_null = json_nullable(j, "reason", what, e->reason, sizeof(e->reason));

@@ -305,8 +305,14 @@ typedef struct lqt_event {
     char correlation_id[256];
     char content_type[128];
     bool persistent;
-    /* The event's fields (docs/protocol.md section 6). */
+    /* The event's fields (docs/protocol.md sections 6 and 12). */
     char id[256];
+    /*
+     * "transfer", "account.open", ...; "" when the event has no "type" (one
+     * published by release 0.1.0, before command types: the upgrade tests
+     * see those).
+     */
+    char type[32];
     char status[32];
     bool reason_null;
     char reason[64];

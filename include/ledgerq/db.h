@@ -182,10 +182,15 @@ int lq_db_record_confirmations(lq_db *db, const lq_confirmations *c);
 int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations *c, lq_book *book,
                      char ret_now[LQ_TIMESTAMP_MAX], int64_t *ret_batch_id);
 
+/* Roll back a batch loaded by lq_db_batch_load() and not stored. */
+void lq_db_batch_abort(lq_db *db);
+
 /*
  * Second half, one round trip: store the items marked insert (outcome and
  * legs: the legs of an applied payment are its postings) under batch_id,
- * write the book's totals for the accounts that changed, and commit.  On
+ * insert the accounts the batch opened, write back the accounts it changed,
+ * append the book's history entries (with the time of this statement), and
+ * commit.  On
  * failure the transaction is rolled back.
  */
 int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book,
