@@ -584,15 +584,16 @@ static char decimal_digit(const lq_decimal *d, size_t k)
 }
 
 typedef enum lq_whole {
-    LQ_WHOLE_OK,
-    LQ_WHOLE_NOT,       /* zero, negative or a fraction */
+    LQ_WHOLE_OK,        /* 0 .. INT64_MAX */
+    LQ_WHOLE_NOT,       /* negative (-0 included) or a fraction */
     LQ_WHOLE_TOO_LARGE, /* a whole number above INT64_MAX */
 } lq_whole;
 
 /*
  * The value of a JSON number literal (valid per lex_number), decided on its
  * decimal text so that nothing is rounded: 1e3 and 100.0e1 are 1000,
- * 1.0000000000000001 is no whole number.
+ * 0.0 and 0e5 are 0, 1.0000000000000001 is no whole number.  A minus sign
+ * is never a whole number here, not even in -0: no amount or limit has one.
  */
 static lq_whole number_whole(const char *s, size_t len, int64_t *ret)
 {
@@ -635,8 +636,10 @@ static lq_whole number_whole(const char *s, size_t len, int64_t *ret)
     n_digits = d.int_len + d.frac_len;
     for (first = 0; first < n_digits && decimal_digit(&d, first) == '0'; first++)
         ;
-    if (first == n_digits)
-        return LQ_WHOLE_NOT; /* zero */
+    if (first == n_digits) {
+        *ret = 0;
+        return LQ_WHOLE_OK;
+    }
     for (last = n_digits - 1; decimal_digit(&d, last) == '0'; last--)
         ;
     /* The value is digits first .. last times 10^scale. */
@@ -658,12 +661,15 @@ static lq_whole number_whole(const char *s, size_t len, int64_t *ret)
     return LQ_WHOLE_OK;
 }
 
-/* A string amount: decimal digits, no sign, no leading zero, 1 .. INT64_MAX. */
-static int string_amount(const char *s, int64_t *ret)
+/*
+ * A digit string: decimal digits, no sign, no leading zero ("0" alone is
+ * 0), at most INT64_MAX (LQ_ERR_AMOUNT_OVERFLOW above it).
+ */
+static int string_whole(const char *s, int64_t *ret)
 {
     int64_t v = 0;
 
-    if (s[0] == '\0' || s[0] == '0')
+    if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
         return LQ_ERR_INVALID_PAYMENT;
     for (const char *c = s; *c != '\0'; c++) {
         if (!is_digit(*c))
@@ -675,11 +681,25 @@ static int string_amount(const char *s, int64_t *ret)
     return LQ_OK;
 }
 
-int lq_message_take_amount(lq_reader *rd, const cJSON *item, const char *prefix, const char *name,
-                           int64_t *out)
+/* How take_whole() words its details for one kind of number. */
+typedef struct lq_whole_words {
+    int64_t min;      /* 0 or 1 */
+    const char *rule; /* what the value must be */
+    const char *many; /* what larger values are called */
+} lq_whole_words;
+
+static const lq_whole_words amount_words = {1, "a positive whole number", "amounts"};
+static const lq_whole_words limit_words = {0, "a whole number, 0 or more", "limits"};
+
+/*
+ * A whole number from w->min to INT64_MAX: a JSON number up to 2^53-1,
+ * read from its literal text, or a digit string.  item must not be NULL.
+ */
+static int take_whole(lq_reader *rd, const cJSON *item, const char *prefix, const char *name,
+                      const lq_whole_words *w, int64_t *out)
 {
-    if (item == NULL)
-        return lq_message_invalid(rd, "%s%s: is required", prefix, name);
+    int64_t v = 0;
+
     if (cJSON_IsNumber(item)) {
         const char *lit = NULL;
         size_t lit_len = 0;
@@ -687,29 +707,47 @@ int lq_message_take_amount(lq_reader *rd, const cJSON *item, const char *prefix,
 
         if (r != LQ_OK)
             return r;
-        switch (number_whole(lit, lit_len, out)) {
+        switch (number_whole(lit, lit_len, &v)) {
         case LQ_WHOLE_OK:
-            if (*out <= LQ_AMOUNT_JSON_MAX)
+            if (v < w->min)
+                break;
+            if (v <= LQ_AMOUNT_JSON_MAX) {
+                *out = v;
                 return LQ_OK;
-            break;
+            }
+            /* fall through */
         case LQ_WHOLE_TOO_LARGE:
-            break;
+            return lq_message_invalid(
+                rd, "%s%s: a JSON number must be at most %" PRId64 "; write larger %s as a string",
+                prefix, name, LQ_AMOUNT_JSON_MAX, w->many);
         case LQ_WHOLE_NOT:
-            return lq_message_invalid(rd, "%s%s: must be a positive whole number", prefix, name);
+            break;
         }
-        return lq_message_invalid(
-            rd, "%s%s: a JSON number must be at most %" PRId64 "; write larger amounts as a string",
-            prefix, name, LQ_AMOUNT_JSON_MAX);
     } else if (cJSON_IsString(item) && item->valuestring != NULL) {
-        int r = string_amount(item->valuestring, out);
+        int r = string_whole(item->valuestring, &v);
 
-        if (r == LQ_OK)
+        if (r == LQ_OK && v >= w->min) {
+            *out = v;
             return LQ_OK;
+        }
         if (r == LQ_ERR_AMOUNT_OVERFLOW)
             return lq_message_invalid(rd, "%s%s: must be at most %" PRId64, prefix, name,
                                       LQ_AMOUNT_STRING_MAX);
     }
-    return lq_message_invalid(rd, "%s%s: must be a positive whole number", prefix, name);
+    return lq_message_invalid(rd, "%s%s: must be %s", prefix, name, w->rule);
+}
+
+int lq_message_take_amount(lq_reader *rd, const cJSON *item, const char *prefix, const char *name,
+                           int64_t *out)
+{
+    if (item == NULL)
+        return lq_message_invalid(rd, "%s%s: is required", prefix, name);
+    return take_whole(rd, item, prefix, name, &amount_words, out);
+}
+
+int lq_message_take_limit(lq_reader *rd, const cJSON *item, const char *name, int64_t *out)
+{
+    return take_whole(rd, item, "", name, &limit_words, out);
 }
 
 int lq_message_take_currency(lq_reader *rd, const cJSON *item, const char *prefix, char out[4])

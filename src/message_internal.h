@@ -100,6 +100,12 @@ int lq_message_take_ident(lq_reader *rd, const cJSON *item, const char *prefix, 
 int lq_message_take_amount(lq_reader *rd, const cJSON *item, const char *prefix, const char *name,
                            int64_t *out);
 
+/*
+ * A limit: as an amount, but 0 is allowed too (a JSON number whose value
+ * is 0, or the string "0").  item must not be NULL.
+ */
+int lq_message_take_limit(lq_reader *rd, const cJSON *item, const char *name, int64_t *out);
+
 /* Three upper-case letters; item NULL: "is required". */
 int lq_message_take_currency(lq_reader *rd, const cJSON *item, const char *prefix, char out[4]);
 

@@ -1424,6 +1424,233 @@ START_TEST(account_import_bad_lines)
 }
 END_TEST
 
+/*
+ * The limits of an account (docs/protocol.md section 13), the same in
+ * account.open, account.update and `account import` lines.
+ */
+
+#define LIMIT_RULE   "overdraft_limit: must be a whole number, 0 or more"
+#define CEILING_RULE "max_balance: must be a positive whole number"
+
+/* overdraft_limit: a whole number 0 .. 2^63-1, written as amounts are. */
+static const struct {
+    const char *json;
+    int64_t value;
+    const char *detail; /* NULL: valid */
+} limits[] = {
+    {"0", 0, NULL},
+    {"1", 1, NULL},
+    {"500", 500, NULL},
+    {"9007199254740991", INT64_C(9007199254740991), NULL},
+    {"0.0", 0, NULL},
+    {"0e5", 0, NULL},
+    {"1e3", 1000, NULL},
+    {"\"0\"", 0, NULL},
+    {"\"1\"", 1, NULL},
+    {"\"500\"", 500, NULL},
+    {"\"9007199254740992\"", INT64_C(9007199254740992), NULL},
+    {"\"9223372036854775807\"", INT64_MAX, NULL},
+    {"9007199254740992", 0,
+     "overdraft_limit: a JSON number must be at most 9007199254740991; write larger limits as a "
+     "string"},
+    {"9223372036854775807", 0,
+     "overdraft_limit: a JSON number must be at most 9007199254740991; write larger limits as a "
+     "string"},
+    {"1e19", 0,
+     "overdraft_limit: a JSON number must be at most 9007199254740991; write larger limits as a "
+     "string"},
+    {"\"9223372036854775808\"", 0, "overdraft_limit: must be at most 9223372036854775807"},
+    {"\"99999999999999999999999\"", 0, "overdraft_limit: must be at most 9223372036854775807"},
+    {"\"00\"", 0, LIMIT_RULE},
+    {"\"01\"", 0, LIMIT_RULE},
+    {"\"\"", 0, LIMIT_RULE},
+    {"-1", 0, LIMIT_RULE},
+    {"-0", 0, LIMIT_RULE},
+    {"\"-1\"", 0, LIMIT_RULE},
+    {"\"+1\"", 0, LIMIT_RULE},
+    {"1.5", 0, LIMIT_RULE},
+    {"0.5", 0, LIMIT_RULE},
+    {"1e-3", 0, LIMIT_RULE},
+    {"\"1.0\"", 0, LIMIT_RULE},
+    {"\"1e3\"", 0, LIMIT_RULE},
+    {"\" 1\"", 0, LIMIT_RULE},
+    {"null", 0, LIMIT_RULE},
+    {"true", 0, LIMIT_RULE},
+    {"[0]", 0, LIMIT_RULE},
+    {"{}", 0, LIMIT_RULE},
+};
+
+/* max_balance: an amount, 1 .. 2^63-1 (null has a meaning of its own: see the tests). */
+static const struct {
+    const char *json;
+    int64_t value;
+    const char *detail; /* NULL: valid */
+} ceilings[] = {
+    {"1", 1, NULL},
+    {"500000", 500000, NULL},
+    {"9007199254740991", INT64_C(9007199254740991), NULL},
+    {"1e3", 1000, NULL},
+    {"\"1\"", 1, NULL},
+    {"\"9223372036854775807\"", INT64_MAX, NULL},
+    {"0", 0, CEILING_RULE},
+    {"0.0", 0, CEILING_RULE},
+    {"\"0\"", 0, CEILING_RULE},
+    {"\"01\"", 0, CEILING_RULE},
+    {"-5", 0, CEILING_RULE},
+    {"1.5", 0, CEILING_RULE},
+    {"true", 0, CEILING_RULE},
+    {"9007199254740992", 0,
+     "max_balance: a JSON number must be at most 9007199254740991; write larger amounts as a "
+     "string"},
+    {"\"9223372036854775808\"", 0, "max_balance: must be at most 9223372036854775807"},
+};
+
+/* Parse an import line into *ret from a buffer of exactly its length. */
+static int import_change(const char *text, lq_account_change *ret, char *detail)
+{
+    size_t n = strlen(text);
+    char *buf = malloc(n > 0 ? n : 1);
+    int r;
+
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, n);
+    r = lq_message_parse_account(buf, n, ret, detail, LQ_DETAIL_MAX);
+    free(buf);
+    return r;
+}
+
+static lq_account_change import_ok(const char *text)
+{
+    lq_account_change c;
+    char detail[LQ_DETAIL_MAX] = "";
+    int r;
+
+    memset(&c, 0xa5, sizeof(c));
+    r = import_change(text, &c, detail);
+    ck_assert_msg(r == LQ_OK, "line %s: got %s (%s)", text, lq_strerror(r), detail);
+    ck_assert_ptr_null(c.reason);
+    return c;
+}
+
+static void expect_bad_import(const char *text, const char *want)
+{
+    lq_account_change c;
+    char detail[LQ_DETAIL_MAX] = "";
+    int r;
+
+    memset(&c, 0xa5, sizeof(c));
+    r = import_change(text, &c, detail);
+    ck_assert_msg(r == LQ_ERR_INVALID_PAYMENT, "line %s: got %s", text, lq_strerror(r));
+    ck_assert_msg(strcmp(detail, want) == 0, "line %s: detail \"%s\", want \"%s\"", text, detail,
+                  want);
+    /* nothing written on failure */
+    ck_assert_uint_eq(((unsigned char *)&c)[0], 0xa5);
+    ck_assert_uint_eq(((unsigned char *)&c)[sizeof(c) - 1], 0xa5);
+}
+
+START_TEST(account_import_overdraft_limit)
+{
+    char *line =
+        body_printf("{\"id\":\"a\",\"currency\":\"EUR\",\"overdraft_limit\":%s}", limits[_i].json);
+
+    if (limits[_i].detail == NULL) {
+        lq_account_change c = import_ok(line);
+
+        ck_assert(c.set_overdraft_limit);
+        ck_assert_msg(c.overdraft_limit == limits[_i].value, "%s: got %" PRId64, limits[_i].json,
+                      c.overdraft_limit);
+        ck_assert(!c.set_allow_negative && !c.allow_negative);
+        ck_assert(!c.set_max_balance);
+    } else {
+        expect_bad_import(line, limits[_i].detail);
+    }
+    free(line);
+}
+END_TEST
+
+START_TEST(account_import_max_balance)
+{
+    char *line =
+        body_printf("{\"id\":\"a\",\"currency\":\"EUR\",\"max_balance\":%s}", ceilings[_i].json);
+
+    if (ceilings[_i].detail == NULL) {
+        lq_account_change c = import_ok(line);
+
+        ck_assert(c.set_max_balance);
+        ck_assert_msg(c.max_balance == ceilings[_i].value, "%s: got %" PRId64, ceilings[_i].json,
+                      c.max_balance);
+        ck_assert(!c.set_overdraft_limit && !c.set_allow_negative);
+    } else {
+        expect_bad_import(line, ceilings[_i].detail);
+    }
+    free(line);
+}
+END_TEST
+
+START_TEST(account_import_limits_together)
+{
+    lq_account_change c;
+
+    /* nothing given: every set_* flag false, the defaults of an opened account */
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\"}");
+    ck_assert(!c.set_allow_negative && !c.set_overdraft_limit && !c.set_max_balance);
+    ck_assert(!c.set_status);
+    ck_assert(!c.allow_negative);
+    ck_assert_int_eq(c.overdraft_limit, 0);
+    ck_assert_int_eq(c.max_balance, 0);
+
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\",\"overdraft_limit\":\"250\","
+                  "\"max_balance\":1000}");
+    ck_assert(c.set_overdraft_limit && c.set_max_balance && !c.set_allow_negative);
+    ck_assert_int_eq(c.overdraft_limit, 250);
+    ck_assert_int_eq(c.max_balance, 1000);
+
+    /* false with a limit says the same thing twice */
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":false,"
+                  "\"overdraft_limit\":250}");
+    ck_assert(c.set_allow_negative && !c.allow_negative && c.set_overdraft_limit);
+    ck_assert_int_eq(c.overdraft_limit, 250);
+
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":true,"
+                  "\"max_balance\":\"9223372036854775807\"}");
+    ck_assert(c.set_allow_negative && c.allow_negative && !c.set_overdraft_limit);
+    ck_assert_int_eq(c.max_balance, INT64_MAX);
+
+    /* true with any limit, even 0, is a contradiction, in either order */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":true,"
+                      "\"overdraft_limit\":0}",
+                      "allow_negative: cannot be true together with overdraft_limit");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"overdraft_limit\":\"100\","
+                      "\"allow_negative\":true}",
+                      "allow_negative: cannot be true together with overdraft_limit");
+    /* absent already means no ceiling */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"max_balance\":null}",
+                      "max_balance: must be a positive whole number; leave it out for no ceiling");
+    /* each field is checked before the two are weighed together */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":true,"
+                      "\"overdraft_limit\":-1}",
+                      LIMIT_RULE);
+}
+END_TEST
+
+START_TEST(account_import_lines_are_not_commands)
+{
+    /* the line's id is the account's: the command fields have no place in it */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"type\":\"account.open\"}",
+                      "type: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"account\":\"a\"}",
+                      "account: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"metadata\":{}}",
+                      "metadata: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"status\":\"frozen\"}",
+                      "status: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"reason\":\"x\"}",
+                      "reason: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"max_balance\":1,\"max_balance\":2}",
+                      "max_balance: appears twice");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *message_suite(void)
@@ -1501,6 +1728,10 @@ static Suite *message_suite(void)
     tcase_add_test(tc, account_id_and_currency_checks);
     tcase_add_test(tc, account_import_lines);
     tcase_add_test(tc, account_import_bad_lines);
+    tcase_add_loop_test(tc, account_import_overdraft_limit, 0, sizeof(limits) / sizeof(limits[0]));
+    tcase_add_loop_test(tc, account_import_max_balance, 0, sizeof(ceilings) / sizeof(ceilings[0]));
+    tcase_add_test(tc, account_import_limits_together);
+    tcase_add_test(tc, account_import_lines_are_not_commands);
     suite_add_tcase(s, tc);
 
     return s;
