@@ -804,6 +804,73 @@ int lq_message_take_metadata(lq_reader *rd, const cJSON *item, char **out)
                               LQ_METADATA_MAX);
 }
 
+static const char *const type_names[] = {
+    [LQ_CMD_TRANSFER] = "transfer",
+    [LQ_CMD_ACCOUNT_OPEN] = "account.open",
+    [LQ_CMD_ACCOUNT_UPDATE] = "account.update",
+};
+#define TYPE_COUNT (sizeof(type_names) / sizeof(type_names[0]))
+
+const char *lq_command_type_name(lq_command_type t)
+{
+    return (size_t)t < TYPE_COUNT ? type_names[t] : "unknown";
+}
+
+const char *lq_command_family(lq_command_type t)
+{
+    switch (t) {
+    case LQ_CMD_TRANSFER:
+        return "payment";
+    case LQ_CMD_ACCOUNT_OPEN:
+    case LQ_CMD_ACCOUNT_UPDATE:
+        return "account";
+    }
+    return "unknown";
+}
+
+bool lq_command_type_parse(const char *name, lq_command_type *ret)
+{
+    if (name == NULL)
+        return false;
+    for (size_t t = 0; t < TYPE_COUNT; t++) {
+        if (strcmp(name, type_names[t]) == 0) {
+            *ret = (lq_command_type)t;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The body's "type" (absent: a transfer).  Read before any other member:
+ * the type decides which members are known, and what a hold or a capture
+ * body holds is no transfer's business.
+ */
+static int take_type(lq_reader *rd, lq_command_type *ret)
+{
+    const cJSON *type = NULL;
+    char buf[LQ_SHOWN_BUF];
+
+    for (const cJSON *m = rd->root->child; m != NULL; m = m->next) {
+        if (m->string == NULL || strcmp(m->string, "type") != 0)
+            continue;
+        if (type != NULL)
+            return lq_message_invalid(rd, "type: appears twice");
+        type = m;
+    }
+    if (type == NULL) {
+        *ret = LQ_CMD_TRANSFER;
+        return LQ_OK;
+    }
+    if (!cJSON_IsString(type) || type->valuestring == NULL)
+        return lq_message_invalid(rd, "type: must be a string");
+    if (!lq_command_type_parse(type->valuestring, ret))
+        return lq_message_invalid(
+            rd, "type: unknown command type \"%s\"",
+            lq_message_shown(type->valuestring, strlen(type->valuestring), buf));
+    return LQ_OK;
+}
+
 int lq_command_parse(const char *body, size_t len, lq_command **ret, char *detail,
                      size_t detail_len)
 {
@@ -819,10 +886,22 @@ int lq_command_parse(const char *body, size_t len, lq_command **ret, char *detai
         r = LQ_ERR_NOMEM;
         goto out;
     }
-    r = lq_message_take_transfer(&rd, c);
+    r = take_type(&rd, &c->type);
     if (r != LQ_OK)
         goto out;
-    r = lq_message_transfer_canonical(c, &c->canonical);
+    switch (c->type) {
+    case LQ_CMD_TRANSFER:
+        r = lq_message_take_transfer(&rd, c);
+        break;
+    case LQ_CMD_ACCOUNT_OPEN:
+    case LQ_CMD_ACCOUNT_UPDATE:
+        r = lq_message_take_account(&rd, c);
+        break;
+    }
+    if (r != LQ_OK)
+        goto out;
+    /* The CLI builds its commands and calls this too: same content, same text. */
+    r = lq_command_canonicalize(c);
     if (r != LQ_OK)
         goto out;
 
@@ -833,12 +912,34 @@ out:
     return lq_message_reader_finish(&rd, r);
 }
 
+int lq_command_canonicalize(lq_command *c)
+{
+    char *s = NULL;
+    int r = LQ_ERR_INTERNAL;
+
+    switch (c->type) {
+    case LQ_CMD_TRANSFER:
+        r = lq_message_transfer_canonical(c, &s);
+        break;
+    case LQ_CMD_ACCOUNT_OPEN:
+    case LQ_CMD_ACCOUNT_UPDATE:
+        r = lq_message_account_canonical(c, &s);
+        break;
+    }
+    if (r != LQ_OK)
+        return r;
+    free(c->canonical);
+    c->canonical = s;
+    return LQ_OK;
+}
+
 lq_command *lq_command_free(lq_command *c)
 {
     if (c == NULL)
         return NULL;
     free(c->canonical);
     free(c->metadata);
+    lq_account_change_release(&c->change);
     free(c->reference);
     free(c->legs);
     free(c);

@@ -8,7 +8,8 @@
  *                       the envelope, the "type" that picks a family, the
  *                       field helpers below, peek and pretty
  *   message_transfer.c  the transfer: its fields, legs and canonical text
- *   message_account.c   `account import` lines
+ *   message_account.c   account.open, account.update and `account import`
+ *                       lines: their fields and canonical text
  *
  * Every helper that checks a value writes a one-line detail ("<prefix><name>:
  * <rule>") and returns LQ_ERR_INVALID_PAYMENT when the value breaks its rule;
@@ -134,11 +135,13 @@ bool lq_message_ident_valid(const char *s, size_t max);
  * breaks.
  */
 int lq_message_take_transfer(lq_reader *rd, lq_command *c);
+int lq_message_take_account(lq_reader *rd, lq_command *c); /* account.open, account.update */
 
 /*
  * The canonical text of a command of the family from its fields, into *ret
  * (caller frees).  Returns LQ_OK, LQ_ERR_NOMEM or LQ_ERR_INTERNAL.
  */
 int lq_message_transfer_canonical(const lq_command *c, char **ret);
+int lq_message_account_canonical(const lq_command *c, char **ret);
 
 #endif

@@ -1,8 +1,8 @@
 /*
- * The transfer (docs/protocol.md section 4): its fields, its two forms (one
- * leg, or "legs") and its canonical text.  Checked in the order of section
- * 4.4: unknown or repeated names, id, the form, each leg (debit, credit,
- * debit different from credit, amount, currency), reference, metadata.
+ * The transfer (docs/protocol.md section 4; "type" absent or "transfer"):
+ * its fields, its two forms (one leg, or "legs") and its canonical text.  Checked in the order of
+ * section 4.4: unknown or repeated names, id, the form, each leg (debit, credit, debit different
+ * from credit, amount, currency), reference, metadata.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 #include "message_internal.h"
 
 static const char *const top_fields[] = {
-    "id", "debit", "credit", "amount", "currency", "legs", "reference", "metadata",
+    "id", "debit", "credit", "amount", "currency", "legs", "reference", "metadata", "type",
 };
 enum {
     TOP_ID,
@@ -24,6 +24,7 @@ enum {
     TOP_LEGS,
     TOP_REFERENCE,
     TOP_METADATA,
+    TOP_TYPE, /* "transfer" or absent: lq_command_parse() read it */
     TOP_COUNT
 };
 
@@ -128,10 +129,12 @@ int lq_message_take_transfer(lq_reader *rd, lq_command *c)
 
 /*
  * "v1|<legs>|<debit>,<credit>,<amount>,<currency>|...|r<bytes>:<reference>"
- * or "...|-" without a reference: byte for byte what release 0.2.0 wrote
- * (outcomes stored then are compared by this text's SHA-256).  Ids never
- * hold '|' or ',' and the reference, which may, is last and length-prefixed:
- * the text is unambiguous.
+ * or "...|-" without a reference: byte for byte what release 0.2.0 wrote,
+ * whether "type" is absent or "transfer" (outcomes stored then are compared
+ * by this text's SHA-256).  Ids never hold '|' or ',' and the reference,
+ * which may, is last and length-prefixed: the text is unambiguous.  The
+ * second field is a number, where every other type's text has its type's
+ * name: no other command's text is ever a transfer's.
  */
 int lq_message_transfer_canonical(const lq_command *c, char **ret)
 {
