@@ -40,13 +40,19 @@ typedef enum lq_command_type {
     LQ_CMD_ACCOUNT_UPDATE,
 } lq_command_type;
 
-/* The wire name of t: "transfer", "account.open", "account.update".  Static storage. */
+/*
+ * The wire name of t: "transfer", "account.open", "account.update" ("unknown"
+ * for a value that is no type).  Static storage.
+ */
 const char *lq_command_type_name(lq_command_type t);
 
 /* The first word of t's result routing keys: "payment" or "account".  Static storage. */
 const char *lq_command_family(lq_command_type t);
 
-/* The type named name (a wire name); false when name is none. */
+/*
+ * The type named name (a wire name, exactly: "Transfer" is none); false
+ * when name is NULL or none, and then *ret is untouched.
+ */
 bool lq_command_type_parse(const char *name, lq_command_type *ret);
 
 typedef enum lq_account_status {
@@ -55,10 +61,10 @@ typedef enum lq_account_status {
     LQ_STATUS_CLOSED, /* final: every leg that names it is rejected, it never changes again */
 } lq_account_status;
 
-/* "active", "frozen", "closed".  Static storage. */
+/* "active", "frozen", "closed" ("unknown" for a value that is none).  Static storage. */
 const char *lq_account_status_name(lq_account_status s);
 
-/* The status named name; false when name is none. */
+/* The status named name, exactly; false when name is NULL or none, and then *ret is untouched. */
 bool lq_account_status_parse(const char *name, lq_account_status *ret);
 
 /*
@@ -109,8 +115,13 @@ typedef struct lq_command {
 
 /*
  * Fill c->canonical from c's fields (a command built by the CLI rather than
- * parsed).  Returns LQ_OK or LQ_ERR_NOMEM; a canonical text already there
- * is replaced.
+ * parsed; lq_command_parse() calls it too, so the same content gives the
+ * same text either way).  It does not check the rules: the fields must be
+ * valid for c->type.  An account.open's text reads the values only (a
+ * field not given is its default), an account.update's the set_* flags
+ * and the values they cover, and c->change.reason.  Returns LQ_OK,
+ * LQ_ERR_NOMEM, or LQ_ERR_INTERNAL when c->type is none of the types; a
+ * canonical text already there is replaced only on success.
  */
 int lq_command_canonicalize(lq_command *c);
 
@@ -172,9 +183,12 @@ bool lq_message_valid_currency(const char *s);
  * Parse one line of `account import`: a JSON object with "id" and
  * "currency" (strings, required) and optionally "allow_negative",
  * "overdraft_limit" and "max_balance", each valid as in an account.open
- * command (the "id" is the account's).  On success fills *ret (ret->reason
- * stays NULL); otherwise returns LQ_ERR_MALFORMED_JSON or
- * LQ_ERR_INVALID_PAYMENT with a line in detail.
+ * command, with the same details (the "id" is the account's; "type",
+ * "account" and "metadata" are unknown fields here).  On success returns
+ * LQ_OK and fills *ret as lq_command_parse() fills an account.open's
+ * change (ret->reason stays NULL); otherwise returns LQ_ERR_MALFORMED_JSON,
+ * LQ_ERR_INVALID_PAYMENT or LQ_ERR_NOMEM with a line in detail, and leaves
+ * *ret untouched.
  */
 int lq_message_parse_account(const char *line, size_t len, lq_account_change *ret, char *detail,
                              size_t detail_len);
