@@ -1,9 +1,11 @@
 /*
- * Unit tests of the ledger module: docs/protocol.md section 5, without a database.
+ * Unit tests of the ledger module: docs/protocol.md sections 5, 12, 13 and
+ * 15, without a database.
  *
- * Payments are built by hand (no message parsing): a test payment owns its
- * legs and a made-up canonical text derived from them, so two payments built
- * with the same legs have "the same content".
+ * Commands are built by hand (no message parsing): a test command owns its
+ * legs (or its account change) and a made-up canonical text derived from
+ * them, so two commands built alike have "the same content".  Held amounts
+ * (section 14) are set directly in the book.
  */
 #include <check.h>
 #include <inttypes.h>
@@ -21,6 +23,7 @@ typedef struct test_payment {
     lq_command p;
     lq_leg legs[LQ_LEGS_MAX];
     char canonical[LQ_LEGS_MAX * 200];
+    char reason[LQ_REASON_MAX + 1];
 } test_payment;
 
 /* The book every test works on; set up and released by the fixture. */
@@ -108,24 +111,73 @@ static lq_account *account(const char *id)
 #define ck_assert_balance(id, want) ck_assert_int_eq(lq_account_balance(account(id)), (want))
 
 /* A copy of the whole book, to show that a rejection left it exactly as it was. */
-static lq_account *snapshot(void)
+typedef struct book_snapshot {
+    size_t n;
+    size_t n_entries;
+    lq_account *accounts;
+    lq_entry *entries; /* shallow: the change texts are the book's */
+} book_snapshot;
+
+static book_snapshot *snapshot(void)
 {
-    lq_account *copy = malloc(book.n * sizeof(*copy) + 1);
+    book_snapshot *copy = calloc(1, sizeof(*copy));
 
     ck_assert_ptr_nonnull(copy);
-    memcpy(copy, book.accounts, book.n * sizeof(*copy));
+    copy->n = book.n;
+    copy->n_entries = book.n_entries;
+    copy->accounts = malloc(book.n * sizeof(*copy->accounts) + 1);
+    copy->entries = malloc(book.n_entries * sizeof(*copy->entries) + 1);
+    ck_assert_ptr_nonnull(copy->accounts);
+    ck_assert_ptr_nonnull(copy->entries);
+    if (book.n)
+        memcpy(copy->accounts, book.accounts, book.n * sizeof(*copy->accounts));
+    if (book.n_entries)
+        memcpy(copy->entries, book.entries, book.n_entries * sizeof(*copy->entries));
     return copy;
 }
 
-static void ck_assert_book_is(lq_account *before, size_t n)
+/* Every field of every account, and every entry, as in before (then freed); n accounts. */
+static void ck_assert_book_is(book_snapshot *before, size_t n)
 {
+    ck_assert_uint_eq(before->n, n);
     ck_assert_uint_eq(book.n, n);
     for (size_t i = 0; i < n; i++) {
-        ck_assert_str_eq(book.accounts[i].id, before[i].id);
-        ck_assert_int_eq(book.accounts[i].debits, before[i].debits);
-        ck_assert_int_eq(book.accounts[i].credits, before[i].credits);
-        ck_assert_int_eq(book.accounts[i].changed, before[i].changed);
+        const lq_account *a = &book.accounts[i];
+        const lq_account *b = &before->accounts[i];
+
+        ck_assert_str_eq(a->id, b->id);
+        ck_assert_str_eq(a->currency, b->currency);
+        ck_assert_int_eq(a->status, b->status);
+        ck_assert_int_eq(a->allow_negative, b->allow_negative);
+        ck_assert_int_eq(a->overdraft_limit, b->overdraft_limit);
+        ck_assert_int_eq(a->max_balance, b->max_balance);
+        ck_assert_int_eq(a->debits, b->debits);
+        ck_assert_int_eq(a->credits, b->credits);
+        ck_assert_int_eq(a->held_debits, b->held_debits);
+        ck_assert_int_eq(a->held_credits, b->held_credits);
+        ck_assert_int_eq(a->entries, b->entries);
+        ck_assert_str_eq(a->created_at, b->created_at);
+        ck_assert_int_eq(a->changed, b->changed);
+        ck_assert_int_eq(a->opened, b->opened);
     }
+    ck_assert_uint_eq(book.n_entries, before->n_entries);
+    for (size_t i = 0; i < before->n_entries; i++) {
+        const lq_entry *a = &book.entries[i];
+        const lq_entry *b = &before->entries[i];
+
+        ck_assert_str_eq(a->account, b->account);
+        ck_assert_int_eq(a->seq, b->seq);
+        ck_assert_ptr_eq(a->command, b->command);
+        ck_assert_ptr_eq(a->type, b->type);
+        ck_assert_int_eq(a->leg, b->leg);
+        ck_assert_int_eq(a->amount, b->amount);
+        ck_assert_int_eq(a->balance, b->balance);
+        ck_assert_int_eq(a->held_debits, b->held_debits);
+        ck_assert_int_eq(a->held_credits, b->held_credits);
+        ck_assert_ptr_eq(a->change, b->change);
+    }
+    free(before->accounts);
+    free(before->entries);
     free(before);
 }
 
@@ -272,7 +324,7 @@ END_TEST
 START_TEST(test_account_not_found_debit)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:b", "EUR", 0);
     before = snapshot();
@@ -285,7 +337,7 @@ END_TEST
 START_TEST(test_account_not_found_credit)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     before = snapshot();
@@ -308,7 +360,7 @@ END_TEST
 START_TEST(test_currency_mismatch_debit_side)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "USD", 0);
@@ -323,7 +375,7 @@ END_TEST
 START_TEST(test_currency_mismatch_credit_side)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "USD", 0);
@@ -352,7 +404,7 @@ END_TEST
 START_TEST(test_insufficient_funds_one_below)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 99);
     open_funded("acct:b", "EUR", 0);
@@ -399,7 +451,7 @@ END_TEST
 START_TEST(test_amount_overflow_on_credits)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_account("acct:a", "EUR", true, 0, 0);
     open_funded("acct:b", "EUR", INT64_MAX - 10);
@@ -419,7 +471,7 @@ END_TEST
 START_TEST(test_amount_overflow_on_debits_of_allow_negative)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_account("acct:a", "EUR", true, INT64_MAX - 5, 0);
     open_funded("acct:b", "EUR", 0);
@@ -438,7 +490,7 @@ END_TEST
 START_TEST(test_int64_max_amounts)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_account("acct:a", "EUR", true, 0, 0);
     open_funded("acct:b", "EUR", 0);
@@ -529,7 +581,7 @@ END_TEST
 START_TEST(test_first_failing_leg_decides)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 10);
     open_funded("acct:b", "EUR", 0);
@@ -548,7 +600,7 @@ END_TEST
 START_TEST(test_multi_leg_atomicity)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "EUR", 0);
@@ -605,7 +657,7 @@ END_TEST
 START_TEST(test_legs_in_order_not_netted)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     /* The same legs the other way round: a is spent before it is funded. */
     open_funded("acct:a", "EUR", 0);
@@ -646,7 +698,7 @@ END_TEST
 START_TEST(test_same_account_in_several_legs_rolled_back)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "EUR", 20);
@@ -703,7 +755,7 @@ END_TEST
 START_TEST(test_malformed_payment_is_internal_error)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     /* What lq_command_parse() never produces is a bug, not a business outcome. */
     open_account("acct:a", "EUR", true, 0, 0);
