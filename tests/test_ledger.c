@@ -110,6 +110,43 @@ static lq_account *account(const char *id)
 
 #define ck_assert_balance(id, want) ck_assert_int_eq(lq_account_balance(account(id)), (want))
 
+/*
+ * An account with a floor of minus overdraft (allow_negative off) and a
+ * ceiling of max_balance (0: none), holding balance (negative: debits).
+ */
+static void open_limited(const char *id, const char *currency, int64_t balance, int64_t overdraft,
+                         int64_t max_balance)
+{
+    lq_account a;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.id, sizeof(a.id), "%s", id);
+    snprintf(a.currency, sizeof(a.currency), "%s", currency);
+    a.overdraft_limit = overdraft;
+    a.max_balance = max_balance;
+    if (balance >= 0)
+        a.credits = balance;
+    else
+        a.debits = -balance;
+    ck_assert_int_eq(lq_book_add(&book, &a), LQ_OK);
+}
+
+/* The i-th entry the book holds (from 0), with every value a test names. */
+#define ck_assert_entry(i, want_account, want_seq, want_command, want_type, want_leg, want_amount, \
+                        want_balance)                                                              \
+    do {                                                                                           \
+        const lq_entry *e_;                                                                        \
+        ck_assert_uint_lt((i), book.n_entries);                                                    \
+        e_ = &book.entries[(i)];                                                                   \
+        ck_assert_str_eq(e_->account, (want_account));                                             \
+        ck_assert_int_eq(e_->seq, (want_seq));                                                     \
+        ck_assert_str_eq(e_->command, (want_command));                                             \
+        ck_assert_str_eq(e_->type, (want_type));                                                   \
+        ck_assert_int_eq(e_->leg, (want_leg));                                                     \
+        ck_assert_int_eq(e_->amount, (want_amount));                                               \
+        ck_assert_int_eq(e_->balance, (want_balance));                                             \
+    } while (0)
+
 /* A copy of the whole book, to show that a rejection left it exactly as it was. */
 typedef struct book_snapshot {
     size_t n;
@@ -773,6 +810,584 @@ START_TEST(test_malformed_payment_is_internal_error)
 }
 END_TEST
 
+/* ---- section 13: available balance, floors, ceilings, statuses ----------- */
+
+START_TEST(test_available_is_balance_minus_held_debits)
+{
+    open_funded("acct:a", "EUR", 500);
+    account("acct:a")->held_debits = 200;
+    account("acct:a")->held_credits = 1000; /* not available until captured */
+    ck_assert_int_eq(lq_account_available(account("acct:a")), 300);
+
+    /* Exactly INT64_MIN, and below the range: both INT64_MIN, below any floor. */
+    open_account("acct:b", "EUR", true, INT64_MAX, 0);
+    account("acct:b")->held_debits = 1;
+    ck_assert_int_eq(lq_account_available(account("acct:b")), INT64_MIN);
+    account("acct:b")->held_debits = INT64_MAX;
+    ck_assert_int_eq(lq_account_available(account("acct:b")), INT64_MIN);
+    open_funded("acct:c", "EUR", INT64_MAX);
+    account("acct:c")->held_debits = INT64_MAX;
+    ck_assert_int_eq(lq_account_available(account("acct:c")), 0);
+}
+END_TEST
+
+START_TEST(test_overdraft_debit_to_exactly_minus_limit_then_one_more)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_limited("acct:a", "EUR", 100, 500, 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 600, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", -500);
+    before = snapshot();
+    pay1(&t, "p2", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -500, cannot be debited 1 (floor -500)");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_overdraft_limit_zero_is_floor_zero)
+{
+    test_payment t;
+
+    open_limited("acct:a", "EUR", 10, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 11, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 10, cannot be debited 11");
+}
+END_TEST
+
+START_TEST(test_credit_to_exactly_the_ceiling_then_one_more)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:a", "EUR", true, 0, 0);
+    open_limited("acct:b", "EUR", 900, 0, 1000);
+    pay1(&t, "p1", "acct:a", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 1000);
+    before = snapshot();
+    pay1(&t, "p2", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:b\" has balance 1000, cannot be credited 1 (max balance 1000)");
+    ck_assert_book_is(before, 2);
+    /* The ceiling binds the credited account only: b can still pay out. */
+    pay1(&t, "p3", "acct:b", "acct:a", 1000, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 0);
+}
+END_TEST
+
+START_TEST(test_ceiling_of_a_negative_account)
+{
+    test_payment t;
+
+    /* A ceiling is on the balance, not on the credits: -300 + 400 = 100 fits a ceiling of 100. */
+    open_limited("acct:a", "EUR", -300, 500, 100);
+    open_account("acct:bank", "EUR", true, 0, 0);
+    pay1(&t, "p1", "acct:bank", "acct:a", 401, "EUR");
+    ck_apply(
+        &t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+        "leg 1: account \"acct:a\" has balance -300, cannot be credited 401 (max balance 100)");
+    pay1(&t, "p2", "acct:bank", "acct:a", 400, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", 100);
+}
+END_TEST
+
+START_TEST(test_held_debits_count_in_available_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 500);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 200;
+    account("acct:a")->held_credits = 1000; /* counts for nothing here */
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 301, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 500 (available 300), cannot be debited 301");
+    ck_assert_book_is(before, 2);
+    pay1(&t, "p2", "acct:a", "acct:b", 300, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", 200);
+    ck_assert_int_eq(lq_account_available(account("acct:a")), 0);
+    /* The held amounts stay as they were, and show in the entries. */
+    ck_assert_int_eq(account("acct:a")->held_debits, 200);
+    ck_assert_int_eq(book.entries[0].held_debits, 200);
+    ck_assert_int_eq(book.entries[0].held_credits, 1000);
+    ck_assert_int_eq(book.entries[1].held_debits, 0);
+}
+END_TEST
+
+START_TEST(test_held_debits_with_an_overdraft_limit)
+{
+    test_payment t;
+
+    open_limited("acct:a", "EUR", 500, 100, 0);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 200;
+    pay1(&t, "p1", "acct:a", "acct:b", 401, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 500 (available 300), cannot be debited 401 "
+             "(floor -100)");
+    pay1(&t, "p2", "acct:a", "acct:b", 400, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(lq_account_available(account("acct:a")), -100);
+}
+END_TEST
+
+START_TEST(test_held_credits_count_against_the_ceiling)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:a", "EUR", true, 0, 0);
+    open_limited("acct:b", "EUR", 700, 0, 1000);
+    account("acct:b")->held_credits = 200;
+    account("acct:b")->held_debits = 700; /* counts for nothing here */
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 101, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:b\" has balance 700 (held credits 200), cannot be credited "
+             "101 (max balance 1000)");
+    ck_assert_book_is(before, 2);
+    pay1(&t, "p2", "acct:a", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 800);
+}
+END_TEST
+
+START_TEST(test_frozen_debit_is_rejected_frozen_credit_applies)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 100);
+    account("acct:a")->status = LQ_STATUS_FROZEN;
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 1: account \"acct:a\" is frozen");
+    ck_assert_book_is(before, 2);
+    /* Money still comes in. */
+    pay1(&t, "p2", "acct:b", "acct:a", 10, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", 110);
+    ck_assert_balance("acct:b", 90);
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_FROZEN);
+}
+END_TEST
+
+START_TEST(test_frozen_without_a_floor_is_still_frozen)
+{
+    test_payment t;
+
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:bank")->status = LQ_STATUS_FROZEN;
+    pay1(&t, "p1", "acct:bank", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 1: account \"acct:bank\" is frozen");
+}
+END_TEST
+
+START_TEST(test_closed_on_either_side)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:c")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:c", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:c\" is closed");
+    pay1(&t, "p2", "acct:c", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:c\" is closed");
+    /* Both closed: the debited account is named. */
+    account("acct:b")->status = LQ_STATUS_CLOSED;
+    before->accounts[1].status = LQ_STATUS_CLOSED;
+    pay1(&t, "p3", "acct:c", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:c\" is closed");
+    pay1(&t, "p4", "acct:b", "acct:c", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:b\" is closed");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+/* ---- section 13: the leg-check order, on several legs ---------------------- */
+
+/*
+ * Each test pairs two adjacent checks of section 13 on leg 2 of a command
+ * whose leg 1 passes (and is posted, then undone): the earlier check wins,
+ * and nothing stays of leg 1.
+ */
+static void order_setup(void)
+{
+    open_funded("acct:src", "EUR", 1000);
+    open_funded("acct:dst", "EUR", 0);
+}
+
+static void order_command(test_payment *t, const char *debit, const char *credit, int64_t amount,
+                          const char *currency)
+{
+    pay_init(t, "order");
+    pay_leg(t, "acct:src", "acct:dst", 10, "EUR");
+    pay_leg(t, debit, credit, amount, currency);
+}
+
+START_TEST(test_order_not_found_before_closed)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:closed", "EUR", 0);
+    account("acct:closed")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    order_command(&t, "acct:closed", "acct:x", 1, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 2: account \"acct:x\" does not exist");
+    order_command(&t, "acct:y", "acct:closed", 1, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 2: account \"acct:y\" does not exist");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_order_closed_before_currency_mismatch)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:usd", "USD", 100);
+    open_funded("acct:closed", "EUR", 0);
+    account("acct:closed")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    /* The credited account is closed and in another currency than the leg. */
+    order_command(&t, "acct:usd", "acct:closed", 1, "USD");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 2: account \"acct:closed\" is closed");
+    ck_assert_book_is(before, 4);
+}
+END_TEST
+
+START_TEST(test_order_currency_mismatch_before_frozen)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:frozen", "EUR", 100);
+    account("acct:frozen")->status = LQ_STATUS_FROZEN;
+    open_funded("acct:usd", "USD", 0);
+    before = snapshot();
+    order_command(&t, "acct:frozen", "acct:usd", 1, "EUR");
+    ck_apply(&t, LQ_ERR_CURRENCY_MISMATCH,
+             "leg 2: currency EUR differs from account \"acct:usd\" (USD)");
+    ck_assert_book_is(before, 4);
+}
+END_TEST
+
+START_TEST(test_order_frozen_before_insufficient_funds)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:frozen", "EUR", 0);
+    account("acct:frozen")->status = LQ_STATUS_FROZEN;
+    before = snapshot();
+    order_command(&t, "acct:frozen", "acct:dst", 50, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 2: account \"acct:frozen\" is frozen");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_order_insufficient_funds_before_exceeds_max_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:poor", "EUR", 0);
+    open_limited("acct:capped", "EUR", 100, 0, 100);
+    before = snapshot();
+    order_command(&t, "acct:poor", "acct:capped", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 2: account \"acct:poor\" has balance 0, cannot be debited 1");
+    ck_assert_book_is(before, 4);
+}
+END_TEST
+
+START_TEST(test_order_exceeds_max_balance_before_amount_overflow)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    /* The debited account's debits would overflow; the credited account is full. */
+    open_account("acct:bank", "EUR", true, INT64_MAX, 0);
+    open_limited("acct:capped", "EUR", 100, 0, 100);
+    /* And an account whose credits would overflow while it passes its ceiling. */
+    open_limited("acct:busy", "EUR", 10, 0, 15);
+    account("acct:busy")->debits = INT64_MAX - 10;
+    account("acct:busy")->credits = INT64_MAX;
+    before = snapshot();
+    order_command(&t, "acct:bank", "acct:capped", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 2: account \"acct:capped\" has balance 100, cannot be credited 1 (max balance "
+             "100)");
+    order_command(&t, "acct:src", "acct:busy", 20, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 2: account \"acct:busy\" has balance 10, cannot be credited 20 (max balance 15)");
+    /* Within the ceiling, the overflow of the totals still decides. */
+    order_command(&t, "acct:src", "acct:busy", 5, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 2: credits of account \"acct:busy\" would exceed the 64-bit range");
+    ck_assert_book_is(before, 5);
+}
+END_TEST
+
+START_TEST(test_first_failing_leg_decides_whatever_the_reasons)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:bank", "EUR", true, INT64_MAX, 0);
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_limited("acct:capped", "EUR", 100, 0, 100);
+    open_funded("acct:closed", "EUR", 0);
+    account("acct:closed")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+
+    /* Leg 1 fails the last check, leg 2 the first: leg 1 decides. */
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:bank", "acct:a", 1, "EUR");
+    pay_leg(&t, "acct:a", "acct:missing", 1, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:bank\" would exceed the 64-bit range");
+
+    /* Leg 2 fails a late check, leg 3 an early one: leg 2 decides. */
+    pay_init(&t, "p2");
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    pay_leg(&t, "acct:a", "acct:capped", 1, "EUR");
+    pay_leg(&t, "acct:closed", "acct:a", 1, "USD");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 2: account \"acct:capped\" has balance 100, cannot be credited 1 (max balance "
+             "100)");
+    ck_assert_book_is(before, 5);
+}
+END_TEST
+
+START_TEST(test_later_leg_sees_the_ceiling_earlier_legs_reached)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_limited("acct:b", "EUR", 0, 0, 500);
+    before = snapshot();
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 300, "EUR");
+    pay_leg(&t, "acct:a", "acct:b", 200, "EUR"); /* b: exactly 500 */
+    pay_leg(&t, "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 3: account \"acct:b\" has balance 500, cannot be credited 1 (max balance 500)");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_int64_edges_of_floors_and_ceilings)
+{
+    test_payment t;
+
+    /* The lowest floor there is: -INT64_MAX, reached exactly. */
+    open_limited("acct:a", "EUR", 0, INT64_MAX, 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", -INT64_MAX);
+    pay1(&t, "p2", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -9223372036854775807, cannot be debited 1 "
+             "(floor -9223372036854775807)");
+    /* Held debits take the available balance below the range: below the floor still. */
+    account("acct:a")->held_debits = 5;
+    pay1(&t, "p3", "acct:a", "acct:b", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -9223372036854775807 (available "
+             "-9223372036854775808), cannot be debited 9223372036854775807 (floor "
+             "-9223372036854775807)");
+
+    /* The highest ceiling there is: INT64_MAX, reached exactly, then passed by a sum that
+     * overflows. */
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_limited("acct:c", "EUR", 0, 0, INT64_MAX);
+    pay1(&t, "p4", "acct:bank", "acct:c", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:c", INT64_MAX);
+    open_account("acct:bank2", "EUR", true, 0, 0);
+    pay1(&t, "p5", "acct:bank2", "acct:c", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:c\" has balance 9223372036854775807, cannot be credited 1 "
+             "(max balance 9223372036854775807)");
+    /* Held credits that overflow with the balance: above any ceiling. */
+    open_limited("acct:d", "EUR", 10, 0, INT64_MAX);
+    account("acct:d")->held_credits = INT64_MAX;
+    pay1(&t, "p6", "acct:bank2", "acct:d", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:d\" has balance 10 (held credits 9223372036854775807), cannot "
+             "be credited 1 (max balance 9223372036854775807)");
+}
+END_TEST
+
+/* ---- section 15: the entries of transfers ---------------------------------- */
+
+START_TEST(test_entries_of_transfers)
+{
+    test_payment t1, t2;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:a")->entries = 41; /* as loaded: the history goes on from there */
+    pay1(&t1, "p1", "acct:a", "acct:b", 30, "EUR");
+    ck_apply(&t1, LQ_OK, "");
+    pay1(&t2, "p2", "acct:b", "acct:a", 5, "EUR");
+    ck_apply(&t2, LQ_OK, "");
+
+    ck_assert_uint_eq(book.n_entries, 4);
+    /* Debit first, signed amounts, the balance just after each. */
+    ck_assert_entry(0, "acct:a", 42, "p1", "transfer", 1, -30, 70);
+    ck_assert_entry(1, "acct:b", 1, "p1", "transfer", 1, 30, 30);
+    ck_assert_entry(2, "acct:b", 2, "p2", "transfer", 1, -5, 25);
+    ck_assert_entry(3, "acct:a", 43, "p2", "transfer", 1, 5, 75);
+    for (size_t i = 0; i < book.n_entries; i++) {
+        ck_assert_ptr_null(book.entries[i].change);
+        ck_assert_int_eq(book.entries[i].held_debits, 0);
+        ck_assert_int_eq(book.entries[i].held_credits, 0);
+    }
+    /* The command's id, borrowed. */
+    ck_assert_ptr_eq(book.entries[0].command, t1.p.id);
+    ck_assert_int_eq(account("acct:a")->entries, 43);
+    ck_assert_int_eq(account("acct:b")->entries, 2);
+    ck_assert_int_eq(account("acct:c")->entries, 0);
+}
+END_TEST
+
+START_TEST(test_entries_of_several_legs_on_one_account)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 20);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:a")->entries = 3;
+    account("acct:c")->entries = 7;
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 30, "EUR");
+    pay_leg(&t, "acct:b", "acct:c", 50, "EUR");
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    pay_leg(&t, "acct:c", "acct:a", 5, "EUR");
+    ck_apply(&t, LQ_OK, "");
+
+    ck_assert_uint_eq(book.n_entries, 8);
+    ck_assert_entry(0, "acct:a", 4, "p1", "transfer", 1, -30, 70);
+    ck_assert_entry(1, "acct:b", 1, "p1", "transfer", 1, 30, 50);
+    ck_assert_entry(2, "acct:b", 2, "p1", "transfer", 2, -50, 0);
+    ck_assert_entry(3, "acct:c", 8, "p1", "transfer", 2, 50, 50);
+    ck_assert_entry(4, "acct:a", 5, "p1", "transfer", 3, -10, 60);
+    ck_assert_entry(5, "acct:b", 3, "p1", "transfer", 3, 10, 10);
+    ck_assert_entry(6, "acct:c", 9, "p1", "transfer", 4, -5, 45);
+    ck_assert_entry(7, "acct:a", 6, "p1", "transfer", 4, 5, 65);
+    ck_assert_int_eq(account("acct:a")->entries, 6);
+    ck_assert_int_eq(account("acct:b")->entries, 3);
+    ck_assert_int_eq(account("acct:c")->entries, 9);
+}
+END_TEST
+
+START_TEST(test_rejected_at_third_leg_appends_nothing)
+{
+    test_payment t1, t2, t3;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:b")->entries = 10;
+    pay1(&t1, "p1", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t1, LQ_OK, "");
+    before = snapshot();
+
+    pay_init(&t2, "p2");
+    pay_leg(&t2, "acct:a", "acct:b", 20, "EUR");
+    pay_leg(&t2, "acct:b", "acct:c", 30, "EUR");
+    pay_leg(&t2, "acct:c", "acct:a", 31, "EUR"); /* c holds 30 */
+    ck_apply(&t2, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 3: account \"acct:c\" has balance 30, cannot be debited 31");
+    /* The entries of p1 as they were, none of p2, every counter back. */
+    ck_assert_book_is(before, 3);
+    ck_assert_int_eq(account("acct:a")->entries, 1);
+    ck_assert_int_eq(account("acct:b")->entries, 11);
+    ck_assert_int_eq(account("acct:c")->entries, 0);
+
+    /* The next applied command goes on without a gap. */
+    pay1(&t3, "p3", "acct:b", "acct:c", 5, "EUR");
+    ck_apply(&t3, LQ_OK, "");
+    ck_assert_uint_eq(book.n_entries, 4);
+    ck_assert_entry(2, "acct:b", 12, "p3", "transfer", 1, -5, 5);
+    ck_assert_entry(3, "acct:c", 1, "p3", "transfer", 1, 5, 5);
+}
+END_TEST
+
+START_TEST(test_sixty_four_legs_of_entries)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 64);
+    open_funded("acct:b", "EUR", 0);
+    pay_init(&t, "p1");
+    for (int i = 0; i < LQ_LEGS_MAX; i++)
+        pay_leg(&t, "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_uint_eq(book.n_entries, 2 * LQ_LEGS_MAX);
+    for (int i = 0; i < LQ_LEGS_MAX; i++) {
+        ck_assert_entry(2 * i, "acct:a", i + 1, "p1", "transfer", i + 1, -1, 63 - i);
+        ck_assert_entry(2 * i + 1, "acct:b", i + 1, "p1", "transfer", i + 1, 1, i + 1);
+    }
+}
+END_TEST
+
+START_TEST(test_book_clear_and_release_free_entries)
+{
+    test_payment t;
+    size_t cap;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_uint_eq(book.n_entries, 2);
+    cap = book.cap_entries;
+    lq_book_clear(&book);
+    ck_assert_uint_eq(book.n, 0);
+    ck_assert_uint_eq(book.n_entries, 0);
+    ck_assert_uint_eq(book.cap_entries, cap);
+    lq_book_release(&book);
+    ck_assert_ptr_null(book.entries);
+    ck_assert_ptr_null(book.accounts);
+    ck_assert_uint_eq(book.n_entries, 0);
+    lq_book_release(NULL);
+}
+END_TEST
+
 /* ---- deciding a batch ----------------------------------------------------- */
 
 static void item_init(lq_item *item, const test_payment *t)
@@ -1141,6 +1756,8 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_book_find_hits_and_misses);
     tcase_add_test(tc, test_book_grows_past_initial_capacity);
     tcase_add_test(tc, test_book_clear_keeps_allocation);
+    tcase_add_test(tc, test_available_is_balance_minus_held_debits);
+    tcase_add_test(tc, test_book_clear_and_release_free_entries);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("outcomes");
@@ -1169,6 +1786,37 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_order_insufficient_funds_before_overflow);
     tcase_add_test(tc, test_order_debits_overflow_before_credits_overflow);
     tcase_add_test(tc, test_first_failing_leg_decides);
+    tcase_add_test(tc, test_order_not_found_before_closed);
+    tcase_add_test(tc, test_order_closed_before_currency_mismatch);
+    tcase_add_test(tc, test_order_currency_mismatch_before_frozen);
+    tcase_add_test(tc, test_order_frozen_before_insufficient_funds);
+    tcase_add_test(tc, test_order_insufficient_funds_before_exceeds_max_balance);
+    tcase_add_test(tc, test_order_exceeds_max_balance_before_amount_overflow);
+    tcase_add_test(tc, test_first_failing_leg_decides_whatever_the_reasons);
+    tcase_add_test(tc, test_later_leg_sees_the_ceiling_earlier_legs_reached);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("limits and statuses");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_overdraft_debit_to_exactly_minus_limit_then_one_more);
+    tcase_add_test(tc, test_overdraft_limit_zero_is_floor_zero);
+    tcase_add_test(tc, test_credit_to_exactly_the_ceiling_then_one_more);
+    tcase_add_test(tc, test_ceiling_of_a_negative_account);
+    tcase_add_test(tc, test_held_debits_count_in_available_balance);
+    tcase_add_test(tc, test_held_debits_with_an_overdraft_limit);
+    tcase_add_test(tc, test_held_credits_count_against_the_ceiling);
+    tcase_add_test(tc, test_frozen_debit_is_rejected_frozen_credit_applies);
+    tcase_add_test(tc, test_frozen_without_a_floor_is_still_frozen);
+    tcase_add_test(tc, test_closed_on_either_side);
+    tcase_add_test(tc, test_int64_edges_of_floors_and_ceilings);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("transfer entries");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_entries_of_transfers);
+    tcase_add_test(tc, test_entries_of_several_legs_on_one_account);
+    tcase_add_test(tc, test_rejected_at_third_leg_appends_nothing);
+    tcase_add_test(tc, test_sixty_four_legs_of_entries);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("legs");
