@@ -299,6 +299,12 @@ int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t det
     case LQ_CMD_TRANSFER:
         r = lq_ledger_apply_transfer(book, c, &undo, detail, detail_len);
         break;
+    case LQ_CMD_ACCOUNT_OPEN:
+        r = lq_ledger_apply_account_open(book, c, &undo, detail, detail_len);
+        break;
+    case LQ_CMD_ACCOUNT_UPDATE:
+        r = lq_ledger_apply_account_update(book, c, &undo, detail, detail_len);
+        break;
     default:
         snprintf(detail, detail_len, "command has unknown type %d", (int)c->type);
         r = LQ_ERR_INTERNAL;
@@ -466,9 +472,9 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
         item->outcome.duplicate = false;
         snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "%s", now);
         /*
-         * Only business outcomes are stored; LQ_ERR_INTERNAL (a malformed
-         * payment, see check_shape()) is a bug to report, not a final
-         * outcome of the id.
+         * Only business outcomes are stored; LQ_ERR_INTERNAL (a command no
+         * parser makes) and LQ_ERR_NOMEM are failures of this processing,
+         * not a final outcome of the id: the worker fails the batch.
          */
         item->insert = lq_error_classify(item->outcome.result) == LQ_CLASS_OK ||
                        lq_error_classify(item->outcome.result) == LQ_CLASS_REJECTED;

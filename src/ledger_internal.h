@@ -83,5 +83,9 @@ bool lq_ledger_above_ceiling(int64_t balance, int64_t held_credits, int64_t cred
  */
 int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
                              size_t detail_len);
+int lq_ledger_apply_account_open(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                                 size_t detail_len);
+int lq_ledger_apply_account_update(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                                   size_t detail_len);
 
 #endif
