@@ -228,6 +228,90 @@ static void ck_apply(const test_payment *t, int want, const char *want_detail)
     ck_assert_str_eq(detail, want_detail);
 }
 
+/* Append to t's canonical text (account commands: one piece per field given). */
+static void canon_add(test_payment *t, const char *piece)
+{
+    size_t used = strlen(t->canonical);
+
+    snprintf(t->canonical + used, sizeof(t->canonical) - used, "%s;", piece);
+}
+
+/* An account.open of acct in currency, with the defaults until a set_* below. */
+static void cmd_open(test_payment *t, const char *id, const char *acct, const char *currency)
+{
+    pay_init(t, id);
+    t->p.type = LQ_CMD_ACCOUNT_OPEN;
+    snprintf(t->p.change.account, sizeof(t->p.change.account), "%s", acct);
+    snprintf(t->p.change.currency, sizeof(t->p.change.currency), "%s", currency);
+    canon_add(t, "account.open");
+    canon_add(t, acct);
+    canon_add(t, currency);
+}
+
+/* An account.update of acct, changing nothing until a set_* below. */
+static void cmd_update(test_payment *t, const char *id, const char *acct)
+{
+    pay_init(t, id);
+    t->p.type = LQ_CMD_ACCOUNT_UPDATE;
+    snprintf(t->p.change.account, sizeof(t->p.change.account), "%s", acct);
+    canon_add(t, "account.update");
+    canon_add(t, acct);
+}
+
+static void set_status(test_payment *t, lq_account_status status)
+{
+    t->p.change.set_status = true;
+    t->p.change.status = status;
+    canon_add(t, status == LQ_STATUS_ACTIVE   ? "active"
+                 : status == LQ_STATUS_FROZEN ? "frozen"
+                                              : "closed");
+}
+
+static void set_allow_negative(test_payment *t, bool allow)
+{
+    t->p.change.set_allow_negative = true;
+    t->p.change.allow_negative = allow;
+    canon_add(t, allow ? "allow_negative" : "no_negative");
+}
+
+static void set_overdraft(test_payment *t, int64_t limit)
+{
+    char piece[48];
+
+    t->p.change.set_overdraft_limit = true;
+    t->p.change.overdraft_limit = limit;
+    snprintf(piece, sizeof(piece), "overdraft=%" PRId64, limit);
+    canon_add(t, piece);
+}
+
+/* 0: no ceiling (account.update's null). */
+static void set_max(test_payment *t, int64_t max_balance)
+{
+    char piece[48];
+
+    t->p.change.set_max_balance = true;
+    t->p.change.max_balance = max_balance;
+    snprintf(piece, sizeof(piece), "max=%" PRId64, max_balance);
+    canon_add(t, piece);
+}
+
+static void set_reason(test_payment *t, const char *reason)
+{
+    snprintf(t->reason, sizeof(t->reason), "%s", reason);
+    t->p.change.reason = t->reason;
+    canon_add(t, reason);
+}
+
+/* Apply t, expecting it applied, and the change text of the entry it appended (the last). */
+static void ck_apply_update(const test_payment *t, const char *want_change)
+{
+    ck_apply(t, LQ_OK, "");
+    ck_assert_uint_gt(book.n_entries, 0);
+    ck_assert_str_eq(book.entries[book.n_entries - 1].type, "account.update");
+    ck_assert_ptr_nonnull(book.entries[book.n_entries - 1].change);
+    ck_assert_str_eq(book.entries[book.n_entries - 1].change, want_change);
+}
+
 /* ---- accounts and the book ---------------------------------------------- */
 
 START_TEST(test_balance_is_credits_minus_debits)
@@ -1388,6 +1472,515 @@ START_TEST(test_book_clear_and_release_free_entries)
 }
 END_TEST
 
+/* ---- section 13: account.open ----------------------------------------------- */
+
+START_TEST(test_open_adds_an_active_account)
+{
+    test_payment t;
+    const lq_account *a;
+
+    open_funded("acct:b", "EUR", 0);
+    cmd_open(&t, "open-1", "acct:a", "USD");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_uint_eq(book.n, 2);
+    ck_assert_str_eq(book.accounts[0].id, "acct:a"); /* still sorted */
+    a = account("acct:a");
+    ck_assert_str_eq(a->currency, "USD");
+    ck_assert_int_eq(a->status, LQ_STATUS_ACTIVE);
+    ck_assert(!a->allow_negative);
+    ck_assert_int_eq(a->overdraft_limit, 0);
+    ck_assert_int_eq(a->max_balance, 0);
+    ck_assert_int_eq(a->debits, 0);
+    ck_assert_int_eq(a->credits, 0);
+    ck_assert_int_eq(a->held_debits, 0);
+    ck_assert_int_eq(a->held_credits, 0);
+    ck_assert_int_eq(a->entries, 1);
+    ck_assert_str_eq(a->created_at, "");
+    ck_assert(a->opened);
+    ck_assert(a->changed);
+    ck_assert_account("acct:b", 0, 0, false);
+
+    ck_assert_uint_eq(book.n_entries, 1);
+    ck_assert_entry(0, "acct:a", 1, "open-1", "account.open", 0, 0, 0);
+    ck_assert_int_eq(book.entries[0].held_debits, 0);
+    ck_assert_int_eq(book.entries[0].held_credits, 0);
+    ck_assert_ptr_null(book.entries[0].change);
+}
+END_TEST
+
+START_TEST(test_open_with_limits)
+{
+    test_payment t, p;
+
+    cmd_open(&t, "o1", "acct:neg", "EUR");
+    set_allow_negative(&t, true);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert(account("acct:neg")->allow_negative);
+    ck_assert_int_eq(account("acct:neg")->overdraft_limit, 0);
+
+    cmd_open(&t, "o2", "acct:od", "EUR");
+    set_overdraft(&t, 500);
+    set_max(&t, 1000);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert(!account("acct:od")->allow_negative);
+    ck_assert_int_eq(account("acct:od")->overdraft_limit, 500);
+    ck_assert_int_eq(account("acct:od")->max_balance, 1000);
+
+    cmd_open(&t, "o3", "acct:od2", "EUR");
+    set_allow_negative(&t, false);
+    set_overdraft(&t, 300);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert(!account("acct:od2")->allow_negative);
+    ck_assert_int_eq(account("acct:od2")->overdraft_limit, 300);
+
+    cmd_open(&t, "o4", "acct:max", "EUR");
+    set_overdraft(&t, INT64_MAX);
+    set_max(&t, INT64_MAX);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(account("acct:max")->overdraft_limit, INT64_MAX);
+    ck_assert_int_eq(account("acct:max")->max_balance, INT64_MAX);
+
+    /* The limits hold from the first transfer on. */
+    pay1(&p, "p1", "acct:od", "acct:max", 501, "EUR");
+    ck_apply(&p, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:od\" has balance 0, cannot be debited 501 (floor -500)");
+    pay1(&p, "p2", "acct:max", "acct:od", 1001, "EUR");
+    ck_apply(
+        &p, LQ_ERR_EXCEEDS_MAX_BALANCE,
+        "leg 1: account \"acct:od\" has balance 0, cannot be credited 1001 (max balance 1000)");
+    pay1(&p, "p3", "acct:max", "acct:od", 1000, "EUR");
+    ck_apply(&p, LQ_OK, "");
+    ck_assert_balance("acct:max", -1000);
+}
+END_TEST
+
+START_TEST(test_open_of_an_existing_account_is_account_exists)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 10);
+    open_funded("acct:gone", "EUR", 0);
+    account("acct:gone")->status = LQ_STATUS_CLOSED;
+    cmd_open(&t, "open-b", "acct:b", "EUR");
+    ck_apply(&t, LQ_OK, "");
+    before = snapshot();
+
+    /* Loaded, closed (it still exists), or opened by this batch: whatever the currency. */
+    cmd_open(&t, "open-a", "acct:a", "USD");
+    ck_apply(&t, LQ_ERR_ACCOUNT_EXISTS, "account \"acct:a\" exists already");
+    cmd_open(&t, "open-gone", "acct:gone", "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_EXISTS, "account \"acct:gone\" exists already");
+    cmd_open(&t, "open-b-again", "acct:b", "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_EXISTS, "account \"acct:b\" exists already");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_malformed_account_commands_are_internal_errors)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 0);
+    before = snapshot();
+    cmd_open(&t, "o1", "acct:b", "eur");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open of \"acct:b\" has no valid currency");
+    cmd_open(&t, "o2", "", "EUR");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open names no valid account");
+    cmd_open(&t, "o3", "acct:b", "EUR");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open of \"acct:b\" has a status or a reason");
+    cmd_open(&t, "o4", "acct:b", "EUR");
+    set_allow_negative(&t, true);
+    set_overdraft(&t, 1);
+    ck_apply(&t, LQ_ERR_INTERNAL,
+             "account.open of \"acct:b\" sets both allow_negative and overdraft_limit");
+    cmd_open(&t, "o5", "acct:b", "EUR");
+    set_max(&t, -1);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open of \"acct:b\" has a negative limit");
+
+    cmd_update(&t, "u1", "acct:a");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" changes nothing");
+    set_reason(&t, "a reason alone changes nothing");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" changes nothing");
+    cmd_update(&t, "u2", "acct:a");
+    set_allow_negative(&t, true);
+    set_overdraft(&t, 0);
+    ck_apply(&t, LQ_ERR_INTERNAL,
+             "account.update of \"acct:a\" sets both allow_negative and overdraft_limit");
+    cmd_update(&t, "u3", "acct:a");
+    set_overdraft(&t, -1);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" has a negative limit");
+    cmd_update(&t, "u4", "acct:a");
+    set_status(&t, (lq_account_status)7);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" has unknown status 7");
+
+    pay_init(&t, "t1");
+    t.p.type = (lq_command_type)42;
+    ck_apply(&t, LQ_ERR_INTERNAL, "command has unknown type 42");
+    ck_assert_book_is(before, 1);
+}
+END_TEST
+
+/* ---- section 13: account.update ----------------------------------------------- */
+
+START_TEST(test_update_of_a_missing_account)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 0);
+    cmd_update(&t, "u1", "acct:x");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "account \"acct:x\" does not exist");
+    ck_assert_uint_eq(book.n_entries, 0);
+}
+END_TEST
+
+START_TEST(test_update_of_a_closed_account_is_account_closed)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 0);
+    account("acct:a")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    /* Whatever the update, even one that changes nothing, even one that would break a limit. */
+    cmd_update(&t, "u1", "acct:a");
+    set_status(&t, LQ_STATUS_ACTIVE);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    cmd_update(&t, "u2", "acct:a");
+    set_status(&t, LQ_STATUS_CLOSED);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    cmd_update(&t, "u3", "acct:a");
+    set_allow_negative(&t, true);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    cmd_update(&t, "u4", "acct:a");
+    set_max(&t, 0);
+    set_reason(&t, "reopen");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    ck_assert_book_is(before, 1);
+}
+END_TEST
+
+START_TEST(test_close_order_not_empty_then_holds_then_limits)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 5);
+    account("acct:a")->held_debits = 3;
+    open_account("acct:neg", "EUR", true, 5, 0);
+    open_funded("acct:held", "EUR", 0);
+    account("acct:held")->held_debits = 10;
+    open_funded("acct:in", "EUR", 0);
+    account("acct:in")->held_credits = 7;
+    before = snapshot();
+
+    /* A balance and holds: not_empty. */
+    cmd_update(&t, "u1", "acct:a");
+    set_status(&t, LQ_STATUS_CLOSED);
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_EMPTY, "account \"acct:a\" has balance 5, cannot be closed");
+    /* A negative balance and a floor it breaks: not_empty. */
+    cmd_update(&t, "u2", "acct:neg");
+    set_status(&t, LQ_STATUS_CLOSED);
+    set_allow_negative(&t, false);
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_EMPTY, "account \"acct:neg\" has balance -5, cannot be closed");
+    /* Holds and a floor the available balance breaks: has_holds. */
+    cmd_update(&t, "u3", "acct:held");
+    set_status(&t, LQ_STATUS_CLOSED);
+    set_overdraft(&t, 0);
+    ck_apply(&t, LQ_ERR_ACCOUNT_HAS_HOLDS,
+             "account \"acct:held\" has held debits 10 and held credits 0, cannot be closed");
+    cmd_update(&t, "u4", "acct:in");
+    set_status(&t, LQ_STATUS_CLOSED);
+    ck_apply(&t, LQ_ERR_ACCOUNT_HAS_HOLDS,
+             "account \"acct:in\" has held debits 0 and held credits 7, cannot be closed");
+    /* The same limits without closing: balance_outside_limits. */
+    cmd_update(&t, "u5", "acct:held");
+    set_overdraft(&t, 0);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:held\" has balance 0 (available -10), below the new floor 0");
+    ck_assert_book_is(before, 4);
+
+    /* Freezing is no closing: a balance and holds are fine. */
+    cmd_update(&t, "u6", "acct:a");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply_update(&t, "{\"status\":\"frozen\"}");
+}
+END_TEST
+
+START_TEST(test_close_is_final)
+{
+    test_payment t, p;
+
+    open_funded("acct:a", "EUR", 0);
+    open_funded("acct:b", "EUR", 100);
+    account("acct:a")->entries = 4;
+    cmd_update(&t, "close-a", "acct:a");
+    set_status(&t, LQ_STATUS_CLOSED);
+    set_reason(&t, "customer left");
+    ck_apply_update(&t, "{\"status\":\"closed\",\"reason\":\"customer left\"}");
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_CLOSED);
+    ck_assert(account("acct:a")->changed);
+    ck_assert_entry(0, "acct:a", 5, "close-a", "account.update", 0, 0, 0);
+
+    pay1(&p, "p1", "acct:b", "acct:a", 1, "EUR");
+    ck_apply(&p, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:a\" is closed");
+    cmd_update(&t, "reopen-a", "acct:a");
+    set_status(&t, LQ_STATUS_ACTIVE);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    ck_assert_uint_eq(book.n_entries, 1);
+}
+END_TEST
+
+START_TEST(test_update_overdraft_limit_against_a_negative_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_limited("acct:a", "EUR", -400, 500, 0);
+    before = snapshot();
+    cmd_update(&t, "u1", "acct:a");
+    set_overdraft(&t, 300);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -400, below the new floor -300");
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 399);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -400, below the new floor -399");
+    /* allow_negative false alone: the floor is 0. */
+    cmd_update(&t, "u3", "acct:a");
+    set_allow_negative(&t, false);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -400, below the new floor 0");
+    ck_assert_book_is(before, 1);
+
+    /* Exactly at the new floor is inside. */
+    cmd_update(&t, "u4", "acct:a");
+    set_overdraft(&t, 400);
+    ck_apply_update(&t, "{\"overdraft_limit\":400}");
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 400);
+    ck_assert(!account("acct:a")->allow_negative);
+    ck_assert_entry(0, "acct:a", 1, "u4", "account.update", 0, 0, -400);
+}
+END_TEST
+
+START_TEST(test_update_held_debits_against_a_new_floor)
+{
+    test_payment t;
+
+    open_limited("acct:a", "EUR", 100, 100, 0);
+    account("acct:a")->held_debits = 150;
+    cmd_update(&t, "u1", "acct:a");
+    set_overdraft(&t, 49);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance 100 (available -50), below the new floor -49");
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 50);
+    ck_apply_update(&t, "{\"overdraft_limit\":50}");
+    ck_assert_int_eq(book.entries[0].held_debits, 150);
+    ck_assert_int_eq(book.entries[0].balance, 100);
+}
+END_TEST
+
+START_TEST(test_update_allow_negative_and_overdraft_limit)
+{
+    test_payment t, p;
+
+    open_limited("acct:a", "EUR", -400, 500, 0);
+    open_funded("acct:b", "EUR", 0);
+
+    /* allow_negative true: no floor, and the overdraft limit no longer matters (0). */
+    cmd_update(&t, "u1", "acct:a");
+    set_allow_negative(&t, true);
+    ck_apply_update(&t, "{\"allow_negative\":true}");
+    ck_assert(account("acct:a")->allow_negative);
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 0);
+    pay1(&p, "p1", "acct:a", "acct:b", 10000, "EUR");
+    ck_apply(&p, LQ_OK, "");
+    ck_assert_balance("acct:a", -10400);
+
+    /* An overdraft limit turns allow_negative off; the balance must fit the new floor. */
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 10000);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -10400, below the new floor -10000");
+    ck_assert(account("acct:a")->allow_negative);
+    cmd_update(&t, "u3", "acct:a");
+    set_overdraft(&t, 20000);
+    ck_apply_update(&t, "{\"overdraft_limit\":20000}");
+    ck_assert(!account("acct:a")->allow_negative);
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 20000);
+    pay1(&p, "p2", "acct:a", "acct:b", 9601, "EUR");
+    ck_apply(&p, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -10400, cannot be debited 9601 (floor -20000)");
+
+    /* allow_negative false with an overdraft limit: that floor. */
+    cmd_update(&t, "u4", "acct:a");
+    set_allow_negative(&t, false);
+    set_overdraft(&t, 10400);
+    ck_apply_update(&t, "{\"allow_negative\":false,\"overdraft_limit\":10400}");
+    ck_assert(!account("acct:a")->allow_negative);
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 10400);
+
+    /* allow_negative false alone, on an account with an overdraft limit at 0 balance: floor 0. */
+    open_limited("acct:c", "EUR", 0, 700, 0);
+    cmd_update(&t, "u5", "acct:c");
+    set_allow_negative(&t, false);
+    ck_apply_update(&t, "{\"allow_negative\":false}");
+    ck_assert(!account("acct:c")->allow_negative);
+    ck_assert_int_eq(account("acct:c")->overdraft_limit, 0);
+}
+END_TEST
+
+START_TEST(test_update_max_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 900);
+    before = snapshot();
+    cmd_update(&t, "u1", "acct:a");
+    set_max(&t, 899);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance 900, above the new max balance 899");
+    ck_assert_book_is(before, 1);
+    cmd_update(&t, "u2", "acct:a");
+    set_max(&t, 900);
+    ck_apply_update(&t, "{\"max_balance\":900}");
+    ck_assert_int_eq(account("acct:a")->max_balance, 900);
+    /* null: no ceiling. */
+    cmd_update(&t, "u3", "acct:a");
+    set_max(&t, 0);
+    ck_apply_update(&t, "{\"max_balance\":null}");
+    ck_assert_int_eq(account("acct:a")->max_balance, 0);
+
+    /* Held credits count. */
+    account("acct:a")->held_credits = 50;
+    cmd_update(&t, "u4", "acct:a");
+    set_max(&t, 949);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance 900 (held credits 50), above the new max balance 949");
+    cmd_update(&t, "u5", "acct:a");
+    set_max(&t, 950);
+    ck_apply_update(&t, "{\"max_balance\":950}");
+    ck_assert_uint_eq(book.n_entries, 3);
+    ck_assert_int_eq(book.entries[2].held_credits, 50);
+}
+END_TEST
+
+START_TEST(test_update_limits_at_int64_edges)
+{
+    test_payment t;
+
+    open_account("acct:low", "EUR", true, INT64_MAX, 0);
+    cmd_update(&t, "u1", "acct:low");
+    set_overdraft(&t, INT64_MAX);
+    ck_apply_update(&t, "{\"overdraft_limit\":9223372036854775807}");
+    account("acct:low")->held_debits = 1; /* available INT64_MIN: below the lowest floor */
+    cmd_update(&t, "u2", "acct:low");
+    set_overdraft(&t, INT64_MAX);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:low\" has balance -9223372036854775807 (available "
+             "-9223372036854775808), below the new floor -9223372036854775807");
+
+    open_funded("acct:high", "EUR", INT64_MAX);
+    cmd_update(&t, "u3", "acct:high");
+    set_max(&t, INT64_MAX);
+    ck_apply_update(&t, "{\"max_balance\":9223372036854775807}");
+    account("acct:high")->held_credits =
+        1; /* the sum leaves the range: above the highest ceiling */
+    cmd_update(&t, "u4", "acct:high");
+    set_max(&t, INT64_MAX);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:high\" has balance 9223372036854775807 (held credits 1), above the "
+             "new max balance 9223372036854775807");
+}
+END_TEST
+
+START_TEST(test_update_status_again_is_applied_and_recorded)
+{
+    test_payment f1, f2, a1; /* the entries borrow their ids */
+
+    open_funded("acct:a", "EUR", 10);
+    account("acct:a")->entries = 2;
+    cmd_update(&f1, "f1", "acct:a");
+    set_status(&f1, LQ_STATUS_FROZEN);
+    ck_apply_update(&f1, "{\"status\":\"frozen\"}");
+    cmd_update(&f2, "f2", "acct:a");
+    set_status(&f2, LQ_STATUS_FROZEN);
+    ck_apply_update(&f2, "{\"status\":\"frozen\"}");
+    cmd_update(&a1, "a1", "acct:a");
+    set_status(&a1, LQ_STATUS_ACTIVE);
+    ck_apply_update(&a1, "{\"status\":\"active\"}");
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_ACTIVE);
+    ck_assert_uint_eq(book.n_entries, 3);
+    ck_assert_entry(0, "acct:a", 3, "f1", "account.update", 0, 0, 10);
+    ck_assert_entry(1, "acct:a", 4, "f2", "account.update", 0, 0, 10);
+    ck_assert_entry(2, "acct:a", 5, "a1", "account.update", 0, 0, 10);
+    ck_assert_int_eq(account("acct:a")->entries, 5);
+}
+END_TEST
+
+START_TEST(test_update_change_json)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 0);
+    cmd_update(&t, "u1", "acct:a");
+    set_status(&t, LQ_STATUS_FROZEN);
+    set_reason(&t, "fraud review");
+    ck_apply_update(&t, "{\"status\":\"frozen\",\"reason\":\"fraud review\"}");
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 500);
+    ck_apply_update(&t, "{\"overdraft_limit\":500}");
+    cmd_update(&t, "u3", "acct:a");
+    set_max(&t, 0);
+    ck_apply_update(&t, "{\"max_balance\":null}");
+    cmd_update(&t, "u4", "acct:a");
+    set_allow_negative(&t, true);
+    ck_apply_update(&t, "{\"allow_negative\":true}");
+    cmd_update(&t, "u5", "acct:a");
+    set_overdraft(&t, 0);
+    ck_apply_update(&t, "{\"overdraft_limit\":0}");
+    /* Every field, in the order of the contract whatever the order they were set in. */
+    cmd_update(&t, "u6", "acct:a");
+    set_reason(&t, "say \"hi\"\n");
+    set_max(&t, INT64_MAX);
+    set_overdraft(&t, INT64_MAX);
+    set_allow_negative(&t, false);
+    set_status(&t, LQ_STATUS_ACTIVE);
+    ck_apply_update(&t, "{\"status\":\"active\",\"allow_negative\":false,"
+                        "\"overdraft_limit\":9223372036854775807,"
+                        "\"max_balance\":9223372036854775807,\"reason\":\"say \\\"hi\\\"\\n\"}");
+    ck_assert_uint_eq(book.n_entries, 6);
+}
+END_TEST
+
+START_TEST(test_update_entries_carry_the_running_values)
+{
+    test_payment t, p;
+
+    open_funded("acct:a", "EUR", 250);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 20;
+    account("acct:a")->held_credits = 30;
+    account("acct:a")->entries = 9;
+    pay1(&p, "p1", "acct:a", "acct:b", 50, "EUR");
+    ck_apply(&p, LQ_OK, "");
+    cmd_update(&t, "u1", "acct:a");
+    set_max(&t, 1000);
+    ck_apply_update(&t, "{\"max_balance\":1000}");
+    ck_assert_entry(0, "acct:a", 10, "p1", "transfer", 1, -50, 200);
+    ck_assert_entry(2, "acct:a", 11, "u1", "account.update", 0, 0, 200);
+    ck_assert_int_eq(book.entries[2].held_debits, 20);
+    ck_assert_int_eq(book.entries[2].held_credits, 30);
+    ck_assert_ptr_eq(book.entries[2].command, t.p.id);
+    ck_assert_ptr_null(book.entries[0].change);
+}
+END_TEST
+
 /* ---- deciding a batch ----------------------------------------------------- */
 
 static void item_init(lq_item *item, const test_payment *t)
@@ -1736,6 +2329,139 @@ START_TEST(test_decide_large_batch_with_duplicates)
 }
 END_TEST
 
+START_TEST(test_decide_open_then_transfer_in_one_batch)
+{
+    test_payment early, open, pay, open_again, open_dup, spend;
+    lq_item items[6];
+
+    open_account("acct:bank", "EUR", true, 0, 0);
+    /* A transfer into the account before it is opened gets a final rejection. */
+    pay1(&early, "early", "acct:bank", "acct:new", 50, "EUR");
+    cmd_open(&open, "open-new", "acct:new", "EUR");
+    set_max(&open, 100);
+    pay1(&pay, "pay", "acct:bank", "acct:new", 100, "EUR");
+    cmd_open(&open_again, "open-new-2", "acct:new", "EUR");
+    cmd_open(&open_dup, "open-new", "acct:new", "EUR");
+    set_max(&open_dup, 100);
+    pay1(&spend, "spend", "acct:new", "acct:bank", 101, "EUR");
+    item_init(&items[0], &early);
+    item_init(&items[1], &open);
+    item_init(&items[2], &pay);
+    item_init(&items[3], &open_again);
+    item_init(&items[4], &open_dup);
+    item_init(&items[5], &spend);
+    lq_ledger_decide(items, 6, &book, NOW);
+
+    ck_assert_outcome(&items[0], LQ_ERR_ACCOUNT_NOT_FOUND, false, true,
+                      "leg 1: account \"acct:new\" does not exist", NOW);
+    ck_assert_outcome(&items[1], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[2], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[3], LQ_ERR_ACCOUNT_EXISTS, false, true,
+                      "account \"acct:new\" exists already", NOW);
+    ck_assert_outcome(&items[4], LQ_OK, true, false, "", NOW); /* opened once */
+    ck_assert_outcome(&items[5], LQ_ERR_INSUFFICIENT_FUNDS, false, true,
+                      "leg 1: account \"acct:new\" has balance 100, cannot be debited 101", NOW);
+
+    ck_assert_uint_eq(book.n, 2);
+    ck_assert(account("acct:new")->opened);
+    ck_assert_account("acct:new", 0, 100, true);
+    ck_assert_uint_eq(book.n_entries, 3);
+    ck_assert_entry(0, "acct:new", 1, "open-new", "account.open", 0, 0, 0);
+    ck_assert_entry(1, "acct:bank", 1, "pay", "transfer", 1, -100, -100);
+    ck_assert_entry(2, "acct:new", 2, "pay", "transfer", 1, 100, 100);
+}
+END_TEST
+
+START_TEST(test_decide_freeze_and_unfreeze_in_one_batch)
+{
+    test_payment freeze, out1, in, freeze_dup, unfreeze, out2;
+    lq_item items[6];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 100);
+    cmd_update(&freeze, "freeze-a", "acct:a");
+    set_status(&freeze, LQ_STATUS_FROZEN);
+    set_reason(&freeze, "fraud review");
+    pay1(&out1, "out1", "acct:a", "acct:b", 10, "EUR");
+    pay1(&in, "in", "acct:b", "acct:a", 10, "EUR");
+    cmd_update(&freeze_dup, "freeze-a", "acct:a");
+    set_status(&freeze_dup, LQ_STATUS_FROZEN);
+    set_reason(&freeze_dup, "fraud review");
+    cmd_update(&unfreeze, "unfreeze-a", "acct:a");
+    set_status(&unfreeze, LQ_STATUS_ACTIVE);
+    pay1(&out2, "out2", "acct:a", "acct:b", 10, "EUR");
+    item_init(&items[0], &freeze);
+    item_init(&items[1], &out1);
+    item_init(&items[2], &in);
+    item_init(&items[3], &freeze_dup);
+    item_init(&items[4], &unfreeze);
+    item_init(&items[5], &out2);
+    lq_ledger_decide(items, 6, &book, NOW);
+
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_ERR_ACCOUNT_FROZEN, false, true,
+                      "leg 1: account \"acct:a\" is frozen", NOW);
+    ck_assert_outcome(&items[2], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[3], LQ_OK, true, false, "", NOW);
+    ck_assert_outcome(&items[4], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[5], LQ_OK, false, true, "", NOW);
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_ACTIVE);
+    ck_assert_balance("acct:a", 100);
+
+    /* a's history: freeze, credit, unfreeze, debit; no debit between freeze and unfreeze. */
+    ck_assert_uint_eq(book.n_entries, 6);
+    ck_assert_entry(0, "acct:a", 1, "freeze-a", "account.update", 0, 0, 100);
+    ck_assert_str_eq(book.entries[0].change, "{\"status\":\"frozen\",\"reason\":\"fraud review\"}");
+    ck_assert_entry(1, "acct:b", 1, "in", "transfer", 1, -10, 90);
+    ck_assert_entry(2, "acct:a", 2, "in", "transfer", 1, 10, 110);
+    ck_assert_entry(3, "acct:a", 3, "unfreeze-a", "account.update", 0, 0, 110);
+    ck_assert_str_eq(book.entries[3].change, "{\"status\":\"active\"}");
+    ck_assert_entry(4, "acct:a", 4, "out2", "transfer", 1, -10, 100);
+    ck_assert_entry(5, "acct:b", 2, "out2", "transfer", 1, 10, 100);
+}
+END_TEST
+
+START_TEST(test_decide_same_id_across_types_is_conflict)
+{
+    test_payment pay, upd;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&pay, "x1", "acct:a", "acct:b", 10, "EUR");
+    cmd_update(&upd, "x1", "acct:a");
+    set_status(&upd, LQ_STATUS_FROZEN);
+    item_init(&items[0], &pay);
+    item_init(&items[1], &upd);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_ERR_IDEMPOTENCY_CONFLICT, false, false,
+                      "id was first used with other content", NOW);
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_ACTIVE);
+    ck_assert_uint_eq(book.n_entries, 2);
+}
+END_TEST
+
+START_TEST(test_decide_internal_error_is_not_stored)
+{
+    test_payment bad, good;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    cmd_update(&bad, "bad", "acct:a"); /* changes nothing: no parser makes that */
+    pay1(&good, "good", "acct:a", "acct:b", 10, "EUR");
+    item_init(&items[0], &bad);
+    item_init(&items[1], &good);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_ERR_INTERNAL, false, false,
+                      "account.update of \"acct:a\" changes nothing", NOW);
+    ck_assert_outcome(&items[1], LQ_OK, false, true, "", NOW);
+    ck_assert_uint_eq(book.n_entries, 2);
+    ck_assert_int_eq(account("acct:a")->entries, 1);
+}
+END_TEST
+
 START_TEST(test_decide_empty_batch)
 {
     lq_ledger_decide(NULL, 0, &book, NOW);
@@ -1830,6 +2556,30 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_sixty_four_legs);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("account.open");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_open_adds_an_active_account);
+    tcase_add_test(tc, test_open_with_limits);
+    tcase_add_test(tc, test_open_of_an_existing_account_is_account_exists);
+    tcase_add_test(tc, test_malformed_account_commands_are_internal_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("account.update");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_update_of_a_missing_account);
+    tcase_add_test(tc, test_update_of_a_closed_account_is_account_closed);
+    tcase_add_test(tc, test_close_order_not_empty_then_holds_then_limits);
+    tcase_add_test(tc, test_close_is_final);
+    tcase_add_test(tc, test_update_overdraft_limit_against_a_negative_balance);
+    tcase_add_test(tc, test_update_held_debits_against_a_new_floor);
+    tcase_add_test(tc, test_update_allow_negative_and_overdraft_limit);
+    tcase_add_test(tc, test_update_max_balance);
+    tcase_add_test(tc, test_update_limits_at_int64_edges);
+    tcase_add_test(tc, test_update_status_again_is_applied_and_recorded);
+    tcase_add_test(tc, test_update_change_json);
+    tcase_add_test(tc, test_update_entries_carry_the_running_values);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("decide");
     tcase_add_checked_fixture(tc, book_setup, book_teardown);
     tcase_add_test(tc, test_decide_first_time_applied_and_rejected);
@@ -1845,6 +2595,10 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_decide_earlier_payment_funds_later_one);
     tcase_add_test(tc, test_decide_large_batch_with_duplicates);
     tcase_add_test(tc, test_decide_empty_batch);
+    tcase_add_test(tc, test_decide_open_then_transfer_in_one_batch);
+    tcase_add_test(tc, test_decide_freeze_and_unfreeze_in_one_batch);
+    tcase_add_test(tc, test_decide_same_id_across_types_is_conflict);
+    tcase_add_test(tc, test_decide_internal_error_is_not_stored);
     suite_add_tcase(s, tc);
 
     return s;
