@@ -283,7 +283,7 @@ static void undo_rollback(lq_undo *undo)
 
 int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t detail_len)
 {
-    /* About 25 KiB of stack: a copy of each account 64 legs can name. */
+    /* About 24 KiB of stack: a copy of each account 64 legs can name. */
     lq_undo undo;
     char scratch[1];
     int r;
