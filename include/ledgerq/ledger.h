@@ -30,7 +30,7 @@ typedef struct lq_account {
     char currency[4];
     lq_account_status status;
     bool allow_negative;     /* no floor at all */
-    int64_t overdraft_limit; /* without allow_negative, the floor is minus this (0 .. INT64_MAX) */
+    int64_t overdraft_limit; /* the floor is minus this (0 .. INT64_MAX); 0 with allow_negative */
     int64_t max_balance;     /* the ceiling, 1 .. INT64_MAX; 0: none */
     int64_t debits;          /* total debited, >= 0 */
     int64_t credits;         /* total credited, >= 0 */
@@ -55,11 +55,14 @@ int64_t lq_account_available(const lq_account *a);
 /*
  * One entry of an account's history (docs/protocol.md section 15), as a
  * decision makes it.  The db module stores it with the time of the store.
+ * An applied transfer makes two a leg, in leg order: the debited account's
+ * (amount < 0) then the credited account's; account.open and
+ * account.update one each (amount 0).
  */
 typedef struct lq_entry {
     char account[LQ_ACCOUNT_ID_MAX + 1];
     int64_t seq;         /* 1, 2, 3, ... per account, without gaps */
-    const char *command; /* borrowed: the id of the command that made it */
+    const char *command; /* borrowed: the id of the command that made it (valid while it lives) */
     const char *type;    /* static: "transfer", "account.open", "account.update", ... */
     int leg;             /* the leg's number, from 1; 0 for account entries */
     int64_t amount;      /* the signed change to the balance: credit > 0, debit < 0 */
@@ -92,10 +95,13 @@ int lq_book_add(lq_book *book, const lq_account *a);
 /* The account with id, or NULL.  The pointer stays valid until the next add. */
 lq_account *lq_book_find(const lq_book *book, const char *id);
 
-/* Forget all accounts and entries, keeping the allocations for reuse. */
+/*
+ * Forget all accounts and entries (freeing the entries' change texts),
+ * keeping the arrays for reuse.
+ */
 void lq_book_clear(lq_book *book);
 
-/* Release the book's memory. */
+/* Release the book's memory, entries' change texts included.  Accepts NULL. */
 void lq_book_release(lq_book *book);
 
 /* What happened to one command. */
@@ -145,7 +151,12 @@ typedef struct lq_item {
  *  - otherwise the command's rules against the book (lq_ledger_apply()):
  *    applied changes the book and appends its history entries, rejected
  *    leaves both as they were.  These items get insert = true and
- *    processed_at now.
+ *    processed_at now;
+ *  - except when lq_ledger_apply() fails with LQ_ERR_NOMEM or
+ *    LQ_ERR_INTERNAL: the item gets that result and insert = false, the book
+ *    is as it was before it, and later items are still decided.  Such a
+ *    result is no outcome of the command: the worker must fail the whole
+ *    batch (store nothing, publish nothing) rather than publish it.
  *
  * The book must hold every existing account the batch names (a transfer's
  * legs, an account command's account): an id that is not in the book is an
@@ -155,13 +166,27 @@ typedef struct lq_item {
 void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
 
 /*
- * Decide one command against the book by the rules of its type.  Returns
- * LQ_OK, having applied it to the book (totals, settings, an opened
- * account) and appended its history entries; or a rejection code (or
- * LQ_ERR_INTERNAL for a command its parser would not have made), having
- * written one line to detail (detail_len bytes) that names what failed,
- * and left the book and its entries as they were.  LQ_ERR_NOMEM leaves them
- * as they were too.
+ * Decide one command against the book by the rules of its type
+ * (docs/protocol.md sections 5 and 13).  Returns LQ_OK, having applied it
+ * to the book (totals, settings, an opened account, each marked changed
+ * or opened) and appended its history entries (seq continuing each
+ * account's entries counter); or a rejection code (or LQ_ERR_INTERNAL for
+ * a command its parser would not have made), having written one line to
+ * detail (detail_len bytes; NULL or 0: no detail) that names what failed
+ * and the numbers that decided it, and left the book and its entries
+ * exactly as they were.  LQ_ERR_NOMEM leaves them as they were too.
+ *
+ * A transfer's legs are checked in order, each against the book as the
+ * earlier legs left it (the first failing leg decides), and within a leg
+ * in the order of section 13: account_not_found, account_closed (either
+ * account), currency_mismatch, account_frozen (the debited account),
+ * insufficient_funds (available balance against the floor),
+ * exceeds_max_balance (balance plus held credits against the ceiling),
+ * amount_overflow (the debited account's debits, then the credited
+ * account's credits).  An account.open is rejected with account_exists;
+ * an account.update with, in order, account_not_found, account_closed,
+ * account_not_empty and account_has_holds (closing), and
+ * balance_outside_limits (new limits).
  */
 int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t detail_len);
 
