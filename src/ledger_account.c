@@ -15,19 +15,6 @@
 #define ENTRY_OPEN   "account.open"
 #define ENTRY_UPDATE "account.update"
 
-static const char *status_name(lq_account_status s)
-{
-    switch (s) {
-    case LQ_STATUS_ACTIVE:
-        return "active";
-    case LQ_STATUS_FROZEN:
-        return "frozen";
-    case LQ_STATUS_CLOSED:
-        return "closed";
-    }
-    return "unknown";
-}
-
 static bool limits_given(const lq_account_change *ch)
 {
     return ch->set_allow_negative || ch->set_overdraft_limit || ch->set_max_balance;
@@ -150,7 +137,7 @@ static char *change_json(const lq_account_change *ch)
     lq_json_object_begin(&j);
     if (ch->set_status) {
         lq_json_key(&j, "status");
-        lq_json_string(&j, status_name(ch->status));
+        lq_json_string(&j, lq_account_status_name(ch->status));
     }
     if (ch->set_allow_negative) {
         lq_json_key(&j, "allow_negative");

@@ -118,7 +118,7 @@ typedef struct worker {
     lq_confirmations confirmed;
     char schema_why[512];   /* why the schema does not fit this release, as last logged */
     char decide_error[512]; /* a command of the last batch that could not be decided */
-    int64_t deadline_ms;  /* when stopping: the moment to give up; 0 before */
+    int64_t deadline_ms;    /* when stopping: the moment to give up; 0 before */
     lq_metrics *metrics;
     bool amqp_connected_before, db_connected_before; /* to count reconnects */
     int64_t depth_checked_ms;
@@ -549,8 +549,7 @@ static int undecided(worker *w, const lq_item *items, size_t n)
         if (lq_error_classify(o->result) != LQ_CLASS_GENERAL)
             continue;
         snprintf(w->decide_error, sizeof(w->decide_error), "%s could not be decided: %s%s%s",
-                 items[i].command->id, lq_strerror(o->result), o->detail[0] ? ": " : "",
-                 o->detail);
+                 items[i].command->id, lq_strerror(o->result), o->detail[0] ? ": " : "", o->detail);
         lq_db_batch_abort(w->db);
         return LQ_ERR_DB_FAILED;
     }
@@ -660,7 +659,7 @@ static int apply_batch(worker *w)
             return r;
         e->attempts = w->cfg->max_attempts;
         e->invalid = LQ_ERR_DB_FAILED;
-        snprintf(e->detail, sizeof(e->detail), "%s", failure(w));
+        snprintf(e->detail, sizeof(e->detail), "%.*s", (int)sizeof(e->detail) - 1, failure(w));
         e->item = NULL;
     }
     return LQ_OK;
