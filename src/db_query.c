@@ -1,7 +1,8 @@
 /*
- * The CLI's side of the ledger: reading accounts (now and as of a time),
- * their history and stored command outcomes; opening and importing
- * accounts.
+ * The CLI's reads of the ledger: accounts (now and as of a time), their
+ * history, stored command outcomes; and the bench's bulk account insert.
+ * The CLI's writes (account open, import, update) go through the batch
+ * path (db_batch.c) like every command.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -12,28 +13,6 @@
 
 #include "db_internal.h"
 #include "ledgerq/error.h"
-
-int lq_db_account_open(lq_db *db, const lq_account *a)
-{
-    const char *params[3] = {a->id, a->currency, a->allow_negative ? "true" : "false"};
-    PGresult *res = PQexecParams(db->conn,
-                                 "INSERT INTO accounts (id, currency, allow_negative)"
-                                 " VALUES ($1, $2, $3::boolean)",
-                                 3, NULL, params, NULL, NULL, 0);
-    const char *state;
-
-    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-        PQclear(res);
-        return LQ_OK;
-    }
-    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (state && strcmp(state, "23505") == 0) {
-        snprintf(db->err, sizeof(db->err), "account \"%s\" already exists", a->id);
-        PQclear(res);
-        return LQ_ERR_EXISTS;
-    }
-    return lq_db_fail(db, "could not open the account", res);
-}
 
 int lq_db_account_import(lq_db *db, const lq_account *accounts, size_t n, size_t *ret_failed)
 {

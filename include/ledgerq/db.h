@@ -89,9 +89,6 @@ typedef struct lq_schema_state {
 /* Read the schema state into *ret (an unmigrated database gives version 0). */
 int lq_db_schema_state(lq_db *db, lq_schema_state *ret);
 
-/* Open one account (debits and credits start at 0).  LQ_ERR_EXISTS if the id is taken. */
-int lq_db_account_open(lq_db *db, const lq_account *a);
-
 /*
  * Insert n accounts (zero totals, no limits) in one statement: all or none.
  * This goes around the batch path: no command is stored, and the schema's
