@@ -46,8 +46,9 @@ static void expect_fail_(int status, const char *mention, const char *const *arg
     lqt_output_release(&o);
 }
 
-/* Run `ledgerq ARG...`: it must exit 0; returns what it printed on stdout (caller frees). */
-#define RUN_OK(...) run_ok_((const char *const[]){__VA_ARGS__, NULL})
+/* Run `ledgerq ARG...`: it must exit 0; RUN_OUT returns what it printed (caller frees). */
+#define RUN_OUT(...) run_ok_((const char *const[]){__VA_ARGS__, NULL})
+#define RUN_OK(...)  free(RUN_OUT(__VA_ARGS__))
 
 static char *run_ok_(const char *const *args)
 {
@@ -366,18 +367,18 @@ START_TEST(test_open)
     expect_opening("huge");
 
     /* The text forms show the settings too. */
-    out = RUN_OK("account", "show", "credit");
+    out = RUN_OUT("account", "show", "credit");
     ck_assert_msg(
         strstr(out, "status:          active\n") && strstr(out, "overdraft_limit: 500\n") &&
             strstr(out, "max_balance:     100000\n") && strstr(out, "available:       0\n"),
         "%s", out);
     free(out);
-    out = RUN_OK("account", "list");
+    out = RUN_OUT("account", "list");
     ck_assert_msg(strstr(out, "STATUS") && strstr(out, "FLOOR") && strstr(out, "CEILING") &&
                       strstr(out, "credit"),
                   "%s", out);
     free(out);
-    out = RUN_OK("account", "list", "--json");
+    out = RUN_OUT("account", "list", "--json");
     {
         cJSON *list = cJSON_Parse(out);
         ck_assert_msg(cJSON_IsArray(list) && cJSON_GetArraySize(list) == 5, "%s", out);
@@ -618,7 +619,7 @@ START_TEST(test_update)
     ck_assert_msg(strstr(a.raw, "\"overdraft_limit\":9223372036854775807") &&
                       strstr(a.raw, "\"max_balance\":9223372036854775807"),
                   "%s", a.raw);
-    out = RUN_OK("account", "history", "acct", "--after", "8", "--json");
+    out = RUN_OUT("account", "history", "acct", "--after", "8", "--json");
     ck_assert_msg(strstr(out, "\"overdraft_limit\":9223372036854775807") &&
                       strstr(out, "\"max_balance\":9223372036854775807"),
                   "%s", out);
@@ -931,7 +932,7 @@ START_TEST(test_history_paging)
     EXPECT_FAIL(1, "account \"nobody\" does not exist", "account", "history", "nobody", "--json");
 
     /* The text form: a header, a line per entry, where the next page starts. */
-    out = RUN_OK("account", "history", "alice", "--after", "1", "--limit", "2");
+    out = RUN_OUT("account", "history", "alice", "--after", "1", "--limit", "2");
     {
         int lines = 0;
         for (const char *p = out; *p; p++)
@@ -1159,7 +1160,7 @@ START_TEST(test_show_at)
 
     /* The text form. */
     rfc3339(utc_us(e3) - 1, 0, buf);
-    out = RUN_OK("account", "show", "alice", "--at", buf);
+    out = RUN_OUT("account", "show", "alice", "--at", buf);
     ck_assert_msg(strstr(out, "balance:      100\n") && strstr(out, "available:    100\n") &&
                       strstr(out, "last entry:   2 at "),
                   "%s", out);
@@ -1216,7 +1217,7 @@ START_TEST(test_payment_show)
     /* An update by the CLI, in text. */
     RUN_OK("account", "update", "alice", "--status", "frozen", "--reason", "fraud review");
     update = last_entry("alice", NULL);
-    out = RUN_OK("payment", "show", update.command);
+    out = RUN_OUT("payment", "show", update.command);
     ck_assert_msg(
         strstr(out, "type:         account.update\n") && strstr(out, "status:       applied\n") &&
             strstr(out, "account:      alice\n") &&
@@ -1224,7 +1225,7 @@ START_TEST(test_payment_show)
             !strstr(out, "legs:"),
         "%s", out);
     free(out);
-    out = RUN_OK("payment", "show", "fund");
+    out = RUN_OUT("payment", "show", "fund");
     ck_assert_msg(strstr(out, "type:         transfer\n") &&
                       strstr(out, "legs:\n  1. bank -> alice"),
                   "%s", out);
@@ -1245,11 +1246,11 @@ START_TEST(test_syntax)
     RUN_OK("account", "--allow-negative", "open", "late", "--currency=EUR");
     RUN_OK("account", "--json", "show", "early");
     RUN_OK("account", "update", "--max-balance=10", "--", "early");
-    out = RUN_OK("account", "update", "--help");
+    out = RUN_OUT("account", "update", "--help");
     ck_assert_msg(strstr(out, "usage: ledgerq account update ID") && strstr(out, "--reason"), "%s",
                   out);
     free(out);
-    out = RUN_OK("account", "--help");
+    out = RUN_OUT("account", "--help");
     ck_assert_msg(strstr(out, "ledgerq account history ID") && strstr(out, "--since"), "%s", out);
     free(out);
     EXPECT_FAIL(2, "unknown subcommand \"close\"", "account", "close", "early");
