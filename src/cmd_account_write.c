@@ -26,6 +26,7 @@
 #include "ledgerq/error.h"
 #include "ledgerq/ledger.h"
 #include "ledgerq/message.h"
+#include "ledgerq/release.h"
 
 /* Transactions run again after a deadlock, a lock timeout or a concurrent insert. */
 #define APPLY_ATTEMPTS 5
@@ -193,6 +194,32 @@ static void apply(lq_db *db, lq_item *items, size_t n, lq_book *book, applied *r
                  lq_db_error(db)[0] ? lq_db_error(db) : lq_strerror(r));
 }
 
+/*
+ * Connect, and check that this release may write to the schema there, as a
+ * worker checks before it consumes (docs/upgrades.md): the batch path
+ * needs this release's tables, and a newer schema may need what this
+ * release does not know.  Prints the failure.
+ */
+static lq_db *connect_to_write(const lq_cli_args *args)
+{
+    lq_db *db = lq_account_cli_connect(args);
+    lq_schema_state state;
+    char why[512];
+
+    if (db == NULL)
+        return NULL;
+    if (lq_db_schema_state(db, &state) != LQ_OK) {
+        lq_cli_fail("%s", lq_db_error(db));
+        return lq_db_close(db);
+    }
+    if (!lq_release_fits(LQ_RELEASE, lq_release_schema_needed(), state.version,
+                         state.oldest_release, why, sizeof(why))) {
+        lq_cli_fail("%s", why);
+        return lq_db_close(db);
+    }
+    return db;
+}
+
 /* ------------------------------------------------------------ open */
 
 /* " (EUR, may go negative, max balance 1000)": what an opened account is. */
@@ -269,7 +296,7 @@ static int open_account(const lq_account_subcommand *sub, const lq_cli_args *arg
         lq_cli_fail("out of memory");
         goto out;
     }
-    if ((db = lq_account_cli_connect(args)) == NULL)
+    if ((db = connect_to_write(args)) == NULL)
         goto out;
     memset(&item, 0, sizeof(item));
     item.command = &c;
@@ -403,7 +430,7 @@ static int import_accounts(const lq_account_subcommand *sub, const lq_cli_args *
     }
     if (find_repeated(commands, line_nos, n))
         goto out;
-    if ((db = lq_account_cli_connect(args)) == NULL)
+    if ((db = connect_to_write(args)) == NULL)
         goto out;
     if (n > 0) {
         items = calloc(n, sizeof(*items));
@@ -573,7 +600,7 @@ static int update_account(const lq_account_subcommand *sub, const lq_cli_args *a
         lq_cli_fail("out of memory");
         goto out;
     }
-    if ((db = lq_account_cli_connect(args)) == NULL)
+    if ((db = connect_to_write(args)) == NULL)
         goto out;
     memset(&item, 0, sizeof(item));
     item.command = &c;

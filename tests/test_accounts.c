@@ -1263,6 +1263,47 @@ START_TEST(test_syntax)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the schema */
+
+/* The writes refuse a schema this release may not write to; nothing is stored. */
+static void expect_writes_refused(const char *mention)
+{
+    const char *file =
+        lqt_write_file(ns, "accounts.jsonl", "{\"id\":\"imp\",\"currency\":\"EUR\"}\n");
+    counts before = ledger_counts();
+
+    EXPECT_FAIL(1, mention, "account", "open", "carol", "--currency", "EUR");
+    EXPECT_FAIL(1, mention, "account", "update", "alice", "--status", "frozen");
+    EXPECT_FAIL(1, mention, "account", "import", "--file", file);
+    expect_counts(before, "writes to a schema that does not fit");
+}
+
+START_TEST(test_schema_not_migrated)
+{
+    RUN_OK("account", "open", "alice", "--currency", "EUR");
+    /* As if the last migration had not run. */
+    lqt_sql(ns, "DELETE FROM ledgerq_migrations WHERE version = (SELECT max(version) FROM "
+                "ledgerq_migrations)");
+    expect_writes_refused("run `ledgerq migrate` with this release");
+}
+END_TEST
+
+START_TEST(test_schema_newer)
+{
+    lqt_account a;
+
+    RUN_OK("account", "open", "alice", "--currency", "EUR");
+    /* A later release's migration, which no release before 99.0.0 may run against. */
+    lqt_sql(ns, "INSERT INTO ledgerq_migrations (version, name, checksum, oldest_release)"
+                " SELECT max(version) + 1, 'from_the_future', repeat('f', 64), '99.0.0'"
+                " FROM ledgerq_migrations");
+    expect_writes_refused("needs ledgerq 99.0.0 or later");
+    /* Reading stays possible. */
+    lqt_account_show(ns, "alice", &a);
+    ck_assert_str_eq(a.status, "active");
+}
+END_TEST
+
 /* ------------------------------------------------------------ the suite */
 
 int main(void)
@@ -1279,6 +1320,8 @@ int main(void)
         LQT_CASE("show_at", test_show_at),
         LQT_CASE("payment_show", test_payment_show),
         LQT_CASE("syntax", test_syntax),
+        LQT_CASE("schema_not_migrated", test_schema_not_migrated),
+        LQT_CASE("schema_newer", test_schema_newer),
     };
 
     return LQT_MAIN(suite, cases);
