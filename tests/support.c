@@ -771,6 +771,21 @@ int lqt_run_env(lqt_ns *ns, const char *const *env, lqt_output *ret, const char 
     return status;
 }
 
+int lqt_run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const char *const *args)
+{
+    const char **copy;
+    size_t n = 0;
+    int status;
+
+    while (args[n])
+        n++;
+    copy = xmalloc((n + 1) * sizeof(*copy));
+    memcpy(copy, args, (n + 1) * sizeof(*copy));
+    status = run_argv(ns, env, ret, copy);
+    free(copy);
+    return status;
+}
+
 void lqt_run_ok_(lqt_ns *ns, const char *arg, ...)
 {
     va_list ap;
@@ -882,8 +897,20 @@ static bool json_nullable(const cJSON *obj, const char *key, const char *what, c
 
 void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
 {
-    static const char *const keys[] = {"id",      "currency",       "balance",    "debits",
-                                       "credits", "allow_negative", "created_at", NULL};
+    static const char *const keys[] = {"id",
+                                       "currency",
+                                       "status",
+                                       "balance",
+                                       "debits",
+                                       "credits",
+                                       "held_debits",
+                                       "held_credits",
+                                       "available",
+                                       "allow_negative",
+                                       "overdraft_limit",
+                                       "max_balance",
+                                       "created_at",
+                                       NULL};
     lqt_output o;
     cJSON *j;
     const cJSON *v;
@@ -901,6 +928,10 @@ void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
     lqt_check_keys(j, what, keys);
     snprintf(ret->id, sizeof(ret->id), "%s", json_string(j, "id", what));
     snprintf(ret->currency, sizeof(ret->currency), "%s", json_string(j, "currency", what));
+    snprintf(ret->status, sizeof(ret->status), "%s", json_string(j, "status", what));
+    ck_assert_msg(strcmp(ret->status, "active") == 0 || strcmp(ret->status, "frozen") == 0 ||
+                      strcmp(ret->status, "closed") == 0,
+                  "%s: status \"%s\" is none of active, frozen, closed", what, ret->status);
     snprintf(ret->created_at, sizeof(ret->created_at), "%s", json_string(j, "created_at", what));
     ck_assert_msg(lqt_parse_utc(ret->created_at, &t), "%s: created_at \"%s\" is not RFC 3339 UTC",
                   what, ret->created_at);
@@ -913,8 +944,25 @@ void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
                   "%s: balance, debits and credits must be JSON numbers: %s", what, o.out);
     ck_assert_msg(raw_int(o.out, "balance", &ret->balance) &&
                       raw_int(o.out, "debits", &ret->debits) &&
-                      raw_int(o.out, "credits", &ret->credits),
-                  "%s: balance, debits and credits must be JSON integers: %s", what, o.out);
+                      raw_int(o.out, "credits", &ret->credits) &&
+                      raw_int(o.out, "held_debits", &ret->held_debits) &&
+                      raw_int(o.out, "held_credits", &ret->held_credits) &&
+                      raw_int(o.out, "available", &ret->available),
+                  "%s: balance, debits, credits, held amounts and available must be JSON integers: "
+                  "%s",
+                  what, o.out);
+    ck_assert_msg(ret->available == ret->balance - ret->held_debits,
+                  "%s: available is not balance - held_debits: %s", what, o.out);
+    ret->overdraft_limit_null =
+        cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "overdraft_limit"));
+    ck_assert_msg(ret->overdraft_limit_null ||
+                      raw_int(o.out, "overdraft_limit", &ret->overdraft_limit),
+                  "%s: overdraft_limit is neither an integer nor null: %s", what, o.out);
+    ck_assert_msg(ret->overdraft_limit_null == ret->allow_negative,
+                  "%s: overdraft_limit must be null exactly when allow_negative: %s", what, o.out);
+    ret->max_balance_null = cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "max_balance"));
+    ck_assert_msg(ret->max_balance_null || raw_int(o.out, "max_balance", &ret->max_balance),
+                  "%s: max_balance is neither an integer nor null: %s", what, o.out);
     cJSON_Delete(j);
     lqt_output_release(&o);
     ck_assert_str_eq(ret->id, id);
@@ -942,8 +990,11 @@ char *lqt_accounts_snapshot(lqt_ns *ns)
 
 int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_line)
 {
-    static const char *const keys[] = {"id",   "status",       "reason", "detail",
-                                       "legs", "processed_at", NULL};
+    static const char *const keys[] = {"id",     "type", "status",       "reason",
+                                       "detail", "legs", "processed_at", NULL};
+    static const char *const account_keys[] = {"id",           "type",    "status", "reason",
+                                               "detail",       "account", "change", "legs",
+                                               "processed_at", NULL};
     static const char *const leg_keys[] = {"debit", "credit", "amount", "currency", NULL};
     lqt_output o;
     cJSON *j;
@@ -965,7 +1016,20 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
     j = cJSON_Parse(o.out);
     ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
-    lqt_check_keys(j, what, keys);
+    snprintf(ret->type, sizeof(ret->type), "%s", json_string(j, "type", what));
+    if (strncmp(ret->type, "account.", 8) == 0) {
+        const cJSON *change = cJSON_GetObjectItemCaseSensitive(j, "change");
+        char *text;
+        lqt_check_keys(j, what, account_keys);
+        snprintf(ret->account, sizeof(ret->account), "%s", json_string(j, "account", what));
+        ck_assert_msg(cJSON_IsObject(change), "%s: change is not an object", what);
+        text = cJSON_PrintUnformatted(change);
+        ck_assert_msg(text != NULL, "out of memory");
+        snprintf(ret->change, sizeof(ret->change), "%s", text);
+        free(text);
+    } else {
+        lqt_check_keys(j, what, keys);
+    }
     ck_assert_str_eq(json_string(j, "id", what), id);
     snprintf(ret->status, sizeof(ret->status), "%s", json_string(j, "status", what));
     ret->reason_null = json_nullable(j, "reason", what, ret->reason, sizeof(ret->reason));
@@ -996,6 +1060,112 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     cJSON_Delete(j);
     lqt_output_release(&o);
     return 0;
+}
+
+/* A JSON number that is an integer cJSON holds exactly (below 2^53 in magnitude). */
+static int64_t json_exact_int(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    ck_assert_msg(cJSON_IsNumber(v), "%s: \"%s\" is not a number", what, key);
+    ck_assert_msg(v->valuedouble == (double)(int64_t)v->valuedouble &&
+                      v->valuedouble > -9007199254740992.0 && v->valuedouble < 9007199254740992.0,
+                  "%s: \"%s\" is not an integer below 2^53 (check such values in the raw text)",
+                  what, key);
+    return (int64_t)v->valuedouble;
+}
+
+void lqt_account_history(lqt_ns *ns, const char *id, const char *const *args, lqt_history *ret)
+{
+    static const char *const keys[] = {"account", "entries", "next", NULL};
+    static const char *const entry_keys[] = {"seq",    "command", "type",        "leg",
+                                             "amount", "balance", "held_debits", "held_credits",
+                                             "at",     NULL};
+    static const char *const update_keys[] = {"seq",    "command", "type",        "leg",
+                                              "amount", "balance", "held_debits", "held_credits",
+                                              "at",     "change",  NULL};
+    const char *argv[64];
+    size_t n_args = 0;
+    lqt_output o;
+    cJSON *j;
+    const cJSON *entries, *e, *next;
+    char what[300];
+
+    memset(ret, 0, sizeof(*ret));
+    argv[n_args++] = "account";
+    argv[n_args++] = "history";
+    argv[n_args++] = id;
+    argv[n_args++] = "--json";
+    snprintf(what, sizeof(what), "`account history %s --json", id);
+    for (const char *const *a = args; a && *a; a++) {
+        ck_assert_msg(n_args < 62, "too many arguments");
+        argv[n_args++] = *a;
+        snprintf(what + strlen(what), sizeof(what) - strlen(what), " %s", *a);
+    }
+    argv[n_args] = NULL;
+    snprintf(what + strlen(what), sizeof(what) - strlen(what), "`");
+    lqt_run_argv(ns, NULL, &o, argv);
+    ck_assert_msg(o.status == 0, "%s exited %d: %s", what, o.status, o.err);
+    ck_assert_msg(lqt_one_line(o.out), "%s printed more than one line: %s", what, o.out);
+    j = cJSON_Parse(o.out);
+    ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
+    lqt_check_keys(j, what, keys);
+    ck_assert_str_eq(json_string(j, "account", what), id);
+    entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
+    ck_assert_msg(cJSON_IsArray(entries), "%s: entries is not an array", what);
+    ret->entries = xmalloc(((size_t)cJSON_GetArraySize(entries) + 1) * sizeof(*ret->entries));
+    cJSON_ArrayForEach(e, entries)
+    {
+        lqt_entry *x = &ret->entries[ret->n++];
+        const cJSON *leg, *change;
+        time_t t;
+
+        memset(x, 0, sizeof(*x));
+        ck_assert_msg(cJSON_IsObject(e), "%s: an entry is not an object", what);
+        snprintf(x->type, sizeof(x->type), "%s", json_string(e, "type", what));
+        lqt_check_keys(e, what, strcmp(x->type, "account.update") == 0 ? update_keys : entry_keys);
+        x->seq = json_exact_int(e, "seq", what);
+        snprintf(x->command, sizeof(x->command), "%s", json_string(e, "command", what));
+        leg = cJSON_GetObjectItemCaseSensitive(e, "leg");
+        ck_assert_msg(cJSON_IsNull(leg) || cJSON_IsNumber(leg),
+                      "%s: leg is neither null nor a "
+                      "number",
+                      what);
+        x->leg = cJSON_IsNull(leg) ? 0 : (int)json_exact_int(e, "leg", what);
+        ck_assert_msg((x->leg == 0) == (strncmp(x->type, "account.", 8) == 0),
+                      "%s: entry %" PRId64 " of type %s has leg %d", what, x->seq, x->type, x->leg);
+        x->amount = json_exact_int(e, "amount", what);
+        x->balance = json_exact_int(e, "balance", what);
+        x->held_debits = json_exact_int(e, "held_debits", what);
+        x->held_credits = json_exact_int(e, "held_credits", what);
+        snprintf(x->at, sizeof(x->at), "%s", json_string(e, "at", what));
+        ck_assert_msg(lqt_parse_utc(x->at, &t) && strlen(x->at) == 27,
+                      "%s: at \"%s\" is not RFC 3339 UTC with microseconds", what, x->at);
+        change = cJSON_GetObjectItemCaseSensitive(e, "change");
+        if (change) {
+            char *text;
+            ck_assert_msg(cJSON_IsObject(change), "%s: change is not an object", what);
+            text = cJSON_PrintUnformatted(change);
+            ck_assert_msg(text != NULL, "out of memory");
+            snprintf(x->change, sizeof(x->change), "%s", text);
+            free(text);
+        }
+    }
+    next = cJSON_GetObjectItemCaseSensitive(j, "next");
+    ret->next_null = cJSON_IsNull(next);
+    if (!ret->next_null)
+        ret->next = json_exact_int(j, "next", what);
+    cJSON_Delete(j);
+    ret->raw = o.out;
+    o.out = NULL;
+    lqt_output_release(&o);
+}
+
+void lqt_history_release(lqt_history *h)
+{
+    free(h->entries);
+    free(h->raw);
+    memset(h, 0, sizeof(*h));
 }
 
 /* ------------------------------------------------------------ raw rabbitmq-c */

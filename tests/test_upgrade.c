@@ -94,7 +94,10 @@ START_TEST(test_rolling)
     char *printed, want[128];
     long before, old_rows, new_rows;
 
+    /* The previous release imports the accounts, on the schema it migrated. */
+    lqt_use_binary(prev_bin());
     lqt_flow_init(&f, ns, N_PAYMENTS, NULL);
+    lqt_use_binary(NULL);
     lqt_slow_inserts(ns, SLOW_MS);
     /* Two workers of the previous release apply the flow. */
     lqt_use_binary(prev_bin());
@@ -179,10 +182,16 @@ static void publish_transfers(lqt_ns *ns, const char *prefix, int n)
     lqt_confirm(ns);
 }
 
+/*
+ * Opened by the previous release: this release's `account open` writes only
+ * to a schema it fits (the one it migrated), and stores its commands.
+ */
 static void open_accounts(lqt_ns *ns)
 {
+    lqt_use_binary(prev_bin());
     lqt_run_ok(ns, "account", "open", "bank", "--currency", "EUR", "--allow-negative");
     lqt_run_ok(ns, "account", "open", "alice", "--currency", "EUR");
+    lqt_use_binary(NULL);
 }
 
 /*
