@@ -21,8 +21,16 @@ typedef struct audit_check {
  * is checked here instead.
  */
 static const audit_check audit_checks[] = {
+    /*
+     * The postings are read once into the CTE: left to itself, the planner
+     * walks payments in id order for the ORDER BY ... LIMIT and joins each
+     * leg to a full scan of accounts (it takes a payment for 100 legs),
+     * payments times accounts: six minutes for 2,000,000 payments and 1,000
+     * accounts, against ten seconds with hash joins over the CTE.
+     */
     {"posting_balanced",
-     "SELECT format('posting %s leg %s: %s', p.payment_id, p.leg,"
+     "WITH p AS MATERIALIZED (SELECT * FROM postings)"
+     " SELECT format('posting %s leg %s: %s', p.payment_id, p.leg,"
      "  CASE WHEN p.debit IS NULL OR p.credit IS NULL OR p.currency IS NULL"
      "         THEN 'the leg lacks a debit, credit or currency'"
      "       WHEN p.amount IS NULL THEN 'the amount is not a whole number of minor units'"
@@ -32,7 +40,7 @@ static const audit_check audit_checks[] = {
      "       WHEN c.id IS NULL THEN format('credit account %s does not exist', p.credit)"
      "       ELSE format('currency %s differs from account %s (%s) or %s (%s)',"
      "                   p.currency, d.id, d.currency, c.id, c.currency) END)"
-     " FROM postings p LEFT JOIN accounts d ON d.id = p.debit"
+     " FROM p LEFT JOIN accounts d ON d.id = p.debit"
      " LEFT JOIN accounts c ON c.id = p.credit"
      " WHERE p.debit IS NULL OR p.credit IS NULL OR p.currency IS NULL OR p.amount IS NULL"
      "    OR p.amount <= 0 OR p.debit = p.credit OR d.id IS NULL OR c.id IS NULL"
