@@ -59,9 +59,41 @@ static const audit_check audit_checks[] = {
      "   ON c.id = a.id"
      " WHERE a.debits <> coalesce(d.total, 0) OR a.credits <> coalesce(c.total, 0)"
      " ORDER BY a.id LIMIT 1000"},
-    {"no_forbidden_overdraft",
-     "SELECT format('account %s: balance %s without allow_negative', id, credits - debits)"
-     " FROM accounts WHERE NOT allow_negative AND credits < debits ORDER BY id LIMIT 1000"},
+    /*
+     * Sections 13 and 14: the floor is 0, or minus the overdraft limit, or
+     * none with allow_negative; the ceiling max_balance, or none when NULL.
+     * In numeric: a balance less held debits, or plus held credits, may
+     * leave bigint's range.
+     */
+    {"within_floor",
+     "SELECT format('account %s: available %s (balance %s less held debits %s) below floor %s',"
+     "              id, credits::numeric - debits - held_debits, credits::numeric - debits,"
+     "              held_debits, -overdraft_limit::numeric)"
+     " FROM accounts"
+     " WHERE NOT allow_negative"
+     "   AND credits::numeric - debits - held_debits < -overdraft_limit::numeric"
+     " ORDER BY id LIMIT 1000"},
+    {"within_ceiling",
+     "SELECT format('account %s: balance %s plus held credits %s is %s, above its ceiling %s',"
+     "              id, credits::numeric - debits, held_credits,"
+     "              credits::numeric - debits + held_credits, max_balance)"
+     " FROM accounts WHERE credits::numeric - debits + held_credits > max_balance"
+     " ORDER BY id LIMIT 1000"},
+    /*
+     * Section 13: the statuses, and a closed account's emptiness.  The
+     * table's constraint on the status was added NOT VALID: rows written
+     * before it are not checked by it.
+     */
+    {"status_known",
+     "SELECT format('account %s: unknown status \"%s\"', id, status)"
+     " FROM accounts WHERE status IS NULL OR status NOT IN ('active', 'frozen', 'closed')"
+     " ORDER BY id LIMIT 1000"},
+    {"closed_account_empty",
+     "SELECT format('account %s: closed with balance %s, held debits %s, held credits %s',"
+     "              id, credits::numeric - debits, held_debits, held_credits)"
+     " FROM accounts"
+     " WHERE status = 'closed' AND (credits <> debits OR held_debits <> 0 OR held_credits <> 0)"
+     " ORDER BY id LIMIT 1000"},
 };
 
 int lq_db_audit(lq_db *db, lq_db_violation_fn fn, void *arg, size_t *ret_violations)
