@@ -115,8 +115,8 @@ static const audit_check audit_checks[] = {
      " WHERE e.n IS NULL OR e.first <> 1 OR e.last <> e.n OR e.last <> a.entries"
      " ORDER BY a.id LIMIT 1000"},
     {"history_account_exists",
-     "SELECT format('account %s: %s entries (%s to %s), but no such account',"
-     "              e.account_id, count(*), min(e.seq), max(e.seq))"
+     "SELECT format('account %s: no such account, but its history has entries %s to %s',"
+     "              e.account_id, min(e.seq), max(e.seq))"
      " FROM account_entries e LEFT JOIN accounts a ON a.id = e.account_id"
      " WHERE a.id IS NULL GROUP BY e.account_id ORDER BY e.account_id LIMIT 1000"},
     /* Each entry against the one before it (by seq, whatever the gaps). */
