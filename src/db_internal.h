@@ -7,7 +7,7 @@
  *   db.c          connecting, classifying failures, running statements and
  *                 pipelines, array literals
  *   db_batch.c    the worker's batch: load and lock, then store and commit
- *   db_query.c    the CLI's reads and account writes
+ *   db_query.c    the CLI's reads: accounts, history pages, stored commands
  *   db_audit.c    the ledger invariants
  *   db_migrate.c  the embedded migrations and the schema version check
  */
