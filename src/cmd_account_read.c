@@ -11,6 +11,7 @@
 
 #include "cmd_account_internal.h"
 #include "ledgerq/cli.h"
+#include "ledgerq/clock.h"
 #include "ledgerq/db.h"
 #include "ledgerq/error.h"
 #include "ledgerq/json.h"
@@ -41,103 +42,17 @@ static const lq_cli_option history_options[] = {
 
 /* ------------------------------------------------------------ times */
 
-/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    int64_t era, yoe, doy;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* n decimal digits at *p as a number, advancing *p; false when they are not all digits. */
-static bool digits(const char **p, int n, int *ret)
-{
-    int v = 0;
-
-    for (int i = 0; i < n; i++) {
-        if ((*p)[i] < '0' || (*p)[i] > '9')
-            return false;
-        v = v * 10 + ((*p)[i] - '0');
-    }
-    *p += n;
-    *ret = v;
-    return true;
-}
-
 /*
- * An RFC 3339 time ("2026-11-22T10:00:00Z", "2026-11-22T11:00:00.25+01:00":
- * any fraction, Z or an offset) as the same instant in UTC with microseconds
- * ("2026-11-22T10:00:00.250000Z"), which PostgreSQL reads exactly.  Digits
- * past the microsecond are dropped, or round up when round_up (a lower
- * bound then lets no earlier entry in).  False when s is not such a time,
- * or lies outside the years 1 to 9999.
+ * An RFC 3339 time (lq_clock_parse_time()) as the same instant in UTC with
+ * microseconds, which PostgreSQL reads exactly.
  */
 static bool parse_time(const char *s, bool round_up, char ret[LQ_TIMESTAMP_MAX])
 {
-    const char *p = s;
-    int y, mo, d, h, mi, sec, off_h = 0, off_m = 0, sign = 0, micro = 0, scale = 100000;
-    bool rest = false;
     int64_t us;
-    time_t t;
-    struct tm tm;
 
-    if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
-        !digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
+    if (!lq_clock_parse_time(s, round_up, &us))
         return false;
-    p++;
-    if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
-        !digits(&p, 2, &sec))
-        return false;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
-        return false;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return false;
-        for (; *p >= '0' && *p <= '9'; p++) {
-            if (scale > 0) {
-                micro += (*p - '0') * scale;
-                scale /= 10;
-            } else if (*p != '0') {
-                rest = true;
-            }
-        }
-    }
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        sign = *p++ == '+' ? 1 : -1;
-        if (!digits(&p, 2, &off_h) || *p++ != ':' || !digits(&p, 2, &off_m) || off_h > 23 ||
-            off_m > 59)
-            return false;
-    } else {
-        return false;
-    }
-    if (*p != '\0')
-        return false;
-    /* A leap second counts as the first second of the next minute, as PostgreSQL has it. */
-    us = (((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec -
-          sign * (off_h * 3600 + off_m * 60)) *
-             1000000 +
-         micro + (round_up && rest);
-    t = (time_t)(us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000));
-    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 1 || tm.tm_year + 1900 > 9999)
-        return false;
-    snprintf(ret, LQ_TIMESTAMP_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(us - (int64_t)t * 1000000));
+    lq_clock_format(us, ret);
     return true;
 }
 
