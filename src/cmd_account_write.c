@@ -220,6 +220,31 @@ static lq_db *connect_to_write(const lq_cli_args *args)
     return db;
 }
 
+/*
+ * Give c (its fields set) a command id of the CLI's and its canonical text,
+ * connect, and apply it alone (apply()): the result in *ret.  Returns the
+ * connection (caller closes with lq_db_close()), or NULL after printing why
+ * it could not get that far.
+ */
+static lq_db *submit(const lq_cli_args *args, lq_command *c, lq_book *book, applied *ret)
+{
+    lq_item item;
+    lq_db *db;
+
+    if (!make_command_id(c->id, sizeof(c->id)))
+        return NULL;
+    if (lq_command_canonicalize(c) != LQ_OK) {
+        lq_cli_fail("out of memory");
+        return NULL;
+    }
+    if ((db = connect_to_write(args)) == NULL)
+        return NULL;
+    memset(&item, 0, sizeof(item));
+    item.command = c;
+    apply(db, &item, 1, book, ret);
+    return db;
+}
+
 /* ------------------------------------------------------------ open */
 
 /* " (EUR, may go negative, max balance 1000)": what an opened account is. */
@@ -242,7 +267,6 @@ static int open_account(const lq_account_subcommand *sub, const lq_cli_args *arg
     const char *overdraft = lq_cli_value(args, opts, "overdraft-limit");
     const char *max_balance = lq_cli_value(args, opts, "max-balance");
     lq_command c;
-    lq_item item;
     lq_book book;
     applied out;
     lq_db *db = NULL;
@@ -290,17 +314,8 @@ static int open_account(const lq_account_subcommand *sub, const lq_cli_args *arg
     }
 
     rc = LQ_EXIT_FAILURE;
-    if (!make_command_id(c.id, sizeof(c.id)))
+    if ((db = submit(args, &c, &book, &out)) == NULL)
         goto out;
-    if (lq_command_canonicalize(&c) != LQ_OK) {
-        lq_cli_fail("out of memory");
-        goto out;
-    }
-    if ((db = connect_to_write(args)) == NULL)
-        goto out;
-    memset(&item, 0, sizeof(item));
-    item.command = &c;
-    apply(db, &item, 1, &book, &out);
     if (out.result == LQ_ERR_ACCOUNT_EXISTS) {
         lq_cli_fail("account \"%s\" already exists", c.change.account);
     } else if (lq_error_classify(out.result) == LQ_CLASS_REJECTED) {
@@ -524,7 +539,6 @@ static int update_account(const lq_account_subcommand *sub, const lq_cli_args *a
     const char *reason = lq_cli_value(args, opts, "reason");
     lq_command c;
     lq_account_change *ch = &c.change;
-    lq_item item;
     lq_book book;
     applied out;
     lq_db *db = NULL;
@@ -594,17 +608,8 @@ static int update_account(const lq_account_subcommand *sub, const lq_cli_args *a
     }
 
     rc = LQ_EXIT_FAILURE;
-    if (!make_command_id(c.id, sizeof(c.id)))
+    if ((db = submit(args, &c, &book, &out)) == NULL)
         goto out;
-    if (lq_command_canonicalize(&c) != LQ_OK) {
-        lq_cli_fail("out of memory");
-        goto out;
-    }
-    if ((db = connect_to_write(args)) == NULL)
-        goto out;
-    memset(&item, 0, sizeof(item));
-    item.command = &c;
-    apply(db, &item, 1, &book, &out);
     if (lq_error_classify(out.result) == LQ_CLASS_REJECTED) {
         lq_cli_fail("rejected: %s: %s", lq_error_code(out.result), out.detail);
     } else if (out.result != LQ_OK) {
