@@ -950,6 +950,138 @@ START_TEST(test_dependent)
 }
 END_TEST
 
+/* ------------------------------------------------------------ one batch */
+
+/* Queue a command (' for ") without waiting: the worker is not started yet. */
+static void queue(const char *routing_key, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void queue(const char *routing_key, const char *fmt, ...)
+{
+    va_list ap;
+    const char *body;
+
+    va_start(ap, fmt);
+    body = body_of(fmt, ap);
+    va_end(ap);
+    lqt_send(ns, &(lqt_msg){.body = body, .routing_key = routing_key});
+}
+
+/* The nth event of id, which must exist. */
+static const lqt_event *event_of(const flow *f, const char *id, size_t nth)
+{
+    const lqt_event *e = lqt_event_find(f->events, id, nth);
+
+    ck_assert_msg(e != NULL, "no event #%zu for %s", nth + 1, id);
+    return e;
+}
+
+START_TEST(test_one_batch)
+{
+    static const char *const x_commands[] = {"open-x", "fund-x",     "fund-x-2", "freeze-x",
+                                             "into-x", "unfreeze-x", "out-x-2",  NULL};
+    const char *const env[] = {"LEDGERQ_BATCH_WAIT_MS=1000", NULL};
+    flow f;
+    lqt_history h;
+    const lqt_event *e;
+    size_t n = 0;
+
+    lqt_run_ok(ns, "account", "open", "bank", "--currency", "EUR", "--allow-negative");
+    lqt_run_ok(ns, "account", "open", "alice", "--currency", "EUR");
+
+    /*
+     * Every command in one batch (queued before the worker starts, which
+     * waits for more): decided in order, each against what the earlier ones
+     * did, and a rejected one undone without leaving a trace in the history.
+     */
+    queue("account.x", "{'type':'account.open','id':'open-x','account':'x','currency':'EUR'}");
+    queue(NULL, "{'id':'fund-x','debit':'bank','credit':'x','amount':100,'currency':'EUR'}");
+    queue(NULL, "{'id':'split-fail','legs':["
+                "{'debit':'bank','credit':'x','amount':10,'currency':'EUR'},"
+                "{'debit':'x','credit':'nobody','amount':1,'currency':'EUR'}]}");
+    queue(NULL, "{'id':'fund-x-2','debit':'bank','credit':'x','amount':5,'currency':'EUR'}");
+    queue("account.x", "{'type':'account.update','id':'freeze-x','account':'x','status':'frozen'}");
+    queue(NULL, "{'id':'out-x','debit':'x','credit':'alice','amount':1,'currency':'EUR'}");
+    queue(NULL, "{'id':'into-x','debit':'bank','credit':'x','amount':1,'currency':'EUR'}");
+    queue("account.x", "{'type':'account.update','id':'close-x','account':'x','status':'closed'}");
+    queue("account.x",
+          "{'type':'account.update','id':'unfreeze-x','account':'x','status':'active'}");
+    queue(NULL, "{'id':'out-x-2','debit':'x','credit':'alice','amount':6,'currency':'EUR'}");
+    queue("account.x", "{'type':'account.open','id':'open-x-2','account':'x','currency':'EUR'}");
+    queue("account.x", "{'type':'account.open','id':'open-x','account':'x','currency':'EUR'}");
+    queue("account.x", "{'type':'account.open','id':'open-x','account':'x','currency':'USD'}");
+    queue("account.x", "{'type':'account.open','id':'open-y','account':'y','currency':'EUR'}");
+    queue(NULL, "{'id':'split-y','legs':["
+                "{'debit':'bank','credit':'y','amount':10,'currency':'EUR'},"
+                "{'debit':'y','credit':'alice','amount':20,'currency':'EUR'}]}");
+    queue("account.x", "{'type':'account.open','id':'open-z','account':'z','currency':'EUR'}");
+    queue("account.x", "{'type':'account.update','id':'close-z','account':'z','status':'closed'}");
+    queue(NULL, "{'id':'into-z','debit':'bank','credit':'z','amount':1,'currency':'EUR'}");
+    lqt_confirm(ns);
+
+    f.events = lqt_listen(ns);
+    f.worker = lqt_worker_start(ns, env);
+    f.awaited = 18;
+    lqt_wait_events(f.events, f.awaited);
+
+    APPLIED(event_of(&f, "open-x", 0), "open-x", "account.open");
+    APPLIED(event_of(&f, "fund-x", 0), "fund-x", "transfer");
+    TRANSFER_REJECTED(event_of(&f, "split-fail", 0), "split-fail", "account_not_found",
+                      "leg 2: account \"nobody\" does not exist");
+    APPLIED(event_of(&f, "fund-x-2", 0), "fund-x-2", "transfer");
+    APPLIED(event_of(&f, "freeze-x", 0), "freeze-x", "account.update");
+    TRANSFER_REJECTED(event_of(&f, "out-x", 0), "out-x", "account_frozen",
+                      "leg 1: account \"x\" is frozen");
+    APPLIED(event_of(&f, "into-x", 0), "into-x", "transfer");
+    REJECTED(event_of(&f, "close-x", 0), "close-x", "account.update", "account_not_empty",
+             "account \"x\" has balance 106, cannot be closed");
+    APPLIED(event_of(&f, "unfreeze-x", 0), "unfreeze-x", "account.update");
+    APPLIED(event_of(&f, "out-x-2", 0), "out-x-2", "transfer");
+    REJECTED(event_of(&f, "open-x-2", 0), "open-x-2", "account.open", "account_exists",
+             "account \"x\" exists already");
+    expect_event(event_of(&f, "open-x", 1), "open-x", "account.open", "applied", NULL, NULL, true);
+    REJECTED(event_of(&f, "open-x", 2), "open-x", "account.open", "idempotency_conflict",
+             "id was first used with other content");
+    APPLIED(event_of(&f, "open-y", 0), "open-y", "account.open");
+    TRANSFER_REJECTED(event_of(&f, "split-y", 0), "split-y", "insufficient_funds",
+                      "leg 2: account \"y\" has balance 10, cannot be debited 20");
+    APPLIED(event_of(&f, "open-z", 0), "open-z", "account.open");
+    APPLIED(event_of(&f, "close-z", 0), "close-z", "account.update");
+    TRANSFER_REJECTED(event_of(&f, "into-z", 0), "into-z", "account_closed",
+                      "leg 1: account \"z\" is closed");
+    /* One batch: one transaction, one processed_at (the conflict has its own, as any). */
+    for (size_t i = 0; i < lqt_event_count(f.events); i++) {
+        e = lqt_event_at(f.events, i);
+        if (strcmp(e->reason, "idempotency_conflict") != 0)
+            ck_assert_msg(strcmp(e->processed_at, event_of(&f, "open-x", 0)->processed_at) == 0,
+                          "not one batch: %s", e->body);
+    }
+
+    /* x's history: the applied commands in the order decided, nothing of the rejected ones. */
+    history("x", &h);
+    for (; x_commands[n] || n < h.n; n++) {
+        ck_assert_msg(
+            n < h.n && x_commands[n] != NULL && strcmp(h.entries[n].command, x_commands[n]) == 0,
+            "x's entry %zu is %s, expected %s", n + 1, n < h.n ? h.entries[n].command : "(none)",
+            x_commands[n] ? x_commands[n] : "(none)");
+    }
+    lqt_history_release(&h);
+    EXPECT_ENTRY("x", 3, "fund-x-2", "transfer", 1, 5, 105);
+    EXPECT_ENTRY("x", 7, "out-x-2", "transfer", 1, -6, 100);
+    ck_assert_int_eq(lqt_balance(ns, "x"), 100);
+    /* y opened, then a rejected transfer: its opening stays, alone. */
+    ck_assert_uint_eq(n_entries("y"), 1);
+    ck_assert_int_eq(lqt_balance(ns, "y"), 0);
+    ck_assert_uint_eq(n_entries("z"), 2);
+    ck_assert_int_eq(lqt_balance(ns, "alice"), 6);
+    ck_assert_uint_eq(n_entries("alice"), 2);
+    ck_assert_int_eq(lqt_balance(ns, "bank"), -106);
+    ck_assert_uint_eq(n_entries("bank"), 4);
+
+    flow_finish(&f, 5);
+}
+END_TEST
+
 /* ------------------------------------------------------------ one id namespace */
 
 START_TEST(test_id_namespace)
@@ -1188,6 +1320,7 @@ int main(void)
         LQT_CASE("transfer_checks", test_transfer_checks),
         LQT_CASE("multi_leg", test_multi_leg),
         LQT_CASE("dependent", test_dependent),
+        LQT_CASE("one_batch", test_one_batch),
         LQT_CASE("id_namespace", test_id_namespace),
         LQT_CASE("dead_letters", test_dead_letters),
     };
