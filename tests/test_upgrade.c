@@ -361,17 +361,21 @@ END_TEST
 
 /*
  * The accounts of the back-fill case: opened by the previous release's CLI,
- * but for the last two, opened after migrate (erin by the previous
- * release's CLI, frank by an account.open this release's worker applies).
+ * but for the last four, opened after migrate (erin by the previous
+ * release's `account open`, gina and hank by its `account import`, frank by
+ * an account.open this release's worker applies).
  */
 static const struct {
     const char *id;
     const char *currency;
     bool allow_negative;
+    const char *opening; /* the command of its opening; NULL: cli-open-<id> */
 } bf_accounts[] = {
-    {"bank", "EUR", true},   {"alice", "EUR", false},   {"bob", "EUR", false},
-    {"carol", "EUR", false}, {"usd:bank", "USD", true}, {"dave", "USD", false},
-    {"erin", "EUR", false},  {"frank", "EUR", false},
+    {"bank", "EUR", true, NULL},     {"alice", "EUR", false, NULL},
+    {"bob", "EUR", false, NULL},     {"carol", "EUR", false, NULL},
+    {"usd:bank", "USD", true, NULL}, {"dave", "USD", false, NULL},
+    {"erin", "EUR", false, NULL},    {"frank", "EUR", false, "open-frank"},
+    {"gina", "EUR", false, NULL},    {"hank", "EUR", true, NULL},
 };
 #define BF_ACCOUNTS   (sizeof(bf_accounts) / sizeof(bf_accounts[0]))
 #define BF_OPENED_OLD 6 /* opened before migrate */
@@ -692,6 +696,10 @@ START_TEST(test_backfill)
      */
     lqt_use_binary(prev_bin());
     lqt_run_ok(c.ns, "account", "open", "erin", "--currency", "EUR");
+    lqt_run_ok(c.ns, "account", "import", "--file",
+               lqt_write_file(c.ns, "accounts.jsonl",
+                              "{\"id\":\"gina\",\"currency\":\"EUR\"}\n"
+                              "{\"id\":\"hank\",\"currency\":\"EUR\",\"allow_negative\":true}\n"));
     bf_random_transfers(&c, 2, 50, BF_OPENED_OLD + 1);
     {
         const int64_t legs[] = {0, 6, 300, 6, 1, 100, 1, 6, 50};
@@ -741,8 +749,10 @@ START_TEST(test_backfill)
         if (k < BF_OPENED_OLD)
             n = bf_entries_of(k, order, n_phase1, expected, 0);
         n = bf_entries_of(k, order + n_phase1, c.n - n_phase1, expected, n);
-        snprintf(opening, sizeof(opening), "%s%s", k == 7 ? "" : "cli-open-",
-                 k == 7 ? "open-frank" : bf_accounts[k].id);
+        if (bf_accounts[k].opening)
+            snprintf(opening, sizeof(opening), "%s", bf_accounts[k].opening);
+        else
+            snprintf(opening, sizeof(opening), "cli-open-%s", bf_accounts[k].id);
         bf_expect_history(c.ns, k, opening, k < BF_OPENED_OLD, expected, n);
     }
     ck_assert_uint_eq(lqt_expect_histories_consistent(c.ns), BF_ACCOUNTS);
