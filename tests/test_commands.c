@@ -108,6 +108,30 @@ static const lqt_event *command(flow *f, const char *routing_key, const char *fm
     return lqt_event_at(f->events, f->awaited - 1);
 }
 
+/* Publish a command (' for ") without waiting for its confirm (lqt_confirm()) or its event. */
+static void queue(const char *routing_key, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void queue(const char *routing_key, const char *fmt, ...)
+{
+    va_list ap;
+    const char *body;
+
+    va_start(ap, fmt);
+    body = body_of(fmt, ap);
+    va_end(ap);
+    lqt_send(ns, &(lqt_msg){.body = body, .routing_key = routing_key});
+}
+
+/* The nth event of id, which must exist. */
+static const lqt_event *event_of(const flow *f, const char *id, size_t nth)
+{
+    const lqt_event *e = lqt_event_find(f->events, id, nth);
+
+    ck_assert_msg(e != NULL, "no event #%zu for %s", nth + 1, id);
+    return e;
+}
+
 /*
  * e is the event of command id of type: status, reason and detail (NULL:
  * null, as when applied), duplicate; routing key <family>.<status>, the
@@ -151,7 +175,10 @@ static void expect_event(const lqt_event *e, const char *id, const char *type, c
     expect_event((e), (id), (type), "rejected", (reason), (detail), false)
 #define TRANSFER_REJECTED(e, id, reason, detail) REJECTED((e), (id), "transfer", (reason), (detail))
 
-/* Open account (EUR unless extra gives another currency...) by an account.open command id. */
+/*
+ * Open account in currency by the account.open command id, with the members
+ * extra (NULL: none; ",'max_balance':5" ...); it must be applied.
+ */
 static const lqt_event *open_account(flow *f, const char *id, const char *account,
                                      const char *currency, const char *extra)
 {
@@ -927,14 +954,11 @@ START_TEST(test_dependent)
      * opening.  One worker decides them in that order: the first two find no
      * account, and those rejections are final.
      */
-    lqt_send(ns, &(lqt_msg){.body = "{\"id\":\"early\",\"debit\":\"bank\",\"credit\":\"new\","
-                                    "\"amount\":5,\"currency\":\"EUR\"}"});
-    lqt_send(ns, &(lqt_msg){.body = "{\"type\":\"account.update\",\"id\":\"early-freeze\","
-                                    "\"account\":\"new\",\"status\":\"frozen\"}",
-                            .routing_key = "account.update"});
-    lqt_send(ns, &(lqt_msg){.body = "{\"type\":\"account.open\",\"id\":\"open-new\","
-                                    "\"account\":\"new\",\"currency\":\"EUR\"}",
-                            .routing_key = "account.open"});
+    queue(NULL, "{'id':'early','debit':'bank','credit':'new','amount':5,'currency':'EUR'}");
+    queue("account.update",
+          "{'type':'account.update','id':'early-freeze','account':'new','status':'frozen'}");
+    queue("account.open",
+          "{'type':'account.open','id':'open-new','account':'new','currency':'EUR'}");
     lqt_confirm(ns);
     f.awaited += 3;
     lqt_wait_events(f.events, f.awaited);
@@ -972,30 +996,6 @@ START_TEST(test_dependent)
 END_TEST
 
 /* ------------------------------------------------------------ one batch */
-
-/* Queue a command (' for ") without waiting: the worker is not started yet. */
-static void queue(const char *routing_key, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void queue(const char *routing_key, const char *fmt, ...)
-{
-    va_list ap;
-    const char *body;
-
-    va_start(ap, fmt);
-    body = body_of(fmt, ap);
-    va_end(ap);
-    lqt_send(ns, &(lqt_msg){.body = body, .routing_key = routing_key});
-}
-
-/* The nth event of id, which must exist. */
-static const lqt_event *event_of(const flow *f, const char *id, size_t nth)
-{
-    const lqt_event *e = lqt_event_find(f->events, id, nth);
-
-    ck_assert_msg(e != NULL, "no event #%zu for %s", nth + 1, id);
-    return e;
-}
 
 START_TEST(test_one_batch)
 {
