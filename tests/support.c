@@ -1168,6 +1168,110 @@ void lqt_history_release(lqt_history *h)
     memset(h, 0, sizeof(*h));
 }
 
+void lqt_history_all(lqt_ns *ns, const char *id, lqt_history *ret)
+{
+    size_t cap = 0;
+    int64_t after = 0;
+
+    memset(ret, 0, sizeof(*ret));
+    ret->next_null = true;
+    for (;;) {
+        lqt_history page;
+        char after_text[32];
+        const char *const args[] = {"--limit", "1000", "--after", after_text, NULL};
+
+        snprintf(after_text, sizeof(after_text), "%" PRId64, after);
+        lqt_account_history(ns, id, args, &page);
+        if (ret->n + page.n > cap) {
+            cap = 2 * (ret->n + page.n) + 16;
+            ret->entries = realloc(ret->entries, cap * sizeof(*ret->entries));
+            ck_assert_msg(ret->entries != NULL, "out of memory");
+        }
+        if (page.n > 0)
+            memcpy(ret->entries + ret->n, page.entries, page.n * sizeof(*page.entries));
+        ret->n += page.n;
+        if (page.next_null) {
+            lqt_history_release(&page);
+            return;
+        }
+        ck_assert_msg(page.n > 0 && page.next == page.entries[page.n - 1].seq,
+                      "`account history %s --after %" PRId64 "`: next %" PRId64
+                      " is not the seq of the page's last entry",
+                      id, after, page.next);
+        after = page.next;
+        lqt_history_release(&page);
+    }
+}
+
+void lqt_expect_history_consistent(lqt_ns *ns, const char *id, const lqt_history *h)
+{
+    lqt_account a;
+    int64_t sum = 0;
+
+    lqt_account_show(ns, id, &a);
+    ck_assert_msg(h->n > 0, "account %s: no history entry", id);
+    ck_assert_msg(strcmp(h->entries[0].type, "account.open") == 0 && h->entries[0].amount == 0 &&
+                      h->entries[0].balance == 0 && h->entries[0].held_debits == 0 &&
+                      h->entries[0].held_credits == 0,
+                  "account %s: entry 1 is not an opening (type %s, amount %" PRId64
+                  ", balance %" PRId64 ")",
+                  id, h->entries[0].type, h->entries[0].amount, h->entries[0].balance);
+    for (size_t i = 0; i < h->n; i++) {
+        const lqt_entry *e = &h->entries[i];
+
+        ck_assert_msg(e->seq == (int64_t)i + 1,
+                      "account %s: entry %zu of its history is numbered %" PRId64
+                      " (a gap, or out of order)",
+                      id, i + 1, e->seq);
+        ck_assert_msg(!__builtin_add_overflow(sum, e->amount, &sum),
+                      "account %s: the amounts overflow at entry %" PRId64, id, e->seq);
+        ck_assert_msg(e->balance == sum,
+                      "account %s entry %" PRId64 " (%s leg %d of %s): balance %" PRId64
+                      ", but the amounts up to it sum to %" PRId64,
+                      id, e->seq, e->type, e->leg, e->command, e->balance, sum);
+        ck_assert_msg(i == 0 || strcmp(h->entries[i - 1].at, e->at) <= 0,
+                      "account %s entry %" PRId64 ": at %s is before entry %" PRId64 "'s %s", id,
+                      e->seq, e->at, e->seq - 1, h->entries[i - 1].at);
+        ck_assert_msg(strcmp(e->type, "transfer") != 0 || e->amount != 0,
+                      "account %s entry %" PRId64 ": a transfer entry of amount 0", id, e->seq);
+        ck_assert_msg(strcmp(e->type, "transfer") == 0 || e->amount == 0,
+                      "account %s entry %" PRId64 ": an %s entry of amount %" PRId64, id, e->seq,
+                      e->type, e->amount);
+    }
+    ck_assert_msg(sum == a.balance,
+                  "account %s: balance %" PRId64 ", but its %zu entries' amounts sum to %" PRId64,
+                  id, a.balance, h->n, sum);
+    ck_assert_msg(h->entries[h->n - 1].held_debits == a.held_debits &&
+                      h->entries[h->n - 1].held_credits == a.held_credits,
+                  "account %s: held debits %" PRId64 " and credits %" PRId64
+                  ", but its last entry has %" PRId64 " and %" PRId64,
+                  id, a.held_debits, a.held_credits, h->entries[h->n - 1].held_debits,
+                  h->entries[h->n - 1].held_credits);
+}
+
+size_t lqt_expect_histories_consistent(lqt_ns *ns)
+{
+    char *text = lqt_accounts_snapshot(ns);
+    cJSON *list = cJSON_Parse(text);
+    const cJSON *a;
+    size_t n = 0;
+
+    ck_assert_msg(cJSON_IsArray(list), "`account list --json` is not an array: %.200s", text);
+    cJSON_ArrayForEach(a, list)
+    {
+        const char *id = json_string(a, "id", "`account list --json`");
+        lqt_history h;
+
+        lqt_history_all(ns, id, &h);
+        lqt_expect_history_consistent(ns, id, &h);
+        lqt_history_release(&h);
+        n++;
+    }
+    cJSON_Delete(list);
+    free(text);
+    return n;
+}
+
 /* ------------------------------------------------------------ raw rabbitmq-c */
 
 /* Whether r is a normal reply; if not, a line saying what failed in err. */

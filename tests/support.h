@@ -316,6 +316,32 @@ void lqt_account_history(lqt_ns *ns, const char *id, const char *const *args, lq
 
 void lqt_history_release(lqt_history *h);
 
+/*
+ * Every entry of id's history: `account history ID --json --limit 1000`,
+ * page after page (--after the previous page's next) until next is null,
+ * each page checked as lqt_account_history() checks it, and each page's
+ * next the seq of its last entry.  ret->raw is NULL.  Release ret with
+ * lqt_history_release().
+ */
+void lqt_history_all(lqt_ns *ns, const char *id, lqt_history *ret);
+
+/*
+ * What docs/protocol.md section 15 promises of h, the whole history of
+ * account id (lqt_history_all()), against `account show ID --json` now:
+ * seq 1, 2, 3, ... without a gap; the first entry the opening
+ * (account.open, amount 0, balance 0, nothing held); each entry's balance
+ * the previous one's plus its amount, so that the amounts sum to the
+ * account's balance; at never decreasing; the last entry's balance and held
+ * amounts the account's.  Fails the test, naming the entry, otherwise.
+ */
+void lqt_expect_history_consistent(lqt_ns *ns, const char *id, const lqt_history *h);
+
+/*
+ * lqt_history_all() and lqt_expect_history_consistent() for every account
+ * `account list --json` lists; returns how many accounts there are.
+ */
+size_t lqt_expect_histories_consistent(lqt_ns *ns);
+
 /* ------------------------------------------------------------ publishing */
 
 /* A message to publish on the namespace's exchange. */
