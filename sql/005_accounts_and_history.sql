@@ -127,8 +127,8 @@ INSERT INTO account_entries (account_id, seq, command_id, type, leg, amount, bal
 SELECT id, 1, 'cli-open-' || id, 'account.open', NULL, 0, 0, 0, 0, created_at FROM accounts;
 
 -- Each leg of an applied transfer, on both accounts, in the order the
--- transfers were applied (their time, then their id, then the leg), with
--- the running balance.
+-- transfers were applied (their time, then their id in byte order, then the
+-- leg), with the running balance.
 INSERT INTO account_entries (account_id, seq, command_id, type, leg, amount, balance,
                              held_debits, held_credits, at)
 SELECT s.account_id,
@@ -144,7 +144,8 @@ SELECT s.account_id,
         SELECT p.id, p.processed_at, e.n, e.l ->> 'credit', (e.l ->> 'amount')::bigint, 2
           FROM payments p CROSS JOIN LATERAL jsonb_array_elements(p.legs) WITH ORDINALITY AS e(l, n)
          WHERE p.status = 'applied') AS s
-WINDOW w AS (PARTITION BY s.account_id ORDER BY s.processed_at, s.command_id, s.leg, s.side
+WINDOW w AS (PARTITION BY s.account_id ORDER BY s.processed_at, s.command_id COLLATE "C", s.leg,
+                                                s.side
              ROWS UNBOUNDED PRECEDING);
 
 UPDATE accounts a SET entries = c.n
