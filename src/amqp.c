@@ -665,6 +665,7 @@ int lq_amqp_declare_topology(lq_amqp *c, const lq_config *cfg)
         (r = declare_exchange(c, cfg->results_exchange, "topic")) != LQ_OK ||
         (r = declare_queue(c, cfg->queue, table)) != LQ_OK ||
         (r = bind_queue(c, cfg->queue, cfg->exchange, "payment.#")) != LQ_OK ||
+        (r = bind_queue(c, cfg->queue, cfg->exchange, "account.#")) != LQ_OK ||
         (r = declare_queue(c, cfg->dlq, amqp_empty_table)) != LQ_OK ||
         (r = bind_queue(c, cfg->dlq, cfg->dlx, "")) != LQ_OK)
         return r;

@@ -34,7 +34,16 @@ static int print_payment_json(const lq_payment_record *rec)
     lq_json_object_begin(&j);
     lq_json_key(&j, "id");
     lq_json_string(&j, rec->id);
+    lq_json_key(&j, "type");
+    lq_json_string(&j, rec->type);
     lq_outcome_json(&j, o);
+    /* An account command: its account and the fields it gave (docs/protocol.md section 12). */
+    if (rec->change) {
+        lq_json_key(&j, "account");
+        lq_json_string(&j, rec->account);
+        lq_json_key(&j, "change");
+        lq_json_raw(&j, rec->change);
+    }
     lq_json_key(&j, "legs");
     lq_json_array_begin(&j);
     for (size_t i = 0; i < rec->n_legs; i++) {
@@ -61,6 +70,7 @@ static void print_payment_text(const lq_payment_record *rec)
     const lq_outcome *o = &rec->outcome;
 
     printf("id:           %s\n", rec->id);
+    printf("type:         %s\n", rec->type);
     printf("status:       %s\n", o->result == LQ_OK ? "applied" : "rejected");
     if (o->result != LQ_OK)
         printf("reason:       %s\n", lq_error_code(o->result));
@@ -71,6 +81,11 @@ static void print_payment_text(const lq_payment_record *rec)
         printf("reference:    %s\n", rec->reference);
     if (rec->metadata)
         printf("metadata:     %s\n", rec->metadata);
+    if (rec->change) {
+        printf("account:      %s\n", rec->account);
+        printf("change:       %s\n", rec->change);
+        return;
+    }
     printf("legs:\n");
     for (size_t i = 0; i < rec->n_legs; i++)
         printf("  %zu. %s -> %s  %" PRId64 " %s\n", i + 1, rec->legs[i].debit, rec->legs[i].credit,

@@ -48,7 +48,13 @@ static int classify(const lq_db *db, const PGresult *res)
         return LQ_ERR_DB_RETRY;
     if (strcmp(state, "23505") == 0) {
         const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-        if (constraint && strcmp(constraint, "payments_pkey") == 0)
+        /*
+         * Another worker stored the same command id first, or opened the same
+         * account: run the batch again, it then sees a duplicate, or an
+         * account that exists.
+         */
+        if (constraint &&
+            (strcmp(constraint, "payments_pkey") == 0 || strcmp(constraint, "accounts_pkey") == 0))
             return LQ_ERR_DB_RETRY;
         return LQ_ERR_DB_FAILED;
     }
@@ -374,11 +380,19 @@ void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *creat
     memset(a, 0, sizeof(*a));
     lq_db_copy(a->id, sizeof(a->id), res, row, 0);
     lq_db_copy(a->currency, sizeof(a->currency), res, row, 1);
-    a->allow_negative = lq_db_bool(res, row, 2);
-    a->debits = lq_db_int64(res, row, 3);
-    a->credits = lq_db_int64(res, row, 4);
+    if (!lq_account_status_parse(PQgetvalue(res, row, 2), &a->status))
+        a->status = LQ_STATUS_CLOSED; /* unknown to this release: touch nothing of it */
+    a->allow_negative = lq_db_bool(res, row, 3);
+    a->overdraft_limit = lq_db_int64(res, row, 4);
+    a->max_balance = lq_db_int64(res, row, 5);
+    a->debits = lq_db_int64(res, row, 6);
+    a->credits = lq_db_int64(res, row, 7);
+    a->held_debits = lq_db_int64(res, row, 8);
+    a->held_credits = lq_db_int64(res, row, 9);
+    a->entries = lq_db_int64(res, row, 10);
+    lq_db_copy(a->created_at, sizeof(a->created_at), res, row, 11);
     if (created_at)
-        lq_db_copy(created_at, LQ_TIMESTAMP_MAX, res, row, 5);
+        lq_db_copy(created_at, LQ_TIMESTAMP_MAX, res, row, 11);
 }
 
 /* Settings given before the URL: the URL and PG* variables override them. */

@@ -19,7 +19,8 @@ static int compare_strings(const void *a, const void *b)
 }
 
 /*
- * Every account the items name, each once, as an array literal in ids.
+ * Every account the items name (a transfer's legs, an account command's
+ * account), each once, as an array literal in ids.
  * Stored items too: which are stored is known only once the look-up ran,
  * in the same round trip as the lock.  Locking a redelivered payment's
  * accounts as well costs little, and keeps the one lock order.
@@ -30,16 +31,18 @@ static int account_ids(const lq_item *items, size_t n, lq_db_array *ids)
     size_t n_names = 0, cap = 0;
 
     for (size_t i = 0; i < n; i++)
-        cap += 2 * items[i].payment->n_legs;
+        cap += 2 * items[i].command->n_legs + 1;
     names = malloc((cap ? cap : 1) * sizeof(*names));
     if (names == NULL)
         return LQ_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        const lq_payment *p = items[i].payment;
-        for (size_t l = 0; l < p->n_legs; l++) {
-            names[n_names++] = p->legs[l].debit;
-            names[n_names++] = p->legs[l].credit;
+        const lq_command *c = items[i].command;
+        for (size_t l = 0; l < c->n_legs; l++) {
+            names[n_names++] = c->legs[l].debit;
+            names[n_names++] = c->legs[l].credit;
         }
+        if (c->type != LQ_CMD_TRANSFER)
+            names[n_names++] = c->change.account;
     }
     qsort(names, n_names, sizeof(*names), compare_strings);
     for (size_t i = 0; i < n_names; i++) {
@@ -133,8 +136,8 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations
         items[i].stored_same = false;
         items[i].stored_published = false;
         items[i].stored_batch = 0;
-        lq_db_array_text(&ids, items[i].payment->id);
-        lq_db_array_text(&canons, items[i].payment->canonical);
+        lq_db_array_text(&ids, items[i].command->id);
+        lq_db_array_text(&canons, items[i].command->canonical);
     }
     r = account_ids(items, n, &accounts);
     if (r == LQ_OK && record)
@@ -169,7 +172,9 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations
             [LOAD_NOW] = {"could not read the time",
                           "SELECT " SQL_UTC("now()") ", nextval('payments_batch_id_seq'),"
                                                      " set_config('enable_hashjoin', 'off', true),"
-                                                     " set_config('enable_mergejoin', 'off', true)",
+                                                     " set_config('enable_mergejoin', 'off', true),"
+                                                     " set_config('ledgerq.writes_history', 'on',"
+                                                     " true)",
                           0, NULL, &now},
             /*
              * One index probe per id: a lateral subquery with LIMIT is
@@ -202,7 +207,7 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations
              * locked as the sorted output is produced.
              */
             [LOAD_LOCK] = {"could not lock accounts",
-                           "SELECT id, currency, allow_negative, debits, credits FROM accounts"
+                           "SELECT " LQ_DB_ACCOUNT_COLUMNS " FROM accounts"
                            " WHERE id = ANY($1::text[]) ORDER BY id COLLATE \"C\" FOR UPDATE",
                            1, &account_param, &locked},
         };
@@ -242,122 +247,324 @@ out:
     return r;
 }
 
-/* The requested legs as the JSON stored in payments.legs. */
-static char *legs_json(const lq_payment *p)
+void lq_db_batch_abort(lq_db *db)
+{
+    lq_db_rollback(db);
+}
+
+/* The requested legs as the JSON stored in payments.legs ([] for account commands). */
+static char *legs_json(const lq_command *c)
 {
     lq_json w;
 
     lq_json_init(&w);
     lq_json_array_begin(&w);
-    for (size_t l = 0; l < p->n_legs; l++) {
+    for (size_t l = 0; l < c->n_legs; l++) {
         lq_json_object_begin(&w);
         lq_json_key(&w, "debit");
-        lq_json_string(&w, p->legs[l].debit);
+        lq_json_string(&w, c->legs[l].debit);
         lq_json_key(&w, "credit");
-        lq_json_string(&w, p->legs[l].credit);
+        lq_json_string(&w, c->legs[l].credit);
         lq_json_key(&w, "amount");
-        lq_json_int(&w, p->legs[l].amount);
+        lq_json_int(&w, c->legs[l].amount);
         lq_json_key(&w, "currency");
-        lq_json_string(&w, p->legs[l].currency);
+        lq_json_string(&w, c->legs[l].currency);
         lq_json_object_end(&w);
     }
     lq_json_array_end(&w);
     return lq_json_steal(&w);
 }
 
-enum { PAY_ID, PAY_CANON, PAY_STATUS, PAY_REASON, PAY_DETAIL, PAY_LEGS, PAY_REF, PAY_META, PAY_N };
-enum { ACC_ID, ACC_DEBITS, ACC_CREDITS, ACC_N };
+/*
+ * What an account command gave, as the JSON stored in payments.change (for
+ * `payment show`): the fields it set, its reason; NULL for transfers (and
+ * when out of memory: the caller tells them apart by the type).
+ */
+static char *change_json(const lq_command *c)
+{
+    const lq_account_change *ch = &c->change;
+    lq_json w;
+
+    if (c->type == LQ_CMD_TRANSFER)
+        return NULL;
+    lq_json_init(&w);
+    lq_json_object_begin(&w);
+    if (c->type == LQ_CMD_ACCOUNT_OPEN) {
+        lq_json_key(&w, "currency");
+        lq_json_string(&w, ch->currency);
+    }
+    if (ch->set_status) {
+        lq_json_key(&w, "status");
+        lq_json_string(&w, lq_account_status_name(ch->status));
+    }
+    if (ch->set_allow_negative) {
+        lq_json_key(&w, "allow_negative");
+        lq_json_bool(&w, ch->allow_negative);
+    }
+    if (ch->set_overdraft_limit) {
+        lq_json_key(&w, "overdraft_limit");
+        lq_json_int(&w, ch->overdraft_limit);
+    }
+    if (ch->set_max_balance) {
+        lq_json_key(&w, "max_balance");
+        if (ch->max_balance > 0)
+            lq_json_int(&w, ch->max_balance);
+        else
+            lq_json_null(&w);
+    }
+    if (ch->reason) {
+        lq_json_key(&w, "reason");
+        lq_json_string(&w, ch->reason);
+    }
+    lq_json_object_end(&w);
+    return lq_json_steal(&w);
+}
+
+/* Close every array of a statement into params; LQ_ERR_NOMEM when one could not grow. */
+static int finish_arrays(lq_db_array *a, size_t n, const char **params)
+{
+    int r = LQ_OK;
+
+    for (size_t k = 0; k < n; k++) {
+        params[k] = lq_db_array_finish(&a[k]);
+        r = params[k] ? r : LQ_ERR_NOMEM;
+    }
+    return r;
+}
+
+static void init_arrays(lq_db_array *a, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        lq_db_array_init(&a[k]);
+}
+
+static void release_arrays(lq_db_array *a, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        lq_db_array_release(&a[k]);
+}
+
+enum {
+    PAY_ID,
+    PAY_CANON,
+    PAY_STATUS,
+    PAY_REASON,
+    PAY_DETAIL,
+    PAY_LEGS,
+    PAY_REF,
+    PAY_META,
+    PAY_TYPE,
+    PAY_ACCOUNT,
+    PAY_CHANGE,
+    PAY_N
+};
+
+/* Add the stored outcome of it to the payments statement's arrays. */
+static int add_outcome(lq_db_array *pay, const lq_item *it)
+{
+    const lq_command *c = it->command;
+    bool applied = it->outcome.result == LQ_OK;
+    char *legs = legs_json(c), *change = change_json(c);
+    int r = LQ_OK;
+
+    if (legs == NULL || (change == NULL && c->type != LQ_CMD_TRANSFER)) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
+    lq_db_array_text(&pay[PAY_ID], c->id);
+    lq_db_array_text(&pay[PAY_CANON], c->canonical);
+    lq_db_array_text(&pay[PAY_STATUS], applied ? "applied" : "rejected");
+    lq_db_array_text(&pay[PAY_REASON], applied ? NULL : lq_error_code(it->outcome.result));
+    lq_db_array_text(&pay[PAY_DETAIL], it->outcome.detail[0] ? it->outcome.detail : NULL);
+    lq_db_array_text(&pay[PAY_LEGS], legs);
+    lq_db_array_text(&pay[PAY_REF], c->reference);
+    lq_db_array_text(&pay[PAY_META], c->metadata);
+    lq_db_array_text(&pay[PAY_TYPE], lq_command_type_name(c->type));
+    lq_db_array_text(&pay[PAY_ACCOUNT], c->type == LQ_CMD_TRANSFER ? NULL : c->change.account);
+    lq_db_array_text(&pay[PAY_CHANGE], change);
+out:
+    free(legs);
+    free(change);
+    return r;
+}
+
+/* An account's row, opened or changed by the batch. */
+enum {
+    ACC_ID,
+    ACC_CURRENCY,
+    ACC_STATUS,
+    ACC_ALLOW_NEGATIVE,
+    ACC_OVERDRAFT,
+    ACC_MAX_BALANCE,
+    ACC_DEBITS,
+    ACC_CREDITS,
+    ACC_HELD_DEBITS,
+    ACC_HELD_CREDITS,
+    ACC_ENTRIES,
+    ACC_N
+};
+
+static void add_account(lq_db_array *acc, const lq_account *a)
+{
+    lq_db_array_text(&acc[ACC_ID], a->id);
+    lq_db_array_text(&acc[ACC_CURRENCY], a->currency);
+    lq_db_array_text(&acc[ACC_STATUS], lq_account_status_name(a->status));
+    lq_db_array_text(&acc[ACC_ALLOW_NEGATIVE], a->allow_negative ? "t" : "f");
+    lq_db_array_int(&acc[ACC_OVERDRAFT], a->overdraft_limit);
+    if (a->max_balance > 0)
+        lq_db_array_int(&acc[ACC_MAX_BALANCE], a->max_balance);
+    else
+        lq_db_array_text(&acc[ACC_MAX_BALANCE], NULL);
+    lq_db_array_int(&acc[ACC_DEBITS], a->debits);
+    lq_db_array_int(&acc[ACC_CREDITS], a->credits);
+    lq_db_array_int(&acc[ACC_HELD_DEBITS], a->held_debits);
+    lq_db_array_int(&acc[ACC_HELD_CREDITS], a->held_credits);
+    lq_db_array_int(&acc[ACC_ENTRIES], a->entries);
+}
+
+enum {
+    ENT_ACCOUNT,
+    ENT_SEQ,
+    ENT_COMMAND,
+    ENT_TYPE,
+    ENT_LEG,
+    ENT_AMOUNT,
+    ENT_BALANCE,
+    ENT_HELD_DEBITS,
+    ENT_HELD_CREDITS,
+    ENT_CHANGE,
+    ENT_N
+};
+
+static void add_entry(lq_db_array *ent, const lq_entry *e)
+{
+    lq_db_array_text(&ent[ENT_ACCOUNT], e->account);
+    lq_db_array_int(&ent[ENT_SEQ], e->seq);
+    lq_db_array_text(&ent[ENT_COMMAND], e->command);
+    lq_db_array_text(&ent[ENT_TYPE], e->type);
+    if (e->leg > 0)
+        lq_db_array_int(&ent[ENT_LEG], e->leg);
+    else
+        lq_db_array_text(&ent[ENT_LEG], NULL);
+    lq_db_array_int(&ent[ENT_AMOUNT], e->amount);
+    lq_db_array_int(&ent[ENT_BALANCE], e->balance);
+    lq_db_array_int(&ent[ENT_HELD_DEBITS], e->held_debits);
+    lq_db_array_int(&ent[ENT_HELD_CREDITS], e->held_credits);
+    lq_db_array_text(&ent[ENT_CHANGE], e->change);
+}
+
+/* The columns of an account row, as the statements below unnest them. */
+#define ACCOUNT_UNNEST                                                                             \
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bigint[],"                \
+    " $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])"       \
+    " AS u(id, currency, status, allow_negative, overdraft_limit, max_balance, debits, credits,"   \
+    " held_debits, held_credits, entries)"
 
 int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book,
                       int64_t batch_id)
 {
-    lq_db_array pay[PAY_N], acc[ACC_N];
-    const char *pay_params[PAY_N + 1], *acc_params[ACC_N];
+    lq_db_array pay[PAY_N], opened[ACC_N], changed[ACC_N], ent[ENT_N];
+    const char *pay_params[PAY_N + 1], *opened_params[ACC_N], *changed_params[ACC_N],
+        *ent_params[ENT_N];
     char batch[24];
-    size_t n_pay = 0, n_acc = 0;
+    size_t n_pay = 0, n_opened = 0, n_changed = 0;
     int r = LQ_OK;
 
-    for (int k = 0; k < PAY_N; k++)
-        lq_db_array_init(&pay[k]);
-    for (int k = 0; k < ACC_N; k++)
-        lq_db_array_init(&acc[k]);
-
-    for (size_t i = 0; i < n; i++) {
-        const lq_item *it = &items[i];
-        const lq_payment *p = it->payment;
-        bool applied = it->outcome.result == LQ_OK;
-        char *legs;
-        if (!it->insert)
+    init_arrays(pay, PAY_N);
+    init_arrays(opened, ACC_N);
+    init_arrays(changed, ACC_N);
+    init_arrays(ent, ENT_N);
+    for (size_t i = 0; i < n && r == LQ_OK; i++) {
+        if (!items[i].insert)
             continue;
-        legs = legs_json(p);
-        if (legs == NULL) {
-            r = LQ_ERR_NOMEM;
-            goto out;
-        }
-        lq_db_array_text(&pay[PAY_ID], p->id);
-        lq_db_array_text(&pay[PAY_CANON], p->canonical);
-        lq_db_array_text(&pay[PAY_STATUS], applied ? "applied" : "rejected");
-        lq_db_array_text(&pay[PAY_REASON], applied ? NULL : lq_error_code(it->outcome.result));
-        lq_db_array_text(&pay[PAY_DETAIL], it->outcome.detail[0] ? it->outcome.detail : NULL);
-        lq_db_array_text(&pay[PAY_LEGS], legs);
-        lq_db_array_text(&pay[PAY_REF], p->reference);
-        lq_db_array_text(&pay[PAY_META], p->metadata);
-        free(legs);
+        r = add_outcome(pay, &items[i]);
         n_pay++;
     }
+    if (r != LQ_OK)
+        goto out;
     for (size_t i = 0; i < book->n; i++) {
         const lq_account *a = &book->accounts[i];
-        if (!a->changed)
-            continue;
-        lq_db_array_text(&acc[ACC_ID], a->id);
-        lq_db_array_int(&acc[ACC_DEBITS], a->debits);
-        lq_db_array_int(&acc[ACC_CREDITS], a->credits);
-        n_acc++;
+        if (a->opened) {
+            add_account(opened, a);
+            n_opened++;
+        } else if (a->changed) {
+            add_account(changed, a);
+            n_changed++;
+        }
     }
-    for (int k = 0; k < PAY_N; k++)
-        pay_params[k] = lq_db_array_finish(&pay[k]);
-    for (int k = 0; k < ACC_N; k++)
-        acc_params[k] = lq_db_array_finish(&acc[k]);
-    for (int k = 0; k < PAY_N; k++)
-        r = pay_params[k] ? r : LQ_ERR_NOMEM;
-    for (int k = 0; k < ACC_N; k++)
-        r = acc_params[k] ? r : LQ_ERR_NOMEM;
+    for (size_t i = 0; i < book->n_entries; i++)
+        add_entry(ent, &book->entries[i]);
+    r = finish_arrays(pay, PAY_N, pay_params);
+    if (r == LQ_OK)
+        r = finish_arrays(opened, ACC_N, opened_params);
+    if (r == LQ_OK)
+        r = finish_arrays(changed, ACC_N, changed_params);
+    if (r == LQ_OK)
+        r = finish_arrays(ent, ENT_N, ent_params);
     if (r != LQ_OK)
         goto out;
     snprintf(batch, sizeof(batch), "%" PRId64, batch_id);
     pay_params[PAY_N] = batch;
 
     {
-        lq_db_step steps[3];
+        lq_db_step steps[5];
         size_t n_steps = 0;
 
         if (n_pay > 0)
             steps[n_steps++] = (lq_db_step){
                 "could not store outcomes",
                 "INSERT INTO payments (id, fingerprint, status, reason, detail, legs, reference,"
-                " metadata, processed_at, batch_id)"
+                " metadata, type, account, change, processed_at, batch_id)"
                 " SELECT id, sha256(convert_to(canon, 'UTF8')), status, reason, detail,"
-                " legs::jsonb, reference, metadata::jsonb, now(), $9::bigint"
+                " legs::jsonb, reference, metadata::jsonb, type, account, change::jsonb, now(),"
+                " $12::bigint"
                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                " $6::text[], $7::text[], $8::text[])"
-                " AS t(id, canon, status, reason, detail, legs, reference, metadata)",
+                " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
+                " AS t(id, canon, status, reason, detail, legs, reference, metadata, type,"
+                " account, change)",
                 PAY_N + 1, pay_params, NULL};
-        if (n_acc > 0)
+        if (n_opened > 0)
             steps[n_steps++] = (lq_db_step){
-                "could not update account totals",
-                "UPDATE accounts AS a SET debits = u.debits, credits = u.credits"
-                " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(id, debits, credits)"
+                "could not open accounts",
+                "INSERT INTO accounts (id, currency, status, allow_negative, overdraft_limit,"
+                " max_balance, debits, credits, held_debits, held_credits, entries)"
+                " SELECT *" ACCOUNT_UNNEST,
+                ACC_N, opened_params, NULL};
+        if (n_changed > 0)
+            steps[n_steps++] = (lq_db_step){
+                "could not update accounts",
+                "UPDATE accounts AS a SET status = u.status, allow_negative = u.allow_negative,"
+                " overdraft_limit = u.overdraft_limit, max_balance = u.max_balance,"
+                " debits = u.debits, credits = u.credits, held_debits = u.held_debits,"
+                " held_credits = u.held_credits, entries = u.entries" ACCOUNT_UNNEST
                 " WHERE a.id = u.id",
-                ACC_N, acc_params, NULL};
+                ACC_N, changed_params, NULL};
+        /*
+         * The time of this statement: it runs under the accounts' row
+         * locks, after whatever an earlier holder wrote, so the times along
+         * an account's entries never go back.
+         */
+        if (book->n_entries > 0)
+            steps[n_steps++] = (lq_db_step){
+                "could not write the account history",
+                "INSERT INTO account_entries (account_id, seq, command_id, type, leg, amount,"
+                " balance, held_debits, held_credits, change, at)"
+                " SELECT account_id, seq, command_id, type, leg, amount, balance, held_debits,"
+                " held_credits, change::jsonb, statement_timestamp()"
+                " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::smallint[],"
+                " $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])"
+                " AS e(account_id, seq, command_id, type, leg, amount, balance, held_debits,"
+                " held_credits, change)",
+                ENT_N, ent_params, NULL};
         steps[n_steps++] = (lq_db_step){"could not commit the batch", "COMMIT", 0, NULL, NULL};
         /* One round trip: a failure skips the rest, COMMIT included. */
         r = lq_db_pipeline(db, steps, n_steps);
     }
 out:
-    for (int k = 0; k < PAY_N; k++)
-        lq_db_array_release(&pay[k]);
-    for (int k = 0; k < ACC_N; k++)
-        lq_db_array_release(&acc[k]);
+    release_arrays(pay, PAY_N);
+    release_arrays(opened, ACC_N);
+    release_arrays(changed, ACC_N);
+    release_arrays(ent, ENT_N);
     if (r != LQ_OK)
         lq_db_rollback(db);
     return r;

@@ -7,7 +7,7 @@
  *   db.c          connecting, classifying failures, running statements and
  *                 pipelines, array literals
  *   db_batch.c    the worker's batch: load and lock, then store and commit
- *   db_query.c    the CLI's reads and account writes
+ *   db_query.c    the CLI's reads: accounts, history pages, stored commands
  *   db_audit.c    the ledger invariants
  *   db_migrate.c  the embedded migrations and the schema version check
  */
@@ -99,7 +99,8 @@ void lq_db_array_release(lq_db_array *a);
 
 /* The columns lq_db_read_account() reads, in its order. */
 #define LQ_DB_ACCOUNT_COLUMNS                                                                      \
-    "id, currency, allow_negative, debits, credits, " SQL_UTC("created_at")
+    "id, currency, status, allow_negative, overdraft_limit, coalesce(max_balance, 0), debits, "    \
+    "credits, held_debits, held_credits, entries, " SQL_UTC("created_at")
 
 /* Read an account row (LQ_DB_ACCOUNT_COLUMNS); created_at may be NULL. */
 void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *created_at);

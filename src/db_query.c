@@ -1,35 +1,18 @@
 /*
- * The CLI's side of the ledger: opening and importing accounts, reading
- * accounts and stored payment outcomes.
+ * The CLI's reads of the ledger: accounts (now and as of a time), their
+ * history, stored command outcomes; and the bench's bulk account insert.
+ * The CLI's writes (account open, import, update) go through the batch
+ * path (db_batch.c) like every command.
  */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db_internal.h"
 #include "ledgerq/error.h"
-
-int lq_db_account_open(lq_db *db, const lq_account *a)
-{
-    const char *params[3] = {a->id, a->currency, a->allow_negative ? "true" : "false"};
-    PGresult *res = PQexecParams(db->conn,
-                                 "INSERT INTO accounts (id, currency, allow_negative)"
-                                 " VALUES ($1, $2, $3::boolean)",
-                                 3, NULL, params, NULL, NULL, 0);
-    const char *state;
-
-    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-        PQclear(res);
-        return LQ_OK;
-    }
-    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (state && strcmp(state, "23505") == 0) {
-        snprintf(db->err, sizeof(db->err), "account \"%s\" already exists", a->id);
-        PQclear(res);
-        return LQ_ERR_EXISTS;
-    }
-    return lq_db_fail(db, "could not open the account", res);
-}
 
 int lq_db_account_import(lq_db *db, const lq_account *accounts, size_t n, size_t *ret_failed)
 {
@@ -121,6 +104,170 @@ int lq_db_account_list(lq_db *db, lq_db_account_fn fn, void *arg)
     return LQ_OK;
 }
 
+/*
+ * jsonb's text form without the spaces it puts after ':' and ',': the
+ * compact JSON every --json output prints.  Returns a new string (caller
+ * frees), NULL for NULL or when out of memory.
+ */
+static char *compact_json(const char *text)
+{
+    bool in_string = false, escaped = false;
+    char *out, *o;
+
+    if (text == NULL || (out = malloc(strlen(text) + 1)) == NULL)
+        return NULL;
+    o = out;
+    for (const char *p = text; *p; p++) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (*p == '\\')
+                escaped = true;
+            else if (*p == '"')
+                in_string = false;
+        } else if (*p == '"') {
+            in_string = true;
+        } else if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
+            continue;
+        }
+        *o++ = *p;
+    }
+    *o = '\0';
+    return out;
+}
+
+int lq_db_account_at(lq_db *db, const char *id, const char *at, lq_account_point *ret)
+{
+    const char *params[2] = {id, at};
+    PGresult *res = NULL;
+    lq_account_point p;
+    /*
+     * The binary search runs once (a materialized CTE), then two probes of
+     * the primary key: the entry it found and the opening entry.
+     */
+    int r = lq_db_run(
+        db, "could not read the account's history",
+        "WITH a AS MATERIALIZED ("
+        "  SELECT id, currency, $2::timestamptz AS t,"
+        "         ledgerq_entry_seq_at(id, $2::timestamptz, true) - 1 AS seq"
+        "    FROM accounts WHERE id = $1)"
+        " SELECT a.id, a.currency, " SQL_UTC(
+            "a.t") ", a.seq, e.balance,"
+                   " e.held_debits, e.held_credits, " SQL_UTC("e.at") ", " SQL_UTC(
+                       "f.at") " FROM a"
+                               " LEFT JOIN account_entries e ON e.account_id = a.id AND e.seq = "
+                               "a.seq"
+                               " LEFT JOIN account_entries f ON f.account_id = a.id AND f.seq = 1",
+        2, params, &res);
+
+    if (r != LQ_OK)
+        return r;
+    if (PQntuples(res) == 0) {
+        snprintf(db->err, sizeof(db->err), "account \"%s\" does not exist", id);
+        PQclear(res);
+        return LQ_ERR_NOT_FOUND;
+    }
+    memset(&p, 0, sizeof(p));
+    lq_db_copy(p.id, sizeof(p.id), res, 0, 0);
+    lq_db_copy(p.currency, sizeof(p.currency), res, 0, 1);
+    lq_db_copy(p.at, sizeof(p.at), res, 0, 2);
+    /* No entry that early: the seq is 0 and the entry's columns are NULL. */
+    if (!PQgetisnull(res, 0, 4)) {
+        p.seq = lq_db_int64(res, 0, 3);
+        p.balance = lq_db_int64(res, 0, 4);
+        p.held_debits = lq_db_int64(res, 0, 5);
+        p.held_credits = lq_db_int64(res, 0, 6);
+        lq_db_copy(p.entry_at, sizeof(p.entry_at), res, 0, 7);
+    }
+    lq_db_copy(p.opened_at, sizeof(p.opened_at), res, 0, 8);
+    *ret = p;
+    PQclear(res);
+    return LQ_OK;
+}
+
+int lq_db_account_history(lq_db *db, const char *id, const lq_history_query *q, lq_db_entry_fn fn,
+                          void *arg, int64_t *ret_next)
+{
+    char after[24], limit[16];
+    const char *params[5] = {id, after, limit, q->since, q->until};
+    PGresult *res = NULL;
+    int rows, r;
+    int64_t next = 0;
+
+    if (q->limit < 1 || q->limit > LQ_HISTORY_PAGE_MAX || q->after < 0) {
+        snprintf(db->err, sizeof(db->err), "a page holds 1 to %d entries, after a seq of 0 or more",
+                 LQ_HISTORY_PAGE_MAX);
+        return LQ_ERR_USAGE;
+    }
+    snprintf(after, sizeof(after), "%" PRId64, q->after);
+    /* One entry more than the page: whether another follows, without a count. */
+    snprintf(limit, sizeof(limit), "%d", q->limit + 1);
+    /*
+     * The time bounds become seq bounds once (a materialized CTE: each
+     * binary search runs once); the page is then one range scan of the
+     * primary key.  The left join keeps a row for an account without
+     * entries in range, to tell it from an unknown account.
+     */
+    r = lq_db_run(db, "could not read the account's history",
+                  "WITH b AS MATERIALIZED ("
+                  "  SELECT id,"
+                  "         CASE WHEN $4::timestamptz IS NULL THEN 1"
+                  "              ELSE ledgerq_entry_seq_at(id, $4::timestamptz, false) END AS lo,"
+                  "         CASE WHEN $5::timestamptz IS NULL THEN 9223372036854775807"
+                  "              ELSE ledgerq_entry_seq_at(id, $5::timestamptz, true) - 1 END AS hi"
+                  "    FROM accounts WHERE id = $1)"
+                  " SELECT e.seq, e.command_id, e.type, coalesce(e.leg, 0), e.amount, e.balance,"
+                  " e.held_debits, e.held_credits, " SQL_UTC(
+                      "e.at") ", e.change::text"
+                              " FROM b LEFT JOIN LATERAL ("
+                              "   SELECT * FROM account_entries x"
+                              "    WHERE x.account_id = b.id AND x.seq > $2::bigint AND x.seq >= "
+                              "b.lo AND x.seq <= b.hi"
+                              "    ORDER BY x.seq LIMIT $3::integer) AS e ON true"
+                              " ORDER BY e.seq",
+                  5, params, &res);
+    if (r != LQ_OK)
+        return r;
+    rows = PQntuples(res);
+    if (rows == 0) {
+        snprintf(db->err, sizeof(db->err), "account \"%s\" does not exist", id);
+        PQclear(res);
+        return LQ_ERR_NOT_FOUND;
+    }
+    if (PQgetisnull(res, 0, 0))
+        rows = 0;
+    for (int row = 0; row < rows && row < q->limit; row++) {
+        lq_entry e;
+        char *change = NULL;
+
+        memset(&e, 0, sizeof(e));
+        e.seq = lq_db_int64(res, row, 0);
+        e.command = PQgetvalue(res, row, 1);
+        e.type = PQgetvalue(res, row, 2);
+        e.leg = (int)lq_db_int64(res, row, 3);
+        e.amount = lq_db_int64(res, row, 4);
+        e.balance = lq_db_int64(res, row, 5);
+        e.held_debits = lq_db_int64(res, row, 6);
+        e.held_credits = lq_db_int64(res, row, 7);
+        if (!PQgetisnull(res, row, 9)) {
+            change = compact_json(PQgetvalue(res, row, 9));
+            if (change == NULL) {
+                PQclear(res);
+                return LQ_ERR_NOMEM;
+            }
+        }
+        e.change = change;
+        fn(&e, PQgetvalue(res, row, 8), arg);
+        free(change);
+    }
+    if (rows > q->limit)
+        next = lq_db_int64(res, q->limit - 1, 0);
+    PQclear(res);
+    if (ret_next)
+        *ret_next = next;
+    return LQ_OK;
+}
+
 int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret)
 {
     PGresult *res = NULL, *legs = NULL;
@@ -130,8 +277,9 @@ int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret)
     memset(&rec, 0, sizeof(rec));
     r = lq_db_run(db, "could not read the payment",
                   "SELECT id, status, reason, detail, " SQL_UTC(
-                      "processed_at") ", reference,"
-                                      " metadata::text FROM payments WHERE id = $1",
+                      "processed_at") ", reference, metadata::text, type,"
+                                      " coalesce(account, ''), change::text"
+                                      " FROM payments WHERE id = $1",
                   1, &id, &res);
     if (r != LQ_OK)
         goto out;
@@ -148,6 +296,17 @@ int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret)
     lq_db_copy(rec.outcome.processed_at, sizeof(rec.outcome.processed_at), res, 0, 4);
     rec.reference = lq_db_strdup(res, 0, 5);
     rec.metadata = lq_db_strdup(res, 0, 6);
+    lq_db_copy(rec.type, sizeof(rec.type), res, 0, 7);
+    lq_db_copy(rec.account, sizeof(rec.account), res, 0, 8);
+    if (!PQgetisnull(res, 0, 9) && (rec.change = compact_json(PQgetvalue(res, 0, 9))) == NULL) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
+    if ((!PQgetisnull(res, 0, 5) && rec.reference == NULL) ||
+        (!PQgetisnull(res, 0, 6) && rec.metadata == NULL)) {
+        r = LQ_ERR_NOMEM;
+        goto out;
+    }
     /* jsonb keeps amounts as exact numerics: ->> gives their digits. */
     r = lq_db_run(db, "could not read the payment's legs",
                   "SELECT l->>'debit', l->>'credit', l->>'amount', l->>'currency'"
@@ -182,7 +341,9 @@ void lq_payment_record_release(lq_payment_record *r)
     free(r->legs);
     free(r->reference);
     free(r->metadata);
+    free(r->change);
     r->legs = NULL;
     r->reference = NULL;
     r->metadata = NULL;
+    r->change = NULL;
 }

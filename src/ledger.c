@@ -1,5 +1,9 @@
 /*
- * ledger: the outcome rules of docs/protocol.md section 5, decided in memory.
+ * ledger: the outcome rules of docs/protocol.md sections 5, 12, 13 and 15,
+ * decided in memory.  This file holds the book (accounts and history
+ * entries), the undo log of one command, the dispatch on its type and the
+ * batch loop (idempotency); the rules of each type are in
+ * ledger_transfer.c and ledger_account.c.
  *
  * Nothing here does I/O.  The db module loads a batch's accounts into a book
  * and the stored outcomes into the items, lq_ledger_decide() decides, and the
@@ -12,20 +16,25 @@
 
 #include "ledgerq/error.h"
 #include "ledgerq/ledger.h"
+#include "ledger_internal.h"
 
-#define BOOK_INITIAL_CAP 64
-
-/* One entry of a payment's undo log: an account's totals before a leg. */
-typedef struct undo_entry {
-    lq_account *account;
-    int64_t debits;
-    int64_t credits;
-} undo_entry;
+#define BOOK_INITIAL_CAP    64
+#define ENTRIES_INITIAL_CAP 128
 
 int64_t lq_account_balance(const lq_account *a)
 {
     /* Both totals are in 0 .. INT64_MAX, so the difference always fits. */
     return a->credits - a->debits;
+}
+
+int64_t lq_account_available(const lq_account *a)
+{
+    int64_t available;
+
+    /* Only a balance near -INT64_MAX with held debits gets here: below any floor. */
+    if (__builtin_sub_overflow(lq_account_balance(a), a->held_debits, &available))
+        return INT64_MIN;
+    return available;
 }
 
 /*
@@ -54,31 +63,37 @@ static size_t book_search(const lq_book *book, const char *id, bool *ret_found)
     return lo;
 }
 
-static int book_reserve(lq_book *book, size_t need)
+/*
+ * Grow *array (of *cap elements of size bytes) to hold need elements,
+ * doubling from initial.  Returns LQ_OK or LQ_ERR_NOMEM (then nothing
+ * changed).
+ */
+static int grow(void **array, size_t *cap, size_t need, size_t size, size_t initial)
 {
-    size_t cap;
-    lq_account *accounts;
+    size_t new_cap;
+    void *p;
 
-    if (need <= book->cap)
+    if (need <= *cap)
         return LQ_OK;
-    cap = book->cap ? book->cap : BOOK_INITIAL_CAP;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2)
+    new_cap = *cap ? *cap : initial;
+    while (new_cap < need) {
+        if (new_cap > SIZE_MAX / 2)
             return LQ_ERR_NOMEM;
-        cap *= 2;
+        new_cap *= 2;
     }
-    if (cap > SIZE_MAX / sizeof(*accounts))
+    if (new_cap > SIZE_MAX / size)
         return LQ_ERR_NOMEM;
-    accounts = realloc(book->accounts, cap * sizeof(*accounts));
-    if (!accounts)
+    p = realloc(*array, new_cap * size);
+    if (!p)
         return LQ_ERR_NOMEM;
-    book->accounts = accounts;
-    book->cap = cap;
+    *array = p;
+    *cap = new_cap;
     return LQ_OK;
 }
 
 int lq_book_add(lq_book *book, const lq_account *a)
 {
+    void *accounts = book->accounts;
     bool found;
     size_t pos;
     int r;
@@ -86,7 +101,8 @@ int lq_book_add(lq_book *book, const lq_account *a)
     pos = book_search(book, a->id, &found);
     if (found)
         return LQ_ERR_EXISTS;
-    r = book_reserve(book, book->n + 1);
+    r = grow(&accounts, &book->cap, book->n + 1, sizeof(*book->accounts), BOOK_INITIAL_CAP);
+    book->accounts = accounts;
     if (r != LQ_OK)
         return r;
     memmove(&book->accounts[pos + 1], &book->accounts[pos],
@@ -107,8 +123,32 @@ lq_account *lq_book_find(const lq_book *book, const char *id)
     return found ? &book->accounts[pos] : NULL;
 }
 
+/* Take the account id out of the book (a rollback of the command that added it). */
+static void book_remove(lq_book *book, const char *id)
+{
+    bool found;
+    size_t pos = book_search(book, id, &found);
+
+    if (!found)
+        return;
+    memmove(&book->accounts[pos], &book->accounts[pos + 1],
+            (book->n - pos - 1) * sizeof(book->accounts[0]));
+    book->n--;
+}
+
+/* Drop the entries from index keep on, freeing what they own. */
+static void entries_truncate(lq_book *book, size_t keep)
+{
+    while (book->n_entries > keep) {
+        book->n_entries--;
+        free(book->entries[book->n_entries].change);
+        book->entries[book->n_entries].change = NULL;
+    }
+}
+
 void lq_book_clear(lq_book *book)
 {
+    entries_truncate(book, 0);
     book->n = 0;
 }
 
@@ -116,98 +156,135 @@ void lq_book_release(lq_book *book)
 {
     if (!book)
         return;
+    entries_truncate(book, 0);
+    free(book->entries);
     free(book->accounts);
-    book->accounts = NULL;
-    book->n = 0;
-    book->cap = 0;
+    memset(book, 0, sizeof(*book));
 }
 
-/*
- * What lq_payment_parse() guarantees (docs/protocol.md section 4).  A payment built
- * any other way that breaks it is a bug of the caller, not a business
- * outcome: it would break the database's constraints and the no-overdraft
- * arithmetic below, so it is refused before anything is touched.
- */
-static int check_shape(const lq_payment *p, char *detail, size_t detail_len)
+int lq_ledger_reserve_entries(lq_book *book, size_t extra)
 {
-    if (p->n_legs < 1 || p->n_legs > LQ_LEGS_MAX || !p->legs) {
-        snprintf(detail, detail_len, "payment has %zu legs, not 1 to %d", p->n_legs, LQ_LEGS_MAX);
+    void *entries = book->entries;
+    size_t need;
+    int r;
+
+    if (__builtin_add_overflow(book->n_entries, extra, &need))
+        return LQ_ERR_NOMEM;
+    r = grow(&entries, &book->cap_entries, need, sizeof(*book->entries), ENTRIES_INITIAL_CAP);
+    book->entries = entries;
+    return r;
+}
+
+int lq_ledger_append_entry(lq_book *book, lq_account *a, const char *command, const char *type,
+                           int leg, int64_t amount, char *change)
+{
+    lq_entry *e;
+    int64_t seq;
+    int r;
+
+    if (__builtin_add_overflow(a->entries, 1, &seq)) {
+        free(change);
         return LQ_ERR_INTERNAL;
     }
-    for (size_t i = 0; i < p->n_legs; i++) {
-        const lq_leg *leg = &p->legs[i];
-
-        if (leg->amount < 1) {
-            snprintf(detail, detail_len, "leg %zu: amount %" PRId64 " is not positive", i + 1,
-                     leg->amount);
-            return LQ_ERR_INTERNAL;
-        }
-        if (strcmp(leg->debit, leg->credit) == 0) {
-            snprintf(detail, detail_len, "leg %zu: debits and credits the same account \"%s\"",
-                     i + 1, leg->debit);
-            return LQ_ERR_INTERNAL;
-        }
+    r = lq_ledger_reserve_entries(book, 1);
+    if (r != LQ_OK) {
+        free(change);
+        return r;
     }
+    e = &book->entries[book->n_entries++];
+    memset(e, 0, sizeof(*e));
+    snprintf(e->account, sizeof(e->account), "%s", a->id);
+    e->seq = seq;
+    e->command = command;
+    e->type = type;
+    e->leg = leg;
+    e->amount = amount;
+    e->balance = lq_account_balance(a);
+    e->held_debits = a->held_debits;
+    e->held_credits = a->held_credits;
+    e->change = change;
+    a->entries = seq;
     return LQ_OK;
 }
 
-/*
- * Check one leg (number n, from 1) against the book as earlier legs left it,
- * in the order of docs/protocol.md section 5.  On LQ_OK stores the two accounts in *ret_debit
- * and *ret_credit; otherwise writes detail.
- */
-static int check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_account **ret_debit,
-                     lq_account **ret_credit, char *detail, size_t detail_len)
+bool lq_ledger_below_floor(int64_t available, int64_t debit, bool allow_negative,
+                           int64_t overdraft_limit)
 {
-    lq_account *debit = lq_book_find(book, leg->debit);
-    lq_account *credit = lq_book_find(book, leg->credit);
+    int64_t after;
+
+    if (allow_negative)
+        return false;
+    if (__builtin_sub_overflow(available, debit, &after))
+        return true;
+    /* A negative limit is no lower floor than 0 (and -INT64_MIN would not fit). */
+    return after < (overdraft_limit > 0 ? -overdraft_limit : 0);
+}
+
+bool lq_ledger_above_ceiling(int64_t balance, int64_t held_credits, int64_t credit,
+                             int64_t max_balance)
+{
     int64_t sum;
 
-    if (!debit || !credit) {
-        snprintf(detail, detail_len, "leg %zu: account \"%s\" does not exist", n,
-                 debit ? leg->credit : leg->debit);
-        return LQ_ERR_ACCOUNT_NOT_FOUND;
-    }
-    if (strcmp(leg->currency, debit->currency) != 0 ||
-        strcmp(leg->currency, credit->currency) != 0) {
-        const lq_account *other = strcmp(leg->currency, debit->currency) != 0 ? debit : credit;
+    if (max_balance <= 0)
+        return false;
+    if (__builtin_add_overflow(balance, held_credits, &sum) ||
+        __builtin_add_overflow(sum, credit, &sum))
+        return true;
+    return sum > max_balance;
+}
 
-        snprintf(detail, detail_len, "leg %zu: currency %s differs from account \"%s\" (%s)", n,
-                 leg->currency, other->id, other->currency);
-        return LQ_ERR_CURRENCY_MISMATCH;
+/* ---- the undo log of one command ----------------------------------------- */
+
+static void undo_begin(lq_undo *undo, lq_book *book)
+{
+    undo->book = book;
+    undo->n_entries = book->n_entries;
+    undo->n_saved = 0;
+    undo->added = false;
+    undo->added_id[0] = '\0';
+}
+
+int lq_ledger_undo_save(lq_undo *undo, const lq_account *a)
+{
+    /* The first copy is the one to go back to; accounts are told apart by id (pointers move). */
+    for (size_t i = 0; i < undo->n_saved; i++) {
+        if (strcmp(undo->saved[i].id, a->id) == 0)
+            return LQ_OK;
     }
-    /* balance - amount < 0, written so that it cannot overflow. */
-    if (!debit->allow_negative && lq_account_balance(debit) < leg->amount) {
-        snprintf(detail, detail_len,
-                 "leg %zu: account \"%s\" has balance %" PRId64 ", cannot be debited %" PRId64, n,
-                 debit->id, lq_account_balance(debit), leg->amount);
-        return LQ_ERR_INSUFFICIENT_FUNDS;
-    }
-    if (__builtin_add_overflow(debit->debits, leg->amount, &sum)) {
-        snprintf(detail, detail_len,
-                 "leg %zu: debits of account \"%s\" would exceed the 64-bit range", n, debit->id);
-        return LQ_ERR_AMOUNT_OVERFLOW;
-    }
-    if (__builtin_add_overflow(credit->credits, leg->amount, &sum)) {
-        snprintf(detail, detail_len,
-                 "leg %zu: credits of account \"%s\" would exceed the 64-bit range", n, credit->id);
-        return LQ_ERR_AMOUNT_OVERFLOW;
-    }
-    *ret_debit = debit;
-    *ret_credit = credit;
+    if (undo->n_saved == LQ_UNDO_MAX)
+        return LQ_ERR_INTERNAL;
+    undo->saved[undo->n_saved++] = *a;
     return LQ_OK;
 }
 
-int lq_ledger_apply(lq_book *book, const lq_payment *p, char *detail, size_t detail_len)
+void lq_ledger_undo_added(lq_undo *undo, const char *id)
 {
-    /*
-     * The legs are posted to the book as they are checked, so that a later
-     * leg sees what earlier legs did, even when several legs touch the same
-     * account.  The undo log (two entries a leg) puts the book back when a
-     * leg fails: no copy of the book per payment.
-     */
-    undo_entry undo[2 * LQ_LEGS_MAX];
-    size_t n_undo = 0;
+    undo->added = true;
+    snprintf(undo->added_id, sizeof(undo->added_id), "%s", id);
+}
+
+/* Put the book back as it was at undo_begin(). */
+static void undo_rollback(lq_undo *undo)
+{
+    lq_book *book = undo->book;
+
+    entries_truncate(book, undo->n_entries);
+    for (size_t i = 0; i < undo->n_saved; i++) {
+        lq_account *a = lq_book_find(book, undo->saved[i].id);
+
+        if (a)
+            *a = undo->saved[i];
+    }
+    if (undo->added)
+        book_remove(book, undo->added_id);
+    undo->n_saved = 0;
+    undo->added = false;
+}
+
+int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t detail_len)
+{
+    /* About 24 KiB of stack: a copy of each account 64 legs can name. */
+    lq_undo undo;
     char scratch[1];
     int r;
 
@@ -216,38 +293,27 @@ int lq_ledger_apply(lq_book *book, const lq_payment *p, char *detail, size_t det
         detail_len = sizeof(scratch);
     }
     detail[0] = '\0';
+    undo_begin(&undo, book);
 
-    r = check_shape(p, detail, detail_len);
+    switch (c->type) {
+    case LQ_CMD_TRANSFER:
+        r = lq_ledger_apply_transfer(book, c, &undo, detail, detail_len);
+        break;
+    case LQ_CMD_ACCOUNT_OPEN:
+        r = lq_ledger_apply_account_open(book, c, &undo, detail, detail_len);
+        break;
+    case LQ_CMD_ACCOUNT_UPDATE:
+        r = lq_ledger_apply_account_update(book, c, &undo, detail, detail_len);
+        break;
+    default:
+        snprintf(detail, detail_len, "command has unknown type %d", (int)c->type);
+        r = LQ_ERR_INTERNAL;
+        break;
+    }
     if (r != LQ_OK)
-        goto out;
-
-    for (size_t i = 0; i < p->n_legs; i++) {
-        const lq_leg *leg = &p->legs[i];
-        lq_account *debit;
-        lq_account *credit;
-
-        r = check_leg(book, leg, i + 1, &debit, &credit, detail, detail_len);
-        if (r != LQ_OK)
-            goto out;
-        undo[n_undo++] = (undo_entry){debit, debit->debits, debit->credits};
-        undo[n_undo++] = (undo_entry){credit, credit->debits, credit->credits};
-        /* check_leg() proved that neither sum overflows. */
-        debit->debits += leg->amount;
-        credit->credits += leg->amount;
-    }
-    for (size_t i = 0; i < n_undo; i++)
-        undo[i].account->changed = true;
-    r = LQ_OK;
-
-out:
-    if (r != LQ_OK) {
-        /* Newest first, so an account touched by several legs ends at its oldest totals. */
-        while (n_undo > 0) {
-            n_undo--;
-            undo[n_undo].account->debits = undo[n_undo].debits;
-            undo[n_undo].account->credits = undo[n_undo].credits;
-        }
-    }
+        undo_rollback(&undo);
+    if (r == LQ_ERR_NOMEM && detail[0] == '\0')
+        snprintf(detail, detail_len, "out of memory");
     return r;
 }
 
@@ -306,7 +372,7 @@ static bool id_table_init(id_table *t, size_t n)
  */
 static size_t first_occurrence(const id_table *t, const lq_item *items, size_t i)
 {
-    const char *id = items[i].payment->id;
+    const char *id = items[i].command->id;
 
     if (!t->slots) {
         for (size_t j = 0; j < i; j++) {
@@ -316,7 +382,7 @@ static size_t first_occurrence(const id_table *t, const lq_item *items, size_t i
              * occurrence.
              */
             bool first = !items[j].stored || (items[j].stored_same && !items[j].outcome.duplicate);
-            if (first && strcmp(items[j].payment->id, id) == 0)
+            if (first && strcmp(items[j].command->id, id) == 0)
                 return j;
         }
         return SIZE_MAX;
@@ -326,7 +392,7 @@ static size_t first_occurrence(const id_table *t, const lq_item *items, size_t i
 
         if (j == SLOT_EMPTY)
             return SIZE_MAX;
-        if (strcmp(items[j].payment->id, id) == 0)
+        if (strcmp(items[j].command->id, id) == 0)
             return j;
     }
 }
@@ -337,7 +403,7 @@ static void id_table_put(id_table *t, const lq_item *items, size_t i)
     if (!t->slots)
         return;
     /* At most half full (init), so an empty slot is always found. */
-    for (size_t s = hash_id(items[i].payment->id) & t->mask;; s = (s + 1) & t->mask) {
+    for (size_t s = hash_id(items[i].command->id) & t->mask;; s = (s + 1) & t->mask) {
         if (t->slots[s] == SLOT_EMPTY) {
             t->slots[s] = i;
             return;
@@ -392,7 +458,7 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
 
         first = first_occurrence(&seen, items, i);
         if (first != SIZE_MAX) {
-            if (strcmp(items[first].payment->canonical, item->payment->canonical) == 0) {
+            if (strcmp(items[first].command->canonical, item->command->canonical) == 0) {
                 item->outcome = items[first].outcome;
                 item->outcome.duplicate = true;
             } else {
@@ -401,14 +467,14 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
             continue;
         }
 
-        item->outcome.result = lq_ledger_apply(book, item->payment, item->outcome.detail,
+        item->outcome.result = lq_ledger_apply(book, item->command, item->outcome.detail,
                                                sizeof(item->outcome.detail));
         item->outcome.duplicate = false;
         snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "%s", now);
         /*
-         * Only business outcomes are stored; LQ_ERR_INTERNAL (a malformed
-         * payment, see check_shape()) is a bug to report, not a final
-         * outcome of the id.
+         * Only business outcomes are stored; LQ_ERR_INTERNAL (a command no
+         * parser makes) and LQ_ERR_NOMEM are failures of this processing,
+         * not a final outcome of the id: the worker fails the batch.
          */
         item->insert = lq_error_classify(item->outcome.result) == LQ_CLASS_OK ||
                        lq_error_classify(item->outcome.result) == LQ_CLASS_REJECTED;

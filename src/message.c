@@ -1,5 +1,7 @@
 /*
- * Payment commands: parse and validate a message body (docs/protocol.md section 4).
+ * Commands: the strict JSON reader and the envelope (docs/protocol.md
+ * sections 4.1, 4.2 and 12), and the helpers that take one field.  The
+ * rules of each family live in message_transfer.c and message_account.c.
  *
  * cJSON builds the tree, but it is lenient where the protocol is not: it
  * accepts "01", "1.", raw control characters in strings and control bytes
@@ -8,7 +10,6 @@
  * tokens ourselves (lex_body), and we read JSON-number amounts from their
  * literal text, exactly, instead of from cJSON's double.
  */
-#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,10 +20,9 @@
 #include "ledgerq/clock.h"
 #include "ledgerq/error.h"
 #include "ledgerq/message.h"
+#include "message_internal.h"
 
 #define LQ_AMOUNT_STRING_MAX INT64_MAX
-#define LQ_SHOWN_MAX         40 /* most input bytes quoted in a detail line */
-#define LQ_SHOWN_BUF         (LQ_SHOWN_MAX * 4 + 4)
 
 static const char content_type_json[] = "application/json";
 
@@ -42,11 +42,10 @@ static void set_detail(char *detail, size_t detail_len, const char *fmt, ...)
 }
 
 /*
- * Make untrusted bytes safe to show in a detail line (it becomes an AMQP
- * header and a log field): printable ASCII is kept, anything else becomes
- * \xNN, and the text is cut after LQ_SHOWN_MAX input bytes.
+ * A detail line becomes an AMQP header and a log field, so untrusted bytes
+ * in it are shown escaped.
  */
-static const char *shown(const char *s, size_t len, char buf[LQ_SHOWN_BUF])
+const char *lq_message_shown(const char *s, size_t len, char buf[LQ_SHOWN_BUF])
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = 0;
@@ -103,7 +102,7 @@ int lq_message_check_envelope(const char *content_type, size_t content_type_len,
                 char buf[LQ_SHOWN_BUF];
 
                 set_detail(detail, detail_len, "content type \"%s\" is not application/json",
-                           shown(content_type, content_type_len, buf));
+                           lq_message_shown(content_type, content_type_len, buf));
                 return LQ_ERR_UNSUPPORTED_CONTENT_TYPE;
             }
         }
@@ -172,14 +171,6 @@ static bool is_hex(char c)
 {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-
-/* What lex_body learnt about a body. */
-typedef struct lq_lexed {
-    size_t *numbers; /* owned: offset of each number token, in document order */
-    size_t n_numbers;
-    size_t cap_numbers;
-    bool nul_escape; /* a string holds \u0000 */
-} lq_lexed;
 
 /*
  * The length of the JSON string token at s[0] == '"', or 0 when it is not
@@ -412,53 +403,63 @@ out:
     return r;
 }
 
-/* Everything lq_payment_parse needs while it walks one body. */
-typedef struct lq_parse {
-    const char *body;
-    size_t len;
-    const cJSON *root;
-    lq_lexed lexed;
-    const cJSON **number_items; /* owned: the number items of root, in document order */
-    size_t n_number_items;
-    size_t next_number; /* where to start looking for the next amount */
-    char *detail;
-    size_t detail_len;
-} lq_parse;
+int lq_message_read(lq_reader *rd, const char *what, const char *body, size_t len, char *detail,
+                    size_t detail_len)
+{
+    int r;
 
-static const char *const top_fields[] = {
-    "id", "debit", "credit", "amount", "currency", "legs", "reference", "metadata",
-};
-enum {
-    TOP_ID,
-    TOP_DEBIT,
-    TOP_CREDIT,
-    TOP_AMOUNT,
-    TOP_CURRENCY,
-    TOP_LEGS,
-    TOP_REFERENCE,
-    TOP_METADATA,
-    TOP_COUNT
-};
+    memset(rd, 0, sizeof(*rd));
+    rd->what = what;
+    rd->body = body;
+    rd->len = body != NULL ? len : 0;
+    rd->detail = detail;
+    rd->detail_len = detail_len;
+    if (detail != NULL && detail_len > 0)
+        detail[0] = '\0';
+    r = json_load(what, body, len, &rd->lexed, &rd->root, detail, detail_len);
+    if (r != LQ_OK)
+        return r;
+    /* cJSON would cut the string short, and PostgreSQL cannot store a NUL. */
+    if (rd->lexed.nul_escape)
+        return lq_message_invalid(rd, "%s: strings must not contain \\u0000", what);
+    if (!cJSON_IsObject(rd->root))
+        return lq_message_invalid(rd, "%s: must be a JSON object", what);
+    return LQ_OK;
+}
 
-static const char *const leg_fields[] = {"debit", "credit", "amount", "currency"};
-enum { LEG_DEBIT, LEG_CREDIT, LEG_AMOUNT, LEG_CURRENCY, LEG_COUNT };
+int lq_message_reader_finish(lq_reader *rd, int r)
+{
+    if (r == LQ_ERR_NOMEM)
+        set_detail(rd->detail, rd->detail_len, "out of memory");
+    else if (r == LQ_ERR_INTERNAL)
+        set_detail(rd->detail, rd->detail_len, "internal error while parsing the %s", rd->what);
+    free(rd->number_items);
+    rd->number_items = NULL;
+    free(rd->lexed.numbers);
+    rd->lexed.numbers = NULL;
+    cJSON_Delete(rd->root);
+    rd->root = NULL;
+    return r;
+}
 
-/* The single-leg form hands &found[TOP_DEBIT] to take_leg() as a leg's members. */
-_Static_assert(TOP_CREDIT - TOP_DEBIT == LEG_CREDIT - LEG_DEBIT &&
-                   TOP_AMOUNT - TOP_DEBIT == LEG_AMOUNT - LEG_DEBIT &&
-                   TOP_CURRENCY - TOP_DEBIT == LEG_CURRENCY - LEG_DEBIT,
-               "top-level leg fields in leg order");
+int lq_message_invalid(lq_reader *rd, const char *fmt, ...)
+{
+    va_list ap;
 
-/*
- * Sort the members of object obj into found[] (n names), refusing unknown
- * and repeated names.  Names are compared exactly: cJSON's own lookup
- * ignores case.
- */
-static int collect_fields(lq_parse *ps, const cJSON *obj, const char *prefix,
-                          const char *const *names, size_t n, const cJSON **found)
+    if (rd->detail != NULL && rd->detail_len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(rd->detail, rd->detail_len, fmt, ap);
+        va_end(ap);
+    }
+    return LQ_ERR_INVALID_PAYMENT;
+}
+
+int lq_message_collect_fields(lq_reader *rd, const cJSON *obj, const char *prefix,
+                              const char *const *names, size_t n, const cJSON **found)
 {
     for (size_t k = 0; k < n; k++)
         found[k] = NULL;
+    /* cJSON's own lookup ignores case: compare names here, exactly. */
     for (const cJSON *m = obj->child; m != NULL; m = m->next) {
         const char *key = m->string != NULL ? m->string : "";
         size_t k;
@@ -470,20 +471,17 @@ static int collect_fields(lq_parse *ps, const cJSON *obj, const char *prefix,
         if (k == n) {
             char buf[LQ_SHOWN_BUF];
 
-            set_detail(ps->detail, ps->detail_len, "%s%s: unknown field", prefix,
-                       shown(key, strlen(key), buf));
-            return LQ_ERR_INVALID_PAYMENT;
+            return lq_message_invalid(rd, "%s%s: unknown field", prefix,
+                                      lq_message_shown(key, strlen(key), buf));
         }
-        if (found[k] != NULL) {
-            set_detail(ps->detail, ps->detail_len, "%s%s: appears twice", prefix, names[k]);
-            return LQ_ERR_INVALID_PAYMENT;
-        }
+        if (found[k] != NULL)
+            return lq_message_invalid(rd, "%s%s: appears twice", prefix, names[k]);
         found[k] = m;
     }
     return LQ_OK;
 }
 
-static bool ident_valid(const char *s, size_t max)
+bool lq_message_ident_valid(const char *s, size_t max)
 {
     size_t n = strlen(s);
 
@@ -505,34 +503,29 @@ static bool currency_valid(const char *s)
            s[2] >= 'A' && s[2] <= 'Z';
 }
 
-/* Copy an id (payment or account) of 1 .. max characters of A-Z a-z 0-9 . _ : - */
-static int take_ident(lq_parse *ps, const cJSON *item, const char *prefix, const char *name,
-                      size_t max, char *out)
+int lq_message_take_ident(lq_reader *rd, const cJSON *item, const char *prefix, const char *name,
+                          size_t max, char *out)
 {
-    if (item == NULL) {
-        set_detail(ps->detail, ps->detail_len, "%s%s: is required", prefix, name);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
+    if (item == NULL)
+        return lq_message_invalid(rd, "%s%s: is required", prefix, name);
     if (!cJSON_IsString(item) || item->valuestring == NULL ||
-        !ident_valid(item->valuestring, max)) {
-        set_detail(ps->detail, ps->detail_len,
-                   "%s%s: must be 1-%zu characters of A-Z a-z 0-9 . _ : -", prefix, name, max);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
+        !lq_message_ident_valid(item->valuestring, max))
+        return lq_message_invalid(rd, "%s%s: must be 1-%zu characters of A-Z a-z 0-9 . _ : -",
+                                  prefix, name, max);
     memcpy(out, item->valuestring, strlen(item->valuestring) + 1);
     return LQ_OK;
 }
 
 /* Collect the number items of the tree in document order (pre-order). */
-static bool gather_numbers(lq_parse *ps, const cJSON *node, size_t *n)
+static bool gather_numbers(lq_reader *rd, const cJSON *node, size_t *n)
 {
     for (; node != NULL; node = node->next) {
         if (cJSON_IsNumber(node)) {
-            if (*n == ps->lexed.n_numbers)
+            if (*n == rd->lexed.n_numbers)
                 return false;
-            ps->number_items[(*n)++] = node;
+            rd->number_items[(*n)++] = node;
         }
-        if (node->child != NULL && !gather_numbers(ps, node->child, n))
+        if (node->child != NULL && !gather_numbers(rd, node->child, n))
             return false;
     }
     return true;
@@ -544,35 +537,35 @@ static bool gather_numbers(lq_parse *ps, const cJSON *node, size_t *n)
  * are asked for in document order, so the search resumes where the last
  * one ended.
  */
-static int number_literal(lq_parse *ps, const cJSON *item, const char **ret_s, size_t *ret_len)
+static int number_literal(lq_reader *rd, const cJSON *item, const char **ret_s, size_t *ret_len)
 {
     size_t i;
 
-    if (ps->number_items == NULL) {
+    if (rd->number_items == NULL) {
         size_t n = 0;
 
-        ps->number_items = calloc(ps->lexed.n_numbers + 1, sizeof(*ps->number_items));
-        if (ps->number_items == NULL)
+        rd->number_items = calloc(rd->lexed.n_numbers + 1, sizeof(*rd->number_items));
+        if (rd->number_items == NULL)
             return LQ_ERR_NOMEM;
-        if (!gather_numbers(ps, ps->root, &n) || n != ps->lexed.n_numbers)
+        if (!gather_numbers(rd, rd->root, &n) || n != rd->lexed.n_numbers)
             return LQ_ERR_INTERNAL;
-        ps->n_number_items = n;
+        rd->n_number_items = n;
     }
-    for (i = ps->next_number; i < ps->n_number_items; i++) {
-        if (ps->number_items[i] == item)
+    for (i = rd->next_number; i < rd->n_number_items; i++) {
+        if (rd->number_items[i] == item)
             break;
     }
-    if (i == ps->n_number_items) {
-        for (i = 0; i < ps->next_number; i++) {
-            if (ps->number_items[i] == item)
+    if (i == rd->n_number_items) {
+        for (i = 0; i < rd->next_number; i++) {
+            if (rd->number_items[i] == item)
                 break;
         }
-        if (i == ps->next_number)
+        if (i == rd->next_number)
             return LQ_ERR_INTERNAL;
     }
-    ps->next_number = i + 1;
-    *ret_s = ps->body + ps->lexed.numbers[i];
-    *ret_len = lex_number(*ret_s, ps->len - ps->lexed.numbers[i]);
+    rd->next_number = i + 1;
+    *ret_s = rd->body + rd->lexed.numbers[i];
+    *ret_len = lex_number(*ret_s, rd->len - rd->lexed.numbers[i]);
     return LQ_OK;
 }
 
@@ -591,15 +584,16 @@ static char decimal_digit(const lq_decimal *d, size_t k)
 }
 
 typedef enum lq_whole {
-    LQ_WHOLE_OK,
-    LQ_WHOLE_NOT,       /* zero, negative or a fraction */
+    LQ_WHOLE_OK,        /* 0 .. INT64_MAX */
+    LQ_WHOLE_NOT,       /* negative (-0 included) or a fraction */
     LQ_WHOLE_TOO_LARGE, /* a whole number above INT64_MAX */
 } lq_whole;
 
 /*
  * The value of a JSON number literal (valid per lex_number), decided on its
  * decimal text so that nothing is rounded: 1e3 and 100.0e1 are 1000,
- * 1.0000000000000001 is no whole number.
+ * 0.0 and 0e5 are 0, 1.0000000000000001 is no whole number.  A minus sign
+ * is never a whole number here, not even in -0: no amount or limit has one.
  */
 static lq_whole number_whole(const char *s, size_t len, int64_t *ret)
 {
@@ -642,8 +636,10 @@ static lq_whole number_whole(const char *s, size_t len, int64_t *ret)
     n_digits = d.int_len + d.frac_len;
     for (first = 0; first < n_digits && decimal_digit(&d, first) == '0'; first++)
         ;
-    if (first == n_digits)
-        return LQ_WHOLE_NOT; /* zero */
+    if (first == n_digits) {
+        *ret = 0;
+        return LQ_WHOLE_OK;
+    }
     for (last = n_digits - 1; decimal_digit(&d, last) == '0'; last--)
         ;
     /* The value is digits first .. last times 10^scale. */
@@ -665,12 +661,15 @@ static lq_whole number_whole(const char *s, size_t len, int64_t *ret)
     return LQ_WHOLE_OK;
 }
 
-/* A string amount: decimal digits, no sign, no leading zero, 1 .. INT64_MAX. */
-static int string_amount(const char *s, int64_t *ret)
+/*
+ * A digit string: decimal digits, no sign, no leading zero ("0" alone is
+ * 0), at most INT64_MAX (LQ_ERR_AMOUNT_OVERFLOW above it).
+ */
+static int string_whole(const char *s, int64_t *ret)
 {
     int64_t v = 0;
 
-    if (s[0] == '\0' || s[0] == '0')
+    if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
         return LQ_ERR_INVALID_PAYMENT;
     for (const char *c = s; *c != '\0'; c++) {
         if (!is_digit(*c))
@@ -682,145 +681,107 @@ static int string_amount(const char *s, int64_t *ret)
     return LQ_OK;
 }
 
-static int take_amount(lq_parse *ps, const cJSON *item, const char *prefix, int64_t *out)
+/* How take_whole() words its details for one kind of number. */
+typedef struct lq_whole_words {
+    int64_t min;      /* 0 or 1 */
+    const char *rule; /* what the value must be */
+    const char *many; /* what larger values are called */
+} lq_whole_words;
+
+static const lq_whole_words amount_words = {1, "a positive whole number", "amounts"};
+static const lq_whole_words limit_words = {0, "a whole number, 0 or more", "limits"};
+
+/*
+ * A whole number from w->min to INT64_MAX: a JSON number up to 2^53-1,
+ * read from its literal text, or a digit string.  item must not be NULL.
+ */
+static int take_whole(lq_reader *rd, const cJSON *item, const char *prefix, const char *name,
+                      const lq_whole_words *w, int64_t *out)
 {
-    if (item == NULL) {
-        set_detail(ps->detail, ps->detail_len, "%samount: is required", prefix);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
+    int64_t v = 0;
+
     if (cJSON_IsNumber(item)) {
         const char *lit = NULL;
         size_t lit_len = 0;
-        int r = number_literal(ps, item, &lit, &lit_len);
+        int r = number_literal(rd, item, &lit, &lit_len);
 
         if (r != LQ_OK)
             return r;
-        switch (number_whole(lit, lit_len, out)) {
+        switch (number_whole(lit, lit_len, &v)) {
         case LQ_WHOLE_OK:
-            if (*out <= LQ_AMOUNT_JSON_MAX)
+            if (v < w->min)
+                break;
+            if (v <= LQ_AMOUNT_JSON_MAX) {
+                *out = v;
                 return LQ_OK;
-            break;
+            }
+            /* fall through */
         case LQ_WHOLE_TOO_LARGE:
-            break;
+            return lq_message_invalid(
+                rd, "%s%s: a JSON number must be at most %" PRId64 "; write larger %s as a string",
+                prefix, name, LQ_AMOUNT_JSON_MAX, w->many);
         case LQ_WHOLE_NOT:
-            set_detail(ps->detail, ps->detail_len, "%samount: must be a positive whole number",
-                       prefix);
-            return LQ_ERR_INVALID_PAYMENT;
+            break;
         }
-        set_detail(ps->detail, ps->detail_len,
-                   "%samount: a JSON number must be at most %" PRId64
-                   "; write larger amounts as a string",
-                   prefix, LQ_AMOUNT_JSON_MAX);
-        return LQ_ERR_INVALID_PAYMENT;
     } else if (cJSON_IsString(item) && item->valuestring != NULL) {
-        int r = string_amount(item->valuestring, out);
+        int r = string_whole(item->valuestring, &v);
 
-        if (r == LQ_OK)
+        if (r == LQ_OK && v >= w->min) {
+            *out = v;
             return LQ_OK;
-        if (r == LQ_ERR_AMOUNT_OVERFLOW) {
-            set_detail(ps->detail, ps->detail_len, "%samount: must be at most %" PRId64, prefix,
-                       LQ_AMOUNT_STRING_MAX);
-            return LQ_ERR_INVALID_PAYMENT;
         }
+        if (r == LQ_ERR_AMOUNT_OVERFLOW)
+            return lq_message_invalid(rd, "%s%s: must be at most %" PRId64, prefix, name,
+                                      LQ_AMOUNT_STRING_MAX);
     }
-    set_detail(ps->detail, ps->detail_len, "%samount: must be a positive whole number", prefix);
-    return LQ_ERR_INVALID_PAYMENT;
+    return lq_message_invalid(rd, "%s%s: must be %s", prefix, name, w->rule);
 }
 
-static int take_currency(lq_parse *ps, const cJSON *item, const char *prefix, char out[4])
+int lq_message_take_amount(lq_reader *rd, const cJSON *item, const char *prefix, const char *name,
+                           int64_t *out)
+{
+    if (item == NULL)
+        return lq_message_invalid(rd, "%s%s: is required", prefix, name);
+    return take_whole(rd, item, prefix, name, &amount_words, out);
+}
+
+int lq_message_take_limit(lq_reader *rd, const cJSON *item, const char *name, int64_t *out)
+{
+    return take_whole(rd, item, "", name, &limit_words, out);
+}
+
+int lq_message_take_currency(lq_reader *rd, const cJSON *item, const char *prefix, char out[4])
 {
     const char *s;
 
-    if (item == NULL) {
-        set_detail(ps->detail, ps->detail_len, "%scurrency: is required", prefix);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
+    if (item == NULL)
+        return lq_message_invalid(rd, "%scurrency: is required", prefix);
     s = cJSON_IsString(item) ? item->valuestring : NULL;
-    if (s == NULL || !currency_valid(s)) {
-        set_detail(ps->detail, ps->detail_len, "%scurrency: must be three upper-case letters",
-                   prefix);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
+    if (s == NULL || !currency_valid(s))
+        return lq_message_invalid(rd, "%scurrency: must be three upper-case letters", prefix);
     memcpy(out, s, 4);
     return LQ_OK;
 }
 
-/* One leg from its four members, checked in the order debit, credit, amount, currency. */
-static int take_leg(lq_parse *ps, const cJSON *const *f, const char *prefix, lq_leg *leg)
+int lq_message_take_bool(lq_reader *rd, const cJSON *item, const char *name, bool *out)
 {
-    int r;
-
-    r = take_ident(ps, f[LEG_DEBIT], prefix, "debit", LQ_ACCOUNT_ID_MAX, leg->debit);
-    if (r != LQ_OK)
-        return r;
-    r = take_ident(ps, f[LEG_CREDIT], prefix, "credit", LQ_ACCOUNT_ID_MAX, leg->credit);
-    if (r != LQ_OK)
-        return r;
-    if (strcmp(leg->debit, leg->credit) == 0) {
-        set_detail(ps->detail, ps->detail_len, "%sdebit: must differ from credit", prefix);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
-    r = take_amount(ps, f[LEG_AMOUNT], prefix, &leg->amount);
-    if (r != LQ_OK)
-        return r;
-    return take_currency(ps, f[LEG_CURRENCY], prefix, leg->currency);
-}
-
-static int take_legs(lq_parse *ps, const cJSON *legs, lq_payment *p)
-{
-    const cJSON *leg;
-    size_t n = 0, i = 0;
-
-    if (!cJSON_IsArray(legs)) {
-        set_detail(ps->detail, ps->detail_len, "legs: must be an array of 1 to %d legs",
-                   LQ_LEGS_MAX);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
-    for (leg = legs->child; leg != NULL && n <= LQ_LEGS_MAX; leg = leg->next)
-        n++;
-    if (n < 1 || n > LQ_LEGS_MAX) {
-        set_detail(ps->detail, ps->detail_len, "legs: must have 1 to %d legs", LQ_LEGS_MAX);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
-    p->legs = calloc(n, sizeof(*p->legs));
-    if (p->legs == NULL)
-        return LQ_ERR_NOMEM;
-    p->n_legs = n;
-    for (leg = legs->child; leg != NULL; leg = leg->next, i++) {
-        const cJSON *f[LEG_COUNT];
-        char prefix[32];
-        int r;
-
-        snprintf(prefix, sizeof(prefix), "legs[%zu].", i);
-        if (!cJSON_IsObject(leg)) {
-            set_detail(ps->detail, ps->detail_len, "legs[%zu]: must be an object", i);
-            return LQ_ERR_INVALID_PAYMENT;
-        }
-        r = collect_fields(ps, leg, prefix, leg_fields, LEG_COUNT, f);
-        if (r != LQ_OK)
-            return r;
-        r = take_leg(ps, f, prefix, &p->legs[i]);
-        if (r != LQ_OK)
-            return r;
-    }
+    if (!cJSON_IsBool(item))
+        return lq_message_invalid(rd, "%s: must be true or false", name);
+    *out = cJSON_IsTrue(item);
     return LQ_OK;
 }
 
-static int take_reference(lq_parse *ps, const cJSON *item, lq_payment *p)
+int lq_message_take_text(lq_reader *rd, const cJSON *item, const char *name, size_t max, char **out)
 {
     if (item == NULL)
         return LQ_OK;
-    if (!cJSON_IsString(item) || item->valuestring == NULL ||
-        strlen(item->valuestring) > LQ_REFERENCE_MAX) {
-        set_detail(ps->detail, ps->detail_len, "reference: must be a string of at most %d bytes",
-                   LQ_REFERENCE_MAX);
-        return LQ_ERR_INVALID_PAYMENT;
-    }
-    p->reference = strdup(item->valuestring);
-    return p->reference != NULL ? LQ_OK : LQ_ERR_NOMEM;
+    if (!cJSON_IsString(item) || item->valuestring == NULL || strlen(item->valuestring) > max)
+        return lq_message_invalid(rd, "%s: must be a string of at most %zu bytes", name, max);
+    *out = strdup(item->valuestring);
+    return *out != NULL ? LQ_OK : LQ_ERR_NOMEM;
 }
 
-static int take_metadata(lq_parse *ps, const cJSON *item, lq_payment *p)
+int lq_message_take_metadata(lq_reader *rd, const cJSON *item, char **out)
 {
     if (item == NULL)
         return LQ_OK;
@@ -835,153 +796,153 @@ static int take_metadata(lq_parse *ps, const cJSON *item, lq_payment *p)
 
         if (cJSON_PrintPreallocated((cJSON *)item, text, (int)sizeof(text), 0) &&
             strlen(text) <= LQ_METADATA_MAX) {
-            p->metadata = strdup(text);
-            return p->metadata != NULL ? LQ_OK : LQ_ERR_NOMEM;
+            *out = strdup(text);
+            return *out != NULL ? LQ_OK : LQ_ERR_NOMEM;
         }
     }
-    set_detail(ps->detail, ps->detail_len, "metadata: must be a JSON object of at most %d bytes",
-               LQ_METADATA_MAX);
-    return LQ_ERR_INVALID_PAYMENT;
+    return lq_message_invalid(rd, "metadata: must be a JSON object of at most %d bytes",
+                              LQ_METADATA_MAX);
+}
+
+static const char *const type_names[] = {
+    [LQ_CMD_TRANSFER] = "transfer",
+    [LQ_CMD_ACCOUNT_OPEN] = "account.open",
+    [LQ_CMD_ACCOUNT_UPDATE] = "account.update",
+};
+#define TYPE_COUNT (sizeof(type_names) / sizeof(type_names[0]))
+
+const char *lq_command_type_name(lq_command_type t)
+{
+    return (size_t)t < TYPE_COUNT ? type_names[t] : "unknown";
+}
+
+const char *lq_command_family(lq_command_type t)
+{
+    switch (t) {
+    case LQ_CMD_TRANSFER:
+        return "payment";
+    case LQ_CMD_ACCOUNT_OPEN:
+    case LQ_CMD_ACCOUNT_UPDATE:
+        return "account";
+    }
+    return "unknown";
+}
+
+bool lq_command_type_parse(const char *name, lq_command_type *ret)
+{
+    if (name == NULL)
+        return false;
+    for (size_t t = 0; t < TYPE_COUNT; t++) {
+        if (strcmp(name, type_names[t]) == 0) {
+            *ret = (lq_command_type)t;
+            return true;
+        }
+    }
+    return false;
 }
 
 /*
- * "v1|<legs>|<debit>,<credit>,<amount>,<currency>|...|r<bytes>:<reference>"
- * or "...|-" without a reference.  Ids never hold '|' or ',' and the
- * reference, which may, is last and length-prefixed: the text is
- * unambiguous.
+ * The body's "type" (absent: a transfer).  Read before any other member:
+ * the type decides which members are known, and what a hold or a capture
+ * body holds is no transfer's business.
  */
-static int make_canonical(lq_payment *p)
+static int take_type(lq_reader *rd, lq_command_type *ret)
 {
-    size_t ref_len = p->reference != NULL ? strlen(p->reference) : 0;
-    size_t cap = 32 + p->n_legs * (2 * LQ_ACCOUNT_ID_MAX + 20 + 3 + 5) + ref_len;
-    size_t n;
-    char *s = malloc(cap);
+    const cJSON *type = NULL;
+    char buf[LQ_SHOWN_BUF];
 
-    if (s == NULL)
-        return LQ_ERR_NOMEM;
-    n = (size_t)snprintf(s, cap, "v1|%zu", p->n_legs);
-    for (size_t i = 0; i < p->n_legs; i++) {
-        const lq_leg *l = &p->legs[i];
-
-        n += (size_t)snprintf(s + n, cap - n, "|%s,%s,%" PRId64 ",%s", l->debit, l->credit,
-                              l->amount, l->currency);
+    for (const cJSON *m = rd->root->child; m != NULL; m = m->next) {
+        if (m->string == NULL || strcmp(m->string, "type") != 0)
+            continue;
+        if (type != NULL)
+            return lq_message_invalid(rd, "type: appears twice");
+        type = m;
     }
-    if (p->reference != NULL)
-        n += (size_t)snprintf(s + n, cap - n, "|r%zu:%s", ref_len, p->reference);
-    else
-        n += (size_t)snprintf(s + n, cap - n, "|-");
-    if (n >= cap) {
-        free(s);
-        return LQ_ERR_INTERNAL;
+    if (type == NULL) {
+        *ret = LQ_CMD_TRANSFER;
+        return LQ_OK;
     }
-    p->canonical = s;
+    if (!cJSON_IsString(type) || type->valuestring == NULL)
+        return lq_message_invalid(rd, "type: must be a string");
+    if (!lq_command_type_parse(type->valuestring, ret))
+        return lq_message_invalid(
+            rd, "type: unknown command type \"%s\"",
+            lq_message_shown(type->valuestring, strlen(type->valuestring), buf));
     return LQ_OK;
 }
 
-static int take_payment(lq_parse *ps, lq_payment *p)
-{
-    const cJSON *f[TOP_COUNT];
-    bool single;
-    int r;
-
-    r = collect_fields(ps, ps->root, "", top_fields, TOP_COUNT, f);
-    if (r != LQ_OK)
-        return r;
-    r = take_ident(ps, f[TOP_ID], "", "id", LQ_ID_MAX, p->id);
-    if (r != LQ_OK)
-        return r;
-
-    single = f[TOP_DEBIT] != NULL || f[TOP_CREDIT] != NULL || f[TOP_AMOUNT] != NULL ||
-             f[TOP_CURRENCY] != NULL;
-    if (f[TOP_LEGS] != NULL && single) {
-        set_detail(ps->detail, ps->detail_len,
-                   "legs: cannot be combined with debit, credit, amount or currency");
-        return LQ_ERR_INVALID_PAYMENT;
-    }
-    if (f[TOP_LEGS] != NULL) {
-        r = take_legs(ps, f[TOP_LEGS], p);
-    } else if (single) {
-        p->legs = calloc(1, sizeof(*p->legs));
-        if (p->legs == NULL)
-            return LQ_ERR_NOMEM;
-        p->n_legs = 1;
-        r = take_leg(ps, &f[TOP_DEBIT], "", p->legs);
-    } else {
-        set_detail(ps->detail, ps->detail_len,
-                   "body: must have debit, credit, amount and currency, or legs");
-        r = LQ_ERR_INVALID_PAYMENT;
-    }
-    if (r != LQ_OK)
-        return r;
-
-    r = take_reference(ps, f[TOP_REFERENCE], p);
-    if (r != LQ_OK)
-        return r;
-    r = take_metadata(ps, f[TOP_METADATA], p);
-    if (r != LQ_OK)
-        return r;
-    return make_canonical(p);
-}
-
-int lq_payment_parse(const char *body, size_t len, lq_payment **ret, char *detail,
+int lq_command_parse(const char *body, size_t len, lq_command **ret, char *detail,
                      size_t detail_len)
 {
-    lq_parse ps = {.body = body, .len = len, .detail = detail, .detail_len = detail_len};
-    cJSON *root = NULL;
-    lq_payment *p = NULL;
+    lq_reader rd;
+    lq_command *c = NULL;
     int r;
 
-    if (detail != NULL && detail_len > 0)
-        detail[0] = '\0';
-    r = json_load("body", body, len, &ps.lexed, &root, detail, detail_len);
+    r = lq_message_read(&rd, "body", body, len, detail, detail_len);
     if (r != LQ_OK)
         goto out;
-    ps.root = root;
-
-    /* cJSON would cut the string short, and PostgreSQL cannot store a NUL. */
-    if (ps.lexed.nul_escape) {
-        set_detail(detail, detail_len, "body: strings must not contain \\u0000");
-        r = LQ_ERR_INVALID_PAYMENT;
-        goto out;
-    }
-    if (!cJSON_IsObject(root)) {
-        set_detail(detail, detail_len, "body: must be a JSON object");
-        r = LQ_ERR_INVALID_PAYMENT;
-        goto out;
-    }
-
-    p = calloc(1, sizeof(*p));
-    if (p == NULL) {
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
         r = LQ_ERR_NOMEM;
         goto out;
     }
-    r = take_payment(&ps, p);
+    r = take_type(&rd, &c->type);
+    if (r != LQ_OK)
+        goto out;
+    switch (c->type) {
+    case LQ_CMD_TRANSFER:
+        r = lq_message_take_transfer(&rd, c);
+        break;
+    case LQ_CMD_ACCOUNT_OPEN:
+    case LQ_CMD_ACCOUNT_UPDATE:
+        r = lq_message_take_account(&rd, c);
+        break;
+    }
+    if (r != LQ_OK)
+        goto out;
+    /* The CLI builds its commands and calls this too: same content, same text. */
+    r = lq_command_canonicalize(c);
     if (r != LQ_OK)
         goto out;
 
-    *ret = p;
-    p = NULL;
+    *ret = c;
+    c = NULL;
 out:
-    if (r == LQ_ERR_NOMEM)
-        set_detail(detail, detail_len, "out of memory");
-    else if (r == LQ_ERR_INTERNAL)
-        set_detail(detail, detail_len, "internal error while parsing the body");
-    lq_payment_free(p);
-    free(ps.number_items);
-    free(ps.lexed.numbers);
-    cJSON_Delete(root);
-    return r;
+    lq_command_free(c);
+    return lq_message_reader_finish(&rd, r);
 }
 
-lq_payment *lq_payment_free(lq_payment *p)
+int lq_command_canonicalize(lq_command *c)
 {
-    if (p == NULL)
+    char *s = NULL;
+    int r = LQ_ERR_INTERNAL;
+
+    switch (c->type) {
+    case LQ_CMD_TRANSFER:
+        r = lq_message_transfer_canonical(c, &s);
+        break;
+    case LQ_CMD_ACCOUNT_OPEN:
+    case LQ_CMD_ACCOUNT_UPDATE:
+        r = lq_message_account_canonical(c, &s);
+        break;
+    }
+    if (r != LQ_OK)
+        return r;
+    free(c->canonical);
+    c->canonical = s;
+    return LQ_OK;
+}
+
+lq_command *lq_command_free(lq_command *c)
+{
+    if (c == NULL)
         return NULL;
-    free(p->canonical);
-    free(p->metadata);
-    free(p->reference);
-    free(p->legs);
-    free(p);
+    free(c->canonical);
+    free(c->metadata);
+    lq_account_change_release(&c->change);
+    free(c->reference);
+    free(c->legs);
+    free(c);
     return NULL;
 }
 
@@ -1021,67 +982,12 @@ out:
 
 bool lq_message_valid_account_id(const char *s)
 {
-    return s != NULL && ident_valid(s, LQ_ACCOUNT_ID_MAX);
+    return s != NULL && lq_message_ident_valid(s, LQ_ACCOUNT_ID_MAX);
 }
 
 bool lq_message_valid_currency(const char *s)
 {
     return s != NULL && currency_valid(s);
-}
-
-static const char *const account_fields[] = {"id", "currency", "allow_negative"};
-enum { ACCOUNT_ID, ACCOUNT_CURRENCY, ACCOUNT_ALLOW_NEGATIVE, ACCOUNT_COUNT };
-
-int lq_message_parse_account(const char *line, size_t len, char ret_id[LQ_ACCOUNT_ID_MAX + 1],
-                             char ret_currency[4], bool *ret_allow_negative, char *detail,
-                             size_t detail_len)
-{
-    lq_parse ps = {.body = line, .len = len, .detail = detail, .detail_len = detail_len};
-    const cJSON *f[ACCOUNT_COUNT];
-    cJSON *root = NULL;
-    char id[LQ_ACCOUNT_ID_MAX + 1], currency[4];
-    int r;
-
-    if (detail != NULL && detail_len > 0)
-        detail[0] = '\0';
-    r = json_load("line", line, len, &ps.lexed, &root, detail, detail_len);
-    if (r != LQ_OK)
-        goto out;
-    ps.root = root;
-    if (ps.lexed.nul_escape) {
-        set_detail(detail, detail_len, "line: strings must not contain \\u0000");
-        r = LQ_ERR_INVALID_PAYMENT;
-        goto out;
-    }
-    if (!cJSON_IsObject(root)) {
-        set_detail(detail, detail_len, "line: must be a JSON object");
-        r = LQ_ERR_INVALID_PAYMENT;
-        goto out;
-    }
-    r = collect_fields(&ps, root, "", account_fields, ACCOUNT_COUNT, f);
-    if (r != LQ_OK)
-        goto out;
-    r = take_ident(&ps, f[ACCOUNT_ID], "", "id", LQ_ACCOUNT_ID_MAX, id);
-    if (r != LQ_OK)
-        goto out;
-    r = take_currency(&ps, f[ACCOUNT_CURRENCY], "", currency);
-    if (r != LQ_OK)
-        goto out;
-    if (f[ACCOUNT_ALLOW_NEGATIVE] != NULL && !cJSON_IsBool(f[ACCOUNT_ALLOW_NEGATIVE])) {
-        set_detail(detail, detail_len, "allow_negative: must be true or false");
-        r = LQ_ERR_INVALID_PAYMENT;
-        goto out;
-    }
-
-    memcpy(ret_id, id, strlen(id) + 1);
-    memcpy(ret_currency, currency, sizeof(currency));
-    *ret_allow_negative = cJSON_IsTrue(f[ACCOUNT_ALLOW_NEGATIVE]);
-out:
-    if (r == LQ_ERR_NOMEM)
-        set_detail(detail, detail_len, "out of memory");
-    free(ps.lexed.numbers);
-    cJSON_Delete(root);
-    return r;
 }
 
 /* A growing text buffer for lq_message_pretty(). */

@@ -76,7 +76,7 @@ static volatile sig_atomic_t stop_requested;
 /* One delivery in hand. */
 typedef struct entry {
     lq_delivery *delivery;
-    lq_payment *payment; /* NULL when the message is invalid */
+    lq_command *command; /* NULL when the message is invalid */
     int invalid;         /* an LQ_ERR_* of the invalid or failed class, or LQ_OK */
     char detail[LQ_DETAIL_MAX];
     int attempts;
@@ -116,8 +116,9 @@ typedef struct worker {
     lq_confirmations batch_conf;
     /* Confirmed by the broker, recorded in the database with the next batch. */
     lq_confirmations confirmed;
-    char schema_why[512]; /* why the schema does not fit this release, as last logged */
-    int64_t deadline_ms;  /* when stopping: the moment to give up; 0 before */
+    char schema_why[512];   /* why the schema does not fit this release, as last logged */
+    char decide_error[512]; /* a command of the last batch that could not be decided */
+    int64_t deadline_ms;    /* when stopping: the moment to give up; 0 before */
     lq_metrics *metrics;
     bool amqp_connected_before, db_connected_before; /* to count reconnects */
     int64_t depth_checked_ms;
@@ -369,7 +370,7 @@ static void release_batch(worker *w)
 {
     for (size_t i = 0; i < w->n; i++) {
         lq_delivery_free(w->entries[i].delivery);
-        lq_payment_free(w->entries[i].payment);
+        lq_command_free(w->entries[i].command);
     }
     w->n = 0;
     w->n_redelivered = 0;
@@ -384,7 +385,7 @@ static void validate(entry *e)
                                       sizeof(e->detail));
 
     if (r == LQ_OK)
-        r = lq_payment_parse(d->body, d->body_len, &e->payment, e->detail, sizeof(e->detail));
+        r = lq_command_parse(d->body, d->body_len, &e->command, e->detail, sizeof(e->detail));
     e->invalid = r;
     e->attempts = 1;
 }
@@ -489,7 +490,7 @@ static void note_published(worker *w, const lq_item *items, size_t n, int64_t ba
         const lq_item *it = &items[i];
         stored_new = stored_new || it->insert;
         if (it->stored && it->stored_same && !it->stored_published && !it->outcome.duplicate)
-            (void)lq_confirmations_add_payment(&w->batch_conf, it->payment->id);
+            (void)lq_confirmations_add_payment(&w->batch_conf, it->command->id);
     }
     if (stored_new)
         (void)lq_confirmations_add_batch(&w->batch_conf, batch_id);
@@ -508,7 +509,7 @@ static bool in_confirmations(const lq_confirmations *c, const lq_item *it)
             return true;
     }
     for (size_t p = 0; p < c->n_payments; p++) {
-        if (strcmp(c->payments[p], it->payment->id) == 0)
+        if (strcmp(c->payments[p], it->command->id) == 0)
             return true;
     }
     return false;
@@ -526,12 +527,42 @@ static bool in_flight(const worker *w, const lq_item *it)
     return false;
 }
 
+/*
+ * What failed last in applying a batch: the database's error, or the
+ * command that could not be decided (undecided()).
+ */
+static const char *failure(const worker *w)
+{
+    return w->decide_error[0] ? w->decide_error : lq_db_error(w->db);
+}
+
+/*
+ * A command that could not be decided (out of memory, or a command no
+ * parser would make) fails its batch, which is rolled back: applied alone,
+ * it is retried and dead-lettered as processing_failed like any payment
+ * that fails for an unexpected reason.
+ */
+static int undecided(worker *w, const lq_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const lq_outcome *o = &items[i].outcome;
+        if (lq_error_classify(o->result) != LQ_CLASS_GENERAL)
+            continue;
+        snprintf(w->decide_error, sizeof(w->decide_error), "%s could not be decided: %s%s%s",
+                 items[i].command->id, lq_strerror(o->result), o->detail[0] ? ": " : "", o->detail);
+        lq_db_batch_abort(w->db);
+        return LQ_ERR_DB_FAILED;
+    }
+    return LQ_OK;
+}
+
 static int apply_items(worker *w, lq_item *items, size_t n)
 {
     char now[LQ_TIMESTAMP_MAX];
     int64_t batch_id = 0;
     int retries = 0, r;
 
+    w->decide_error[0] = '\0';
     for (;;) {
         if (w->db == NULL) {
             if (past_deadline(w))
@@ -555,7 +586,9 @@ static int apply_items(worker *w, lq_item *items, size_t n)
                     items[i].stored_published = in_flight(w, &items[i]);
             }
             lq_ledger_decide(items, n, &w->book, now);
-            r = lq_db_batch_store(w->db, items, n, &w->book, batch_id);
+            r = undecided(w, items, n);
+            if (r == LQ_OK)
+                r = lq_db_batch_store(w->db, items, n, &w->book, batch_id);
         }
         if (r == LQ_OK) {
             lq_metrics_observe_batch(w->metrics, n);
@@ -577,7 +610,7 @@ static int apply_items(worker *w, lq_item *items, size_t n)
             drop_db(w, lq_db_error(w->db));
             continue;
         default:
-            lq_warn("batch of %zu failed: %s", n, lq_db_error(w->db));
+            lq_warn("batch of %zu failed: %s", n, failure(w));
             return r;
         }
     }
@@ -599,7 +632,7 @@ static int apply_batch(worker *w)
         if (e->invalid != LQ_OK)
             continue;
         memset(&w->items[n_items], 0, sizeof(w->items[n_items]));
-        w->items[n_items].payment = e->payment;
+        w->items[n_items].command = e->command;
         e->item = &w->items[n_items++];
     }
     if (n_items == 0)
@@ -616,9 +649,9 @@ static int apply_batch(worker *w)
             r = apply_items(w, e->item, 1);
             if (r == LQ_OK || lq_error_classify(r) != LQ_CLASS_FAILED)
                 break;
-            lq_log(LQ_LOG_WARN, &(lq_log_ctx){e->payment->id, e->delivery->tag},
+            lq_log(LQ_LOG_WARN, &(lq_log_ctx){e->command->id, e->delivery->tag},
                    "payment failed (attempt %d of %d): %s", e->attempts, w->cfg->max_attempts,
-                   lq_db_error(w->db));
+                   failure(w));
         }
         if (r == LQ_OK)
             continue;
@@ -626,21 +659,24 @@ static int apply_batch(worker *w)
             return r;
         e->attempts = w->cfg->max_attempts;
         e->invalid = LQ_ERR_DB_FAILED;
-        snprintf(e->detail, sizeof(e->detail), "%s", lq_db_error(w->db));
+        snprintf(e->detail, sizeof(e->detail), "%.*s", (int)sizeof(e->detail) - 1, failure(w));
         e->item = NULL;
     }
     return LQ_OK;
 }
 
 /* The result event of docs/protocol.md section 6; caller frees. */
-static char *result_event(const lq_payment *p, const lq_outcome *o)
+static char *result_event(const lq_command *c, const lq_outcome *o)
 {
     lq_json j;
 
     lq_json_init(&j);
     lq_json_object_begin(&j);
     lq_json_key(&j, "id");
-    lq_json_string(&j, p->id);
+    lq_json_string(&j, c->id);
+    /* The type of the command received, also when its id belongs to another type. */
+    lq_json_key(&j, "type");
+    lq_json_string(&j, lq_command_type_name(c->type));
     lq_outcome_json(&j, o);
     lq_json_key(&j, "duplicate");
     lq_json_bool(&j, o->duplicate);
@@ -653,18 +689,22 @@ static char *result_event(const lq_payment *p, const lq_outcome *o)
 static int publish_result(worker *w, const entry *e)
 {
     const lq_outcome *o = &e->item->outcome;
-    lq_log_ctx ctx = {e->payment->id, e->delivery->tag};
-    char *body = result_event(e->payment, o);
+    const char *status = o->result == LQ_OK ? "applied" : "rejected";
+    lq_log_ctx ctx = {e->command->id, e->delivery->tag};
+    char *body = result_event(e->command, o), routing_key[64];
     lq_publish pub = {
         .exchange = w->cfg->results_exchange,
-        .routing_key = o->result == LQ_OK ? "payment.applied" : "payment.rejected",
+        .routing_key = routing_key,
         .content_type = "application/json",
-        .correlation_id = e->payment->id,
+        .correlation_id = e->command->id,
     };
     int r;
 
     if (body == NULL)
         return LQ_ERR_NOMEM;
+    /* <family>.<status>: payment.applied, account.rejected, ... */
+    snprintf(routing_key, sizeof(routing_key), "%s.%s", lq_command_family(e->command->type),
+             status);
     pub.body = body;
     pub.body_len = strlen(body);
     r = lq_amqp_publish(w->amqp, &pub, NULL);
@@ -673,7 +713,7 @@ static int publish_result(worker *w, const entry *e)
         pub.routing_key = e->delivery->reply_to;
         r = lq_amqp_publish(w->amqp, &pub, NULL);
     }
-    lq_log(LQ_LOG_DEBUG, &ctx, "payment %s%s%s%s", o->result == LQ_OK ? "applied" : "rejected",
+    lq_log(LQ_LOG_DEBUG, &ctx, "%s %s%s%s%s", lq_command_type_name(e->command->type), status,
            o->result == LQ_OK ? "" : ": ", o->result == LQ_OK ? "" : lq_error_code(o->result),
            o->duplicate ? " (duplicate)" : "");
     free(body);
@@ -689,7 +729,7 @@ static int dead_letter(worker *w, const entry *e)
         .queue = w->cfg->queue,
         .attempts = e->attempts,
     };
-    lq_log_ctx ctx = {e->payment ? e->payment->id : NULL, e->delivery->tag};
+    lq_log_ctx ctx = {e->command ? e->command->id : NULL, e->delivery->tag};
 
     lq_log(LQ_LOG_WARN, &ctx, "dead-lettering a message: %s: %s", dl.error, e->detail);
     return lq_amqp_dead_letter(w->amqp, e->delivery, &dl, NULL);

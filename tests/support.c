@@ -771,6 +771,21 @@ int lqt_run_env(lqt_ns *ns, const char *const *env, lqt_output *ret, const char 
     return status;
 }
 
+int lqt_run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const char *const *args)
+{
+    const char **copy;
+    size_t n = 0;
+    int status;
+
+    while (args[n])
+        n++;
+    copy = xmalloc((n + 1) * sizeof(*copy));
+    memcpy(copy, args, (n + 1) * sizeof(*copy));
+    status = run_argv(ns, env, ret, copy);
+    free(copy);
+    return status;
+}
+
 void lqt_run_ok_(lqt_ns *ns, const char *arg, ...)
 {
     va_list ap;
@@ -882,8 +897,20 @@ static bool json_nullable(const cJSON *obj, const char *key, const char *what, c
 
 void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
 {
-    static const char *const keys[] = {"id",      "currency",       "balance",    "debits",
-                                       "credits", "allow_negative", "created_at", NULL};
+    static const char *const keys[] = {"id",
+                                       "currency",
+                                       "status",
+                                       "balance",
+                                       "debits",
+                                       "credits",
+                                       "held_debits",
+                                       "held_credits",
+                                       "available",
+                                       "allow_negative",
+                                       "overdraft_limit",
+                                       "max_balance",
+                                       "created_at",
+                                       NULL};
     lqt_output o;
     cJSON *j;
     const cJSON *v;
@@ -901,6 +928,10 @@ void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
     lqt_check_keys(j, what, keys);
     snprintf(ret->id, sizeof(ret->id), "%s", json_string(j, "id", what));
     snprintf(ret->currency, sizeof(ret->currency), "%s", json_string(j, "currency", what));
+    snprintf(ret->status, sizeof(ret->status), "%s", json_string(j, "status", what));
+    ck_assert_msg(strcmp(ret->status, "active") == 0 || strcmp(ret->status, "frozen") == 0 ||
+                      strcmp(ret->status, "closed") == 0,
+                  "%s: status \"%s\" is none of active, frozen, closed", what, ret->status);
     snprintf(ret->created_at, sizeof(ret->created_at), "%s", json_string(j, "created_at", what));
     ck_assert_msg(lqt_parse_utc(ret->created_at, &t), "%s: created_at \"%s\" is not RFC 3339 UTC",
                   what, ret->created_at);
@@ -913,8 +944,25 @@ void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
                   "%s: balance, debits and credits must be JSON numbers: %s", what, o.out);
     ck_assert_msg(raw_int(o.out, "balance", &ret->balance) &&
                       raw_int(o.out, "debits", &ret->debits) &&
-                      raw_int(o.out, "credits", &ret->credits),
-                  "%s: balance, debits and credits must be JSON integers: %s", what, o.out);
+                      raw_int(o.out, "credits", &ret->credits) &&
+                      raw_int(o.out, "held_debits", &ret->held_debits) &&
+                      raw_int(o.out, "held_credits", &ret->held_credits) &&
+                      raw_int(o.out, "available", &ret->available),
+                  "%s: balance, debits, credits, held amounts and available must be JSON integers: "
+                  "%s",
+                  what, o.out);
+    ck_assert_msg(ret->available == ret->balance - ret->held_debits,
+                  "%s: available is not balance - held_debits: %s", what, o.out);
+    ret->overdraft_limit_null =
+        cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "overdraft_limit"));
+    ck_assert_msg(ret->overdraft_limit_null ||
+                      raw_int(o.out, "overdraft_limit", &ret->overdraft_limit),
+                  "%s: overdraft_limit is neither an integer nor null: %s", what, o.out);
+    ck_assert_msg(ret->overdraft_limit_null == ret->allow_negative,
+                  "%s: overdraft_limit must be null exactly when allow_negative: %s", what, o.out);
+    ret->max_balance_null = cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "max_balance"));
+    ck_assert_msg(ret->max_balance_null || raw_int(o.out, "max_balance", &ret->max_balance),
+                  "%s: max_balance is neither an integer nor null: %s", what, o.out);
     cJSON_Delete(j);
     lqt_output_release(&o);
     ck_assert_str_eq(ret->id, id);
@@ -942,8 +990,11 @@ char *lqt_accounts_snapshot(lqt_ns *ns)
 
 int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_line)
 {
-    static const char *const keys[] = {"id",   "status",       "reason", "detail",
-                                       "legs", "processed_at", NULL};
+    static const char *const keys[] = {"id",     "type", "status",       "reason",
+                                       "detail", "legs", "processed_at", NULL};
+    static const char *const account_keys[] = {"id",           "type",    "status", "reason",
+                                               "detail",       "account", "change", "legs",
+                                               "processed_at", NULL};
     static const char *const leg_keys[] = {"debit", "credit", "amount", "currency", NULL};
     lqt_output o;
     cJSON *j;
@@ -965,7 +1016,20 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
     j = cJSON_Parse(o.out);
     ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
-    lqt_check_keys(j, what, keys);
+    snprintf(ret->type, sizeof(ret->type), "%s", json_string(j, "type", what));
+    if (strncmp(ret->type, "account.", 8) == 0) {
+        const cJSON *change = cJSON_GetObjectItemCaseSensitive(j, "change");
+        char *text;
+        lqt_check_keys(j, what, account_keys);
+        snprintf(ret->account, sizeof(ret->account), "%s", json_string(j, "account", what));
+        ck_assert_msg(cJSON_IsObject(change), "%s: change is not an object", what);
+        text = cJSON_PrintUnformatted(change);
+        ck_assert_msg(text != NULL, "out of memory");
+        snprintf(ret->change, sizeof(ret->change), "%s", text);
+        free(text);
+    } else {
+        lqt_check_keys(j, what, keys);
+    }
     ck_assert_str_eq(json_string(j, "id", what), id);
     snprintf(ret->status, sizeof(ret->status), "%s", json_string(j, "status", what));
     ret->reason_null = json_nullable(j, "reason", what, ret->reason, sizeof(ret->reason));
@@ -996,6 +1060,216 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     cJSON_Delete(j);
     lqt_output_release(&o);
     return 0;
+}
+
+/* A JSON number that is an integer cJSON holds exactly (below 2^53 in magnitude). */
+static int64_t json_exact_int(const cJSON *obj, const char *key, const char *what)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    ck_assert_msg(cJSON_IsNumber(v), "%s: \"%s\" is not a number", what, key);
+    ck_assert_msg(v->valuedouble == (double)(int64_t)v->valuedouble &&
+                      v->valuedouble > -9007199254740992.0 && v->valuedouble < 9007199254740992.0,
+                  "%s: \"%s\" is not an integer below 2^53 (check such values in the raw text)",
+                  what, key);
+    return (int64_t)v->valuedouble;
+}
+
+void lqt_account_history(lqt_ns *ns, const char *id, const char *const *args, lqt_history *ret)
+{
+    static const char *const keys[] = {"account", "entries", "next", NULL};
+    static const char *const entry_keys[] = {"seq",    "command", "type",        "leg",
+                                             "amount", "balance", "held_debits", "held_credits",
+                                             "at",     NULL};
+    static const char *const update_keys[] = {"seq",    "command", "type",        "leg",
+                                              "amount", "balance", "held_debits", "held_credits",
+                                              "at",     "change",  NULL};
+    const char *argv[64];
+    size_t n_args = 0;
+    lqt_output o;
+    cJSON *j;
+    const cJSON *entries, *e, *next;
+    char what[300];
+
+    memset(ret, 0, sizeof(*ret));
+    argv[n_args++] = "account";
+    argv[n_args++] = "history";
+    argv[n_args++] = id;
+    argv[n_args++] = "--json";
+    snprintf(what, sizeof(what), "`account history %s --json", id);
+    for (const char *const *a = args; a && *a; a++) {
+        ck_assert_msg(n_args < 62, "too many arguments");
+        argv[n_args++] = *a;
+        snprintf(what + strlen(what), sizeof(what) - strlen(what), " %s", *a);
+    }
+    argv[n_args] = NULL;
+    snprintf(what + strlen(what), sizeof(what) - strlen(what), "`");
+    lqt_run_argv(ns, NULL, &o, argv);
+    ck_assert_msg(o.status == 0, "%s exited %d: %s", what, o.status, o.err);
+    ck_assert_msg(lqt_one_line(o.out), "%s printed more than one line: %s", what, o.out);
+    j = cJSON_Parse(o.out);
+    ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
+    lqt_check_keys(j, what, keys);
+    ck_assert_str_eq(json_string(j, "account", what), id);
+    entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
+    ck_assert_msg(cJSON_IsArray(entries), "%s: entries is not an array", what);
+    ret->entries = xmalloc(((size_t)cJSON_GetArraySize(entries) + 1) * sizeof(*ret->entries));
+    cJSON_ArrayForEach(e, entries)
+    {
+        lqt_entry *x = &ret->entries[ret->n++];
+        const cJSON *leg, *change;
+        time_t t;
+
+        memset(x, 0, sizeof(*x));
+        ck_assert_msg(cJSON_IsObject(e), "%s: an entry is not an object", what);
+        snprintf(x->type, sizeof(x->type), "%s", json_string(e, "type", what));
+        lqt_check_keys(e, what, strcmp(x->type, "account.update") == 0 ? update_keys : entry_keys);
+        x->seq = json_exact_int(e, "seq", what);
+        snprintf(x->command, sizeof(x->command), "%s", json_string(e, "command", what));
+        leg = cJSON_GetObjectItemCaseSensitive(e, "leg");
+        ck_assert_msg(cJSON_IsNull(leg) || cJSON_IsNumber(leg),
+                      "%s: leg is neither null nor a "
+                      "number",
+                      what);
+        x->leg = cJSON_IsNull(leg) ? 0 : (int)json_exact_int(e, "leg", what);
+        ck_assert_msg((x->leg == 0) == (strncmp(x->type, "account.", 8) == 0),
+                      "%s: entry %" PRId64 " of type %s has leg %d", what, x->seq, x->type, x->leg);
+        x->amount = json_exact_int(e, "amount", what);
+        x->balance = json_exact_int(e, "balance", what);
+        x->held_debits = json_exact_int(e, "held_debits", what);
+        x->held_credits = json_exact_int(e, "held_credits", what);
+        snprintf(x->at, sizeof(x->at), "%s", json_string(e, "at", what));
+        ck_assert_msg(lqt_parse_utc(x->at, &t) && strlen(x->at) == 27,
+                      "%s: at \"%s\" is not RFC 3339 UTC with microseconds", what, x->at);
+        change = cJSON_GetObjectItemCaseSensitive(e, "change");
+        if (change) {
+            char *text;
+            ck_assert_msg(cJSON_IsObject(change), "%s: change is not an object", what);
+            text = cJSON_PrintUnformatted(change);
+            ck_assert_msg(text != NULL, "out of memory");
+            snprintf(x->change, sizeof(x->change), "%s", text);
+            free(text);
+        }
+    }
+    next = cJSON_GetObjectItemCaseSensitive(j, "next");
+    ret->next_null = cJSON_IsNull(next);
+    if (!ret->next_null)
+        ret->next = json_exact_int(j, "next", what);
+    cJSON_Delete(j);
+    ret->raw = o.out;
+    o.out = NULL;
+    lqt_output_release(&o);
+}
+
+void lqt_history_release(lqt_history *h)
+{
+    free(h->entries);
+    free(h->raw);
+    memset(h, 0, sizeof(*h));
+}
+
+void lqt_history_all(lqt_ns *ns, const char *id, lqt_history *ret)
+{
+    size_t cap = 0;
+    int64_t after = 0;
+
+    memset(ret, 0, sizeof(*ret));
+    ret->next_null = true;
+    for (;;) {
+        lqt_history page;
+        char after_text[32];
+        const char *const args[] = {"--limit", "1000", "--after", after_text, NULL};
+
+        snprintf(after_text, sizeof(after_text), "%" PRId64, after);
+        lqt_account_history(ns, id, args, &page);
+        if (ret->n + page.n > cap) {
+            cap = 2 * (ret->n + page.n) + 16;
+            ret->entries = realloc(ret->entries, cap * sizeof(*ret->entries));
+            ck_assert_msg(ret->entries != NULL, "out of memory");
+        }
+        if (page.n > 0)
+            memcpy(ret->entries + ret->n, page.entries, page.n * sizeof(*page.entries));
+        ret->n += page.n;
+        if (page.next_null) {
+            lqt_history_release(&page);
+            return;
+        }
+        ck_assert_msg(page.n > 0 && page.next == page.entries[page.n - 1].seq,
+                      "`account history %s --after %" PRId64 "`: next %" PRId64
+                      " is not the seq of the page's last entry",
+                      id, after, page.next);
+        after = page.next;
+        lqt_history_release(&page);
+    }
+}
+
+void lqt_expect_history_consistent(lqt_ns *ns, const char *id, const lqt_history *h)
+{
+    lqt_account a;
+    int64_t sum = 0;
+
+    lqt_account_show(ns, id, &a);
+    ck_assert_msg(h->n > 0, "account %s: no history entry", id);
+    ck_assert_msg(strcmp(h->entries[0].type, "account.open") == 0 && h->entries[0].amount == 0 &&
+                      h->entries[0].balance == 0 && h->entries[0].held_debits == 0 &&
+                      h->entries[0].held_credits == 0,
+                  "account %s: entry 1 is not an opening (type %s, amount %" PRId64
+                  ", balance %" PRId64 ")",
+                  id, h->entries[0].type, h->entries[0].amount, h->entries[0].balance);
+    for (size_t i = 0; i < h->n; i++) {
+        const lqt_entry *e = &h->entries[i];
+
+        ck_assert_msg(e->seq == (int64_t)i + 1,
+                      "account %s: entry %zu of its history is numbered %" PRId64
+                      " (a gap, or out of order)",
+                      id, i + 1, e->seq);
+        ck_assert_msg(!__builtin_add_overflow(sum, e->amount, &sum),
+                      "account %s: the amounts overflow at entry %" PRId64, id, e->seq);
+        ck_assert_msg(e->balance == sum,
+                      "account %s entry %" PRId64 " (%s leg %d of %s): balance %" PRId64
+                      ", but the amounts up to it sum to %" PRId64,
+                      id, e->seq, e->type, e->leg, e->command, e->balance, sum);
+        ck_assert_msg(i == 0 || strcmp(h->entries[i - 1].at, e->at) <= 0,
+                      "account %s entry %" PRId64 ": at %s is before entry %" PRId64 "'s %s", id,
+                      e->seq, e->at, e->seq - 1, h->entries[i - 1].at);
+        ck_assert_msg(strcmp(e->type, "transfer") != 0 || e->amount != 0,
+                      "account %s entry %" PRId64 ": a transfer entry of amount 0", id, e->seq);
+        ck_assert_msg(strcmp(e->type, "transfer") == 0 || e->amount == 0,
+                      "account %s entry %" PRId64 ": an %s entry of amount %" PRId64, id, e->seq,
+                      e->type, e->amount);
+    }
+    ck_assert_msg(sum == a.balance,
+                  "account %s: balance %" PRId64 ", but its %zu entries' amounts sum to %" PRId64,
+                  id, a.balance, h->n, sum);
+    ck_assert_msg(h->entries[h->n - 1].held_debits == a.held_debits &&
+                      h->entries[h->n - 1].held_credits == a.held_credits,
+                  "account %s: held debits %" PRId64 " and credits %" PRId64
+                  ", but its last entry has %" PRId64 " and %" PRId64,
+                  id, a.held_debits, a.held_credits, h->entries[h->n - 1].held_debits,
+                  h->entries[h->n - 1].held_credits);
+}
+
+size_t lqt_expect_histories_consistent(lqt_ns *ns)
+{
+    char *text = lqt_accounts_snapshot(ns);
+    cJSON *list = cJSON_Parse(text);
+    const cJSON *a;
+    size_t n = 0;
+
+    ck_assert_msg(cJSON_IsArray(list), "`account list --json` is not an array: %.200s", text);
+    cJSON_ArrayForEach(a, list)
+    {
+        const char *id = json_string(a, "id", "`account list --json`");
+        lqt_history h;
+
+        lqt_history_all(ns, id, &h);
+        lqt_expect_history_consistent(ns, id, &h);
+        lqt_history_release(&h);
+        n++;
+    }
+    cJSON_Delete(list);
+    free(text);
+    return n;
 }
 
 /* ------------------------------------------------------------ raw rabbitmq-c */
@@ -1389,15 +1663,24 @@ const char *lqt_listener_queue(const lqt_listener *l)
 /* Parse and check one result event (docs/protocol.md section 6). */
 static void parse_event(lqt_event *e)
 {
-    static const char *const keys[] = {"id",        "status",       "reason", "detail",
-                                       "duplicate", "processed_at", NULL};
+    static const char *const keys[] = {"id",     "type",      "status",       "reason",
+                                       "detail", "duplicate", "processed_at", NULL};
+    /* Release 0.1.0's events, from before command types: the upgrade tests see them. */
+    static const char *const untyped_keys[] = {"id",        "status",       "reason", "detail",
+                                               "duplicate", "processed_at", NULL};
     const char *what = "a result event";
     cJSON *j = cJSON_Parse(e->body);
     const cJSON *dup;
     time_t t;
 
     ck_assert_msg(cJSON_IsObject(j), "a result event is not a JSON object: %s", e->body);
-    lqt_check_keys(j, what, keys);
+    e->type[0] = '\0';
+    if (cJSON_GetObjectItemCaseSensitive(j, "type") != NULL) {
+        lqt_check_keys(j, what, keys);
+        snprintf(e->type, sizeof(e->type), "%s", json_string(j, "type", what));
+    } else {
+        lqt_check_keys(j, what, untyped_keys);
+    }
     snprintf(e->id, sizeof(e->id), "%s", json_string(j, "id", what));
     snprintf(e->status, sizeof(e->status), "%s", json_string(j, "status", what));
     e->reason_null = json_nullable(j, "reason", what, e->reason, sizeof(e->reason));

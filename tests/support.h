@@ -198,6 +198,9 @@ int lqt_run_env(lqt_ns *ns, const char *const *env, lqt_output *ret, const char 
 
 #define lqt_run(ns, ret, ...) lqt_run_env((ns), NULL, (ret), __VA_ARGS__, (const char *)NULL)
 
+/* lqt_run_env() with the arguments in an array (NULL-terminated). */
+int lqt_run_argv(lqt_ns *ns, const char *const *env, lqt_output *ret, const char *const *args);
+
 /* Run a command that must exit 0 (else the test fails, showing its stderr). */
 void lqt_run_ok_(lqt_ns *ns, const char *arg, ...) __attribute__((sentinel));
 
@@ -219,12 +222,22 @@ const char *lqt_write_file(lqt_ns *ns, const char *name, const char *text);
 
 /* ------------------------------------------------------------ what users see */
 
-/* `ledgerq account show ID --json`, checked for the shape of docs/protocol.md section 6. */
+/*
+ * `ledgerq account show ID --json`, checked for the shape of docs/protocol.md
+ * sections 6 and 13 (exactly its keys; overdraft_limit null exactly with
+ * allow_negative; available = balance - held_debits).
+ */
 typedef struct lqt_account {
     char id[128];
     char currency[8];
+    char status[16];
     int64_t balance, debits, credits; /* exact: read from the JSON text */
+    int64_t held_debits, held_credits, available;
     bool allow_negative;
+    bool overdraft_limit_null; /* null: allow_negative */
+    int64_t overdraft_limit;
+    bool max_balance_null; /* null: no ceiling */
+    int64_t max_balance;
     char created_at[64];
     char raw[1024]; /* the printed line */
 } lqt_account;
@@ -245,8 +258,15 @@ typedef struct lqt_leg {
     char currency[8];
 } lqt_leg;
 
-/* `ledgerq payment show ID --json`, checked for the shape of docs/protocol.md section 6. */
+/*
+ * `ledgerq payment show ID --json`, checked for the shape of docs/protocol.md
+ * sections 6 and 12: "type" always; an account command's "account" and
+ * "change" (an object) too.
+ */
 typedef struct lqt_payment {
+    char type[32];
+    char account[128]; /* "" for a transfer */
+    char change[1024]; /* the change object's compact JSON; "" for a transfer */
     char status[16];
     bool reason_null;
     char reason[64];
@@ -264,6 +284,63 @@ typedef struct lqt_payment {
  * stderr.
  */
 int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_line);
+
+/* One entry of `ledgerq account history --json` (docs/protocol.md section 15). */
+typedef struct lqt_entry {
+    int64_t seq;
+    char command[160];
+    char type[32];
+    int leg;                                            /* 0 for null */
+    int64_t amount, balance, held_debits, held_credits; /* exact: read from the JSON text */
+    char at[64];
+    char change[1024]; /* the "change" object's JSON as printed; "" when the entry has none */
+} lqt_entry;
+
+/* A page of an account's history. */
+typedef struct lqt_history {
+    size_t n;
+    lqt_entry *entries; /* owned, n of them */
+    bool next_null;
+    int64_t next;
+    char *raw; /* the printed line, owned */
+} lqt_history;
+
+/*
+ * Run `ledgerq account history ID --json` followed by args (NULL-terminated,
+ * may be NULL); it must exit 0 and print one line: section 15's object,
+ * checked strictly (its keys and each entry's, "change" exactly on
+ * account.update entries, integers, RFC 3339 UTC times).  Release ret with
+ * lqt_history_release().
+ */
+void lqt_account_history(lqt_ns *ns, const char *id, const char *const *args, lqt_history *ret);
+
+void lqt_history_release(lqt_history *h);
+
+/*
+ * Every entry of id's history: `account history ID --json --limit 1000`,
+ * page after page (--after the previous page's next) until next is null,
+ * each page checked as lqt_account_history() checks it, and each page's
+ * next the seq of its last entry.  ret->raw is NULL.  Release ret with
+ * lqt_history_release().
+ */
+void lqt_history_all(lqt_ns *ns, const char *id, lqt_history *ret);
+
+/*
+ * What docs/protocol.md section 15 promises of h, the whole history of
+ * account id (lqt_history_all()), against `account show ID --json` now:
+ * seq 1, 2, 3, ... without a gap; the first entry the opening
+ * (account.open, amount 0, balance 0, nothing held); each entry's balance
+ * the previous one's plus its amount, so that the amounts sum to the
+ * account's balance; at never decreasing; the last entry's balance and held
+ * amounts the account's.  Fails the test, naming the entry, otherwise.
+ */
+void lqt_expect_history_consistent(lqt_ns *ns, const char *id, const lqt_history *h);
+
+/*
+ * lqt_history_all() and lqt_expect_history_consistent() for every account
+ * `account list --json` lists; returns how many accounts there are.
+ */
+size_t lqt_expect_histories_consistent(lqt_ns *ns);
 
 /* ------------------------------------------------------------ publishing */
 
@@ -305,8 +382,14 @@ typedef struct lqt_event {
     char correlation_id[256];
     char content_type[128];
     bool persistent;
-    /* The event's fields (docs/protocol.md section 6). */
+    /* The event's fields (docs/protocol.md sections 6 and 12). */
     char id[256];
+    /*
+     * "transfer", "account.open", ...; "" when the event has no "type" (one
+     * published by release 0.1.0, before command types: the upgrade tests
+     * see those).
+     */
+    char type[32];
     char status[32];
     bool reason_null;
     char reason[64];

@@ -45,7 +45,11 @@ def case(name, files, expect_ok, expect_text=None, release=RELEASE, drop=()):
         failures.append(f"{name}: the message should say {expect_text!r}: {err.strip()}")
 
 
-def nxt(n=5):
+# The version a new migration takes, and the one after it.
+NEXT = 1 + sum(1 for b in os.listdir(SQL_DIR) if b.endswith(".sql"))
+
+
+def nxt(n=NEXT):
     return f"{n:03d}_change.sql"
 
 
@@ -66,8 +70,8 @@ case("a constraint NOT VALID",
      {nxt(): OLDEST + "ALTER TABLE accounts ADD CONSTRAINT c CHECK (debits >= 0) NOT VALID;\n"},
      True)
 case("validated in a later migration",
-     {nxt(5): OLDEST + "ALTER TABLE accounts ADD CONSTRAINT c CHECK (debits >= 0) NOT VALID;\n",
-      nxt(6): OLDEST + "ALTER TABLE accounts VALIDATE CONSTRAINT c;\n"}, True)
+     {nxt(NEXT): OLDEST + "ALTER TABLE accounts ADD CONSTRAINT c CHECK (debits >= 0) NOT VALID;\n",
+      nxt(NEXT + 1): OLDEST + "ALTER TABLE accounts VALIDATE CONSTRAINT c;\n"}, True)
 case("words in comments and strings do not count",
      {nxt(): OLDEST + "-- we DROP COLUMN nothing here, and RENAME nothing\n"
               "COMMENT ON TABLE payments IS 'never DROP TABLE this';\n"}, True)
@@ -76,12 +80,12 @@ case("a contract step raises the oldest release",
 
 # Rules broken: each names the file and the rule.
 case("no oldest release line", {nxt(): "ALTER TABLE payments ADD COLUMN note text;\n"}, False,
-     "005_change.sql: needs exactly one line `-- oldest release: X.Y.Z`")
+     f"{nxt()}: needs exactly one line `-- oldest release: X.Y.Z`")
 case("an oldest release that is not X.Y.Z", {nxt(): "-- oldest release: soon\nSELECT 1;\n"},
      False, 'oldest release "soon" is not X.Y.Z')
 case("an oldest release lower than the previous one",
-     {nxt(5): RAISED + "SELECT 1;\n", nxt(6): OLDEST + "SELECT 1;\n"}, False,
-     "006_change.sql: oldest release 0.1.0 is below the previous migration's 0.2.0")
+     {nxt(NEXT): RAISED + "SELECT 1;\n", nxt(NEXT + 1): OLDEST + "SELECT 1;\n"}, False,
+     f"{nxt(NEXT + 1)}: oldest release 0.1.0 is below the previous migration's 0.2.0")
 case("an oldest release newer than the release", {nxt(): "-- oldest release: 0.3.0\nSELECT 1;\n"},
      False, "oldest release 0.3.0 is newer than this release 0.2.0")
 case("a column dropped in an expand step",
@@ -109,7 +113,7 @@ case("an index on a table that holds data",
      "builds an index on the existing table payments")
 
 # Numbering.
-case("a gap", {nxt(6): OLDEST + "SELECT 1;\n"}, False, "expected 005")
+case("a gap", {nxt(NEXT + 1): OLDEST + "SELECT 1;\n"}, False, f"expected {NEXT:03d}")
 case("a version used twice", {"004_again.sql": OLDEST + "SELECT 1;\n"}, False,
      "version 004 is used twice")
 case("a name that is not NNN_name.sql", {"5_change.sql": OLDEST + "SELECT 1;\n"}, False,

@@ -1,9 +1,11 @@
 /*
- * Unit tests of the ledger module: docs/protocol.md section 5, without a database.
+ * Unit tests of the ledger module: docs/protocol.md sections 5, 12, 13 and
+ * 15, without a database.
  *
- * Payments are built by hand (no message parsing): a test payment owns its
- * legs and a made-up canonical text derived from them, so two payments built
- * with the same legs have "the same content".
+ * Commands are built by hand (no message parsing): a test command owns its
+ * legs (or its account change) and a made-up canonical text derived from
+ * them, so two commands built alike have "the same content".  Held amounts
+ * (section 14) are set directly in the book.
  */
 #include <check.h>
 #include <inttypes.h>
@@ -18,9 +20,10 @@
 #define EARLIER "2026-11-21T09:00:00.000001Z"
 
 typedef struct test_payment {
-    lq_payment p;
+    lq_command p;
     lq_leg legs[LQ_LEGS_MAX];
     char canonical[LQ_LEGS_MAX * 200];
+    char reason[LQ_REASON_MAX + 1];
 } test_payment;
 
 /* The book every test works on; set up and released by the fixture. */
@@ -107,25 +110,111 @@ static lq_account *account(const char *id)
 
 #define ck_assert_balance(id, want) ck_assert_int_eq(lq_account_balance(account(id)), (want))
 
-/* A copy of the whole book, to show that a rejection left it exactly as it was. */
-static lq_account *snapshot(void)
+/*
+ * An account with a floor of minus overdraft (allow_negative off) and a
+ * ceiling of max_balance (0: none), holding balance (negative: debits).
+ */
+static void open_limited(const char *id, const char *currency, int64_t balance, int64_t overdraft,
+                         int64_t max_balance)
 {
-    lq_account *copy = malloc(book.n * sizeof(*copy) + 1);
+    lq_account a;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.id, sizeof(a.id), "%s", id);
+    snprintf(a.currency, sizeof(a.currency), "%s", currency);
+    a.overdraft_limit = overdraft;
+    a.max_balance = max_balance;
+    if (balance >= 0)
+        a.credits = balance;
+    else
+        a.debits = -balance;
+    ck_assert_int_eq(lq_book_add(&book, &a), LQ_OK);
+}
+
+/* The i-th entry the book holds (from 0), with every value a test names. */
+#define ck_assert_entry(i, want_account, want_seq, want_command, want_type, want_leg, want_amount, \
+                        want_balance)                                                              \
+    do {                                                                                           \
+        const lq_entry *e_;                                                                        \
+        ck_assert_uint_lt((i), book.n_entries);                                                    \
+        e_ = &book.entries[(i)];                                                                   \
+        ck_assert_str_eq(e_->account, (want_account));                                             \
+        ck_assert_int_eq(e_->seq, (want_seq));                                                     \
+        ck_assert_str_eq(e_->command, (want_command));                                             \
+        ck_assert_str_eq(e_->type, (want_type));                                                   \
+        ck_assert_int_eq(e_->leg, (want_leg));                                                     \
+        ck_assert_int_eq(e_->amount, (want_amount));                                               \
+        ck_assert_int_eq(e_->balance, (want_balance));                                             \
+    } while (0)
+
+/* A copy of the whole book, to show that a rejection left it exactly as it was. */
+typedef struct book_snapshot {
+    size_t n;
+    size_t n_entries;
+    lq_account *accounts;
+    lq_entry *entries; /* shallow: the change texts are the book's */
+} book_snapshot;
+
+static book_snapshot *snapshot(void)
+{
+    book_snapshot *copy = calloc(1, sizeof(*copy));
 
     ck_assert_ptr_nonnull(copy);
-    memcpy(copy, book.accounts, book.n * sizeof(*copy));
+    copy->n = book.n;
+    copy->n_entries = book.n_entries;
+    copy->accounts = malloc(book.n * sizeof(*copy->accounts) + 1);
+    copy->entries = malloc(book.n_entries * sizeof(*copy->entries) + 1);
+    ck_assert_ptr_nonnull(copy->accounts);
+    ck_assert_ptr_nonnull(copy->entries);
+    if (book.n)
+        memcpy(copy->accounts, book.accounts, book.n * sizeof(*copy->accounts));
+    if (book.n_entries)
+        memcpy(copy->entries, book.entries, book.n_entries * sizeof(*copy->entries));
     return copy;
 }
 
-static void ck_assert_book_is(lq_account *before, size_t n)
+/* Every field of every account, and every entry, as in before (then freed); n accounts. */
+static void ck_assert_book_is(book_snapshot *before, size_t n)
 {
+    ck_assert_uint_eq(before->n, n);
     ck_assert_uint_eq(book.n, n);
     for (size_t i = 0; i < n; i++) {
-        ck_assert_str_eq(book.accounts[i].id, before[i].id);
-        ck_assert_int_eq(book.accounts[i].debits, before[i].debits);
-        ck_assert_int_eq(book.accounts[i].credits, before[i].credits);
-        ck_assert_int_eq(book.accounts[i].changed, before[i].changed);
+        const lq_account *a = &book.accounts[i];
+        const lq_account *b = &before->accounts[i];
+
+        ck_assert_str_eq(a->id, b->id);
+        ck_assert_str_eq(a->currency, b->currency);
+        ck_assert_int_eq(a->status, b->status);
+        ck_assert_int_eq(a->allow_negative, b->allow_negative);
+        ck_assert_int_eq(a->overdraft_limit, b->overdraft_limit);
+        ck_assert_int_eq(a->max_balance, b->max_balance);
+        ck_assert_int_eq(a->debits, b->debits);
+        ck_assert_int_eq(a->credits, b->credits);
+        ck_assert_int_eq(a->held_debits, b->held_debits);
+        ck_assert_int_eq(a->held_credits, b->held_credits);
+        ck_assert_int_eq(a->entries, b->entries);
+        ck_assert_str_eq(a->created_at, b->created_at);
+        ck_assert_int_eq(a->changed, b->changed);
+        ck_assert_int_eq(a->opened, b->opened);
     }
+    ck_assert_uint_eq(book.n_entries, before->n_entries);
+    for (size_t i = 0; i < before->n_entries; i++) {
+        const lq_entry *a = &book.entries[i];
+        const lq_entry *b = &before->entries[i];
+
+        ck_assert_str_eq(a->account, b->account);
+        ck_assert_int_eq(a->seq, b->seq);
+        ck_assert_ptr_eq(a->command, b->command);
+        ck_assert_ptr_eq(a->type, b->type);
+        ck_assert_int_eq(a->leg, b->leg);
+        ck_assert_int_eq(a->amount, b->amount);
+        ck_assert_int_eq(a->balance, b->balance);
+        ck_assert_int_eq(a->held_debits, b->held_debits);
+        ck_assert_int_eq(a->held_credits, b->held_credits);
+        ck_assert_ptr_eq(a->change, b->change);
+    }
+    free(before->accounts);
+    free(before->entries);
     free(before);
 }
 
@@ -137,6 +226,90 @@ static void ck_apply(const test_payment *t, int want, const char *want_detail)
     memset(detail, 'x', sizeof(detail));
     ck_assert_int_eq(lq_ledger_apply(&book, &t->p, detail, sizeof(detail)), want);
     ck_assert_str_eq(detail, want_detail);
+}
+
+/* Append to t's canonical text (account commands: one piece per field given). */
+static void canon_add(test_payment *t, const char *piece)
+{
+    size_t used = strlen(t->canonical);
+
+    snprintf(t->canonical + used, sizeof(t->canonical) - used, "%s;", piece);
+}
+
+/* An account.open of acct in currency, with the defaults until a set_* below. */
+static void cmd_open(test_payment *t, const char *id, const char *acct, const char *currency)
+{
+    pay_init(t, id);
+    t->p.type = LQ_CMD_ACCOUNT_OPEN;
+    snprintf(t->p.change.account, sizeof(t->p.change.account), "%s", acct);
+    snprintf(t->p.change.currency, sizeof(t->p.change.currency), "%s", currency);
+    canon_add(t, "account.open");
+    canon_add(t, acct);
+    canon_add(t, currency);
+}
+
+/* An account.update of acct, changing nothing until a set_* below. */
+static void cmd_update(test_payment *t, const char *id, const char *acct)
+{
+    pay_init(t, id);
+    t->p.type = LQ_CMD_ACCOUNT_UPDATE;
+    snprintf(t->p.change.account, sizeof(t->p.change.account), "%s", acct);
+    canon_add(t, "account.update");
+    canon_add(t, acct);
+}
+
+static void set_status(test_payment *t, lq_account_status status)
+{
+    t->p.change.set_status = true;
+    t->p.change.status = status;
+    canon_add(t, status == LQ_STATUS_ACTIVE   ? "active"
+                 : status == LQ_STATUS_FROZEN ? "frozen"
+                                              : "closed");
+}
+
+static void set_allow_negative(test_payment *t, bool allow)
+{
+    t->p.change.set_allow_negative = true;
+    t->p.change.allow_negative = allow;
+    canon_add(t, allow ? "allow_negative" : "no_negative");
+}
+
+static void set_overdraft(test_payment *t, int64_t limit)
+{
+    char piece[48];
+
+    t->p.change.set_overdraft_limit = true;
+    t->p.change.overdraft_limit = limit;
+    snprintf(piece, sizeof(piece), "overdraft=%" PRId64, limit);
+    canon_add(t, piece);
+}
+
+/* 0: no ceiling (account.update's null). */
+static void set_max(test_payment *t, int64_t max_balance)
+{
+    char piece[48];
+
+    t->p.change.set_max_balance = true;
+    t->p.change.max_balance = max_balance;
+    snprintf(piece, sizeof(piece), "max=%" PRId64, max_balance);
+    canon_add(t, piece);
+}
+
+static void set_reason(test_payment *t, const char *reason)
+{
+    snprintf(t->reason, sizeof(t->reason), "%s", reason);
+    t->p.change.reason = t->reason;
+    canon_add(t, reason);
+}
+
+/* Apply t, expecting it applied, and the change text of the entry it appended (the last). */
+static void ck_apply_update(const test_payment *t, const char *want_change)
+{
+    ck_apply(t, LQ_OK, "");
+    ck_assert_uint_gt(book.n_entries, 0);
+    ck_assert_str_eq(book.entries[book.n_entries - 1].type, "account.update");
+    ck_assert_ptr_nonnull(book.entries[book.n_entries - 1].change);
+    ck_assert_str_eq(book.entries[book.n_entries - 1].change, want_change);
 }
 
 /* ---- accounts and the book ---------------------------------------------- */
@@ -272,7 +445,7 @@ END_TEST
 START_TEST(test_account_not_found_debit)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:b", "EUR", 0);
     before = snapshot();
@@ -285,7 +458,7 @@ END_TEST
 START_TEST(test_account_not_found_credit)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     before = snapshot();
@@ -308,7 +481,7 @@ END_TEST
 START_TEST(test_currency_mismatch_debit_side)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "USD", 0);
@@ -323,7 +496,7 @@ END_TEST
 START_TEST(test_currency_mismatch_credit_side)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "USD", 0);
@@ -352,7 +525,7 @@ END_TEST
 START_TEST(test_insufficient_funds_one_below)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 99);
     open_funded("acct:b", "EUR", 0);
@@ -399,7 +572,7 @@ END_TEST
 START_TEST(test_amount_overflow_on_credits)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_account("acct:a", "EUR", true, 0, 0);
     open_funded("acct:b", "EUR", INT64_MAX - 10);
@@ -419,7 +592,7 @@ END_TEST
 START_TEST(test_amount_overflow_on_debits_of_allow_negative)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_account("acct:a", "EUR", true, INT64_MAX - 5, 0);
     open_funded("acct:b", "EUR", 0);
@@ -438,7 +611,7 @@ END_TEST
 START_TEST(test_int64_max_amounts)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_account("acct:a", "EUR", true, 0, 0);
     open_funded("acct:b", "EUR", 0);
@@ -529,7 +702,7 @@ END_TEST
 START_TEST(test_first_failing_leg_decides)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 10);
     open_funded("acct:b", "EUR", 0);
@@ -548,7 +721,7 @@ END_TEST
 START_TEST(test_multi_leg_atomicity)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "EUR", 0);
@@ -605,7 +778,7 @@ END_TEST
 START_TEST(test_legs_in_order_not_netted)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     /* The same legs the other way round: a is spent before it is funded. */
     open_funded("acct:a", "EUR", 0);
@@ -646,7 +819,7 @@ END_TEST
 START_TEST(test_same_account_in_several_legs_rolled_back)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
     open_funded("acct:a", "EUR", 100);
     open_funded("acct:b", "EUR", 20);
@@ -703,9 +876,9 @@ END_TEST
 START_TEST(test_malformed_payment_is_internal_error)
 {
     test_payment t;
-    lq_account *before;
+    book_snapshot *before;
 
-    /* What lq_payment_parse() never produces is a bug, not a business outcome. */
+    /* What lq_command_parse() never produces is a bug, not a business outcome. */
     open_account("acct:a", "EUR", true, 0, 0);
     open_funded("acct:b", "EUR", 0);
     before = snapshot();
@@ -721,12 +894,1099 @@ START_TEST(test_malformed_payment_is_internal_error)
 }
 END_TEST
 
+/* ---- section 13: available balance, floors, ceilings, statuses ----------- */
+
+START_TEST(test_available_is_balance_minus_held_debits)
+{
+    open_funded("acct:a", "EUR", 500);
+    account("acct:a")->held_debits = 200;
+    account("acct:a")->held_credits = 1000; /* not available until captured */
+    ck_assert_int_eq(lq_account_available(account("acct:a")), 300);
+
+    /* Exactly INT64_MIN, and below the range: both INT64_MIN, below any floor. */
+    open_account("acct:b", "EUR", true, INT64_MAX, 0);
+    account("acct:b")->held_debits = 1;
+    ck_assert_int_eq(lq_account_available(account("acct:b")), INT64_MIN);
+    account("acct:b")->held_debits = INT64_MAX;
+    ck_assert_int_eq(lq_account_available(account("acct:b")), INT64_MIN);
+    open_funded("acct:c", "EUR", INT64_MAX);
+    account("acct:c")->held_debits = INT64_MAX;
+    ck_assert_int_eq(lq_account_available(account("acct:c")), 0);
+}
+END_TEST
+
+START_TEST(test_overdraft_debit_to_exactly_minus_limit_then_one_more)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_limited("acct:a", "EUR", 100, 500, 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 600, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", -500);
+    before = snapshot();
+    pay1(&t, "p2", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -500, cannot be debited 1 (floor -500)");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_overdraft_limit_zero_is_floor_zero)
+{
+    test_payment t;
+
+    open_limited("acct:a", "EUR", 10, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 11, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 10, cannot be debited 11");
+}
+END_TEST
+
+START_TEST(test_credit_to_exactly_the_ceiling_then_one_more)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:a", "EUR", true, 0, 0);
+    open_limited("acct:b", "EUR", 900, 0, 1000);
+    pay1(&t, "p1", "acct:a", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 1000);
+    before = snapshot();
+    pay1(&t, "p2", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:b\" has balance 1000, cannot be credited 1 (max balance 1000)");
+    ck_assert_book_is(before, 2);
+    /* The ceiling binds the credited account only: b can still pay out. */
+    pay1(&t, "p3", "acct:b", "acct:a", 1000, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 0);
+}
+END_TEST
+
+START_TEST(test_ceiling_of_a_negative_account)
+{
+    test_payment t;
+
+    /* A ceiling is on the balance, not on the credits: -300 + 400 = 100 fits a ceiling of 100. */
+    open_limited("acct:a", "EUR", -300, 500, 100);
+    open_account("acct:bank", "EUR", true, 0, 0);
+    pay1(&t, "p1", "acct:bank", "acct:a", 401, "EUR");
+    ck_apply(
+        &t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+        "leg 1: account \"acct:a\" has balance -300, cannot be credited 401 (max balance 100)");
+    pay1(&t, "p2", "acct:bank", "acct:a", 400, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", 100);
+}
+END_TEST
+
+START_TEST(test_held_debits_count_in_available_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 500);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 200;
+    account("acct:a")->held_credits = 1000; /* counts for nothing here */
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 301, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 500 (available 300), cannot be debited 301");
+    ck_assert_book_is(before, 2);
+    pay1(&t, "p2", "acct:a", "acct:b", 300, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", 200);
+    ck_assert_int_eq(lq_account_available(account("acct:a")), 0);
+    /* The held amounts stay as they were, and show in the entries. */
+    ck_assert_int_eq(account("acct:a")->held_debits, 200);
+    ck_assert_int_eq(book.entries[0].held_debits, 200);
+    ck_assert_int_eq(book.entries[0].held_credits, 1000);
+    ck_assert_int_eq(book.entries[1].held_debits, 0);
+}
+END_TEST
+
+START_TEST(test_held_debits_with_an_overdraft_limit)
+{
+    test_payment t;
+
+    open_limited("acct:a", "EUR", 500, 100, 0);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 200;
+    pay1(&t, "p1", "acct:a", "acct:b", 401, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 500 (available 300), cannot be debited 401 "
+             "(floor -100)");
+    pay1(&t, "p2", "acct:a", "acct:b", 400, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(lq_account_available(account("acct:a")), -100);
+}
+END_TEST
+
+START_TEST(test_held_credits_count_against_the_ceiling)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:a", "EUR", true, 0, 0);
+    open_limited("acct:b", "EUR", 700, 0, 1000);
+    account("acct:b")->held_credits = 200;
+    account("acct:b")->held_debits = 700; /* counts for nothing here */
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 101, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:b\" has balance 700 (held credits 200), cannot be credited "
+             "101 (max balance 1000)");
+    ck_assert_book_is(before, 2);
+    pay1(&t, "p2", "acct:a", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 800);
+}
+END_TEST
+
+START_TEST(test_frozen_debit_is_rejected_frozen_credit_applies)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 100);
+    account("acct:a")->status = LQ_STATUS_FROZEN;
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 1: account \"acct:a\" is frozen");
+    ck_assert_book_is(before, 2);
+    /* Money still comes in. */
+    pay1(&t, "p2", "acct:b", "acct:a", 10, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", 110);
+    ck_assert_balance("acct:b", 90);
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_FROZEN);
+}
+END_TEST
+
+START_TEST(test_frozen_without_a_floor_is_still_frozen)
+{
+    test_payment t;
+
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:bank")->status = LQ_STATUS_FROZEN;
+    pay1(&t, "p1", "acct:bank", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 1: account \"acct:bank\" is frozen");
+}
+END_TEST
+
+START_TEST(test_closed_on_either_side)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:c")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    pay1(&t, "p1", "acct:a", "acct:c", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:c\" is closed");
+    pay1(&t, "p2", "acct:c", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:c\" is closed");
+    /* Both closed: the debited account is named. */
+    account("acct:b")->status = LQ_STATUS_CLOSED;
+    before->accounts[1].status = LQ_STATUS_CLOSED;
+    pay1(&t, "p3", "acct:c", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:c\" is closed");
+    pay1(&t, "p4", "acct:b", "acct:c", 10, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:b\" is closed");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+/* ---- section 13: the leg-check order, on several legs ---------------------- */
+
+/*
+ * Each test pairs two adjacent checks of section 13 on leg 2 of a command
+ * whose leg 1 passes (and is posted, then undone): the earlier check wins,
+ * and nothing stays of leg 1.
+ */
+static void order_setup(void)
+{
+    open_funded("acct:src", "EUR", 1000);
+    open_funded("acct:dst", "EUR", 0);
+}
+
+static void order_command(test_payment *t, const char *debit, const char *credit, int64_t amount,
+                          const char *currency)
+{
+    pay_init(t, "order");
+    pay_leg(t, "acct:src", "acct:dst", 10, "EUR");
+    pay_leg(t, debit, credit, amount, currency);
+}
+
+START_TEST(test_order_not_found_before_closed)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:closed", "EUR", 0);
+    account("acct:closed")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    order_command(&t, "acct:closed", "acct:x", 1, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 2: account \"acct:x\" does not exist");
+    order_command(&t, "acct:y", "acct:closed", 1, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 2: account \"acct:y\" does not exist");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_order_closed_before_currency_mismatch)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:usd", "USD", 100);
+    open_funded("acct:closed", "EUR", 0);
+    account("acct:closed")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    /* The credited account is closed and in another currency than the leg. */
+    order_command(&t, "acct:usd", "acct:closed", 1, "USD");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 2: account \"acct:closed\" is closed");
+    ck_assert_book_is(before, 4);
+}
+END_TEST
+
+START_TEST(test_order_currency_mismatch_before_frozen)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:frozen", "EUR", 100);
+    account("acct:frozen")->status = LQ_STATUS_FROZEN;
+    open_funded("acct:usd", "USD", 0);
+    before = snapshot();
+    order_command(&t, "acct:frozen", "acct:usd", 1, "EUR");
+    ck_apply(&t, LQ_ERR_CURRENCY_MISMATCH,
+             "leg 2: currency EUR differs from account \"acct:usd\" (USD)");
+    ck_assert_book_is(before, 4);
+}
+END_TEST
+
+START_TEST(test_order_frozen_before_insufficient_funds)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:frozen", "EUR", 0);
+    account("acct:frozen")->status = LQ_STATUS_FROZEN;
+    before = snapshot();
+    order_command(&t, "acct:frozen", "acct:dst", 50, "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 2: account \"acct:frozen\" is frozen");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_order_insufficient_funds_before_exceeds_max_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    open_funded("acct:poor", "EUR", 0);
+    open_limited("acct:capped", "EUR", 100, 0, 100);
+    before = snapshot();
+    order_command(&t, "acct:poor", "acct:capped", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 2: account \"acct:poor\" has balance 0, cannot be debited 1");
+    ck_assert_book_is(before, 4);
+}
+END_TEST
+
+START_TEST(test_order_exceeds_max_balance_before_amount_overflow)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    order_setup();
+    /* The debited account's debits would overflow; the credited account is full. */
+    open_account("acct:bank", "EUR", true, INT64_MAX, 0);
+    open_limited("acct:capped", "EUR", 100, 0, 100);
+    /* And an account whose credits would overflow while it passes its ceiling. */
+    open_limited("acct:busy", "EUR", 10, 0, 15);
+    account("acct:busy")->debits = INT64_MAX - 10;
+    account("acct:busy")->credits = INT64_MAX;
+    before = snapshot();
+    order_command(&t, "acct:bank", "acct:capped", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 2: account \"acct:capped\" has balance 100, cannot be credited 1 (max balance "
+             "100)");
+    order_command(&t, "acct:src", "acct:busy", 20, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 2: account \"acct:busy\" has balance 10, cannot be credited 20 (max balance 15)");
+    /* Within the ceiling, the overflow of the totals still decides. */
+    order_command(&t, "acct:src", "acct:busy", 5, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 2: credits of account \"acct:busy\" would exceed the 64-bit range");
+    ck_assert_book_is(before, 5);
+}
+END_TEST
+
+START_TEST(test_first_failing_leg_decides_whatever_the_reasons)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:bank", "EUR", true, INT64_MAX, 0);
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_limited("acct:capped", "EUR", 100, 0, 100);
+    open_funded("acct:closed", "EUR", 0);
+    account("acct:closed")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+
+    /* Leg 1 fails the last check, leg 2 the first: leg 1 decides. */
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:bank", "acct:a", 1, "EUR");
+    pay_leg(&t, "acct:a", "acct:missing", 1, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:bank\" would exceed the 64-bit range");
+
+    /* Leg 2 fails a late check, leg 3 an early one: leg 2 decides. */
+    pay_init(&t, "p2");
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    pay_leg(&t, "acct:a", "acct:capped", 1, "EUR");
+    pay_leg(&t, "acct:closed", "acct:a", 1, "USD");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 2: account \"acct:capped\" has balance 100, cannot be credited 1 (max balance "
+             "100)");
+    ck_assert_book_is(before, 5);
+}
+END_TEST
+
+START_TEST(test_later_leg_sees_the_ceiling_earlier_legs_reached)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_limited("acct:b", "EUR", 0, 0, 500);
+    before = snapshot();
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 300, "EUR");
+    pay_leg(&t, "acct:a", "acct:b", 200, "EUR"); /* b: exactly 500 */
+    pay_leg(&t, "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 3: account \"acct:b\" has balance 500, cannot be credited 1 (max balance 500)");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_int64_edges_of_floors_and_ceilings)
+{
+    test_payment t;
+
+    /* The lowest floor there is: -INT64_MAX, reached exactly. */
+    open_limited("acct:a", "EUR", 0, INT64_MAX, 0);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:a", -INT64_MAX);
+    pay1(&t, "p2", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -9223372036854775807, cannot be debited 1 "
+             "(floor -9223372036854775807)");
+    /* Held debits take the available balance below the range: below the floor still. */
+    account("acct:a")->held_debits = 5;
+    pay1(&t, "p3", "acct:a", "acct:b", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -9223372036854775807 (available "
+             "-9223372036854775808), cannot be debited 9223372036854775807 (floor "
+             "-9223372036854775807)");
+
+    /* The highest ceiling there is: INT64_MAX, reached exactly, then passed by a sum that
+     * overflows. */
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_limited("acct:c", "EUR", 0, 0, INT64_MAX);
+    pay1(&t, "p4", "acct:bank", "acct:c", INT64_MAX, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:c", INT64_MAX);
+    open_account("acct:bank2", "EUR", true, 0, 0);
+    pay1(&t, "p5", "acct:bank2", "acct:c", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:c\" has balance 9223372036854775807, cannot be credited 1 "
+             "(max balance 9223372036854775807)");
+    /* Held credits that overflow with the balance: above any ceiling. */
+    open_limited("acct:d", "EUR", 10, 0, INT64_MAX);
+    account("acct:d")->held_credits = INT64_MAX;
+    pay1(&t, "p6", "acct:bank2", "acct:d", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:d\" has balance 10 (held credits 9223372036854775807), cannot "
+             "be credited 1 (max balance 9223372036854775807)");
+}
+END_TEST
+
+/* ---- section 15: the entries of transfers ---------------------------------- */
+
+START_TEST(test_entries_of_transfers)
+{
+    test_payment t1, t2;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:a")->entries = 41; /* as loaded: the history goes on from there */
+    pay1(&t1, "p1", "acct:a", "acct:b", 30, "EUR");
+    ck_apply(&t1, LQ_OK, "");
+    pay1(&t2, "p2", "acct:b", "acct:a", 5, "EUR");
+    ck_apply(&t2, LQ_OK, "");
+
+    ck_assert_uint_eq(book.n_entries, 4);
+    /* Debit first, signed amounts, the balance just after each. */
+    ck_assert_entry(0, "acct:a", 42, "p1", "transfer", 1, -30, 70);
+    ck_assert_entry(1, "acct:b", 1, "p1", "transfer", 1, 30, 30);
+    ck_assert_entry(2, "acct:b", 2, "p2", "transfer", 1, -5, 25);
+    ck_assert_entry(3, "acct:a", 43, "p2", "transfer", 1, 5, 75);
+    for (size_t i = 0; i < book.n_entries; i++) {
+        ck_assert_ptr_null(book.entries[i].change);
+        ck_assert_int_eq(book.entries[i].held_debits, 0);
+        ck_assert_int_eq(book.entries[i].held_credits, 0);
+    }
+    /* The command's id, borrowed. */
+    ck_assert_ptr_eq(book.entries[0].command, t1.p.id);
+    ck_assert_int_eq(account("acct:a")->entries, 43);
+    ck_assert_int_eq(account("acct:b")->entries, 2);
+    ck_assert_int_eq(account("acct:c")->entries, 0);
+}
+END_TEST
+
+START_TEST(test_entries_of_several_legs_on_one_account)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 20);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:a")->entries = 3;
+    account("acct:c")->entries = 7;
+    pay_init(&t, "p1");
+    pay_leg(&t, "acct:a", "acct:b", 30, "EUR");
+    pay_leg(&t, "acct:b", "acct:c", 50, "EUR");
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    pay_leg(&t, "acct:c", "acct:a", 5, "EUR");
+    ck_apply(&t, LQ_OK, "");
+
+    ck_assert_uint_eq(book.n_entries, 8);
+    ck_assert_entry(0, "acct:a", 4, "p1", "transfer", 1, -30, 70);
+    ck_assert_entry(1, "acct:b", 1, "p1", "transfer", 1, 30, 50);
+    ck_assert_entry(2, "acct:b", 2, "p1", "transfer", 2, -50, 0);
+    ck_assert_entry(3, "acct:c", 8, "p1", "transfer", 2, 50, 50);
+    ck_assert_entry(4, "acct:a", 5, "p1", "transfer", 3, -10, 60);
+    ck_assert_entry(5, "acct:b", 3, "p1", "transfer", 3, 10, 10);
+    ck_assert_entry(6, "acct:c", 9, "p1", "transfer", 4, -5, 45);
+    ck_assert_entry(7, "acct:a", 6, "p1", "transfer", 4, 5, 65);
+    ck_assert_int_eq(account("acct:a")->entries, 6);
+    ck_assert_int_eq(account("acct:b")->entries, 3);
+    ck_assert_int_eq(account("acct:c")->entries, 9);
+}
+END_TEST
+
+START_TEST(test_rejected_at_third_leg_appends_nothing)
+{
+    test_payment t1, t2, t3;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    account("acct:b")->entries = 10;
+    pay1(&t1, "p1", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t1, LQ_OK, "");
+    before = snapshot();
+
+    pay_init(&t2, "p2");
+    pay_leg(&t2, "acct:a", "acct:b", 20, "EUR");
+    pay_leg(&t2, "acct:b", "acct:c", 30, "EUR");
+    pay_leg(&t2, "acct:c", "acct:a", 31, "EUR"); /* c holds 30 */
+    ck_apply(&t2, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 3: account \"acct:c\" has balance 30, cannot be debited 31");
+    /* The entries of p1 as they were, none of p2, every counter back. */
+    ck_assert_book_is(before, 3);
+    ck_assert_int_eq(account("acct:a")->entries, 1);
+    ck_assert_int_eq(account("acct:b")->entries, 11);
+    ck_assert_int_eq(account("acct:c")->entries, 0);
+
+    /* The next applied command goes on without a gap. */
+    pay1(&t3, "p3", "acct:b", "acct:c", 5, "EUR");
+    ck_apply(&t3, LQ_OK, "");
+    ck_assert_uint_eq(book.n_entries, 4);
+    ck_assert_entry(2, "acct:b", 12, "p3", "transfer", 1, -5, 5);
+    ck_assert_entry(3, "acct:c", 1, "p3", "transfer", 1, 5, 5);
+}
+END_TEST
+
+START_TEST(test_sixty_four_legs_of_entries)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 64);
+    open_funded("acct:b", "EUR", 0);
+    pay_init(&t, "p1");
+    for (int i = 0; i < LQ_LEGS_MAX; i++)
+        pay_leg(&t, "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_uint_eq(book.n_entries, 2 * LQ_LEGS_MAX);
+    for (int i = 0; i < LQ_LEGS_MAX; i++) {
+        ck_assert_entry(2 * i, "acct:a", i + 1, "p1", "transfer", i + 1, -1, 63 - i);
+        ck_assert_entry(2 * i + 1, "acct:b", i + 1, "p1", "transfer", i + 1, 1, i + 1);
+    }
+}
+END_TEST
+
+START_TEST(test_book_clear_and_release_free_entries)
+{
+    test_payment t;
+    size_t cap;
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_uint_eq(book.n_entries, 2);
+    cap = book.cap_entries;
+    lq_book_clear(&book);
+    ck_assert_uint_eq(book.n, 0);
+    ck_assert_uint_eq(book.n_entries, 0);
+    ck_assert_uint_eq(book.cap_entries, cap);
+    lq_book_release(&book);
+    ck_assert_ptr_null(book.entries);
+    ck_assert_ptr_null(book.accounts);
+    ck_assert_uint_eq(book.n_entries, 0);
+    lq_book_release(NULL);
+}
+END_TEST
+
+/* ---- section 13: account.open ----------------------------------------------- */
+
+START_TEST(test_open_adds_an_active_account)
+{
+    test_payment t;
+    const lq_account *a;
+
+    open_funded("acct:b", "EUR", 0);
+    cmd_open(&t, "open-1", "acct:a", "USD");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_uint_eq(book.n, 2);
+    ck_assert_str_eq(book.accounts[0].id, "acct:a"); /* still sorted */
+    a = account("acct:a");
+    ck_assert_str_eq(a->currency, "USD");
+    ck_assert_int_eq(a->status, LQ_STATUS_ACTIVE);
+    ck_assert(!a->allow_negative);
+    ck_assert_int_eq(a->overdraft_limit, 0);
+    ck_assert_int_eq(a->max_balance, 0);
+    ck_assert_int_eq(a->debits, 0);
+    ck_assert_int_eq(a->credits, 0);
+    ck_assert_int_eq(a->held_debits, 0);
+    ck_assert_int_eq(a->held_credits, 0);
+    ck_assert_int_eq(a->entries, 1);
+    ck_assert_str_eq(a->created_at, "");
+    ck_assert(a->opened);
+    ck_assert(a->changed);
+    ck_assert_account("acct:b", 0, 0, false);
+
+    ck_assert_uint_eq(book.n_entries, 1);
+    ck_assert_entry(0, "acct:a", 1, "open-1", "account.open", 0, 0, 0);
+    ck_assert_int_eq(book.entries[0].held_debits, 0);
+    ck_assert_int_eq(book.entries[0].held_credits, 0);
+    ck_assert_ptr_null(book.entries[0].change);
+}
+END_TEST
+
+START_TEST(test_open_with_limits)
+{
+    test_payment t, p;
+
+    cmd_open(&t, "o1", "acct:neg", "EUR");
+    set_allow_negative(&t, true);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert(account("acct:neg")->allow_negative);
+    ck_assert_int_eq(account("acct:neg")->overdraft_limit, 0);
+
+    cmd_open(&t, "o2", "acct:od", "EUR");
+    set_overdraft(&t, 500);
+    set_max(&t, 1000);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert(!account("acct:od")->allow_negative);
+    ck_assert_int_eq(account("acct:od")->overdraft_limit, 500);
+    ck_assert_int_eq(account("acct:od")->max_balance, 1000);
+
+    cmd_open(&t, "o3", "acct:od2", "EUR");
+    set_allow_negative(&t, false);
+    set_overdraft(&t, 300);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert(!account("acct:od2")->allow_negative);
+    ck_assert_int_eq(account("acct:od2")->overdraft_limit, 300);
+
+    cmd_open(&t, "o4", "acct:max", "EUR");
+    set_overdraft(&t, INT64_MAX);
+    set_max(&t, INT64_MAX);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(account("acct:max")->overdraft_limit, INT64_MAX);
+    ck_assert_int_eq(account("acct:max")->max_balance, INT64_MAX);
+
+    /* The limits hold from the first transfer on. */
+    pay1(&p, "p1", "acct:od", "acct:max", 501, "EUR");
+    ck_apply(&p, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:od\" has balance 0, cannot be debited 501 (floor -500)");
+    pay1(&p, "p2", "acct:max", "acct:od", 1001, "EUR");
+    ck_apply(
+        &p, LQ_ERR_EXCEEDS_MAX_BALANCE,
+        "leg 1: account \"acct:od\" has balance 0, cannot be credited 1001 (max balance 1000)");
+    pay1(&p, "p3", "acct:max", "acct:od", 1000, "EUR");
+    ck_apply(&p, LQ_OK, "");
+    ck_assert_balance("acct:max", -1000);
+}
+END_TEST
+
+START_TEST(test_open_of_an_existing_account_is_account_exists)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 10);
+    open_funded("acct:gone", "EUR", 0);
+    account("acct:gone")->status = LQ_STATUS_CLOSED;
+    cmd_open(&t, "open-b", "acct:b", "EUR");
+    ck_apply(&t, LQ_OK, "");
+    before = snapshot();
+
+    /* Loaded, closed (it still exists), or opened by this batch: whatever the currency. */
+    cmd_open(&t, "open-a", "acct:a", "USD");
+    ck_apply(&t, LQ_ERR_ACCOUNT_EXISTS, "account \"acct:a\" exists already");
+    cmd_open(&t, "open-gone", "acct:gone", "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_EXISTS, "account \"acct:gone\" exists already");
+    cmd_open(&t, "open-b-again", "acct:b", "EUR");
+    ck_apply(&t, LQ_ERR_ACCOUNT_EXISTS, "account \"acct:b\" exists already");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_malformed_account_commands_are_internal_errors)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 0);
+    before = snapshot();
+    cmd_open(&t, "o1", "acct:b", "eur");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open of \"acct:b\" has no valid currency");
+    cmd_open(&t, "o2", "", "EUR");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open names no valid account");
+    cmd_open(&t, "o3", "acct:b", "EUR");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open of \"acct:b\" has a status or a reason");
+    cmd_open(&t, "o4", "acct:b", "EUR");
+    set_allow_negative(&t, true);
+    set_overdraft(&t, 1);
+    ck_apply(&t, LQ_ERR_INTERNAL,
+             "account.open of \"acct:b\" sets both allow_negative and overdraft_limit");
+    cmd_open(&t, "o5", "acct:b", "EUR");
+    set_max(&t, -1);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.open of \"acct:b\" has a negative limit");
+
+    cmd_update(&t, "u1", "acct:a");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" changes nothing");
+    set_reason(&t, "a reason alone changes nothing");
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" changes nothing");
+    cmd_update(&t, "u2", "acct:a");
+    set_allow_negative(&t, true);
+    set_overdraft(&t, 0);
+    ck_apply(&t, LQ_ERR_INTERNAL,
+             "account.update of \"acct:a\" sets both allow_negative and overdraft_limit");
+    cmd_update(&t, "u3", "acct:a");
+    set_overdraft(&t, -1);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" has a negative limit");
+    cmd_update(&t, "u4", "acct:a");
+    set_status(&t, (lq_account_status)7);
+    ck_apply(&t, LQ_ERR_INTERNAL, "account.update of \"acct:a\" has unknown status 7");
+
+    pay_init(&t, "t1");
+    t.p.type = (lq_command_type)42;
+    ck_apply(&t, LQ_ERR_INTERNAL, "command has unknown type 42");
+    ck_assert_book_is(before, 1);
+}
+END_TEST
+
+/* ---- section 13: account.update ----------------------------------------------- */
+
+START_TEST(test_update_of_a_missing_account)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 0);
+    cmd_update(&t, "u1", "acct:x");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "account \"acct:x\" does not exist");
+    ck_assert_uint_eq(book.n_entries, 0);
+}
+END_TEST
+
+START_TEST(test_update_of_a_closed_account_is_account_closed)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 0);
+    account("acct:a")->status = LQ_STATUS_CLOSED;
+    before = snapshot();
+    /* Whatever the update, even one that changes nothing, even one that would break a limit. */
+    cmd_update(&t, "u1", "acct:a");
+    set_status(&t, LQ_STATUS_ACTIVE);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    cmd_update(&t, "u2", "acct:a");
+    set_status(&t, LQ_STATUS_CLOSED);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    cmd_update(&t, "u3", "acct:a");
+    set_allow_negative(&t, true);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    cmd_update(&t, "u4", "acct:a");
+    set_max(&t, 0);
+    set_reason(&t, "reopen");
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    ck_assert_book_is(before, 1);
+}
+END_TEST
+
+START_TEST(test_close_order_not_empty_then_holds_then_limits)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 5);
+    account("acct:a")->held_debits = 3;
+    open_account("acct:neg", "EUR", true, 5, 0);
+    open_funded("acct:held", "EUR", 0);
+    account("acct:held")->held_debits = 10;
+    open_funded("acct:in", "EUR", 0);
+    account("acct:in")->held_credits = 7;
+    before = snapshot();
+
+    /* A balance and holds: not_empty. */
+    cmd_update(&t, "u1", "acct:a");
+    set_status(&t, LQ_STATUS_CLOSED);
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_EMPTY, "account \"acct:a\" has balance 5, cannot be closed");
+    /* A negative balance and a floor it breaks: not_empty. */
+    cmd_update(&t, "u2", "acct:neg");
+    set_status(&t, LQ_STATUS_CLOSED);
+    set_allow_negative(&t, false);
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_EMPTY, "account \"acct:neg\" has balance -5, cannot be closed");
+    /* Holds and a floor the available balance breaks: has_holds. */
+    cmd_update(&t, "u3", "acct:held");
+    set_status(&t, LQ_STATUS_CLOSED);
+    set_overdraft(&t, 0);
+    ck_apply(&t, LQ_ERR_ACCOUNT_HAS_HOLDS,
+             "account \"acct:held\" has held debits 10 and held credits 0, cannot be closed");
+    cmd_update(&t, "u4", "acct:in");
+    set_status(&t, LQ_STATUS_CLOSED);
+    ck_apply(&t, LQ_ERR_ACCOUNT_HAS_HOLDS,
+             "account \"acct:in\" has held debits 0 and held credits 7, cannot be closed");
+    /* The same limits without closing: balance_outside_limits. */
+    cmd_update(&t, "u5", "acct:held");
+    set_overdraft(&t, 0);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:held\" has balance 0 (available -10), below the new floor 0");
+    ck_assert_book_is(before, 4);
+
+    /* Freezing is no closing: a balance and holds are fine. */
+    cmd_update(&t, "u6", "acct:a");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply_update(&t, "{\"status\":\"frozen\"}");
+}
+END_TEST
+
+START_TEST(test_close_is_final)
+{
+    test_payment t, p;
+
+    open_funded("acct:a", "EUR", 0);
+    open_funded("acct:b", "EUR", 100);
+    account("acct:a")->entries = 4;
+    cmd_update(&t, "close-a", "acct:a");
+    set_status(&t, LQ_STATUS_CLOSED);
+    set_reason(&t, "customer left");
+    ck_apply_update(&t, "{\"status\":\"closed\",\"reason\":\"customer left\"}");
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_CLOSED);
+    ck_assert(account("acct:a")->changed);
+    ck_assert_entry(0, "acct:a", 5, "close-a", "account.update", 0, 0, 0);
+
+    pay1(&p, "p1", "acct:b", "acct:a", 1, "EUR");
+    ck_apply(&p, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:a\" is closed");
+    cmd_update(&t, "reopen-a", "acct:a");
+    set_status(&t, LQ_STATUS_ACTIVE);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "account \"acct:a\" is closed");
+    ck_assert_uint_eq(book.n_entries, 1);
+}
+END_TEST
+
+START_TEST(test_update_overdraft_limit_against_a_negative_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_limited("acct:a", "EUR", -400, 500, 0);
+    before = snapshot();
+    cmd_update(&t, "u1", "acct:a");
+    set_overdraft(&t, 300);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -400, below the new floor -300");
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 399);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -400, below the new floor -399");
+    /* allow_negative false alone: the floor is 0. */
+    cmd_update(&t, "u3", "acct:a");
+    set_allow_negative(&t, false);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -400, below the new floor 0");
+    ck_assert_book_is(before, 1);
+
+    /* Exactly at the new floor is inside. */
+    cmd_update(&t, "u4", "acct:a");
+    set_overdraft(&t, 400);
+    ck_apply_update(&t, "{\"overdraft_limit\":400}");
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 400);
+    ck_assert(!account("acct:a")->allow_negative);
+    ck_assert_entry(0, "acct:a", 1, "u4", "account.update", 0, 0, -400);
+}
+END_TEST
+
+START_TEST(test_update_held_debits_against_a_new_floor)
+{
+    test_payment t;
+
+    open_limited("acct:a", "EUR", 100, 100, 0);
+    account("acct:a")->held_debits = 150;
+    cmd_update(&t, "u1", "acct:a");
+    set_overdraft(&t, 49);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance 100 (available -50), below the new floor -49");
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 50);
+    ck_apply_update(&t, "{\"overdraft_limit\":50}");
+    ck_assert_int_eq(book.entries[0].held_debits, 150);
+    ck_assert_int_eq(book.entries[0].balance, 100);
+}
+END_TEST
+
+START_TEST(test_update_allow_negative_and_overdraft_limit)
+{
+    test_payment t, p;
+
+    open_limited("acct:a", "EUR", -400, 500, 0);
+    open_funded("acct:b", "EUR", 0);
+
+    /* allow_negative true: no floor, and the overdraft limit no longer matters (0). */
+    cmd_update(&t, "u1", "acct:a");
+    set_allow_negative(&t, true);
+    ck_apply_update(&t, "{\"allow_negative\":true}");
+    ck_assert(account("acct:a")->allow_negative);
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 0);
+    pay1(&p, "p1", "acct:a", "acct:b", 10000, "EUR");
+    ck_apply(&p, LQ_OK, "");
+    ck_assert_balance("acct:a", -10400);
+
+    /* An overdraft limit turns allow_negative off; the balance must fit the new floor. */
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 10000);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance -10400, below the new floor -10000");
+    ck_assert(account("acct:a")->allow_negative);
+    cmd_update(&t, "u3", "acct:a");
+    set_overdraft(&t, 20000);
+    ck_apply_update(&t, "{\"overdraft_limit\":20000}");
+    ck_assert(!account("acct:a")->allow_negative);
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 20000);
+    pay1(&p, "p2", "acct:a", "acct:b", 9601, "EUR");
+    ck_apply(&p, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance -10400, cannot be debited 9601 (floor -20000)");
+
+    /* allow_negative false with an overdraft limit: that floor. */
+    cmd_update(&t, "u4", "acct:a");
+    set_allow_negative(&t, false);
+    set_overdraft(&t, 10400);
+    ck_apply_update(&t, "{\"allow_negative\":false,\"overdraft_limit\":10400}");
+    ck_assert(!account("acct:a")->allow_negative);
+    ck_assert_int_eq(account("acct:a")->overdraft_limit, 10400);
+
+    /* allow_negative false alone, on an account with an overdraft limit at 0 balance: floor 0. */
+    open_limited("acct:c", "EUR", 0, 700, 0);
+    cmd_update(&t, "u5", "acct:c");
+    set_allow_negative(&t, false);
+    ck_apply_update(&t, "{\"allow_negative\":false}");
+    ck_assert(!account("acct:c")->allow_negative);
+    ck_assert_int_eq(account("acct:c")->overdraft_limit, 0);
+}
+END_TEST
+
+START_TEST(test_update_max_balance)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 900);
+    before = snapshot();
+    cmd_update(&t, "u1", "acct:a");
+    set_max(&t, 899);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance 900, above the new max balance 899");
+    ck_assert_book_is(before, 1);
+    cmd_update(&t, "u2", "acct:a");
+    set_max(&t, 900);
+    ck_apply_update(&t, "{\"max_balance\":900}");
+    ck_assert_int_eq(account("acct:a")->max_balance, 900);
+    /* null: no ceiling. */
+    cmd_update(&t, "u3", "acct:a");
+    set_max(&t, 0);
+    ck_apply_update(&t, "{\"max_balance\":null}");
+    ck_assert_int_eq(account("acct:a")->max_balance, 0);
+
+    /* Held credits count. */
+    account("acct:a")->held_credits = 50;
+    cmd_update(&t, "u4", "acct:a");
+    set_max(&t, 949);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:a\" has balance 900 (held credits 50), above the new max balance 949");
+    cmd_update(&t, "u5", "acct:a");
+    set_max(&t, 950);
+    ck_apply_update(&t, "{\"max_balance\":950}");
+    ck_assert_uint_eq(book.n_entries, 3);
+    ck_assert_int_eq(book.entries[2].held_credits, 50);
+}
+END_TEST
+
+START_TEST(test_update_limits_at_int64_edges)
+{
+    test_payment t;
+
+    open_account("acct:low", "EUR", true, INT64_MAX, 0);
+    cmd_update(&t, "u1", "acct:low");
+    set_overdraft(&t, INT64_MAX);
+    ck_apply_update(&t, "{\"overdraft_limit\":9223372036854775807}");
+    account("acct:low")->held_debits = 1; /* available INT64_MIN: below the lowest floor */
+    cmd_update(&t, "u2", "acct:low");
+    set_overdraft(&t, INT64_MAX);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:low\" has balance -9223372036854775807 (available "
+             "-9223372036854775808), below the new floor -9223372036854775807");
+
+    open_funded("acct:high", "EUR", INT64_MAX);
+    cmd_update(&t, "u3", "acct:high");
+    set_max(&t, INT64_MAX);
+    ck_apply_update(&t, "{\"max_balance\":9223372036854775807}");
+    account("acct:high")->held_credits =
+        1; /* the sum leaves the range: above the highest ceiling */
+    cmd_update(&t, "u4", "acct:high");
+    set_max(&t, INT64_MAX);
+    ck_apply(&t, LQ_ERR_BALANCE_OUTSIDE_LIMITS,
+             "account \"acct:high\" has balance 9223372036854775807 (held credits 1), above the "
+             "new max balance 9223372036854775807");
+}
+END_TEST
+
+START_TEST(test_update_status_again_is_applied_and_recorded)
+{
+    test_payment f1, f2, a1; /* the entries borrow their ids */
+
+    open_funded("acct:a", "EUR", 10);
+    account("acct:a")->entries = 2;
+    cmd_update(&f1, "f1", "acct:a");
+    set_status(&f1, LQ_STATUS_FROZEN);
+    ck_apply_update(&f1, "{\"status\":\"frozen\"}");
+    cmd_update(&f2, "f2", "acct:a");
+    set_status(&f2, LQ_STATUS_FROZEN);
+    ck_apply_update(&f2, "{\"status\":\"frozen\"}");
+    cmd_update(&a1, "a1", "acct:a");
+    set_status(&a1, LQ_STATUS_ACTIVE);
+    ck_apply_update(&a1, "{\"status\":\"active\"}");
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_ACTIVE);
+    ck_assert_uint_eq(book.n_entries, 3);
+    ck_assert_entry(0, "acct:a", 3, "f1", "account.update", 0, 0, 10);
+    ck_assert_entry(1, "acct:a", 4, "f2", "account.update", 0, 0, 10);
+    ck_assert_entry(2, "acct:a", 5, "a1", "account.update", 0, 0, 10);
+    ck_assert_int_eq(account("acct:a")->entries, 5);
+}
+END_TEST
+
+START_TEST(test_update_change_json)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 0);
+    cmd_update(&t, "u1", "acct:a");
+    set_status(&t, LQ_STATUS_FROZEN);
+    set_reason(&t, "fraud review");
+    ck_apply_update(&t, "{\"status\":\"frozen\",\"reason\":\"fraud review\"}");
+    cmd_update(&t, "u2", "acct:a");
+    set_overdraft(&t, 500);
+    ck_apply_update(&t, "{\"overdraft_limit\":500}");
+    cmd_update(&t, "u3", "acct:a");
+    set_max(&t, 0);
+    ck_apply_update(&t, "{\"max_balance\":null}");
+    cmd_update(&t, "u4", "acct:a");
+    set_allow_negative(&t, true);
+    ck_apply_update(&t, "{\"allow_negative\":true}");
+    cmd_update(&t, "u5", "acct:a");
+    set_overdraft(&t, 0);
+    ck_apply_update(&t, "{\"overdraft_limit\":0}");
+    /* Every field, in the order of the contract whatever the order they were set in. */
+    cmd_update(&t, "u6", "acct:a");
+    set_reason(&t, "say \"hi\"\n");
+    set_max(&t, INT64_MAX);
+    set_overdraft(&t, INT64_MAX);
+    set_allow_negative(&t, false);
+    set_status(&t, LQ_STATUS_ACTIVE);
+    ck_apply_update(&t, "{\"status\":\"active\",\"allow_negative\":false,"
+                        "\"overdraft_limit\":9223372036854775807,"
+                        "\"max_balance\":9223372036854775807,\"reason\":\"say \\\"hi\\\"\\n\"}");
+    ck_assert_uint_eq(book.n_entries, 6);
+}
+END_TEST
+
+START_TEST(test_update_entries_carry_the_running_values)
+{
+    test_payment t, p;
+
+    open_funded("acct:a", "EUR", 250);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 20;
+    account("acct:a")->held_credits = 30;
+    account("acct:a")->entries = 9;
+    pay1(&p, "p1", "acct:a", "acct:b", 50, "EUR");
+    ck_apply(&p, LQ_OK, "");
+    cmd_update(&t, "u1", "acct:a");
+    set_max(&t, 1000);
+    ck_apply_update(&t, "{\"max_balance\":1000}");
+    ck_assert_entry(0, "acct:a", 10, "p1", "transfer", 1, -50, 200);
+    ck_assert_entry(2, "acct:a", 11, "u1", "account.update", 0, 0, 200);
+    ck_assert_int_eq(book.entries[2].held_debits, 20);
+    ck_assert_int_eq(book.entries[2].held_credits, 30);
+    ck_assert_ptr_eq(book.entries[2].command, t.p.id);
+    ck_assert_ptr_null(book.entries[0].change);
+}
+END_TEST
+
 /* ---- deciding a batch ----------------------------------------------------- */
 
 static void item_init(lq_item *item, const test_payment *t)
 {
     memset(item, 0, sizeof(*item));
-    item->payment = &t->p;
+    item->command = &t->p;
     /* Garbage the decision must overwrite. */
     item->insert = true;
     item->outcome.result = 12345;
@@ -1058,7 +2318,7 @@ START_TEST(test_decide_large_batch_with_duplicates)
             continue;
         }
         first = &items[i < 2 * IDS ? N / 3 - 1 - (i - IDS) : i - 2 * IDS];
-        ck_assert_str_eq(items[i].payment->id, first->payment->id);
+        ck_assert_str_eq(items[i].command->id, first->command->id);
         ck_assert_outcome(&items[i], first->outcome.result, true, false, first->outcome.detail,
                           NOW);
     }
@@ -1066,6 +2326,139 @@ START_TEST(test_decide_large_batch_with_duplicates)
     ck_assert_account("acct:b", 0, 1000, true);
     free(items);
     free(t);
+}
+END_TEST
+
+START_TEST(test_decide_open_then_transfer_in_one_batch)
+{
+    test_payment early, open, pay, open_again, open_dup, spend;
+    lq_item items[6];
+
+    open_account("acct:bank", "EUR", true, 0, 0);
+    /* A transfer into the account before it is opened gets a final rejection. */
+    pay1(&early, "early", "acct:bank", "acct:new", 50, "EUR");
+    cmd_open(&open, "open-new", "acct:new", "EUR");
+    set_max(&open, 100);
+    pay1(&pay, "pay", "acct:bank", "acct:new", 100, "EUR");
+    cmd_open(&open_again, "open-new-2", "acct:new", "EUR");
+    cmd_open(&open_dup, "open-new", "acct:new", "EUR");
+    set_max(&open_dup, 100);
+    pay1(&spend, "spend", "acct:new", "acct:bank", 101, "EUR");
+    item_init(&items[0], &early);
+    item_init(&items[1], &open);
+    item_init(&items[2], &pay);
+    item_init(&items[3], &open_again);
+    item_init(&items[4], &open_dup);
+    item_init(&items[5], &spend);
+    lq_ledger_decide(items, 6, &book, NOW);
+
+    ck_assert_outcome(&items[0], LQ_ERR_ACCOUNT_NOT_FOUND, false, true,
+                      "leg 1: account \"acct:new\" does not exist", NOW);
+    ck_assert_outcome(&items[1], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[2], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[3], LQ_ERR_ACCOUNT_EXISTS, false, true,
+                      "account \"acct:new\" exists already", NOW);
+    ck_assert_outcome(&items[4], LQ_OK, true, false, "", NOW); /* opened once */
+    ck_assert_outcome(&items[5], LQ_ERR_INSUFFICIENT_FUNDS, false, true,
+                      "leg 1: account \"acct:new\" has balance 100, cannot be debited 101", NOW);
+
+    ck_assert_uint_eq(book.n, 2);
+    ck_assert(account("acct:new")->opened);
+    ck_assert_account("acct:new", 0, 100, true);
+    ck_assert_uint_eq(book.n_entries, 3);
+    ck_assert_entry(0, "acct:new", 1, "open-new", "account.open", 0, 0, 0);
+    ck_assert_entry(1, "acct:bank", 1, "pay", "transfer", 1, -100, -100);
+    ck_assert_entry(2, "acct:new", 2, "pay", "transfer", 1, 100, 100);
+}
+END_TEST
+
+START_TEST(test_decide_freeze_and_unfreeze_in_one_batch)
+{
+    test_payment freeze, out1, in, freeze_dup, unfreeze, out2;
+    lq_item items[6];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 100);
+    cmd_update(&freeze, "freeze-a", "acct:a");
+    set_status(&freeze, LQ_STATUS_FROZEN);
+    set_reason(&freeze, "fraud review");
+    pay1(&out1, "out1", "acct:a", "acct:b", 10, "EUR");
+    pay1(&in, "in", "acct:b", "acct:a", 10, "EUR");
+    cmd_update(&freeze_dup, "freeze-a", "acct:a");
+    set_status(&freeze_dup, LQ_STATUS_FROZEN);
+    set_reason(&freeze_dup, "fraud review");
+    cmd_update(&unfreeze, "unfreeze-a", "acct:a");
+    set_status(&unfreeze, LQ_STATUS_ACTIVE);
+    pay1(&out2, "out2", "acct:a", "acct:b", 10, "EUR");
+    item_init(&items[0], &freeze);
+    item_init(&items[1], &out1);
+    item_init(&items[2], &in);
+    item_init(&items[3], &freeze_dup);
+    item_init(&items[4], &unfreeze);
+    item_init(&items[5], &out2);
+    lq_ledger_decide(items, 6, &book, NOW);
+
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_ERR_ACCOUNT_FROZEN, false, true,
+                      "leg 1: account \"acct:a\" is frozen", NOW);
+    ck_assert_outcome(&items[2], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[3], LQ_OK, true, false, "", NOW);
+    ck_assert_outcome(&items[4], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[5], LQ_OK, false, true, "", NOW);
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_ACTIVE);
+    ck_assert_balance("acct:a", 100);
+
+    /* a's history: freeze, credit, unfreeze, debit; no debit between freeze and unfreeze. */
+    ck_assert_uint_eq(book.n_entries, 6);
+    ck_assert_entry(0, "acct:a", 1, "freeze-a", "account.update", 0, 0, 100);
+    ck_assert_str_eq(book.entries[0].change, "{\"status\":\"frozen\",\"reason\":\"fraud review\"}");
+    ck_assert_entry(1, "acct:b", 1, "in", "transfer", 1, -10, 90);
+    ck_assert_entry(2, "acct:a", 2, "in", "transfer", 1, 10, 110);
+    ck_assert_entry(3, "acct:a", 3, "unfreeze-a", "account.update", 0, 0, 110);
+    ck_assert_str_eq(book.entries[3].change, "{\"status\":\"active\"}");
+    ck_assert_entry(4, "acct:a", 4, "out2", "transfer", 1, -10, 100);
+    ck_assert_entry(5, "acct:b", 2, "out2", "transfer", 1, 10, 100);
+}
+END_TEST
+
+START_TEST(test_decide_same_id_across_types_is_conflict)
+{
+    test_payment pay, upd;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    pay1(&pay, "x1", "acct:a", "acct:b", 10, "EUR");
+    cmd_update(&upd, "x1", "acct:a");
+    set_status(&upd, LQ_STATUS_FROZEN);
+    item_init(&items[0], &pay);
+    item_init(&items[1], &upd);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_ERR_IDEMPOTENCY_CONFLICT, false, false,
+                      "id was first used with other content", NOW);
+    ck_assert_int_eq(account("acct:a")->status, LQ_STATUS_ACTIVE);
+    ck_assert_uint_eq(book.n_entries, 2);
+}
+END_TEST
+
+START_TEST(test_decide_internal_error_is_not_stored)
+{
+    test_payment bad, good;
+    lq_item items[2];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    cmd_update(&bad, "bad", "acct:a"); /* changes nothing: no parser makes that */
+    pay1(&good, "good", "acct:a", "acct:b", 10, "EUR");
+    item_init(&items[0], &bad);
+    item_init(&items[1], &good);
+    lq_ledger_decide(items, 2, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_ERR_INTERNAL, false, false,
+                      "account.update of \"acct:a\" changes nothing", NOW);
+    ck_assert_outcome(&items[1], LQ_OK, false, true, "", NOW);
+    ck_assert_uint_eq(book.n_entries, 2);
+    ck_assert_int_eq(account("acct:a")->entries, 1);
 }
 END_TEST
 
@@ -1089,6 +2482,8 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_book_find_hits_and_misses);
     tcase_add_test(tc, test_book_grows_past_initial_capacity);
     tcase_add_test(tc, test_book_clear_keeps_allocation);
+    tcase_add_test(tc, test_available_is_balance_minus_held_debits);
+    tcase_add_test(tc, test_book_clear_and_release_free_entries);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("outcomes");
@@ -1117,6 +2512,37 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_order_insufficient_funds_before_overflow);
     tcase_add_test(tc, test_order_debits_overflow_before_credits_overflow);
     tcase_add_test(tc, test_first_failing_leg_decides);
+    tcase_add_test(tc, test_order_not_found_before_closed);
+    tcase_add_test(tc, test_order_closed_before_currency_mismatch);
+    tcase_add_test(tc, test_order_currency_mismatch_before_frozen);
+    tcase_add_test(tc, test_order_frozen_before_insufficient_funds);
+    tcase_add_test(tc, test_order_insufficient_funds_before_exceeds_max_balance);
+    tcase_add_test(tc, test_order_exceeds_max_balance_before_amount_overflow);
+    tcase_add_test(tc, test_first_failing_leg_decides_whatever_the_reasons);
+    tcase_add_test(tc, test_later_leg_sees_the_ceiling_earlier_legs_reached);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("limits and statuses");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_overdraft_debit_to_exactly_minus_limit_then_one_more);
+    tcase_add_test(tc, test_overdraft_limit_zero_is_floor_zero);
+    tcase_add_test(tc, test_credit_to_exactly_the_ceiling_then_one_more);
+    tcase_add_test(tc, test_ceiling_of_a_negative_account);
+    tcase_add_test(tc, test_held_debits_count_in_available_balance);
+    tcase_add_test(tc, test_held_debits_with_an_overdraft_limit);
+    tcase_add_test(tc, test_held_credits_count_against_the_ceiling);
+    tcase_add_test(tc, test_frozen_debit_is_rejected_frozen_credit_applies);
+    tcase_add_test(tc, test_frozen_without_a_floor_is_still_frozen);
+    tcase_add_test(tc, test_closed_on_either_side);
+    tcase_add_test(tc, test_int64_edges_of_floors_and_ceilings);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("transfer entries");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_entries_of_transfers);
+    tcase_add_test(tc, test_entries_of_several_legs_on_one_account);
+    tcase_add_test(tc, test_rejected_at_third_leg_appends_nothing);
+    tcase_add_test(tc, test_sixty_four_legs_of_entries);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("legs");
@@ -1128,6 +2554,30 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_same_account_in_several_legs);
     tcase_add_test(tc, test_same_account_in_several_legs_rolled_back);
     tcase_add_test(tc, test_sixty_four_legs);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("account.open");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_open_adds_an_active_account);
+    tcase_add_test(tc, test_open_with_limits);
+    tcase_add_test(tc, test_open_of_an_existing_account_is_account_exists);
+    tcase_add_test(tc, test_malformed_account_commands_are_internal_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("account.update");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_update_of_a_missing_account);
+    tcase_add_test(tc, test_update_of_a_closed_account_is_account_closed);
+    tcase_add_test(tc, test_close_order_not_empty_then_holds_then_limits);
+    tcase_add_test(tc, test_close_is_final);
+    tcase_add_test(tc, test_update_overdraft_limit_against_a_negative_balance);
+    tcase_add_test(tc, test_update_held_debits_against_a_new_floor);
+    tcase_add_test(tc, test_update_allow_negative_and_overdraft_limit);
+    tcase_add_test(tc, test_update_max_balance);
+    tcase_add_test(tc, test_update_limits_at_int64_edges);
+    tcase_add_test(tc, test_update_status_again_is_applied_and_recorded);
+    tcase_add_test(tc, test_update_change_json);
+    tcase_add_test(tc, test_update_entries_carry_the_running_values);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("decide");
@@ -1145,6 +2595,10 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_decide_earlier_payment_funds_later_one);
     tcase_add_test(tc, test_decide_large_batch_with_duplicates);
     tcase_add_test(tc, test_decide_empty_batch);
+    tcase_add_test(tc, test_decide_open_then_transfer_in_one_batch);
+    tcase_add_test(tc, test_decide_freeze_and_unfreeze_in_one_batch);
+    tcase_add_test(tc, test_decide_same_id_across_types_is_conflict);
+    tcase_add_test(tc, test_decide_internal_error_is_not_stored);
     suite_add_tcase(s, tc);
 
     return s;

@@ -1,6 +1,7 @@
 /*
- * Unit tests of the message module: the payment command of
- * docs/protocol.md section 4, read as a specification.
+ * Unit tests of the message module, read as a specification: the transfer
+ * of docs/protocol.md section 4, the command types of section 12, the
+ * account commands of section 13 and the lines of `account import`.
  *
  * Bodies are handed over in a buffer of exactly their length, as a broker
  * delivers them, so AddressSanitizer catches any read past the end.
@@ -17,24 +18,24 @@
 #include "ledgerq/message.h"
 
 /* A payment pointer parse must leave alone when it fails. */
-static lq_payment untouched_payment;
+static lq_command untouched_payment;
 #define UNTOUCHED (&untouched_payment)
 
 /* Parse len bytes of data from a buffer that ends where the body ends. */
-static int parse_n(const char *data, size_t len, lq_payment **ret, char *detail)
+static int parse_n(const char *data, size_t len, lq_command **ret, char *detail)
 {
     char *buf = malloc(len > 0 ? len : 1);
     int r;
 
     ck_assert_ptr_nonnull(buf);
     memcpy(buf, data, len);
-    r = lq_payment_parse(buf, len, ret, detail, LQ_DETAIL_MAX);
+    r = lq_command_parse(buf, len, ret, detail, LQ_DETAIL_MAX);
     /* The payment must not point into the body: free it at once. */
     free(buf);
     return r;
 }
 
-static int parse_s(const char *text, lq_payment **ret, char *detail)
+static int parse_s(const char *text, lq_command **ret, char *detail)
 {
     return parse_n(text, strlen(text), ret, detail);
 }
@@ -72,9 +73,9 @@ static bool starts_with(const char *s, const char *prefix)
 }
 
 /* Parse text, expect success and return the payment. */
-static lq_payment *parse_ok(const char *text)
+static lq_command *parse_ok(const char *text)
 {
-    lq_payment *p = NULL;
+    lq_command *p = NULL;
     char detail[LQ_DETAIL_MAX] = "";
     int r = parse_s(text, &p, detail);
 
@@ -91,7 +92,7 @@ static lq_payment *parse_ok(const char *text)
  */
 static void expect_fail_n(const char *data, size_t len, int err, const char *detail_prefix)
 {
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
     char detail[LQ_DETAIL_MAX] = "";
     int r = parse_n(data, len, &p, detail);
 
@@ -232,7 +233,7 @@ END_TEST
 
 START_TEST(single_form_is_parsed)
 {
-    lq_payment *p = parse_ok("{\"id\": \"9b2f0c1e-5d1a-4c55-9a53-1d4f0e0b7c11\", \"debit\": "
+    lq_command *p = parse_ok("{\"id\": \"9b2f0c1e-5d1a-4c55-9a53-1d4f0e0b7c11\", \"debit\": "
                              "\"acct:alice\", \"credit\": \"acct:bob\",\n \"amount\": 1250, "
                              "\"currency\": \"EUR\", \"reference\": \"order-42\", \"metadata\": "
                              "{\"channel\": \"web\"}}");
@@ -246,13 +247,13 @@ START_TEST(single_form_is_parsed)
     ck_assert_str_eq(p->reference, "order-42");
     ck_assert_str_eq(p->metadata, "{\"channel\":\"web\"}");
     ck_assert_str_eq(p->canonical, "v1|1|acct:alice,acct:bob,1250,EUR|r8:order-42");
-    ck_assert_ptr_null(lq_payment_free(p));
+    ck_assert_ptr_null(lq_command_free(p));
 }
 END_TEST
 
 START_TEST(legs_form_is_parsed)
 {
-    lq_payment *p =
+    lq_command *p =
         parse_ok("{\"id\": \"split-77\", \"legs\": [\n"
                  "  {\"debit\": \"acct:alice\", \"credit\": \"acct:shop\", \"amount\": 900, "
                  "\"currency\": \"EUR\"},\n"
@@ -271,34 +272,34 @@ START_TEST(legs_form_is_parsed)
     ck_assert_ptr_null(p->metadata);
     ck_assert_str_eq(p->canonical,
                      "v1|2|acct:alice,acct:shop,900,EUR|acct:alice,acct:fees,100,EUR|-");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
 START_TEST(field_order_and_whitespace_do_not_matter)
 {
-    lq_payment *p = parse_ok("\r\n\t {\"currency\":\"USD\" , \"amount\" : 7 ,\"credit\":\"b\","
+    lq_command *p = parse_ok("\r\n\t {\"currency\":\"USD\" , \"amount\" : 7 ,\"credit\":\"b\","
                              "\"debit\":\"a\",\"id\":\"x\"} \n\t\r ");
 
     ck_assert_str_eq(p->id, "x");
     ck_assert_str_eq(p->legs[0].debit, "a");
     ck_assert_int_eq(p->legs[0].amount, 7);
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
 START_TEST(free_accepts_null)
 {
-    ck_assert_ptr_null(lq_payment_free(NULL));
+    ck_assert_ptr_null(lq_command_free(NULL));
 }
 END_TEST
 
 START_TEST(parse_accepts_no_detail_buffer)
 {
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
 
-    ck_assert_int_eq(lq_payment_parse("{", 1, &p, NULL, 0), LQ_ERR_MALFORMED_JSON);
-    ck_assert_int_eq(lq_payment_parse("[]", 2, &p, NULL, 0), LQ_ERR_INVALID_PAYMENT);
+    ck_assert_int_eq(lq_command_parse("{", 1, &p, NULL, 0), LQ_ERR_MALFORMED_JSON);
+    ck_assert_int_eq(lq_command_parse("[]", 2, &p, NULL, 0), LQ_ERR_INVALID_PAYMENT);
     ck_assert_ptr_eq(p, UNTOUCHED);
 }
 END_TEST
@@ -341,18 +342,18 @@ END_TEST
 START_TEST(valid_non_ascii_utf8_is_accepted_in_reference)
 {
     /* 2, 3 and 4 byte forms, the edges around the surrogates and U+10FFFF */
-    lq_payment *p =
+    lq_command *p =
         parse_ok(PAY(",\"reference\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb6 \xed\x9f\xbf "
                      "\xee\x80\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\""));
 
     ck_assert_str_eq(p->reference, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb6 \xed\x9f\xbf "
                                    "\xee\x80\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     /* \u escapes, a surrogate pair included, are decoded to UTF-8 */
     p = parse_ok(PAY(",\"reference\":\"caf\\u00e9 \\ud83d\\udcb6\""));
     ck_assert_str_eq(p->reference, "caf\xc3\xa9 \xf0\x9f\x92\xb6");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -401,10 +402,10 @@ START_TEST(nul_bytes_and_null_body_are_malformed)
     expect_fail_n(in_string, sizeof(in_string) - 1, LQ_ERR_MALFORMED_JSON, "body contains a NUL");
     expect_fail_n(after, sizeof(after) - 1, LQ_ERR_MALFORMED_JSON, "body contains a NUL");
 
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
     char detail[LQ_DETAIL_MAX];
 
-    ck_assert_int_eq(lq_payment_parse(NULL, 0, &p, detail, sizeof(detail)), LQ_ERR_MALFORMED_JSON);
+    ck_assert_int_eq(lq_command_parse(NULL, 0, &p, detail, sizeof(detail)), LQ_ERR_MALFORMED_JSON);
     ck_assert_ptr_eq(p, UNTOUCHED);
 }
 END_TEST
@@ -439,21 +440,21 @@ END_TEST
 START_TEST(moderate_nesting_in_metadata_is_kept)
 {
     char *body = nested(100, true);
-    lq_payment *p = parse_ok(body);
+    lq_command *p = parse_ok(body);
 
     ck_assert(starts_with(p->metadata, "{\"deep\":[[[[["));
     ck_assert_uint_eq(strlen(p->metadata), strlen("{\"deep\":}") + 200);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 }
 END_TEST
 
 START_TEST(byte_order_mark_is_ignored)
 {
-    lq_payment *p = parse_ok("\xef\xbb\xbf" PAY(""));
+    lq_command *p = parse_ok("\xef\xbb\xbf" PAY(""));
 
     ck_assert_str_eq(p->id, "p-1");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -495,7 +496,7 @@ START_TEST(unknown_field_names_are_shown_safely)
 {
     char *long_name = repeat('k', 500);
     char *body = body_printf(PAY(",\"%s\":1"), long_name);
-    lq_payment *p = UNTOUCHED;
+    lq_command *p = UNTOUCHED;
     char detail[LQ_DETAIL_MAX];
 
     ck_assert_int_eq(parse_s(body, &p, detail), LQ_ERR_INVALID_PAYMENT);
@@ -550,7 +551,7 @@ END_TEST
 
 START_TEST(nul_escape_is_invalid_but_escaped_backslash_is_not)
 {
-    lq_payment *p;
+    lq_command *p;
 
     /* cJSON would cut the string at the NUL; PostgreSQL cannot store it */
     expect_invalid(PAY(",\"reference\":\"a\\u0000b\""), "body: strings must not contain \\u0000");
@@ -562,11 +563,11 @@ START_TEST(nul_escape_is_invalid_but_escaped_backslash_is_not)
     /* an escaped backslash followed by the text u0000 is six harmless characters */
     p = parse_ok(PAY(",\"reference\":\"\\\\u0000\""));
     ck_assert_str_eq(p->reference, "\\u0000");
-    lq_payment_free(p);
+    lq_command_free(p);
     /* other escapes, control characters included, are fine */
     p = parse_ok(PAY(",\"reference\":\"\\u0001\\\"\\/\\b\\f\\n\\r\\t\""));
     ck_assert_str_eq(p->reference, "\x01\"/\b\f\n\r\t");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -577,12 +578,12 @@ START_TEST(id_rules)
 {
     char *id128 = repeat('a', 128), *id129 = repeat('a', 129);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     body = body_printf("{\"id\":\"%s\"," PAY_LEG "}", id128);
     p = parse_ok(body);
     ck_assert_str_eq(p->id, id128);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf("{\"id\":\"%s\"," PAY_LEG "}", id129);
@@ -591,10 +592,10 @@ START_TEST(id_rules)
 
     p = parse_ok("{\"id\":\"AZaz09._:-\"," PAY_LEG "}");
     ck_assert_str_eq(p->id, "AZaz09._:-");
-    lq_payment_free(p);
+    lq_command_free(p);
     p = parse_ok("{\"id\":\"x\"," PAY_LEG "}");
     ck_assert_str_eq(p->id, "x");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     static const char *const bad[] = {"\"\"",         "\"a b\"",   "\"a/b\"", "\"caf\xc3\xa9\"",
                                       "\"a|b\"",      "\"a,b\"",   "\" a\"",  "\"a\\n\"",
@@ -618,14 +619,14 @@ START_TEST(account_id_rules)
 {
     char *a64 = repeat('d', 64), *a65 = repeat('d', 65);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     body = body_printf("{\"id\":\"p\",\"debit\":\"%s\",\"credit\":\"%s\",\"amount\":1,"
                        "\"currency\":\"EUR\"}",
                        a64, "c");
     p = parse_ok(body);
     ck_assert_str_eq(p->legs[0].debit, a64);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf("{\"id\":\"p\",\"debit\":\"b\",\"credit\":\"%s\",\"amount\":1,"
@@ -633,7 +634,7 @@ START_TEST(account_id_rules)
                        a64);
     p = parse_ok(body);
     ck_assert_str_eq(p->legs[0].credit, a64);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf("{\"id\":\"p\",\"debit\":\"%s\",\"credit\":\"c\",\"amount\":1,"
@@ -673,10 +674,10 @@ START_TEST(debit_must_differ_from_credit)
                    "\"amount\":1,\"currency\":\"EUR\"}]}",
                    "legs[1].debit: must differ from credit");
     /* ids are case-sensitive: these are two accounts */
-    lq_payment *p =
+    lq_command *p =
         parse_ok("{\"id\":\"p\",\"debit\":\"acct:a\",\"credit\":\"acct:A\",\"amount\":1,"
                  "\"currency\":\"EUR\"}");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -772,15 +773,15 @@ START_TEST(amount_rules)
                              json);
 
     if (amounts[_i].err == LQ_OK) {
-        lq_payment *p = parse_ok(single);
+        lq_command *p = parse_ok(single);
 
         ck_assert_msg(p->legs[0].amount == amounts[_i].value, "amount %s: got %lld", json,
                       (long long)p->legs[0].amount);
-        lq_payment_free(p);
+        lq_command_free(p);
         p = parse_ok(legs);
         ck_assert_int_eq(p->legs[0].amount, 100);
         ck_assert_int_eq(p->legs[2].amount, amounts[_i].value);
-        lq_payment_free(p);
+        lq_command_free(p);
     } else if (amounts[_i].err == LQ_ERR_INVALID_PAYMENT) {
         expect_invalid(single, "amount: ");
         expect_invalid(legs, "legs[2].amount: ");
@@ -813,7 +814,7 @@ END_TEST
 START_TEST(amounts_elsewhere_do_not_confuse_the_amount)
 {
     /* numbers before the amount, in metadata and in other legs, keep amounts apart */
-    lq_payment *p =
+    lq_command *p =
         parse_ok("{\"metadata\":{\"n\":[1.5,-2,3e400,{\"amount\":0.5}],\"amount\":7},\"id\":\"p\","
                  "\"legs\":[{\"amount\":11,\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\"},"
                  "{\"debit\":\"a\",\"credit\":\"b\",\"currency\":\"EUR\",\"amount\":\"22\"},"
@@ -823,7 +824,7 @@ START_TEST(amounts_elsewhere_do_not_confuse_the_amount)
     ck_assert_int_eq(p->legs[0].amount, 11);
     ck_assert_int_eq(p->legs[1].amount, 22);
     ck_assert_int_eq(p->legs[2].amount, 33);
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -835,12 +836,12 @@ START_TEST(currency_rules)
     static const char *const bad[] = {"\"eur\"", "\"Eur\"",   "\"EURO\"",      "\"EU\"",
                                       "\"E1R\"", "\"\"",      "\"E R\"",       "978",
                                       "null",    "[\"EUR\"]", "\"\xc3\x89UR\""};
-    lq_payment *p;
+    lq_command *p;
 
     p = parse_ok(
         "{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,\"currency\":\"JPY\"}");
     ck_assert_str_eq(p->legs[0].currency, "JPY");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *body = body_printf("{\"id\":\"p\",\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,"
@@ -881,18 +882,18 @@ static char *legs_body(size_t n)
 START_TEST(legs_count_from_1_to_64)
 {
     char *one = legs_body(1), *max = legs_body(64), *over = legs_body(65);
-    lq_payment *p;
+    lq_command *p;
 
     p = parse_ok(one);
     ck_assert_uint_eq(p->n_legs, 1);
-    lq_payment_free(p);
+    lq_command_free(p);
 
     p = parse_ok(max);
     ck_assert_uint_eq(p->n_legs, 64);
     ck_assert_str_eq(p->legs[63].debit, "a63");
     ck_assert_str_eq(p->legs[63].credit, "b63");
     ck_assert_int_eq(p->legs[63].amount, 64);
-    lq_payment_free(p);
+    lq_command_free(p);
 
     expect_invalid(over, "legs: must have 1 to 64 legs");
     expect_invalid("{\"id\":\"p\",\"legs\":[]}", "legs: must have 1 to 64 legs");
@@ -937,12 +938,12 @@ START_TEST(reference_rules)
 {
     char *r256 = repeat('r', 256), *r257 = repeat('r', 257);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     body = body_printf(PAY(",\"reference\":\"%s\""), r256);
     p = parse_ok(body);
     ck_assert_str_eq(p->reference, r256);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     body = body_printf(PAY(",\"reference\":\"%s\""), r257);
@@ -962,7 +963,7 @@ START_TEST(reference_rules)
         body = body_printf(PAY(",\"reference\":\"%s\""), ok);
         p = parse_ok(body);
         ck_assert_str_eq(p->reference, ok);
-        lq_payment_free(p);
+        lq_command_free(p);
         free(body);
         body = body_printf(PAY(",\"reference\":\"%s\""), over);
         expect_invalid(body, "reference: must be a string of at most 256 bytes");
@@ -975,10 +976,10 @@ START_TEST(reference_rules)
 
     p = parse_ok(PAY(",\"reference\":\"\""));
     ck_assert_str_eq(p->reference, "");
-    lq_payment_free(p);
+    lq_command_free(p);
     p = parse_ok(PAY(""));
     ck_assert_ptr_null(p->reference);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(r257);
     free(r256);
 }
@@ -989,18 +990,18 @@ END_TEST
 
 START_TEST(metadata_is_kept_compact)
 {
-    lq_payment *p =
+    lq_command *p =
         parse_ok(PAY(",\"metadata\": { \"channel\" : \"web\",\n \"n\": [1, 2.5, true, null],"
                      " \"o\": {}, \"s\": \"caf\xc3\xa9\" }"));
 
     ck_assert_str_eq(
         p->metadata,
         "{\"channel\":\"web\",\"n\":[1,2.5,true,null],\"o\":{},\"s\":\"caf\xc3\xa9\"}");
-    lq_payment_free(p);
+    lq_command_free(p);
 
     p = parse_ok(PAY(",\"metadata\":{}"));
     ck_assert_str_eq(p->metadata, "{}");
-    lq_payment_free(p);
+    lq_command_free(p);
 }
 END_TEST
 
@@ -1008,7 +1009,7 @@ START_TEST(metadata_rules)
 {
     char *fill = repeat('m', 4096);
     char *body;
-    lq_payment *p;
+    lq_command *p;
 
     expect_invalid(PAY(",\"metadata\":[]"),
                    "metadata: must be a JSON object of at most 4096 bytes");
@@ -1021,7 +1022,7 @@ START_TEST(metadata_rules)
     body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\"}"), fill);
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
 
     fill[4088] = 'm';
@@ -1046,14 +1047,14 @@ START_TEST(metadata_rules)
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
     ck_assert(strstr(p->metadata, ",\"n\":12345}") != NULL);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
     fill[4078] = 'm';
     fill[4079] = '\0';
     body = body_printf(PAY(",\"metadata\":{\"k\":\"%s\",\"a\":[{}]}"), fill);
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
     fill[4079] = 'm';
 
@@ -1062,7 +1063,7 @@ START_TEST(metadata_rules)
     body = body_printf(PAY(",\"metadata\":{     \"k\"   :    \"%s\"     }"), fill);
     p = parse_ok(body);
     ck_assert_uint_eq(strlen(p->metadata), 4096);
-    lq_payment_free(p);
+    lq_command_free(p);
     free(body);
     free(fill);
 }
@@ -1074,10 +1075,10 @@ END_TEST
 /* The canonical text of body; caller frees. */
 static char *canonical(const char *body)
 {
-    lq_payment *p = parse_ok(body);
+    lq_command *p = parse_ok(body);
     char *c = strdup(p->canonical);
 
-    lq_payment_free(p);
+    lq_command_free(p);
     ck_assert_ptr_nonnull(c);
     return c;
 }
@@ -1341,7 +1342,15 @@ static int import_line(const char *text, char id[LQ_ACCOUNT_ID_MAX + 1], char cu
 
     ck_assert_ptr_nonnull(buf);
     memcpy(buf, text, n);
-    r = lq_message_parse_account(buf, n, id, currency, allow_negative, detail, LQ_DETAIL_MAX);
+    lq_account_change c;
+
+    memset(&c, 0, sizeof(c));
+    r = lq_message_parse_account(buf, n, &c, detail, LQ_DETAIL_MAX);
+    if (r == LQ_OK) {
+        memcpy(id, c.account, LQ_ACCOUNT_ID_MAX + 1);
+        memcpy(currency, c.currency, 4);
+        *allow_negative = c.allow_negative;
+    }
     free(buf);
     return r;
 }
@@ -1413,6 +1422,1043 @@ START_TEST(account_import_bad_lines)
     ck_assert_str_eq(id, "untouched");
     ck_assert_str_eq(currency, "XXX");
     ck_assert(neg);
+}
+END_TEST
+
+/*
+ * The limits of an account (docs/protocol.md section 13), the same in
+ * account.open, account.update and `account import` lines.
+ */
+
+#define LIMIT_RULE   "overdraft_limit: must be a whole number, 0 or more"
+#define CEILING_RULE "max_balance: must be a positive whole number"
+
+/* overdraft_limit: a whole number 0 .. 2^63-1, written as amounts are. */
+static const struct {
+    const char *json;
+    int64_t value;
+    const char *detail; /* NULL: valid */
+} limits[] = {
+    {"0", 0, NULL},
+    {"1", 1, NULL},
+    {"500", 500, NULL},
+    {"9007199254740991", INT64_C(9007199254740991), NULL},
+    {"0.0", 0, NULL},
+    {"0e5", 0, NULL},
+    {"1e3", 1000, NULL},
+    {"\"0\"", 0, NULL},
+    {"\"1\"", 1, NULL},
+    {"\"500\"", 500, NULL},
+    {"\"9007199254740992\"", INT64_C(9007199254740992), NULL},
+    {"\"9223372036854775807\"", INT64_MAX, NULL},
+    {"9007199254740992", 0,
+     "overdraft_limit: a JSON number must be at most 9007199254740991; write larger limits as a "
+     "string"},
+    {"9223372036854775807", 0,
+     "overdraft_limit: a JSON number must be at most 9007199254740991; write larger limits as a "
+     "string"},
+    {"1e19", 0,
+     "overdraft_limit: a JSON number must be at most 9007199254740991; write larger limits as a "
+     "string"},
+    {"\"9223372036854775808\"", 0, "overdraft_limit: must be at most 9223372036854775807"},
+    {"\"99999999999999999999999\"", 0, "overdraft_limit: must be at most 9223372036854775807"},
+    {"\"00\"", 0, LIMIT_RULE},
+    {"\"01\"", 0, LIMIT_RULE},
+    {"\"\"", 0, LIMIT_RULE},
+    {"-1", 0, LIMIT_RULE},
+    {"-0", 0, LIMIT_RULE},
+    {"\"-1\"", 0, LIMIT_RULE},
+    {"\"+1\"", 0, LIMIT_RULE},
+    {"1.5", 0, LIMIT_RULE},
+    {"0.5", 0, LIMIT_RULE},
+    {"1e-3", 0, LIMIT_RULE},
+    {"\"1.0\"", 0, LIMIT_RULE},
+    {"\"1e3\"", 0, LIMIT_RULE},
+    {"\" 1\"", 0, LIMIT_RULE},
+    {"null", 0, LIMIT_RULE},
+    {"true", 0, LIMIT_RULE},
+    {"[0]", 0, LIMIT_RULE},
+    {"{}", 0, LIMIT_RULE},
+};
+
+/* max_balance: an amount, 1 .. 2^63-1 (null has a meaning of its own: see the tests). */
+static const struct {
+    const char *json;
+    int64_t value;
+    const char *detail; /* NULL: valid */
+} ceilings[] = {
+    {"1", 1, NULL},
+    {"500000", 500000, NULL},
+    {"9007199254740991", INT64_C(9007199254740991), NULL},
+    {"1e3", 1000, NULL},
+    {"\"1\"", 1, NULL},
+    {"\"9223372036854775807\"", INT64_MAX, NULL},
+    {"0", 0, CEILING_RULE},
+    {"0.0", 0, CEILING_RULE},
+    {"\"0\"", 0, CEILING_RULE},
+    {"\"01\"", 0, CEILING_RULE},
+    {"-5", 0, CEILING_RULE},
+    {"1.5", 0, CEILING_RULE},
+    {"true", 0, CEILING_RULE},
+    {"9007199254740992", 0,
+     "max_balance: a JSON number must be at most 9007199254740991; write larger amounts as a "
+     "string"},
+    {"\"9223372036854775808\"", 0, "max_balance: must be at most 9223372036854775807"},
+};
+
+/* Parse an import line into *ret from a buffer of exactly its length. */
+static int import_change(const char *text, lq_account_change *ret, char *detail)
+{
+    size_t n = strlen(text);
+    char *buf = malloc(n > 0 ? n : 1);
+    int r;
+
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, n);
+    r = lq_message_parse_account(buf, n, ret, detail, LQ_DETAIL_MAX);
+    free(buf);
+    return r;
+}
+
+static lq_account_change import_ok(const char *text)
+{
+    lq_account_change c;
+    char detail[LQ_DETAIL_MAX] = "";
+    int r;
+
+    memset(&c, 0xa5, sizeof(c));
+    r = import_change(text, &c, detail);
+    ck_assert_msg(r == LQ_OK, "line %s: got %s (%s)", text, lq_strerror(r), detail);
+    ck_assert_ptr_null(c.reason);
+    return c;
+}
+
+static void expect_bad_import(const char *text, const char *want)
+{
+    lq_account_change c;
+    char detail[LQ_DETAIL_MAX] = "";
+    int r;
+
+    memset(&c, 0xa5, sizeof(c));
+    r = import_change(text, &c, detail);
+    ck_assert_msg(r == LQ_ERR_INVALID_PAYMENT, "line %s: got %s", text, lq_strerror(r));
+    ck_assert_msg(strcmp(detail, want) == 0, "line %s: detail \"%s\", want \"%s\"", text, detail,
+                  want);
+    /* nothing written on failure */
+    ck_assert_uint_eq(((unsigned char *)&c)[0], 0xa5);
+    ck_assert_uint_eq(((unsigned char *)&c)[sizeof(c) - 1], 0xa5);
+}
+
+START_TEST(account_import_overdraft_limit)
+{
+    char *line =
+        body_printf("{\"id\":\"a\",\"currency\":\"EUR\",\"overdraft_limit\":%s}", limits[_i].json);
+
+    if (limits[_i].detail == NULL) {
+        lq_account_change c = import_ok(line);
+
+        ck_assert(c.set_overdraft_limit);
+        ck_assert_msg(c.overdraft_limit == limits[_i].value, "%s: got %" PRId64, limits[_i].json,
+                      c.overdraft_limit);
+        ck_assert(!c.set_allow_negative && !c.allow_negative);
+        ck_assert(!c.set_max_balance);
+    } else {
+        expect_bad_import(line, limits[_i].detail);
+    }
+    free(line);
+}
+END_TEST
+
+START_TEST(account_import_max_balance)
+{
+    char *line =
+        body_printf("{\"id\":\"a\",\"currency\":\"EUR\",\"max_balance\":%s}", ceilings[_i].json);
+
+    if (ceilings[_i].detail == NULL) {
+        lq_account_change c = import_ok(line);
+
+        ck_assert(c.set_max_balance);
+        ck_assert_msg(c.max_balance == ceilings[_i].value, "%s: got %" PRId64, ceilings[_i].json,
+                      c.max_balance);
+        ck_assert(!c.set_overdraft_limit && !c.set_allow_negative);
+    } else {
+        expect_bad_import(line, ceilings[_i].detail);
+    }
+    free(line);
+}
+END_TEST
+
+START_TEST(account_import_limits_together)
+{
+    lq_account_change c;
+
+    /* nothing given: every set_* flag false, the defaults of an opened account */
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\"}");
+    ck_assert(!c.set_allow_negative && !c.set_overdraft_limit && !c.set_max_balance);
+    ck_assert(!c.set_status);
+    ck_assert(!c.allow_negative);
+    ck_assert_int_eq(c.overdraft_limit, 0);
+    ck_assert_int_eq(c.max_balance, 0);
+
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\",\"overdraft_limit\":\"250\","
+                  "\"max_balance\":1000}");
+    ck_assert(c.set_overdraft_limit && c.set_max_balance && !c.set_allow_negative);
+    ck_assert_int_eq(c.overdraft_limit, 250);
+    ck_assert_int_eq(c.max_balance, 1000);
+
+    /* false with a limit says the same thing twice */
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":false,"
+                  "\"overdraft_limit\":250}");
+    ck_assert(c.set_allow_negative && !c.allow_negative && c.set_overdraft_limit);
+    ck_assert_int_eq(c.overdraft_limit, 250);
+
+    c = import_ok("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":true,"
+                  "\"max_balance\":\"9223372036854775807\"}");
+    ck_assert(c.set_allow_negative && c.allow_negative && !c.set_overdraft_limit);
+    ck_assert_int_eq(c.max_balance, INT64_MAX);
+
+    /* true with any limit, even 0, is a contradiction, in either order */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":true,"
+                      "\"overdraft_limit\":0}",
+                      "allow_negative: cannot be true together with overdraft_limit");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"overdraft_limit\":\"100\","
+                      "\"allow_negative\":true}",
+                      "allow_negative: cannot be true together with overdraft_limit");
+    /* absent already means no ceiling */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"max_balance\":null}",
+                      "max_balance: must be a positive whole number; leave it out for no ceiling");
+    /* each field is checked before the two are weighed together */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"allow_negative\":true,"
+                      "\"overdraft_limit\":-1}",
+                      LIMIT_RULE);
+}
+END_TEST
+
+START_TEST(account_import_lines_are_not_commands)
+{
+    /* the line's id is the account's: the command fields have no place in it */
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"type\":\"account.open\"}",
+                      "type: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"account\":\"a\"}",
+                      "account: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"metadata\":{}}",
+                      "metadata: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"status\":\"frozen\"}",
+                      "status: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"reason\":\"x\"}",
+                      "reason: unknown field");
+    expect_bad_import("{\"id\":\"a\",\"currency\":\"EUR\",\"max_balance\":1,\"max_balance\":2}",
+                      "max_balance: appears twice");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* command types (docs/protocol.md section 12) */
+
+#define OPEN_HEAD                                                                                  \
+    "{\"type\":\"account.open\",\"id\":\"o-1\",\"account\":\"acct:alice\",\"currency\":\"EUR\""
+/* A valid account.open, with more fields spliced in at the end. */
+#define OPEN(extra) OPEN_HEAD extra "}"
+#define UPDATE_HEAD "{\"type\":\"account.update\",\"id\":\"u-1\",\"account\":\"acct:alice\""
+/* An account.update that changes nothing yet: splice in at least one change. */
+#define UPDATE(extra) UPDATE_HEAD extra "}"
+
+START_TEST(type_names)
+{
+    static const struct {
+        lq_command_type type;
+        const char *name, *family;
+    } types[] = {
+        {LQ_CMD_TRANSFER, "transfer", "payment"},
+        {LQ_CMD_ACCOUNT_OPEN, "account.open", "account"},
+        {LQ_CMD_ACCOUNT_UPDATE, "account.update", "account"},
+    };
+    static const char *const not_types[] = {"Transfer", "",        "hold",          "capture",
+                                            "void",     "account", "account.close", "transfer "};
+    lq_command_type t = LQ_CMD_ACCOUNT_UPDATE;
+
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        ck_assert_str_eq(lq_command_type_name(types[i].type), types[i].name);
+        ck_assert_str_eq(lq_command_family(types[i].type), types[i].family);
+        ck_assert(lq_command_type_parse(types[i].name, &t));
+        ck_assert_int_eq(t, types[i].type);
+    }
+    t = LQ_CMD_ACCOUNT_OPEN;
+    for (size_t i = 0; i < sizeof(not_types) / sizeof(not_types[0]); i++)
+        ck_assert_msg(!lq_command_type_parse(not_types[i], &t), "%s", not_types[i]);
+    ck_assert(!lq_command_type_parse(NULL, &t));
+    ck_assert_int_eq(t, LQ_CMD_ACCOUNT_OPEN);
+}
+END_TEST
+
+START_TEST(status_names)
+{
+    static const struct {
+        lq_account_status status;
+        const char *name;
+    } statuses[] = {
+        {LQ_STATUS_ACTIVE, "active"},
+        {LQ_STATUS_FROZEN, "frozen"},
+        {LQ_STATUS_CLOSED, "closed"},
+    };
+    lq_account_status st = LQ_STATUS_CLOSED;
+
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        ck_assert_str_eq(lq_account_status_name(statuses[i].status), statuses[i].name);
+        ck_assert(lq_account_status_parse(statuses[i].name, &st));
+        ck_assert_int_eq(st, statuses[i].status);
+    }
+    st = LQ_STATUS_FROZEN;
+    ck_assert(!lq_account_status_parse("Active", &st));
+    ck_assert(!lq_account_status_parse("open", &st));
+    ck_assert(!lq_account_status_parse("", &st));
+    ck_assert(!lq_account_status_parse(NULL, &st));
+    ck_assert_int_eq(st, LQ_STATUS_FROZEN);
+}
+END_TEST
+
+START_TEST(type_transfer_is_a_transfer)
+{
+    lq_command *p = parse_ok(PAY(",\"type\":\"transfer\""));
+
+    ck_assert_int_eq(p->type, LQ_CMD_TRANSFER);
+    ck_assert_uint_eq(p->n_legs, 1);
+    ck_assert_str_eq(p->legs[0].debit, "acct:a");
+    lq_command_free(p);
+    p = parse_ok("{\"type\":\"transfer\",\"id\":\"p\",\"legs\":[{" PAY_LEG "}]}");
+    ck_assert_int_eq(p->type, LQ_CMD_TRANSFER);
+    lq_command_free(p);
+    p = parse_ok(PAY(""));
+    ck_assert_int_eq(p->type, LQ_CMD_TRANSFER);
+    /* a transfer has no account change */
+    ck_assert_str_eq(p->change.account, "");
+    ck_assert_ptr_null(p->change.reason);
+    lq_command_free(p);
+}
+END_TEST
+
+START_TEST(unknown_types_are_invalid)
+{
+    char *long_type = repeat('t', 300);
+    char *body = body_printf(PAY(",\"type\":\"%s\""), long_type);
+    lq_command *p = UNTOUCHED;
+    char detail[LQ_DETAIL_MAX];
+
+    /* later command types are unknown until they are built */
+    expect_invalid(PAY(",\"type\":\"hold\""), "type: unknown command type \"hold\"");
+    expect_invalid("{\"type\":\"capture\",\"id\":\"c\",\"hold\":\"h\"}",
+                   "type: unknown command type \"capture\"");
+    expect_invalid("{\"type\":\"void\"}", "type: unknown command type \"void\"");
+    /* names are exact */
+    expect_invalid(PAY(",\"type\":\"Transfer\""), "type: unknown command type \"Transfer\"");
+    expect_invalid(PAY(",\"type\":\"\""), "type: unknown command type \"\"");
+    expect_invalid(OPEN_HEAD ",\"type\":\"account.close\"}", "type: appears twice");
+    expect_invalid("{\"type\":\"account.close\",\"id\":\"x\",\"account\":\"a\"}",
+                   "type: unknown command type \"account.close\"");
+    /* shown safely: quotes, control characters and length */
+    ck_assert_int_eq(parse_s(PAY(",\"type\":\"a\\\"b\\n\""), &p, detail), LQ_ERR_INVALID_PAYMENT);
+    ck_assert_str_eq(detail, "type: unknown command type \"a\\x22b\\x0a\"");
+    ck_assert_int_eq(parse_s(body, &p, detail), LQ_ERR_INVALID_PAYMENT);
+    ck_assert_str_eq(detail,
+                     "type: unknown command type \"tttttttttttttttttttttttttttttttttttttttt...\"");
+    ck_assert_ptr_eq(p, UNTOUCHED);
+    free(body);
+    free(long_type);
+}
+END_TEST
+
+START_TEST(type_must_be_one_string)
+{
+    static const char *const not_strings[] = {"1", "null", "true", "[\"transfer\"]",
+                                              "{\"type\":\"transfer\"}"};
+
+    for (size_t i = 0; i < sizeof(not_strings) / sizeof(not_strings[0]); i++) {
+        char *body = body_printf(PAY(",\"type\":%s"), not_strings[i]);
+
+        expect_invalid(body, "type: must be a string");
+        free(body);
+    }
+    expect_invalid(PAY(",\"type\":\"transfer\",\"type\":\"transfer\""), "type: appears twice");
+    expect_invalid(OPEN(",\"type\":\"account.open\""), "type: appears twice");
+    /* a key spelled with an escape is the same key */
+    expect_invalid(PAY(",\"type\":\"transfer\",\"\\u0074ype\":\"transfer\""),
+                   "type: appears twice");
+    /* "type" is a name, compared exactly */
+    expect_invalid(PAY(",\"Type\":\"transfer\""), "Type: unknown field");
+}
+END_TEST
+
+START_TEST(type_is_read_before_the_other_fields)
+{
+    /* the type decides which fields are known, so it is checked first */
+    expect_invalid("{\"foo\":1,\"type\":\"hold\"}", "type: unknown command type \"hold\"");
+    expect_invalid("{\"id\":\"a\",\"id\":\"b\",\"type\":7}", "type: must be a string");
+    /* then the type's own rules, in their order */
+    expect_invalid("{\"foo\":1,\"type\":\"account.open\"}", "foo: unknown field");
+    expect_invalid("{\"type\":\"account.open\"}", "id: is required");
+    expect_invalid("{\"type\":\"transfer\"}", "id: is required");
+}
+END_TEST
+
+START_TEST(fields_of_another_type_are_unknown)
+{
+    /* a transfer's fields on account commands */
+    expect_invalid(OPEN(",\"debit\":\"acct:a\""), "debit: unknown field");
+    expect_invalid(OPEN(",\"amount\":1"), "amount: unknown field");
+    expect_invalid(OPEN(",\"legs\":[]"), "legs: unknown field");
+    expect_invalid(OPEN(",\"reference\":\"r\""), "reference: unknown field");
+    expect_invalid(UPDATE(",\"status\":\"frozen\",\"credit\":\"acct:b\""), "credit: unknown field");
+    expect_invalid(UPDATE(",\"status\":\"frozen\",\"reference\":\"r\""),
+                   "reference: unknown field");
+    /* an account command's fields on a transfer, with or without its type */
+    expect_invalid(PAY(",\"account\":\"acct:a\""), "account: unknown field");
+    expect_invalid(PAY(",\"type\":\"transfer\",\"account\":\"acct:a\""), "account: unknown field");
+    expect_invalid(PAY(",\"status\":\"frozen\""), "status: unknown field");
+    expect_invalid(PAY(",\"allow_negative\":true"), "allow_negative: unknown field");
+    expect_invalid(PAY(",\"overdraft_limit\":0"), "overdraft_limit: unknown field");
+    expect_invalid(PAY(",\"max_balance\":1"), "max_balance: unknown field");
+    expect_invalid(PAY(",\"reason\":\"r\""), "reason: unknown field");
+    expect_invalid("{\"id\":\"p\",\"legs\":[{" PAY_LEG ",\"type\":\"transfer\"}]}",
+                   "legs[0].type: unknown field");
+    /* an update's fields on an open, and an open's on an update */
+    expect_invalid(OPEN(",\"status\":\"active\""), "status: unknown field");
+    expect_invalid(OPEN(",\"reason\":\"new customer\""), "reason: unknown field");
+    expect_invalid(UPDATE(",\"status\":\"frozen\",\"currency\":\"EUR\""),
+                   "currency: unknown field");
+    /* neither has a balance to set */
+    expect_invalid(OPEN(",\"balance\":0"), "balance: unknown field");
+}
+END_TEST
+
+START_TEST(peek_id_finds_the_id_of_every_type)
+{
+    char id[LQ_ID_MAX + 1];
+
+    ck_assert(peek(OPEN(""), id));
+    ck_assert_str_eq(id, "o-1");
+    ck_assert(peek(UPDATE(",\"status\":\"closed\""), id));
+    ck_assert_str_eq(id, "u-1");
+    ck_assert(peek(PAY(",\"type\":\"transfer\""), id));
+    ck_assert_str_eq(id, "p-1");
+    /* also of types not known (yet): they are dead-lettered under their id */
+    ck_assert(peek("{\"type\":\"hold\",\"id\":\"h-1\"}", id));
+    ck_assert_str_eq(id, "h-1");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* account.open (docs/protocol.md section 13) */
+
+START_TEST(account_open_is_parsed)
+{
+    lq_command *c = parse_ok("{\"type\": \"account.open\", \"id\": \"open-acct-alice\", "
+                             "\"account\": \"acct:alice\", \"currency\": \"EUR\", "
+                             "\"overdraft_limit\": 0, \"max_balance\": 500000, \"metadata\": {}}");
+
+    ck_assert_int_eq(c->type, LQ_CMD_ACCOUNT_OPEN);
+    ck_assert_str_eq(c->id, "open-acct-alice");
+    ck_assert_str_eq(c->change.account, "acct:alice");
+    ck_assert_str_eq(c->change.currency, "EUR");
+    ck_assert(!c->change.set_status);
+    ck_assert(!c->change.set_allow_negative);
+    ck_assert(!c->change.allow_negative);
+    ck_assert(c->change.set_overdraft_limit);
+    ck_assert_int_eq(c->change.overdraft_limit, 0);
+    ck_assert(c->change.set_max_balance);
+    ck_assert_int_eq(c->change.max_balance, 500000);
+    ck_assert_ptr_null(c->change.reason);
+    ck_assert_str_eq(c->metadata, "{}");
+    /* no transfer fields */
+    ck_assert_uint_eq(c->n_legs, 0);
+    ck_assert_ptr_null(c->legs);
+    ck_assert_ptr_null(c->reference);
+    lq_command_free(c);
+
+    /* the least an open says: the defaults, none of them given */
+    c = parse_ok(
+        "{\"currency\":\"USD\",\"account\":\"bank\",\"id\":\"o\",\"type\":\"account.open\"}");
+    ck_assert_str_eq(c->change.account, "bank");
+    ck_assert_str_eq(c->change.currency, "USD");
+    ck_assert(!c->change.set_allow_negative && !c->change.set_overdraft_limit &&
+              !c->change.set_max_balance);
+    ck_assert(!c->change.allow_negative);
+    ck_assert_int_eq(c->change.overdraft_limit, 0);
+    ck_assert_int_eq(c->change.max_balance, 0);
+    ck_assert_ptr_null(c->metadata);
+    lq_command_free(c);
+
+    c = parse_ok(OPEN(",\"allow_negative\":true,\"metadata\":{\"by\":\"onboarding\"}"));
+    ck_assert(c->change.set_allow_negative && c->change.allow_negative);
+    ck_assert(!c->change.set_overdraft_limit);
+    ck_assert_str_eq(c->metadata, "{\"by\":\"onboarding\"}");
+    lq_command_free(c);
+}
+END_TEST
+
+START_TEST(account_open_fields)
+{
+    char *a64 = repeat('a', 64), *a65 = repeat('a', 65), *body;
+    lq_command *c;
+
+    expect_invalid("{\"type\":\"account.open\",\"account\":\"a\",\"currency\":\"EUR\"}",
+                   "id: is required");
+    expect_invalid("{\"type\":\"account.open\",\"id\":\"o\",\"currency\":\"EUR\"}",
+                   "account: is required");
+    expect_invalid("{\"type\":\"account.open\",\"id\":\"o\",\"account\":\"a\"}",
+                   "currency: is required");
+    expect_invalid(
+        "{\"type\":\"account.open\",\"id\":\"o o\",\"account\":\"a\",\"currency\":\"EUR\"}",
+        "id: must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+    expect_invalid(
+        "{\"type\":\"account.open\",\"id\":\"o\",\"account\":\"a|b\",\"currency\":\"EUR\"}",
+        "account: must be 1-64 characters of A-Z a-z 0-9 . _ : -");
+    expect_invalid("{\"type\":\"account.open\",\"id\":\"o\",\"account\":7,\"currency\":\"EUR\"}",
+                   "account: must be 1-64 characters of A-Z a-z 0-9 . _ : -");
+    expect_invalid(
+        "{\"type\":\"account.open\",\"id\":\"o\",\"account\":\"a\",\"currency\":\"eur\"}",
+        "currency: must be three upper-case letters");
+    expect_invalid(OPEN(",\"allow_negative\":\"yes\""), "allow_negative: must be true or false");
+    expect_invalid(OPEN(",\"allow_negative\":null"), "allow_negative: must be true or false");
+    expect_invalid(OPEN(",\"metadata\":[]"),
+                   "metadata: must be a JSON object of at most 4096 bytes");
+    expect_invalid(OPEN(",\"account\":\"acct:bob\""), "account: appears twice");
+    expect_invalid(OPEN(",\"metadata\":{\"k\":\"\\u0000\"}"), "body: strings must not contain");
+
+    body = body_printf("{\"type\":\"account.open\",\"id\":\"o\",\"account\":\"%s\","
+                       "\"currency\":\"EUR\"}",
+                       a64);
+    c = parse_ok(body);
+    ck_assert_str_eq(c->change.account, a64);
+    lq_command_free(c);
+    free(body);
+    body = body_printf("{\"type\":\"account.open\",\"id\":\"o\",\"account\":\"%s\","
+                       "\"currency\":\"EUR\"}",
+                       a65);
+    expect_invalid(body, "account: must be 1-64 characters");
+    free(body);
+    free(a65);
+    free(a64);
+}
+END_TEST
+
+START_TEST(account_open_overdraft_limit)
+{
+    char *body = body_printf(OPEN(",\"overdraft_limit\":%s"), limits[_i].json);
+
+    if (limits[_i].detail == NULL) {
+        lq_command *c = parse_ok(body);
+
+        ck_assert(c->change.set_overdraft_limit);
+        ck_assert_msg(c->change.overdraft_limit == limits[_i].value, "%s: got %" PRId64,
+                      limits[_i].json, c->change.overdraft_limit);
+        lq_command_free(c);
+    } else {
+        expect_invalid(body, limits[_i].detail);
+    }
+    free(body);
+}
+END_TEST
+
+START_TEST(account_open_max_balance)
+{
+    char *body = body_printf(OPEN(",\"max_balance\":%s"), ceilings[_i].json);
+
+    if (ceilings[_i].detail == NULL) {
+        lq_command *c = parse_ok(body);
+
+        ck_assert(c->change.set_max_balance);
+        ck_assert_msg(c->change.max_balance == ceilings[_i].value, "%s: got %" PRId64,
+                      ceilings[_i].json, c->change.max_balance);
+        lq_command_free(c);
+    } else {
+        expect_invalid(body, ceilings[_i].detail);
+    }
+    free(body);
+}
+END_TEST
+
+START_TEST(account_open_floor_and_ceiling)
+{
+    lq_command *c;
+
+    /* no floor and a limit on the floor contradict each other, whatever the limit */
+    expect_invalid(OPEN(",\"allow_negative\":true,\"overdraft_limit\":100"),
+                   "allow_negative: cannot be true together with overdraft_limit");
+    expect_invalid(OPEN(",\"overdraft_limit\":\"0\",\"allow_negative\":true"),
+                   "allow_negative: cannot be true together with overdraft_limit");
+    /* false with a limit is consistent */
+    c = parse_ok(OPEN(",\"allow_negative\":false,\"overdraft_limit\":100"));
+    ck_assert(c->change.set_allow_negative && !c->change.allow_negative);
+    ck_assert(c->change.set_overdraft_limit);
+    ck_assert_int_eq(c->change.overdraft_limit, 100);
+    lq_command_free(c);
+    /* absent already means no ceiling: null is refused, not guessed at */
+    expect_invalid(OPEN(",\"max_balance\":null"),
+                   "max_balance: must be a positive whole number; leave it out for no ceiling");
+    /* a floor and a ceiling together */
+    c = parse_ok(OPEN(",\"overdraft_limit\":\"9223372036854775807\","
+                      "\"max_balance\":\"9223372036854775807\""));
+    ck_assert_int_eq(c->change.overdraft_limit, INT64_MAX);
+    ck_assert_int_eq(c->change.max_balance, INT64_MAX);
+    lq_command_free(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* account.update (docs/protocol.md section 13) */
+
+START_TEST(account_update_is_parsed)
+{
+    lq_command *c = parse_ok("{\"type\": \"account.update\", \"id\": \"freeze-alice-1\", "
+                             "\"account\": \"acct:alice\", \"status\": \"frozen\", "
+                             "\"reason\": \"fraud review\"}");
+
+    ck_assert_int_eq(c->type, LQ_CMD_ACCOUNT_UPDATE);
+    ck_assert_str_eq(c->id, "freeze-alice-1");
+    ck_assert_str_eq(c->change.account, "acct:alice");
+    ck_assert_str_eq(c->change.currency, "");
+    ck_assert(c->change.set_status);
+    ck_assert_int_eq(c->change.status, LQ_STATUS_FROZEN);
+    ck_assert(!c->change.set_allow_negative && !c->change.set_overdraft_limit &&
+              !c->change.set_max_balance);
+    ck_assert_str_eq(c->change.reason, "fraud review");
+    ck_assert_ptr_null(c->metadata);
+    ck_assert_uint_eq(c->n_legs, 0);
+    ck_assert_ptr_null(c->reference);
+    lq_command_free(c);
+
+    c = parse_ok(UPDATE(",\"status\":\"active\""));
+    ck_assert_int_eq(c->change.status, LQ_STATUS_ACTIVE);
+    ck_assert_ptr_null(c->change.reason);
+    lq_command_free(c);
+    c = parse_ok(UPDATE(",\"status\":\"closed\",\"metadata\":{\"ticket\":42}"));
+    ck_assert_int_eq(c->change.status, LQ_STATUS_CLOSED);
+    ck_assert_str_eq(c->metadata, "{\"ticket\":42}");
+    lq_command_free(c);
+
+    /* each change alone is enough, and the flags say exactly what was given */
+    c = parse_ok(UPDATE(",\"allow_negative\":true"));
+    ck_assert(!c->change.set_status);
+    ck_assert(c->change.set_allow_negative && c->change.allow_negative);
+    ck_assert(!c->change.set_overdraft_limit && !c->change.set_max_balance);
+    lq_command_free(c);
+    c = parse_ok(UPDATE(",\"allow_negative\":false"));
+    ck_assert(c->change.set_allow_negative && !c->change.allow_negative);
+    ck_assert(!c->change.set_overdraft_limit);
+    lq_command_free(c);
+    c = parse_ok(UPDATE(",\"overdraft_limit\":0"));
+    ck_assert(!c->change.set_allow_negative);
+    ck_assert(c->change.set_overdraft_limit);
+    ck_assert_int_eq(c->change.overdraft_limit, 0);
+    lq_command_free(c);
+    c = parse_ok(UPDATE(",\"max_balance\":1"));
+    ck_assert(c->change.set_max_balance);
+    ck_assert_int_eq(c->change.max_balance, 1);
+    lq_command_free(c);
+    /* null removes the ceiling */
+    c = parse_ok(UPDATE(",\"max_balance\":null"));
+    ck_assert(c->change.set_max_balance);
+    ck_assert_int_eq(c->change.max_balance, 0);
+    ck_assert(!c->change.set_status);
+    lq_command_free(c);
+
+    c = parse_ok(UPDATE(",\"status\":\"active\",\"allow_negative\":false,"
+                        "\"overdraft_limit\":\"250\",\"max_balance\":null,\"reason\":\"\""));
+    ck_assert(c->change.set_status && c->change.set_allow_negative &&
+              c->change.set_overdraft_limit && c->change.set_max_balance);
+    ck_assert_int_eq(c->change.overdraft_limit, 250);
+    ck_assert_str_eq(c->change.reason, "");
+    lq_command_free(c);
+}
+END_TEST
+
+START_TEST(account_update_must_change_something)
+{
+    static const char want[] = "body: an account.update must set at least one of status, "
+                               "allow_negative, overdraft_limit or max_balance";
+
+    expect_invalid(UPDATE(""), want);
+    expect_invalid(UPDATE(",\"reason\":\"fraud review\""), want);
+    expect_invalid(UPDATE(",\"metadata\":{\"a\":1}"), want);
+    /* the fields it needs come first */
+    expect_invalid("{\"type\":\"account.update\",\"account\":\"a\"}", "id: is required");
+    expect_invalid("{\"type\":\"account.update\",\"id\":\"u\",\"status\":\"frozen\"}",
+                   "account: is required");
+    expect_invalid("{\"type\":\"account.update\",\"id\":\"u\",\"account\":\"a b\"}",
+                   "account: must be 1-64 characters of A-Z a-z 0-9 . _ : -");
+}
+END_TEST
+
+START_TEST(account_update_status_values)
+{
+    static const char *const bad[] = {"\"Frozen\"", "\"open\"", "\"\"",         "\"frozen \"",
+                                      "null",       "1",        "[\"closed\"]", "true"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *body = body_printf(UPDATE(",\"status\":%s"), bad[i]);
+
+        expect_invalid(body, "status: must be \"active\", \"frozen\" or \"closed\"");
+        free(body);
+    }
+    expect_invalid(UPDATE(",\"status\":\"frozen\",\"status\":\"active\""), "status: appears twice");
+}
+END_TEST
+
+START_TEST(account_update_overdraft_limit)
+{
+    char *body = body_printf(UPDATE(",\"overdraft_limit\":%s"), limits[_i].json);
+
+    if (limits[_i].detail == NULL) {
+        lq_command *c = parse_ok(body);
+
+        ck_assert(c->change.set_overdraft_limit);
+        ck_assert_msg(c->change.overdraft_limit == limits[_i].value, "%s: got %" PRId64,
+                      limits[_i].json, c->change.overdraft_limit);
+        lq_command_free(c);
+    } else {
+        expect_invalid(body, limits[_i].detail);
+    }
+    free(body);
+}
+END_TEST
+
+START_TEST(account_update_max_balance)
+{
+    char *body = body_printf(UPDATE(",\"max_balance\":%s"), ceilings[_i].json);
+
+    if (ceilings[_i].detail == NULL) {
+        lq_command *c = parse_ok(body);
+
+        ck_assert(c->change.set_max_balance);
+        ck_assert_msg(c->change.max_balance == ceilings[_i].value, "%s: got %" PRId64,
+                      ceilings[_i].json, c->change.max_balance);
+        lq_command_free(c);
+    } else {
+        expect_invalid(body, ceilings[_i].detail);
+    }
+    free(body);
+}
+END_TEST
+
+START_TEST(account_update_floor)
+{
+    lq_command *c;
+
+    expect_invalid(UPDATE(",\"allow_negative\":true,\"overdraft_limit\":100"),
+                   "allow_negative: cannot be true together with overdraft_limit");
+    expect_invalid(UPDATE(",\"overdraft_limit\":0,\"allow_negative\":true"),
+                   "allow_negative: cannot be true together with overdraft_limit");
+    c = parse_ok(UPDATE(",\"allow_negative\":false,\"overdraft_limit\":100"));
+    ck_assert(c->change.set_allow_negative && !c->change.allow_negative);
+    ck_assert(c->change.set_overdraft_limit);
+    ck_assert_int_eq(c->change.overdraft_limit, 100);
+    lq_command_free(c);
+    /* each field is checked before the two are weighed together */
+    expect_invalid(UPDATE(",\"allow_negative\":1,\"overdraft_limit\":100"),
+                   "allow_negative: must be true or false");
+    expect_invalid(UPDATE(",\"allow_negative\":true,\"overdraft_limit\":-100"), LIMIT_RULE);
+    /* and the status before them */
+    expect_invalid(UPDATE(",\"status\":\"gone\",\"allow_negative\":true,\"overdraft_limit\":1"),
+                   "status: must be");
+}
+END_TEST
+
+/* A string of n copies of the UTF-8 text unit; caller frees. */
+static char *repeat_text(const char *unit, size_t n)
+{
+    size_t k = strlen(unit);
+    char *s = malloc(n * k + 1);
+
+    ck_assert_ptr_nonnull(s);
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + i * k, unit, k);
+    s[n * k] = '\0';
+    return s;
+}
+
+START_TEST(account_update_reason_counts_bytes)
+{
+    static const struct {
+        const char *unit; /* as written in the body */
+        size_t copies;
+        size_t bytes; /* of the decoded reason */
+    } ok[] = {
+        {"a", 256, 256},
+        {"\xc3\xa9", 128, 256},        /* é, two bytes */
+        {"\\u00e9", 128, 256},         /* the same, escaped: bytes of the value, not of the body */
+        {"\xe2\x82\xac", 85, 255},     /* €, three bytes */
+        {"\xf0\x9f\x92\xb6", 64, 256}, /* four bytes */
+    };
+    static const struct {
+        const char *unit;
+        size_t copies;
+    } too_long[] = {
+        {"a", 257},           {"\xc3\xa9", 129},        {"\\u00e9", 129},
+        {"\xe2\x82\xac", 86}, {"\xf0\x9f\x92\xb6", 65},
+    };
+    lq_command *c;
+    char *reason, *body;
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        reason = repeat_text(ok[i].unit, ok[i].copies);
+        body = body_printf(UPDATE(",\"status\":\"frozen\",\"reason\":\"%s\""), reason);
+        c = parse_ok(body);
+        ck_assert_uint_eq(strlen(c->change.reason), ok[i].bytes);
+        lq_command_free(c);
+        free(body);
+        free(reason);
+    }
+    for (size_t i = 0; i < sizeof(too_long) / sizeof(too_long[0]); i++) {
+        reason = repeat_text(too_long[i].unit, too_long[i].copies);
+        body = body_printf(UPDATE(",\"status\":\"frozen\",\"reason\":\"%s\""), reason);
+        expect_invalid(body, "reason: must be a string of at most 256 bytes");
+        free(body);
+        free(reason);
+    }
+    /* 255 bytes and then a character of two: 257 */
+    reason = repeat_text("a", 255);
+    body = body_printf(UPDATE(",\"status\":\"frozen\",\"reason\":\"%s\xc3\xa9\""), reason);
+    expect_invalid(body, "reason: must be a string of at most 256 bytes");
+    free(body);
+    free(reason);
+
+    expect_invalid(UPDATE(",\"status\":\"frozen\",\"reason\":null"),
+                   "reason: must be a string of at most 256 bytes");
+    expect_invalid(UPDATE(",\"status\":\"frozen\",\"reason\":42"),
+                   "reason: must be a string of at most 256 bytes");
+    expect_invalid(UPDATE(",\"status\":\"frozen\",\"reason\":\"a\\u0000\""),
+                   "body: strings must not contain \\u0000");
+    /* anything else goes, the separators of the canonical text included */
+    c = parse_ok(UPDATE(",\"status\":\"frozen\",\"reason\":\"a|b,c\\n\\\"d\\\"\""));
+    ck_assert_str_eq(c->change.reason, "a|b,c\n\"d\"");
+    lq_command_free(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* canonical content of every type */
+
+START_TEST(canonical_text_of_a_transfer_is_that_of_release_0_2_0)
+{
+    /* outcomes stored by release 0.2.0 are compared by the SHA-256 of these texts */
+    static const struct {
+        const char *body, *canonical;
+    } cases[] = {
+        {PAY(""), "v1|1|acct:a,acct:b,100,EUR|-"},
+        {PAY(",\"type\":\"transfer\""), "v1|1|acct:a,acct:b,100,EUR|-"},
+        {"{\"type\":\"transfer\"," LEG_AB(
+             "\"9223372036854775807\"") ",\"id\":\"p\","
+                                        "\"reference\":\"x|y,\\u00e9\",\"metadata\":{\"k\":1}}",
+         "v1|1|a,b,9223372036854775807,EUR|r6:x|y,\xc3\xa9"},
+        {"{\"id\":\"p\",\"legs\":[{" LEG_AB(
+             "1e3") "},{\"debit\":\"c\",\"credit\":\"d\","
+                    "\"amount\":\"7\",\"currency\":\"USD\"}],\"reference\":\"\"}",
+         "v1|2|a,b,1000,EUR|c,d,7,USD|r0:"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *c = canonical(cases[i].body);
+
+        ck_assert_str_eq(c, cases[i].canonical);
+        free(c);
+    }
+    expect_same(PAY(""), PAY(",\"type\":\"transfer\""));
+    expect_same(
+        "{\"id\":\"p\",\"legs\":[{" LEG_AB("1") "},{" LEG_AB("2") "}]}",
+        "{\"id\":\"p\",\"type\":\"transfer\",\"legs\":[{" LEG_AB("1") "},{" LEG_AB("2") "}]}");
+}
+END_TEST
+
+START_TEST(canonical_text_of_account_commands)
+{
+    static const struct {
+        const char *body, *canonical;
+    } cases[] = {
+        {OPEN(""),
+         "v1|account.open|acct:alice|EUR|allow_negative=false|overdraft_limit=0|max_balance=none"},
+        {OPEN(",\"overdraft_limit\":250,\"max_balance\":\"9223372036854775807\""),
+         "v1|account.open|acct:alice|EUR|allow_negative=false|overdraft_limit=250|"
+         "max_balance=9223372036854775807"},
+        {OPEN(",\"allow_negative\":true"),
+         "v1|account.open|acct:alice|EUR|allow_negative=true|overdraft_limit=0|max_balance=none"},
+        {UPDATE(",\"status\":\"frozen\",\"reason\":\"fraud review\""),
+         "v1|account.update|acct:alice|status=frozen|allow_negative=-|overdraft_limit=-|"
+         "max_balance=-|r12:fraud review"},
+        {UPDATE(",\"allow_negative\":false,\"overdraft_limit\":\"0\",\"max_balance\":null"),
+         "v1|account.update|acct:alice|status=-|allow_negative=false|overdraft_limit=0|"
+         "max_balance=none|-"},
+        {UPDATE(",\"allow_negative\":true,\"max_balance\":1e3,\"reason\":\"\""),
+         "v1|account.update|acct:alice|status=-|allow_negative=true|overdraft_limit=-|"
+         "max_balance=1000|r0:"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *c = canonical(cases[i].body);
+
+        ck_assert_str_eq(c, cases[i].canonical);
+        free(c);
+    }
+}
+END_TEST
+
+START_TEST(canonical_of_account_commands_is_by_value)
+{
+    /* numbers by value, however spelled */
+    expect_same(OPEN(",\"overdraft_limit\":500"), OPEN(",\"overdraft_limit\":\"500\""));
+    expect_same(OPEN(",\"max_balance\":500"), OPEN(",\"max_balance\":\"500\""));
+    expect_same(OPEN(",\"max_balance\":500"), OPEN(",\"max_balance\":5e2"));
+    expect_same(UPDATE(",\"overdraft_limit\":500"), UPDATE(",\"overdraft_limit\":\"500\""));
+    expect_same(UPDATE(",\"overdraft_limit\":0"), UPDATE(",\"overdraft_limit\":\"0\""));
+    expect_same(UPDATE(",\"max_balance\":500"), UPDATE(",\"max_balance\":\"500\""));
+    /* metadata is not content; member order and whitespace are spelling */
+    expect_same(OPEN(""), OPEN(",\"metadata\":{\"by\":\"onboarding\"}"));
+    expect_same(UPDATE(",\"status\":\"frozen\""),
+                UPDATE(",\"status\":\"frozen\",\"metadata\":{\"ticket\":1}"));
+    expect_same(UPDATE(",\"status\":\"frozen\",\"reason\":\"r\""),
+                "{ \"reason\": \"r\", \"status\": \"frozen\", \"account\": \"acct:alice\", "
+                "\"id\": \"u-2\", \"type\": \"account.update\" }");
+    /* an open is what the account will be: a default written out is the default */
+    expect_same(OPEN(""), OPEN(",\"allow_negative\":false"));
+    expect_same(OPEN(""), OPEN(",\"overdraft_limit\":0"));
+    expect_same(OPEN(""), OPEN(",\"allow_negative\":false,\"overdraft_limit\":\"0\""));
+}
+END_TEST
+
+START_TEST(canonical_of_account_commands_tells_content_apart)
+{
+    /* another type with the same fields is another command */
+    expect_different(OPEN(",\"allow_negative\":true"),
+                     "{\"type\":\"account.update\",\"id\":\"o-1\",\"account\":\"acct:alice\","
+                     "\"allow_negative\":true}");
+    expect_different(OPEN(""), "{\"type\":\"account.open\",\"id\":\"o-1\",\"account\":\"acct:bob\","
+                               "\"currency\":\"EUR\"}");
+    expect_different(OPEN(""),
+                     "{\"type\":\"account.open\",\"id\":\"o-1\",\"account\":\"acct:alice\","
+                     "\"currency\":\"USD\"}");
+    expect_different(OPEN(""), OPEN(",\"allow_negative\":true"));
+    expect_different(OPEN(""), OPEN(",\"overdraft_limit\":1"));
+    expect_different(OPEN(""), OPEN(",\"max_balance\":1"));
+    expect_different(OPEN(",\"max_balance\":1"), OPEN(",\"max_balance\":2"));
+    /* an update says what it changes: leaving a field alone is not setting it */
+    expect_different(UPDATE(",\"status\":\"frozen\""), UPDATE(",\"status\":\"closed\""));
+    expect_different(UPDATE(",\"status\":\"active\""),
+                     UPDATE(",\"status\":\"active\",\"allow_negative\":false"));
+    expect_different(UPDATE(",\"allow_negative\":false"),
+                     UPDATE(",\"allow_negative\":false,\"overdraft_limit\":0"));
+    expect_different(UPDATE(",\"allow_negative\":false"), UPDATE(",\"allow_negative\":true"));
+    expect_different(UPDATE(",\"status\":\"active\""),
+                     UPDATE(",\"status\":\"active\",\"max_balance\":null"));
+    expect_different(UPDATE(",\"max_balance\":null"), UPDATE(",\"max_balance\":1"));
+    /* the reason is content: absent, empty and another text differ */
+    expect_different(UPDATE(",\"status\":\"frozen\""),
+                     UPDATE(",\"status\":\"frozen\",\"reason\":\"\""));
+    expect_different(UPDATE(",\"status\":\"frozen\",\"reason\":\"a\""),
+                     UPDATE(",\"status\":\"frozen\",\"reason\":\"b\""));
+    /* a reason that looks like more fields cannot be mistaken for them */
+    expect_different(UPDATE(",\"status\":\"frozen\",\"reason\":\"x|-\""),
+                     UPDATE(",\"status\":\"frozen\",\"reason\":\"x\""));
+}
+END_TEST
+
+START_TEST(canonical_of_a_transfer_is_never_an_account_commands)
+{
+    /* the second field of a transfer's text is its number of legs, never a type's name */
+    char *t = canonical(PAY(""));
+    char *o = canonical(OPEN(""));
+    char *u = canonical(UPDATE(",\"status\":\"frozen\""));
+
+    ck_assert(starts_with(t, "v1|1|"));
+    ck_assert(starts_with(o, "v1|account.open|"));
+    ck_assert(starts_with(u, "v1|account.update|"));
+    free(u);
+    free(o);
+    free(t);
+}
+END_TEST
+
+/* A command built field by field, as the CLI builds one. */
+static lq_command *built(lq_command_type type, const char *account)
+{
+    lq_command *c = calloc(1, sizeof(*c));
+
+    ck_assert_ptr_nonnull(c);
+    c->type = type;
+    snprintf(c->id, sizeof(c->id), "cli-1");
+    snprintf(c->change.account, sizeof(c->change.account), "%s", account);
+    return c;
+}
+
+static void expect_built_same(lq_command *c, const char *body)
+{
+    lq_command *p = parse_ok(body);
+
+    ck_assert_int_eq(lq_command_canonicalize(c), LQ_OK);
+    ck_assert_ptr_nonnull(c->canonical);
+    ck_assert_str_eq(c->canonical, p->canonical);
+    lq_command_free(p);
+}
+
+START_TEST(canonicalize_gives_a_built_command_the_parsed_text)
+{
+    lq_command *c;
+    char *before;
+
+    c = built(LQ_CMD_ACCOUNT_OPEN, "acct:alice");
+    snprintf(c->change.currency, sizeof(c->change.currency), "EUR");
+    c->change.set_overdraft_limit = true;
+    c->change.overdraft_limit = 500;
+    expect_built_same(c, OPEN(",\"overdraft_limit\":\"500\""));
+    /* again: the text is replaced, not leaked */
+    c->change.set_max_balance = true;
+    c->change.max_balance = 900;
+    expect_built_same(c, OPEN(",\"max_balance\":900,\"overdraft_limit\":500"));
+    lq_command_free(c);
+
+    c = built(LQ_CMD_ACCOUNT_UPDATE, "acct:alice");
+    c->change.set_status = true;
+    c->change.status = LQ_STATUS_FROZEN;
+    c->change.reason = strdup("fraud review");
+    ck_assert_ptr_nonnull(c->change.reason);
+    expect_built_same(c, UPDATE(",\"status\":\"frozen\",\"reason\":\"fraud review\""));
+    c->change.set_status = false;
+    c->change.set_max_balance = true;
+    c->change.max_balance = 0;
+    expect_built_same(c, UPDATE(",\"max_balance\":null,\"reason\":\"fraud review\""));
+    lq_command_free(c); /* frees the reason too */
+
+    c = built(LQ_CMD_TRANSFER, "");
+    c->legs = calloc(1, sizeof(*c->legs));
+    ck_assert_ptr_nonnull(c->legs);
+    c->n_legs = 1;
+    snprintf(c->legs[0].debit, sizeof(c->legs[0].debit), "acct:a");
+    snprintf(c->legs[0].credit, sizeof(c->legs[0].credit), "acct:b");
+    snprintf(c->legs[0].currency, sizeof(c->legs[0].currency), "EUR");
+    c->legs[0].amount = 100;
+    expect_built_same(c, PAY(""));
+
+    /* a type that is none: nothing changes */
+    before = strdup(c->canonical);
+    ck_assert_ptr_nonnull(before);
+    c->type = (lq_command_type)99;
+    ck_assert_int_eq(lq_command_canonicalize(c), LQ_ERR_INTERNAL);
+    ck_assert_str_eq(c->canonical, before);
+    free(before);
+    lq_command_free(c);
+}
+END_TEST
+
+START_TEST(account_change_release_accepts_an_empty_change)
+{
+    lq_account_change a;
+
+    memset(&a, 0, sizeof(a));
+    lq_account_change_release(&a);
+    ck_assert_ptr_null(a.reason);
+    a.reason = strdup("x");
+    ck_assert_ptr_nonnull(a.reason);
+    lq_account_change_release(&a);
+    ck_assert_ptr_null(a.reason);
+    lq_account_change_release(&a);
 }
 END_TEST
 
@@ -1493,6 +2539,46 @@ static Suite *message_suite(void)
     tcase_add_test(tc, account_id_and_currency_checks);
     tcase_add_test(tc, account_import_lines);
     tcase_add_test(tc, account_import_bad_lines);
+    tcase_add_loop_test(tc, account_import_overdraft_limit, 0, sizeof(limits) / sizeof(limits[0]));
+    tcase_add_loop_test(tc, account_import_max_balance, 0, sizeof(ceilings) / sizeof(ceilings[0]));
+    tcase_add_test(tc, account_import_limits_together);
+    tcase_add_test(tc, account_import_lines_are_not_commands);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("types");
+    tcase_add_test(tc, type_names);
+    tcase_add_test(tc, status_names);
+    tcase_add_test(tc, type_transfer_is_a_transfer);
+    tcase_add_test(tc, unknown_types_are_invalid);
+    tcase_add_test(tc, type_must_be_one_string);
+    tcase_add_test(tc, type_is_read_before_the_other_fields);
+    tcase_add_test(tc, fields_of_another_type_are_unknown);
+    tcase_add_test(tc, peek_id_finds_the_id_of_every_type);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("account_commands");
+    tcase_add_test(tc, account_open_is_parsed);
+    tcase_add_test(tc, account_open_fields);
+    tcase_add_loop_test(tc, account_open_overdraft_limit, 0, sizeof(limits) / sizeof(limits[0]));
+    tcase_add_loop_test(tc, account_open_max_balance, 0, sizeof(ceilings) / sizeof(ceilings[0]));
+    tcase_add_test(tc, account_open_floor_and_ceiling);
+    tcase_add_test(tc, account_update_is_parsed);
+    tcase_add_test(tc, account_update_must_change_something);
+    tcase_add_test(tc, account_update_status_values);
+    tcase_add_loop_test(tc, account_update_overdraft_limit, 0, sizeof(limits) / sizeof(limits[0]));
+    tcase_add_loop_test(tc, account_update_max_balance, 0, sizeof(ceilings) / sizeof(ceilings[0]));
+    tcase_add_test(tc, account_update_floor);
+    tcase_add_test(tc, account_update_reason_counts_bytes);
+    tcase_add_test(tc, account_change_release_accepts_an_empty_change);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("canonical_of_every_type");
+    tcase_add_test(tc, canonical_text_of_a_transfer_is_that_of_release_0_2_0);
+    tcase_add_test(tc, canonical_text_of_account_commands);
+    tcase_add_test(tc, canonical_of_account_commands_is_by_value);
+    tcase_add_test(tc, canonical_of_account_commands_tells_content_apart);
+    tcase_add_test(tc, canonical_of_a_transfer_is_never_an_account_commands);
+    tcase_add_test(tc, canonicalize_gives_a_built_command_the_parsed_text);
     suite_add_tcase(s, tc);
 
     return s;

@@ -246,7 +246,9 @@ void lqt_flow_start(lqt_flow *w, int n_workers, const char *const *worker_env, i
 
 long lqt_flow_stored(lqt_ns *ns)
 {
-    char *v = lqt_sql_value(ns, "SELECT count(*) FROM payments", NULL);
+    /* The flow's transfers: `account import` stores its account commands (no legs) there too. */
+    char *v =
+        lqt_sql_value(ns, "SELECT count(*) FROM payments WHERE jsonb_array_length(legs) > 0", NULL);
     long n = strtol(v, NULL, 10);
 
     free(v);
@@ -321,7 +323,7 @@ void lqt_flow_check(lqt_flow *w, const char *const *dead)
                  "SELECT id, status, coalesce(reason, ''), legs->0->>'debit', legs->0->>'credit',"
                  " (legs->0->>'amount')::bigint, jsonb_array_length(legs),"
                  " to_char(processed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-                 " FROM payments");
+                 " FROM payments WHERE jsonb_array_length(legs) > 0");
     ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
     ck_assert_int_eq(PQntuples(res), (int)w->n_payments);
     for (int row = 0; row < PQntuples(res); row++) {

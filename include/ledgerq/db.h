@@ -89,18 +89,19 @@ typedef struct lq_schema_state {
 /* Read the schema state into *ret (an unmigrated database gives version 0). */
 int lq_db_schema_state(lq_db *db, lq_schema_state *ret);
 
-/* Open one account (debits and credits start at 0).  LQ_ERR_EXISTS if the id is taken. */
-int lq_db_account_open(lq_db *db, const lq_account *a);
-
 /*
- * Open n accounts in one transaction: all or none.  On LQ_ERR_EXISTS
- * *ret_failed (may be NULL) gets the index of an account whose id is taken.
+ * Insert n accounts (zero totals, no limits) in one statement: all or none.
+ * This goes around the batch path: no command is stored, and the schema's
+ * trigger for older releases' writes gives each account its opening entry.
+ * `ledgerq bench` sets up its accounts with it; `ledgerq account import`
+ * goes through the batch path instead.  On LQ_ERR_EXISTS *ret_failed (may
+ * be NULL) gets the index of an account whose id is taken.
  */
 int lq_db_account_import(lq_db *db, const lq_account *accounts, size_t n, size_t *ret_failed);
 
 /*
- * Read one account into *ret and its creation time (RFC 3339 UTC) into
- * ret_created_at.  LQ_ERR_NOT_FOUND when there is none.
+ * Read one account into *ret (created_at included) and its creation time
+ * (RFC 3339 UTC) into ret_created_at.  LQ_ERR_NOT_FOUND when there is none.
  */
 int lq_db_account_get(lq_db *db, const char *id, lq_account *ret,
                       char ret_created_at[LQ_TIMESTAMP_MAX]);
@@ -110,17 +111,70 @@ typedef void (*lq_db_account_fn)(const lq_account *a, const char *created_at, vo
 /* Call fn for every account, in id order. */
 int lq_db_account_list(lq_db *db, lq_db_account_fn fn, void *arg);
 
-/* A stored payment outcome, for `payment show`. */
+/* An account as of a time: its last history entry then (docs/protocol.md section 15). */
+typedef struct lq_account_point {
+    char id[LQ_ACCOUNT_ID_MAX + 1];
+    char currency[4];
+    char at[LQ_TIMESTAMP_MAX]; /* the time asked about, RFC 3339 UTC with microseconds */
+    int64_t seq;               /* the last entry with at not after it; 0: none (opened later) */
+    int64_t balance, held_debits, held_credits; /* that entry's values; 0 without one */
+    char entry_at[LQ_TIMESTAMP_MAX];            /* that entry's time; "" without one */
+    char opened_at[LQ_TIMESTAMP_MAX];           /* the time of the first entry; "" when none */
+} lq_account_point;
+
+/*
+ * Read account id as of time at (a timestamp PostgreSQL reads exactly, such
+ * as RFC 3339 UTC) into *ret: a binary search over the account's entries
+ * (ledgerq_entry_seq_at()), a few index probes however long its history.
+ * An account without an entry that early is found with ret->seq 0.
+ * LQ_ERR_NOT_FOUND when there is no such account.
+ */
+int lq_db_account_at(lq_db *db, const char *id, const char *at, lq_account_point *ret);
+
+/* The most entries one page of `account history` may ask for. */
+#define LQ_HISTORY_PAGE_MAX 1000
+
+/* Which entries of an account's history to read. */
+typedef struct lq_history_query {
+    int64_t after;     /* only entries with a larger seq; 0: from the first */
+    int limit;         /* at most this many, 1 .. LQ_HISTORY_PAGE_MAX */
+    const char *since; /* NULL, or only entries at or after this time (as for lq_db_account_at) */
+    const char *until; /* NULL, or only entries at or before this time */
+} lq_history_query;
+
+/*
+ * One entry as read: e->command, e->type and e->change (compact JSON, or
+ * NULL) and at (RFC 3339 UTC) are borrowed for the call; e->account is "".
+ */
+typedef void (*lq_db_entry_fn)(const lq_entry *e, const char *at, void *arg);
+
+/*
+ * Call fn for a page of account id's history (docs/protocol.md section 15)
+ * in seq order: the entries after q->after within the time bounds, at most
+ * q->limit of them.  The bounds become seq bounds by binary searches
+ * (entries' times never decrease along an account), so that a page costs a
+ * few index probes however long the history.  *ret_next gets the seq to
+ * read the next page after: the last entry's when another entry follows
+ * within the bounds, else 0.  LQ_ERR_NOT_FOUND when there is no such
+ * account; LQ_ERR_USAGE when q->limit is out of range.
+ */
+int lq_db_account_history(lq_db *db, const char *id, const lq_history_query *q, lq_db_entry_fn fn,
+                          void *arg, int64_t *ret_next);
+
+/* A stored command outcome, of any type, for `payment show`. */
 typedef struct lq_payment_record {
     char id[LQ_ID_MAX + 1];
+    char type[32];      /* as stored: "transfer", "account.open", "account.update", ... */
     lq_outcome outcome; /* result, detail, processed_at; duplicate is false */
     size_t n_legs;
-    lq_leg *legs;    /* owned: the requested legs, applied or not */
+    lq_leg *legs;    /* owned: the requested legs, applied or not; none for account commands */
     char *reference; /* owned, NULL when absent */
     char *metadata;  /* owned JSON text, NULL when absent */
+    char account[LQ_ACCOUNT_ID_MAX + 1]; /* an account command's account; "" for transfers */
+    char *change; /* owned compact JSON of what an account command set; NULL for transfers */
 } lq_payment_record;
 
-/* Read a payment's stored outcome.  LQ_ERR_NOT_FOUND when the id is unknown. */
+/* Read a command's stored outcome.  LQ_ERR_NOT_FOUND when the id is unknown. */
 int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret);
 
 /* Release what a record owns. */
@@ -182,10 +236,15 @@ int lq_db_record_confirmations(lq_db *db, const lq_confirmations *c);
 int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations *c, lq_book *book,
                      char ret_now[LQ_TIMESTAMP_MAX], int64_t *ret_batch_id);
 
+/* Roll back a batch loaded by lq_db_batch_load() and not stored. */
+void lq_db_batch_abort(lq_db *db);
+
 /*
  * Second half, one round trip: store the items marked insert (outcome and
  * legs: the legs of an applied payment are its postings) under batch_id,
- * write the book's totals for the accounts that changed, and commit.  On
+ * insert the accounts the batch opened, write back the accounts it changed,
+ * append the book's history entries (with the time of this statement), and
+ * commit.  On
  * failure the transaction is rolled back.
  */
 int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book,

@@ -34,6 +34,13 @@ typedef enum lq_error {
     LQ_ERR_INSUFFICIENT_FUNDS = -202,
     LQ_ERR_AMOUNT_OVERFLOW = -203,
     LQ_ERR_IDEMPOTENCY_CONFLICT = -204,
+    LQ_ERR_ACCOUNT_EXISTS = -205,         /* account.open of an id that exists */
+    LQ_ERR_ACCOUNT_CLOSED = -206,         /* a leg or an update names a closed account */
+    LQ_ERR_ACCOUNT_FROZEN = -207,         /* a leg debits a frozen account */
+    LQ_ERR_ACCOUNT_NOT_EMPTY = -208,      /* closing an account whose balance is not 0 */
+    LQ_ERR_ACCOUNT_HAS_HOLDS = -209,      /* closing an account with held amounts */
+    LQ_ERR_BALANCE_OUTSIDE_LIMITS = -210, /* new limits the current balance breaks */
+    LQ_ERR_EXCEEDS_MAX_BALANCE = -211,    /* a credit past the account's ceiling */
 
     /* -300 .. -399: transient, retried after a reconnect or a pause */
     LQ_ERR_DB_UNAVAILABLE = -300,   /* the database connection is lost or refused */

@@ -1,10 +1,17 @@
 /*
- * The outcome rules of docs/protocol.md section 5, without a database.
+ * The outcome rules of docs/protocol.md sections 5 and 13, without a
+ * database.
  *
- * A batch of payments (in delivery order) is decided against a book: the
- * accounts its payments touch, as loaded (and locked) from the database.
- * Deciding is pure: it updates the book in memory and fills each item's
- * outcome; the db module then writes what was decided.
+ * A batch of commands (in delivery order) is decided against a book: the
+ * accounts its commands name, as loaded (and locked) from the database.
+ * Deciding is pure: it updates the book in memory (totals, settings, new
+ * accounts), appends the history entries each change makes
+ * (docs/protocol.md section 15), and fills each item's outcome; the db
+ * module then writes what was decided.
+ *
+ * ledger.c holds the book, the batch loop (idempotency) and the undo log;
+ * ledger_transfer.c the leg checks of transfers; ledger_account.c the rules
+ * of account.open and account.update.
  */
 #ifndef LEDGERQ_LEDGER_H
 #define LEDGERQ_LEDGER_H
@@ -21,42 +28,83 @@
 typedef struct lq_account {
     char id[LQ_ACCOUNT_ID_MAX + 1];
     char currency[4];
-    bool allow_negative;
-    int64_t debits;  /* total debited, >= 0 */
-    int64_t credits; /* total credited, >= 0 */
-    bool changed;    /* in a book: the batch changed the totals (not stored) */
+    lq_account_status status;
+    bool allow_negative;     /* no floor at all */
+    int64_t overdraft_limit; /* the floor is minus this (0 .. INT64_MAX); 0 with allow_negative */
+    int64_t max_balance;     /* the ceiling, 1 .. INT64_MAX; 0: none */
+    int64_t debits;          /* total debited, >= 0 */
+    int64_t credits;         /* total credited, >= 0 */
+    int64_t held_debits;     /* held by pending holds (docs/protocol.md section 14), >= 0 */
+    int64_t held_credits;
+    int64_t entries;                   /* history entries so far: the seq of the last one */
+    char created_at[LQ_TIMESTAMP_MAX]; /* as loaded; "" for an account the batch opens */
+    /* In a book (not stored): */
+    bool changed; /* the batch changed it: the db module writes it back */
+    bool opened;  /* the batch opened it: the db module inserts it */
 } lq_account;
 
 /* The balance of a: credits - debits (cannot overflow: both are >= 0). */
 int64_t lq_account_balance(const lq_account *a);
 
 /*
- * The accounts a batch touches, sorted by id (strcmp order).  Entries are
- * owned by the book.
+ * The available balance: the balance minus held debits, or INT64_MIN when
+ * that would leave the 64-bit range (it is then below any floor).
+ */
+int64_t lq_account_available(const lq_account *a);
+
+/*
+ * One entry of an account's history (docs/protocol.md section 15), as a
+ * decision makes it.  The db module stores it with the time of the store.
+ * An applied transfer makes two a leg, in leg order: the debited account's
+ * (amount < 0) then the credited account's; account.open and
+ * account.update one each (amount 0).
+ */
+typedef struct lq_entry {
+    char account[LQ_ACCOUNT_ID_MAX + 1];
+    int64_t seq;         /* 1, 2, 3, ... per account, without gaps */
+    const char *command; /* borrowed: the id of the command that made it (valid while it lives) */
+    const char *type;    /* static: "transfer", "account.open", "account.update", ... */
+    int leg;             /* the leg's number, from 1; 0 for account entries */
+    int64_t amount;      /* the signed change to the balance: credit > 0, debit < 0 */
+    int64_t balance, held_debits, held_credits; /* just after it */
+    /* Owned: the JSON object of the fields an account.update set (and its reason); else NULL. */
+    char *change;
+} lq_entry;
+
+/*
+ * The accounts a batch touches, sorted by id (strcmp order), and the
+ * history entries its decisions made, in the order they were made.
+ * Everything is owned by the book.
  */
 typedef struct lq_book {
     lq_account *accounts;
     size_t n;
     size_t cap;
+    lq_entry *entries;
+    size_t n_entries;
+    size_t cap_entries;
 } lq_book;
 
 /*
  * Add a copy of a to the book, keeping it sorted.  Returns LQ_OK,
  * LQ_ERR_EXISTS when an account with that id is already there, or
- * LQ_ERR_NOMEM.
+ * LQ_ERR_NOMEM.  Pointers to the book's accounts are invalid afterwards.
  */
 int lq_book_add(lq_book *book, const lq_account *a);
 
 /* The account with id, or NULL.  The pointer stays valid until the next add. */
 lq_account *lq_book_find(const lq_book *book, const char *id);
 
-/* Forget all accounts, keeping the allocation for reuse. */
+/*
+ * Forget all accounts and entries (freeing the entries' change texts),
+ * keeping the arrays for reuse.
+ */
 void lq_book_clear(lq_book *book);
 
-/* Release the book's memory. */
+/* Release the book's memory, entries' change texts included.  Accepts NULL. */
 void lq_book_release(lq_book *book);
 
-/* What happened to one payment command. */
+/* What happened to one command. */
 typedef struct lq_outcome {
     int result;                 /* LQ_OK (applied) or an LQ_ERR_* of the rejected class */
     bool duplicate;             /* the id had been processed before (this batch or earlier) */
@@ -71,13 +119,13 @@ typedef struct lq_outcome {
  */
 void lq_outcome_json(lq_json *j, const lq_outcome *o);
 
-/* One payment of a batch. */
+/* One command of a batch. */
 typedef struct lq_item {
-    const lq_payment *payment; /* borrowed; outlives the item */
+    const lq_command *command; /* borrowed; outlives the item */
 
     /* Filled by the loader (db module) before deciding. */
     bool stored;      /* the database holds an outcome for this id */
-    bool stored_same; /* ... and its content equals this payment's */
+    bool stored_same; /* ... and its content equals this command's */
     /*
      * ... and the broker confirmed the result event of its first
      * processing (or a release that did not keep track of it stored it).
@@ -88,33 +136,58 @@ typedef struct lq_item {
 
     /* Filled by lq_ledger_decide(). */
     lq_outcome outcome;
-    bool insert; /* a first outcome: the db module stores it and its legs */
+    bool insert; /* a first outcome: the db module stores it (and its legs) */
 } lq_item;
 
 /*
- * Decide each item in order, as docs/protocol.md section 5 says:
+ * Decide each item in order, as docs/protocol.md sections 5, 12 and 13 say:
  *  - an id stored with the same content: the stored outcome, duplicate,
  *    unless its first event was never confirmed (stored_published false):
  *    then it is the first outcome again (duplicate false, the stored
  *    processed_at), for the first such item of the id in the batch;
- *  - an id stored with other content: idempotency_conflict, not stored,
- *    processed_at now;
+ *  - an id stored with other content (another type included):
+ *    idempotency_conflict, not stored, processed_at now;
  *  - an id seen earlier in this batch: likewise, against that first item;
- *  - otherwise the legs in order against the book (a later leg sees what
- *    earlier legs did); applied changes the book, rejected leaves it as it
- *    was.  These items get insert = true and processed_at now.
+ *  - otherwise the command's rules against the book (lq_ledger_apply()):
+ *    applied changes the book and appends its history entries, rejected
+ *    leaves both as they were.  These items get insert = true and
+ *    processed_at now;
+ *  - except when lq_ledger_apply() fails with LQ_ERR_NOMEM or
+ *    LQ_ERR_INTERNAL: the item gets that result and insert = false, the book
+ *    is as it was before it, and later items are still decided.  Such a
+ *    result is no outcome of the command: the worker must fail the whole
+ *    batch (store nothing, publish nothing) rather than publish it.
  *
- * The book must hold every existing account the batch names: an id that is
- * not in the book is an account that does not exist.  now is the RFC 3339
- * time of this processing.  Items are filled in place.
+ * The book must hold every existing account the batch names (a transfer's
+ * legs, an account command's account): an id that is not in the book is an
+ * account that does not exist.  now is the RFC 3339 time of this
+ * processing.  Items are filled in place.
  */
 void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
 
 /*
- * Decide one payment against the book (the legs rule only).  Returns LQ_OK
- * and applies the legs to the book, or a rejection code and writes one line
- * to detail (detail_len bytes) naming the leg, leaving the book unchanged.
+ * Decide one command against the book by the rules of its type
+ * (docs/protocol.md sections 5 and 13).  Returns LQ_OK, having applied it
+ * to the book (totals, settings, an opened account, each marked changed
+ * or opened) and appended its history entries (seq continuing each
+ * account's entries counter); or a rejection code (or LQ_ERR_INTERNAL for
+ * a command its parser would not have made), having written one line to
+ * detail (detail_len bytes; NULL or 0: no detail) that names what failed
+ * and the numbers that decided it, and left the book and its entries
+ * exactly as they were.  LQ_ERR_NOMEM leaves them as they were too.
+ *
+ * A transfer's legs are checked in order, each against the book as the
+ * earlier legs left it (the first failing leg decides), and within a leg
+ * in the order of section 13: account_not_found, account_closed (either
+ * account), currency_mismatch, account_frozen (the debited account),
+ * insufficient_funds (available balance against the floor),
+ * exceeds_max_balance (balance plus held credits against the ceiling),
+ * amount_overflow (the debited account's debits, then the credited
+ * account's credits).  An account.open is rejected with account_exists;
+ * an account.update with, in order, account_not_found, account_closed,
+ * account_not_empty and account_has_holds (closing), and
+ * balance_outside_limits (new limits).
  */
-int lq_ledger_apply(lq_book *book, const lq_payment *p, char *detail, size_t detail_len);
+int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t detail_len);
 
 #endif

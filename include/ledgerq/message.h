@@ -1,6 +1,12 @@
 /*
- * Payment commands: parse and validate a message body into a plain C
- * struct (docs/protocol.md section 4).  The only module that includes cJSON.h.
+ * Commands: parse and validate a message body into a plain C struct
+ * (docs/protocol.md sections 4, 12 and 13).  The only module that includes
+ * cJSON.h.
+ *
+ * message.c holds the strict JSON reader and the envelope (size, content
+ * type, the "type" field that picks a command family); each family's field
+ * rules live together: message_transfer.c (transfers), message_account.c
+ * (account.open, account.update, and the lines of `account import`).
  */
 #ifndef LEDGERQ_MESSAGE_H
 #define LEDGERQ_MESSAGE_H
@@ -25,19 +31,99 @@ typedef struct lq_leg {
     char currency[4];
 } lq_leg;
 
-typedef struct lq_payment {
+#define LQ_REASON_MAX 256 /* longest account.update reason, bytes */
+
+/* What a command is: its "type" (docs/protocol.md section 12). */
+typedef enum lq_command_type {
+    LQ_CMD_TRANSFER = 0, /* "transfer", or no "type" at all */
+    LQ_CMD_ACCOUNT_OPEN,
+    LQ_CMD_ACCOUNT_UPDATE,
+} lq_command_type;
+
+/*
+ * The wire name of t: "transfer", "account.open", "account.update" ("unknown"
+ * for a value that is no type).  Static storage.
+ */
+const char *lq_command_type_name(lq_command_type t);
+
+/* The first word of t's result routing keys: "payment" or "account".  Static storage. */
+const char *lq_command_family(lq_command_type t);
+
+/*
+ * The type named name (a wire name, exactly: "Transfer" is none); false
+ * when name is NULL or none, and then *ret is untouched.
+ */
+bool lq_command_type_parse(const char *name, lq_command_type *ret);
+
+typedef enum lq_account_status {
+    LQ_STATUS_ACTIVE = 0,
+    LQ_STATUS_FROZEN, /* legs that debit it are rejected; credits still apply */
+    LQ_STATUS_CLOSED, /* final: every leg that names it is rejected, it never changes again */
+} lq_account_status;
+
+/* "active", "frozen", "closed" ("unknown" for a value that is none).  Static storage. */
+const char *lq_account_status_name(lq_account_status s);
+
+/* The status named name, exactly; false when name is NULL or none, and then *ret is untouched. */
+bool lq_account_status_parse(const char *name, lq_account_status *ret);
+
+/*
+ * What an account.open or account.update command says (docs/protocol.md
+ * section 13), or a line of `account import`, or the CLI's flags.  A
+ * set_* flag tells that the command gave the field.  For account.open the
+ * fields not given keep their defaults: allow_negative false, overdraft
+ * limit 0, no ceiling.
+ */
+typedef struct lq_account_change {
+    char account[LQ_ACCOUNT_ID_MAX + 1];
+    char currency[4]; /* account.open: three upper-case letters; "" for updates */
+    bool set_status;  /* account.update only */
+    lq_account_status status;
+    bool set_allow_negative;
+    bool allow_negative; /* true: no floor at all; never with set_overdraft_limit */
+    bool set_overdraft_limit;
+    int64_t overdraft_limit; /* 0 .. INT64_MAX: the balance may go down to minus this */
+    bool set_max_balance;
+    int64_t max_balance; /* 1 .. INT64_MAX, or 0: no ceiling (account.update's null) */
+    char *reason;        /* owned; account.update only, at most LQ_REASON_MAX bytes; NULL: none */
+} lq_account_change;
+
+/*
+ * A command, valid by the rules of its type.  The fields of the other
+ * types are zero.
+ */
+typedef struct lq_command {
+    lq_command_type type;
     char id[LQ_ID_MAX + 1];
+    /* LQ_CMD_TRANSFER */
     size_t n_legs;   /* 1 .. LQ_LEGS_MAX; the single-leg form gives 1 */
     lq_leg *legs;    /* owned, n_legs entries */
     char *reference; /* owned; NULL when absent */
-    char *metadata;  /* owned; the object serialized compactly, NULL when absent */
+    /* LQ_CMD_ACCOUNT_OPEN, LQ_CMD_ACCOUNT_UPDATE */
+    lq_account_change change;
+    /* Every type */
+    char *metadata; /* owned; the object serialized compactly, NULL when absent */
     /*
      * Owned; the content that makes two commands with the same id "the
-     * same" (every field but metadata, by value): both forms and either
-     * spelling of an amount give the same text.  Never empty.
+     * same" (every field but metadata, by value, the type included): both
+     * forms of a transfer and either spelling of an amount give the same
+     * text.  A transfer's text is the same as release 0.2.0 made it, so
+     * that outcomes stored then still match.  Never empty.
      */
     char *canonical;
-} lq_payment;
+} lq_command;
+
+/*
+ * Fill c->canonical from c's fields (a command built by the CLI rather than
+ * parsed; lq_command_parse() calls it too, so the same content gives the
+ * same text either way).  It does not check the rules: the fields must be
+ * valid for c->type.  An account.open's text reads the values only (a
+ * field not given is its default), an account.update's the set_* flags
+ * and the values they cover, and c->change.reason.  Returns LQ_OK,
+ * LQ_ERR_NOMEM, or LQ_ERR_INTERNAL when c->type is none of the types; a
+ * canonical text already there is replaced only on success.
+ */
+int lq_command_canonicalize(lq_command *c);
 
 /*
  * Check what can be checked before parsing: the content type (NULL or
@@ -53,21 +139,23 @@ int lq_message_check_envelope(const char *content_type, size_t content_type_len,
                               char *detail, size_t detail_len);
 
 /*
- * Parse and validate body (len bytes, not NUL-terminated) as a payment
- * command.
+ * Parse and validate body (len bytes, not NUL-terminated) as a command: its
+ * "type" (absent: a transfer) picks the rules (docs/protocol.md sections 4,
+ * 12 and 13); an unknown type, or a field the type does not define, is
+ * invalid.
  *
- * On success returns LQ_OK and stores a new payment in *ret (caller frees
- * with lq_payment_free()).  Otherwise returns LQ_ERR_MALFORMED_JSON (not
+ * On success returns LQ_OK and stores a new command in *ret (caller frees
+ * with lq_command_free()).  Otherwise returns LQ_ERR_MALFORMED_JSON (not
  * UTF-8, not JSON, nested too deep), LQ_ERR_INVALID_PAYMENT (any rule of
- * docs/protocol.md section 4) or LQ_ERR_NOMEM, leaves *ret untouched and writes one
+ * the command's type) or LQ_ERR_NOMEM, leaves *ret untouched and writes one
  * line naming the field and the rule to detail, e.g.
  * "amount: must be a positive whole number".
  */
-int lq_payment_parse(const char *body, size_t len, lq_payment **ret, char *detail,
+int lq_command_parse(const char *body, size_t len, lq_command **ret, char *detail,
                      size_t detail_len);
 
-/* Free p and everything it owns.  Accepts NULL; returns NULL. */
-lq_payment *lq_payment_free(lq_payment *p);
+/* Free c and everything it owns.  Accepts NULL; returns NULL. */
+lq_command *lq_command_free(lq_command *c);
 
 /*
  * Best effort: the string "id" field of body when body is a JSON object
@@ -92,15 +180,21 @@ bool lq_message_valid_account_id(const char *s);
 bool lq_message_valid_currency(const char *s);
 
 /*
- * Parse one line of `account import`: a JSON object with exactly "id"
- * (string), "currency" (string) and optionally "allow_negative" (boolean,
- * default false), each valid as for `account open`.  Writes ret_id,
- * ret_currency and *ret_allow_negative on success; otherwise returns
- * LQ_ERR_MALFORMED_JSON or LQ_ERR_INVALID_PAYMENT with a line in detail.
+ * Parse one line of `account import`: a JSON object with "id" and
+ * "currency" (strings, required) and optionally "allow_negative",
+ * "overdraft_limit" and "max_balance", each valid as in an account.open
+ * command, with the same details (the "id" is the account's; "type",
+ * "account" and "metadata" are unknown fields here).  On success returns
+ * LQ_OK and fills *ret as lq_command_parse() fills an account.open's
+ * change (ret->reason stays NULL); otherwise returns LQ_ERR_MALFORMED_JSON,
+ * LQ_ERR_INVALID_PAYMENT or LQ_ERR_NOMEM with a line in detail, and leaves
+ * *ret untouched.
  */
-int lq_message_parse_account(const char *line, size_t len, char ret_id[LQ_ACCOUNT_ID_MAX + 1],
-                             char ret_currency[4], bool *ret_allow_negative, char *detail,
+int lq_message_parse_account(const char *line, size_t len, lq_account_change *ret, char *detail,
                              size_t detail_len);
+
+/* Release what a change owns (its reason).  Accepts a zeroed change. */
+void lq_account_change_release(lq_account_change *c);
 
 /*
  * Reformat a JSON document for people: body (len bytes) is parsed and

@@ -169,6 +169,7 @@ broker_check() {
 	grep -q "^payments.process	quorum	true	" <<<"$queues" || problems+=("no durable quorum queue payments.process")
 	grep -q "^payments.dead	classic	true	" <<<"$queues" || problems+=("no durable classic queue payments.dead")
 	grep -qx "payments	payments.process	payment.#" <<<"$bindings" || problems+=("no binding payments -> payments.process (payment.#)")
+	grep -qx "payments	payments.process	account.#" <<<"$bindings" || problems+=("no binding payments -> payments.process (account.#)")
 	grep -qx "payments.dlx	payments.dead	" <<<"$bindings" || problems+=("no binding payments.dlx -> payments.dead (\"\")")
 	if ((${#problems[@]})); then
 		fail "definitions: imported into the test broker, but: ${problems[*]}"

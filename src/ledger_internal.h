@@ -1,0 +1,91 @@
+/*
+ * What the files of the ledger module share: the undo log that ledger.c
+ * keeps for each command, the history entries it appends, the floor and
+ * ceiling tests, and the rules of each command type (ledger_transfer.c,
+ * ledger_account.c), which lq_ledger_apply() dispatches to.
+ */
+#ifndef LEDGERQ_LEDGER_INTERNAL_H
+#define LEDGERQ_LEDGER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ledgerq/ledger.h"
+#include "ledgerq/message.h"
+
+/* The most accounts one command can touch: both sides of every leg. */
+#define LQ_UNDO_MAX (2 * LQ_LEGS_MAX)
+
+/*
+ * How the book was before one command: each account it touched (a whole
+ * copy, the first time it was touched: totals, settings, held amounts,
+ * entry counter, changed mark), the number of entries, and the account it
+ * added, if any.  No copy of the book per command.
+ */
+typedef struct lq_undo {
+    lq_book *book;
+    size_t n_entries;
+    size_t n_saved;
+    lq_account saved[LQ_UNDO_MAX];
+    bool added;
+    char added_id[LQ_ACCOUNT_ID_MAX + 1];
+} lq_undo;
+
+/*
+ * Keep a copy of a as it is now, unless the undo log has one already.
+ * Call it before changing a.  Returns LQ_OK, or LQ_ERR_INTERNAL when the
+ * log is full (a command touching more accounts than it can name).
+ */
+int lq_ledger_undo_save(lq_undo *undo, const lq_account *a);
+
+/* Note that the command added the account id to the book: a rollback removes it. */
+void lq_ledger_undo_added(lq_undo *undo, const char *id);
+
+/*
+ * Make room for extra more entries, so that the appends of one command
+ * cannot fail half way.  Returns LQ_OK or LQ_ERR_NOMEM.
+ */
+int lq_ledger_reserve_entries(lq_book *book, size_t extra);
+
+/*
+ * Append the history entry of a change just made to a (in the book):
+ * seq is a's entry counter plus one (the counter is incremented), the
+ * running values are a's current ones.  command is borrowed (the
+ * command's id), type static.  change is consumed either way: owned by the
+ * entry on success, freed on failure.  Returns LQ_OK, LQ_ERR_NOMEM, or
+ * LQ_ERR_INTERNAL when the counter is at its end.
+ */
+int lq_ledger_append_entry(lq_book *book, lq_account *a, const char *command, const char *type,
+                           int leg, int64_t amount, char *change);
+
+/*
+ * Whether a balance of available, once debited debit (>= 0), lies below
+ * the floor those settings give: none with allow_negative, else minus
+ * overdraft_limit.  A result below the 64-bit range is below any floor.
+ */
+bool lq_ledger_below_floor(int64_t available, int64_t debit, bool allow_negative,
+                           int64_t overdraft_limit);
+
+/*
+ * Whether balance plus held_credits plus credit (both >= 0) lies above
+ * max_balance (0: no ceiling).  A sum past the 64-bit range is above any
+ * ceiling.
+ */
+bool lq_ledger_above_ceiling(int64_t balance, int64_t held_credits, int64_t credit,
+                             int64_t max_balance);
+
+/*
+ * The rules of each command type, as lq_ledger_apply() describes them.
+ * They save every account they change in undo (and note an account they
+ * add) before changing it; on failure lq_ledger_apply() rolls back, so
+ * they may return half way.  detail is never NULL.
+ */
+int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                             size_t detail_len);
+int lq_ledger_apply_account_open(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                                 size_t detail_len);
+int lq_ledger_apply_account_update(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                                   size_t detail_len);
+
+#endif
