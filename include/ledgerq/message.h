@@ -32,21 +32,28 @@ typedef struct lq_leg {
 } lq_leg;
 
 #define LQ_REASON_MAX 256 /* longest account.update reason, bytes */
+#define LQ_TIMEOUT_MAX 31536000 /* longest hold timeout_s: 365 days */
 
 /* What a command is: its "type" (docs/protocol.md section 12). */
 typedef enum lq_command_type {
     LQ_CMD_TRANSFER = 0, /* "transfer", or no "type" at all */
     LQ_CMD_ACCOUNT_OPEN,
     LQ_CMD_ACCOUNT_UPDATE,
+    LQ_CMD_HOLD,    /* reserve a transfer's legs for a later capture or void (section 14) */
+    LQ_CMD_CAPTURE, /* post all or part of a hold */
+    LQ_CMD_VOID,    /* release a hold */
 } lq_command_type;
 
 /*
- * The wire name of t: "transfer", "account.open", "account.update" ("unknown"
- * for a value that is no type).  Static storage.
+ * The wire name of t: "transfer", "account.open", "account.update", "hold",
+ * "capture", "void" ("unknown" for a value that is no type).  Static storage.
  */
 const char *lq_command_type_name(lq_command_type t);
 
-/* The first word of t's result routing keys: "payment" or "account".  Static storage. */
+/*
+ * The first word of t's result routing keys: "payment" (transfers),
+ * "account", "hold", "capture" or "void".  Static storage.
+ */
 const char *lq_command_family(lq_command_type t);
 
 /*
@@ -95,9 +102,16 @@ typedef struct lq_account_change {
 typedef struct lq_command {
     lq_command_type type;
     char id[LQ_ID_MAX + 1];
-    /* LQ_CMD_TRANSFER */
-    size_t n_legs;   /* 1 .. LQ_LEGS_MAX; the single-leg form gives 1 */
-    lq_leg *legs;    /* owned, n_legs entries */
+    /* LQ_CMD_TRANSFER, LQ_CMD_HOLD */
+    size_t n_legs; /* 1 .. LQ_LEGS_MAX; the single-leg form gives 1 */
+    lq_leg *legs;  /* owned, n_legs entries */
+    /* LQ_CMD_HOLD: 1 .. LQ_TIMEOUT_MAX seconds after it is applied, it expires; 0: never */
+    int64_t timeout_s;
+    /* LQ_CMD_CAPTURE, LQ_CMD_VOID: the id of the hold they resolve */
+    char hold[LQ_ID_MAX + 1];
+    /* LQ_CMD_CAPTURE: 1 .. INT64_MAX, or 0: absent (the full held amount) */
+    int64_t amount;
+    /* Every type but the account ones */
     char *reference; /* owned; NULL when absent */
     /* LQ_CMD_ACCOUNT_OPEN, LQ_CMD_ACCOUNT_UPDATE */
     lq_account_change change;
