@@ -172,6 +172,10 @@ typedef struct lq_payment_record {
     char *metadata;  /* owned JSON text, NULL when absent */
     char account[LQ_ACCOUNT_ID_MAX + 1]; /* an account command's account; "" for transfers */
     char *change; /* owned compact JSON of what an account command set; NULL for transfers */
+    char hold[LQ_ID_MAX + 1]; /* a capture's or void's hold; "" for the others */
+    /* A hold applied: where it stands, and when it expires ("" when never); else "" and "". */
+    char hold_status[16];
+    char expires_at[LQ_TIMESTAMP_MAX];
 } lq_payment_record;
 
 /* Read a command's stored outcome.  LQ_ERR_NOT_FOUND when the id is unknown. */
