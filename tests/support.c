@@ -175,6 +175,27 @@ bool lqt_parse_utc(const char *s, time_t *ret)
     return true;
 }
 
+bool lqt_parse_utc_us(const char *s, int64_t *ret_us)
+{
+    const char *dot = strchr(s, '.');
+    time_t t;
+    int64_t us = 0, scale = 100000;
+
+    if (!lqt_parse_utc(s, &t))
+        return false;
+    for (const char *p = dot ? dot + 1 : ""; *p >= '0' && *p <= '9'; p++, scale /= 10)
+        us += (*p - '0') * scale;
+    *ret_us = (int64_t)t * 1000000 + us;
+    return true;
+}
+
+int64_t lqt_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ------------------------------------------------------------ connections */
 
 /*
@@ -995,6 +1016,11 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     static const char *const account_keys[] = {"id",           "type",    "status", "reason",
                                                "detail",       "account", "change", "legs",
                                                "processed_at", NULL};
+    static const char *const hold_keys[] = {"id",           "type",        "status",     "reason",
+                                            "detail",       "hold_status", "expires_at", "legs",
+                                            "processed_at", NULL};
+    static const char *const resolving_keys[] = {"id",   "type", "status",       "reason", "detail",
+                                                 "hold", "legs", "processed_at", NULL};
     static const char *const leg_keys[] = {"debit", "credit", "amount", "currency", NULL};
     lqt_output o;
     cJSON *j;
@@ -1027,6 +1053,15 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
         ck_assert_msg(text != NULL, "out of memory");
         snprintf(ret->change, sizeof(ret->change), "%s", text);
         free(text);
+    } else if (strcmp(ret->type, "hold") == 0) {
+        lqt_check_keys(j, what, hold_keys);
+        json_nullable(j, "hold_status", what, ret->hold_status, sizeof(ret->hold_status));
+        if (!json_nullable(j, "expires_at", what, ret->expires_at, sizeof(ret->expires_at)))
+            ck_assert_msg(lqt_parse_utc(ret->expires_at, &t),
+                          "%s: expires_at \"%s\" is not RFC 3339 UTC", what, ret->expires_at);
+    } else if (strcmp(ret->type, "capture") == 0 || strcmp(ret->type, "void") == 0) {
+        lqt_check_keys(j, what, resolving_keys);
+        snprintf(ret->hold, sizeof(ret->hold), "%s", json_string(j, "hold", what));
     } else {
         lqt_check_keys(j, what, keys);
     }
@@ -1665,6 +1700,11 @@ static void parse_event(lqt_event *e)
 {
     static const char *const keys[] = {"id",     "type",      "status",       "reason",
                                        "detail", "duplicate", "processed_at", NULL};
+    static const char *const capture_keys[] = {"id",           "type", "status", "reason",
+                                               "detail",       "hold", "amount", "duplicate",
+                                               "processed_at", NULL};
+    static const char *const void_keys[] = {"id",   "type",      "status",       "reason", "detail",
+                                            "hold", "duplicate", "processed_at", NULL};
     /* Release 0.1.0's events, from before command types: the upgrade tests see them. */
     static const char *const untyped_keys[] = {"id",        "status",       "reason", "detail",
                                                "duplicate", "processed_at", NULL};
@@ -1675,9 +1715,22 @@ static void parse_event(lqt_event *e)
 
     ck_assert_msg(cJSON_IsObject(j), "a result event is not a JSON object: %s", e->body);
     e->type[0] = '\0';
+    e->hold[0] = '\0';
+    e->amount_null = true;
+    e->amount = 0;
     if (cJSON_GetObjectItemCaseSensitive(j, "type") != NULL) {
-        lqt_check_keys(j, what, keys);
         snprintf(e->type, sizeof(e->type), "%s", json_string(j, "type", what));
+        if (strcmp(e->type, "capture") == 0 || strcmp(e->type, "void") == 0) {
+            lqt_check_keys(j, what, strcmp(e->type, "capture") == 0 ? capture_keys : void_keys);
+            snprintf(e->hold, sizeof(e->hold), "%s", json_string(j, "hold", what));
+        } else {
+            lqt_check_keys(j, what, keys);
+        }
+        if (strcmp(e->type, "capture") == 0 &&
+            !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "amount"))) {
+            e->amount_null = false;
+            e->amount = json_exact_int(j, "amount", what);
+        }
     } else {
         lqt_check_keys(j, what, untyped_keys);
     }
