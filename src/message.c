@@ -804,6 +804,26 @@ int lq_message_take_metadata(lq_reader *rd, const cJSON *item, char **out)
                               LQ_METADATA_MAX);
 }
 
+size_t lq_message_add(char *s, size_t cap, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (n >= cap)
+        return n;
+    va_start(ap, fmt);
+    k = vsnprintf(s + n, cap - n, fmt, ap);
+    va_end(ap);
+    return k < 0 ? cap : n + (size_t)k;
+}
+
+size_t lq_message_add_text(char *s, size_t cap, size_t n, const char *text)
+{
+    if (text == NULL)
+        return lq_message_add(s, cap, n, "|-");
+    return lq_message_add(s, cap, n, "|r%zu:%s", strlen(text), text);
+}
+
 static const char *const type_names[] = {
     [LQ_CMD_TRANSFER] = "transfer",
     [LQ_CMD_ACCOUNT_OPEN] = "account.open",

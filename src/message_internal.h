@@ -129,6 +129,20 @@ int lq_message_take_metadata(lq_reader *rd, const cJSON *item, char **out);
 /* Whether s is 1 .. max characters of A-Z a-z 0-9 . _ : - */
 bool lq_message_ident_valid(const char *s, size_t max);
 
+/* A leg's members, in the order they are checked. */
+enum { LQ_LEG_DEBIT, LQ_LEG_CREDIT, LQ_LEG_AMOUNT, LQ_LEG_CURRENCY, LQ_LEG_COUNT };
+
+/*
+ * The legs of a transfer or a hold, in either form of docs/protocol.md
+ * section 4.3: single[] holds the top-level debit, credit, amount and
+ * currency items (LQ_LEG_* order, NULL when absent), legs the "legs" item
+ * (NULL when absent).  Checks the form, then each leg in order (debit,
+ * credit, debit different from credit, amount, currency).  Fills c->legs
+ * and c->n_legs; c owns c->legs even when this fails.
+ */
+int lq_message_take_legs(lq_reader *rd, const cJSON *const single[LQ_LEG_COUNT], const cJSON *legs,
+                         lq_command *c);
+
 /*
  * The families.  Each takes the fields of c->type from rd's object (its
  * "type", if any, already checked) into c, or says which rule the body
@@ -143,5 +157,23 @@ int lq_message_take_account(lq_reader *rd, lq_command *c); /* account.open, acco
  */
 int lq_message_transfer_canonical(const lq_command *c, char **ret);
 int lq_message_account_canonical(const lq_command *c, char **ret);
+
+/*
+ * Canonical texts are written with these into s (cap bytes) after its
+ * first n bytes; each returns the new length, cap or more once the text no
+ * longer fits (and then writes nothing more), so a caller checks only at
+ * the end.
+ */
+size_t lq_message_add(char *s, size_t cap, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* "|r<bytes>:<text>", or "|-" when text is NULL: last in a text, so text may hold anything. */
+size_t lq_message_add_text(char *s, size_t cap, size_t n, const char *text);
+
+/* "|<n_legs>|<debit>,<credit>,<amount>,<currency>|..." for each of c's legs. */
+size_t lq_message_add_legs(char *s, size_t cap, size_t n, const lq_command *c);
+
+/* Most bytes lq_message_add_legs() writes for one leg. */
+#define LQ_LEG_TEXT_MAX (2 * LQ_ACCOUNT_ID_MAX + 28)
 
 #endif
