@@ -7,7 +7,10 @@
  *   message.c           the reader (UTF-8, tokens, exact number literals),
  *                       the envelope, the "type" that picks a family, the
  *                       field helpers below, peek and pretty
- *   message_transfer.c  the transfer: its fields, legs and canonical text
+ *   message_transfer.c  the transfer: its fields, legs and canonical text;
+ *                       the legs are shared with the hold
+ *   message_hold.c      hold, capture and void: their fields and canonical
+ *                       text
  *   message_account.c   account.open, account.update and `account import`
  *                       lines: their fields and canonical text
  *
@@ -107,6 +110,13 @@ int lq_message_take_amount(lq_reader *rd, const cJSON *item, const char *prefix,
  */
 int lq_message_take_limit(lq_reader *rd, const cJSON *item, const char *name, int64_t *out);
 
+/*
+ * A JSON integer literal (digits only: no sign, fraction or exponent) from
+ * min to max, min at least 0; item must not be NULL.
+ */
+int lq_message_take_integer(lq_reader *rd, const cJSON *item, const char *name, int64_t min,
+                            int64_t max, int64_t *out);
+
 /* Three upper-case letters; item NULL: "is required". */
 int lq_message_take_currency(lq_reader *rd, const cJSON *item, const char *prefix, char out[4]);
 
@@ -150,6 +160,7 @@ int lq_message_take_legs(lq_reader *rd, const cJSON *const single[LQ_LEG_COUNT],
  */
 int lq_message_take_transfer(lq_reader *rd, lq_command *c);
 int lq_message_take_account(lq_reader *rd, lq_command *c); /* account.open, account.update */
+int lq_message_take_hold(lq_reader *rd, lq_command *c);    /* hold, capture, void */
 
 /*
  * The canonical text of a command of the family from its fields, into *ret
@@ -157,6 +168,7 @@ int lq_message_take_account(lq_reader *rd, lq_command *c); /* account.open, acco
  */
 int lq_message_transfer_canonical(const lq_command *c, char **ret);
 int lq_message_account_canonical(const lq_command *c, char **ret);
+int lq_message_hold_canonical(const lq_command *c, char **ret); /* hold, capture, void */
 
 /*
  * Canonical texts are written with these into s (cap bytes) after its
