@@ -32,7 +32,7 @@ typedef struct lq_leg {
     char currency[4];
 } lq_leg;
 
-#define LQ_REASON_MAX 256 /* longest account.update reason, bytes */
+#define LQ_REASON_MAX  256      /* longest account.update reason, bytes */
 #define LQ_TIMEOUT_MAX 31536000 /* longest hold timeout_s: 365 days */
 
 /* What a command is: its "type" (docs/protocol.md section 12). */
