@@ -100,8 +100,7 @@ static int release(lq_db *db, lq_book *book, int64_t batch_id)
     return r;
 }
 
-int lq_db_expire_holds(lq_db *db, lq_book *book, size_t limit, int republish_s,
-                       lq_expiries *out)
+int lq_db_expire_holds(lq_db *db, lq_book *book, size_t limit, int republish_s, lq_expiries *out)
 {
     char limit_text[24], republish_text[24];
     const char *params[2] = {limit_text, republish_text};

@@ -95,8 +95,8 @@ typedef struct lq_hold {
     lq_hold_status status;
     /* As loaded: its expiry time is not after the batch's now (the database's clock). */
     bool past_expiry;
-    size_t n_legs; /* 1 .. LQ_LEGS_MAX */
-    lq_leg *legs;  /* owned: the legs it holds, as the hold command gave them */
+    size_t n_legs;     /* 1 .. LQ_LEGS_MAX */
+    lq_leg *legs;      /* owned: the legs it holds, as the hold command gave them */
     int64_t timeout_s; /* placed by the batch: the command's timeout_s (0: never expires) */
     /* Set by the decision that resolved it (in a book, not stored as such): */
     const char *resolved_by; /* borrowed: the capture's or void's id; NULL for an expiry */
