@@ -20,8 +20,10 @@
 /*
  * How the book was before one command: each account it touched (a whole
  * copy, the first time it was touched: totals, settings, held amounts,
- * entry counter, changed mark), the number of entries, and the account it
- * added, if any.  No copy of the book per command.
+ * entry counter, changed mark), the number of entries, the account it
+ * added, if any, the hold it changed (a copy, legs shared: they never
+ * change), if any, and the hold it added, if any.  No command touches
+ * more than one hold.  No copy of the book per command.
  */
 typedef struct lq_undo {
     lq_book *book;
@@ -30,7 +32,21 @@ typedef struct lq_undo {
     lq_account saved[LQ_UNDO_MAX];
     bool added;
     char added_id[LQ_ACCOUNT_ID_MAX + 1];
+    bool hold_saved;
+    lq_hold saved_hold;
+    bool hold_added;
+    char hold_added_id[LQ_ID_MAX + 1];
 } lq_undo;
+
+/* Start an undo log of book as it is now. */
+void lq_ledger_undo_begin(lq_undo *undo, lq_book *book);
+
+/*
+ * Put the book back as it was at lq_ledger_undo_begin(): entries dropped,
+ * accounts and the hold restored, an added account or hold removed (the
+ * hold's legs freed).
+ */
+void lq_ledger_undo_rollback(lq_undo *undo);
 
 /*
  * Keep a copy of a as it is now, unless the undo log has one already.
@@ -41,6 +57,16 @@ int lq_ledger_undo_save(lq_undo *undo, const lq_account *a);
 
 /* Note that the command added the account id to the book: a rollback removes it. */
 void lq_ledger_undo_added(lq_undo *undo, const char *id);
+
+/*
+ * Keep a copy of h as it is now, unless the undo log has one already.
+ * Call it before changing h.  Returns LQ_OK, or LQ_ERR_INTERNAL when the
+ * log holds another hold already.
+ */
+int lq_ledger_undo_save_hold(lq_undo *undo, const lq_hold *h);
+
+/* Note that the command added the hold id to the book: a rollback removes it and frees its legs. */
+void lq_ledger_undo_added_hold(lq_undo *undo, const char *id);
 
 /*
  * Make room for extra more entries, so that the appends of one command

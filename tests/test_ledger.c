@@ -151,8 +151,10 @@ static void open_limited(const char *id, const char *currency, int64_t balance, 
 typedef struct book_snapshot {
     size_t n;
     size_t n_entries;
+    size_t n_holds;
     lq_account *accounts;
     lq_entry *entries; /* shallow: the change texts are the book's */
+    lq_hold *holds;    /* shallow: the legs are the book's */
 } book_snapshot;
 
 static book_snapshot *snapshot(void)
@@ -164,12 +166,17 @@ static book_snapshot *snapshot(void)
     copy->n_entries = book.n_entries;
     copy->accounts = malloc(book.n * sizeof(*copy->accounts) + 1);
     copy->entries = malloc(book.n_entries * sizeof(*copy->entries) + 1);
+    copy->n_holds = book.n_holds;
+    copy->holds = malloc(book.n_holds * sizeof(*copy->holds) + 1);
     ck_assert_ptr_nonnull(copy->accounts);
     ck_assert_ptr_nonnull(copy->entries);
+    ck_assert_ptr_nonnull(copy->holds);
     if (book.n)
         memcpy(copy->accounts, book.accounts, book.n * sizeof(*copy->accounts));
     if (book.n_entries)
         memcpy(copy->entries, book.entries, book.n_entries * sizeof(*copy->entries));
+    if (book.n_holds)
+        memcpy(copy->holds, book.holds, book.n_holds * sizeof(*copy->holds));
     return copy;
 }
 
@@ -213,8 +220,25 @@ static void ck_assert_book_is(book_snapshot *before, size_t n)
         ck_assert_int_eq(a->held_credits, b->held_credits);
         ck_assert_ptr_eq(a->change, b->change);
     }
+    ck_assert_uint_eq(book.n_holds, before->n_holds);
+    for (size_t i = 0; i < before->n_holds; i++) {
+        const lq_hold *a = &book.holds[i];
+        const lq_hold *b = &before->holds[i];
+
+        ck_assert_str_eq(a->id, b->id);
+        ck_assert_int_eq(a->status, b->status);
+        ck_assert_int_eq(a->past_expiry, b->past_expiry);
+        ck_assert_uint_eq(a->n_legs, b->n_legs);
+        ck_assert_ptr_eq(a->legs, b->legs);
+        ck_assert_int_eq(a->timeout_s, b->timeout_s);
+        ck_assert_ptr_eq(a->resolved_by, b->resolved_by);
+        ck_assert_int_eq(a->captured, b->captured);
+        ck_assert_int_eq(a->placed, b->placed);
+        ck_assert_int_eq(a->changed, b->changed);
+    }
     free(before->accounts);
     free(before->entries);
+    free(before->holds);
     free(before);
 }
 
@@ -420,6 +444,144 @@ START_TEST(test_book_clear_keeps_allocation)
     ck_assert_ptr_null(lq_book_find(&book, "acct:a"));
     open_funded("acct:a", "EUR", 5); /* reusable, no EXISTS from before the clear */
     ck_assert_int_eq(account("acct:a")->credits, 5);
+}
+END_TEST
+
+/* ---- section 14: the book's holds ------------------------------------------ */
+
+/*
+ * Add a hold to the book as the db module loads it: status as given, legs
+ * copied from t's (the book owns the copy).  It touches no account.
+ */
+static void add_hold(const char *id, lq_hold_status status, bool past_expiry, const test_payment *t)
+{
+    lq_hold h;
+
+    memset(&h, 0, sizeof(h));
+    snprintf(h.id, sizeof(h.id), "%s", id);
+    h.status = status;
+    h.past_expiry = past_expiry;
+    h.n_legs = t->p.n_legs;
+    h.legs = malloc(t->p.n_legs * sizeof(*h.legs) + 1);
+    ck_assert_ptr_nonnull(h.legs);
+    memcpy(h.legs, t->p.legs, t->p.n_legs * sizeof(*h.legs));
+    ck_assert_int_eq(lq_book_add_hold(&book, &h), LQ_OK);
+}
+
+static lq_hold *hold(const char *id)
+{
+    lq_hold *h = lq_book_find_hold(&book, id);
+
+    ck_assert_msg(h != NULL, "hold %s is not in the book", id);
+    return h;
+}
+
+START_TEST(test_hold_status_names)
+{
+    lq_hold_status s = LQ_HOLD_CAPTURED;
+
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_PENDING), "pending");
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_CAPTURED), "captured");
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_VOIDED), "voided");
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_EXPIRED), "expired");
+    ck_assert_str_eq(lq_hold_status_name((lq_hold_status)4), "unknown");
+    ck_assert_str_eq(lq_hold_status_name((lq_hold_status)-1), "unknown");
+    ck_assert(lq_hold_status_parse("pending", &s));
+    ck_assert_int_eq(s, LQ_HOLD_PENDING);
+    ck_assert(lq_hold_status_parse("voided", &s));
+    ck_assert_int_eq(s, LQ_HOLD_VOIDED);
+    ck_assert(lq_hold_status_parse("expired", &s));
+    ck_assert_int_eq(s, LQ_HOLD_EXPIRED);
+    ck_assert(lq_hold_status_parse("captured", &s));
+    ck_assert_int_eq(s, LQ_HOLD_CAPTURED);
+    /* Exactly the name; *ret untouched otherwise. */
+    ck_assert(!lq_hold_status_parse(NULL, &s));
+    ck_assert(!lq_hold_status_parse("", &s));
+    ck_assert(!lq_hold_status_parse("Pending", &s));
+    ck_assert(!lq_hold_status_parse("pending ", &s));
+    ck_assert(!lq_hold_status_parse("unknown", &s));
+    ck_assert_int_eq(s, LQ_HOLD_CAPTURED);
+}
+END_TEST
+
+START_TEST(test_book_holds_sorted_and_found)
+{
+    test_payment t;
+    lq_hold again;
+
+    pay1(&t, "x", "acct:a", "acct:b", 10, "EUR");
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h1")); /* empty book */
+    add_hold("h2", LQ_HOLD_PENDING, false, &t);
+    add_hold("h3", LQ_HOLD_VOIDED, false, &t);
+    add_hold("h1", LQ_HOLD_CAPTURED, true, &t);
+    ck_assert_uint_eq(book.n_holds, 3);
+    ck_assert_str_eq(book.holds[0].id, "h1");
+    ck_assert_str_eq(book.holds[1].id, "h2");
+    ck_assert_str_eq(book.holds[2].id, "h3");
+    ck_assert_int_eq(hold("h1")->status, LQ_HOLD_CAPTURED);
+    ck_assert(hold("h1")->past_expiry);
+    ck_assert_int_eq(hold("h3")->status, LQ_HOLD_VOIDED);
+    ck_assert_int_eq(hold("h2")->legs[0].amount, 10);
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h0"));
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h20"));
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h4"));
+    /* Accounts and holds are apart: no account "h1", no hold "acct:a". */
+    ck_assert_ptr_null(lq_book_find(&book, "h1"));
+
+    /* A second hold with an id: refused, and the caller keeps its legs. */
+    memset(&again, 0, sizeof(again));
+    snprintf(again.id, sizeof(again.id), "h2");
+    again.n_legs = 1;
+    again.legs = t.legs;
+    ck_assert_int_eq(lq_book_add_hold(&book, &again), LQ_ERR_EXISTS);
+    ck_assert_uint_eq(book.n_holds, 3);
+    ck_assert_ptr_ne(hold("h2")->legs, t.legs);
+}
+END_TEST
+
+START_TEST(test_book_holds_grow_past_initial_capacity)
+{
+    enum { N = 500 };
+    test_payment t;
+    char id[32];
+
+    pay1(&t, "x", "acct:a", "acct:b", 10, "EUR");
+    /* Descending: every add goes first, moving all the others. */
+    for (int i = N - 1; i >= 0; i--) {
+        snprintf(id, sizeof(id), "h%03d", i);
+        add_hold(id, LQ_HOLD_PENDING, false, &t);
+    }
+    ck_assert_uint_eq(book.n_holds, N);
+    ck_assert_uint_ge(book.cap_holds, N);
+    for (size_t i = 1; i < N; i++)
+        ck_assert_int_lt(strcmp(book.holds[i - 1].id, book.holds[i].id), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "h%03d", i);
+        ck_assert_str_eq(hold(id)->id, id);
+    }
+}
+END_TEST
+
+START_TEST(test_book_clear_and_release_free_holds)
+{
+    test_payment t;
+    size_t cap;
+
+    pay1(&t, "x", "acct:a", "acct:b", 10, "EUR");
+    add_hold("h1", LQ_HOLD_PENDING, false, &t);
+    add_hold("h2", LQ_HOLD_PENDING, false, &t);
+    cap = book.cap_holds;
+    /* The legs are freed (the sanitizers' leak check sees it), the array is kept. */
+    lq_book_clear(&book);
+    ck_assert_uint_eq(book.n_holds, 0);
+    ck_assert_uint_eq(book.cap_holds, cap);
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h1"));
+    add_hold("h1", LQ_HOLD_PENDING, false, &t); /* reusable */
+    ck_assert_uint_eq(book.n_holds, 1);
+    lq_book_release(&book);
+    ck_assert_ptr_null(book.holds);
+    ck_assert_uint_eq(book.n_holds, 0);
+    ck_assert_uint_eq(book.cap_holds, 0);
 }
 END_TEST
 
@@ -2484,6 +2646,14 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_book_clear_keeps_allocation);
     tcase_add_test(tc, test_available_is_balance_minus_held_debits);
     tcase_add_test(tc, test_book_clear_and_release_free_entries);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("book holds");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_hold_status_names);
+    tcase_add_test(tc, test_book_holds_sorted_and_found);
+    tcase_add_test(tc, test_book_holds_grow_past_initial_capacity);
+    tcase_add_test(tc, test_book_clear_and_release_free_holds);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("outcomes");

@@ -134,9 +134,10 @@ lq_account *lq_book_find(const lq_book *book, const char *id);
 
 /*
  * Add a copy of h to the book, keeping the holds sorted; the book takes
- * h->legs (on success only).  Returns LQ_OK, LQ_ERR_EXISTS when a hold
- * with that id is already there, or LQ_ERR_NOMEM.  Pointers to the book's
- * holds are invalid afterwards.
+ * h->legs (on success only; it frees them with free()).  Returns LQ_OK,
+ * LQ_ERR_EXISTS when a hold with that id is already there, or
+ * LQ_ERR_NOMEM.  Pointers to the book's holds (and expiry entries'
+ * commands) are invalid afterwards.
  */
 int lq_book_add_hold(lq_book *book, const lq_hold *h);
 
