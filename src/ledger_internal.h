@@ -102,6 +102,28 @@ bool lq_ledger_above_ceiling(int64_t balance, int64_t held_credits, int64_t cred
                              int64_t max_balance);
 
 /*
+ * What lq_command_parse() guarantees of a command's legs (docs/protocol.md
+ * section 4): 1 to LQ_LEGS_MAX legs, positive amounts, two different
+ * accounts.  Anything else is a bug of the caller, refused with
+ * LQ_ERR_INTERNAL (detail written) before anything is touched.
+ */
+int lq_ledger_check_legs_shape(const lq_command *c, char *detail, size_t detail_len);
+
+/*
+ * Check one leg (number n, from 1) of a transfer or a hold against the
+ * book as earlier legs left it, in the order of docs/protocol.md section
+ * 13: account_not_found, account_closed, currency_mismatch, account_frozen,
+ * insufficient_funds, exceeds_max_balance, amount_overflow.  The last one
+ * counts the held totals: the debited account's debits plus held debits
+ * plus the amount, then the credited account's credits plus held credits
+ * plus the amount, must fit, so that the capture of every pending hold can
+ * still be posted.  On LQ_OK stores the two accounts in *ret_debit and
+ * *ret_credit; otherwise writes detail.
+ */
+int lq_ledger_check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_account **ret_debit,
+                        lq_account **ret_credit, char *detail, size_t detail_len);
+
+/*
  * The rules of each command type, as lq_ledger_apply() describes them.
  * They save every account they change in undo (and note an account they
  * add) before changing it; on failure lq_ledger_apply() rolls back, so

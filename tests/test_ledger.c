@@ -1494,6 +1494,56 @@ START_TEST(test_int64_edges_of_floors_and_ceilings)
 }
 END_TEST
 
+/*
+ * amount_overflow counts held amounts: a pending hold may still be captured
+ * in full, so a transfer must leave room for it (section 14).
+ */
+START_TEST(test_amount_overflow_counts_held_amounts)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:neg", "EUR", true, INT64_MAX - 100, 0);
+    open_account("acct:top", "EUR", false, 0, INT64_MAX - 100);
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:neg")->held_debits = 60;
+    account("acct:top")->held_credits = 60;
+    before = snapshot();
+    /* Debits plus the amount fit, debits plus held debits plus the amount do not. */
+    pay1(&t, "p1", "acct:neg", "acct:b", 41, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:neg\" (with held debits 60) would exceed the "
+             "64-bit range");
+    pay1(&t, "p2", "acct:bank", "acct:top", 41, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: credits of account \"acct:top\" (with held credits 60) would exceed the "
+             "64-bit range");
+    /* Held debits that large leave no available balance: insufficient_funds comes first. */
+    account("acct:b")->held_debits = INT64_MAX;
+    pay1(&t, "p3", "acct:b", "acct:bank", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:b\" has balance 0 (available -9223372036854775807), cannot be "
+             "debited 1");
+    /* Held credits that alone are at the end of the range. */
+    account("acct:b")->held_debits = 0;
+    account("acct:b")->held_credits = INT64_MAX;
+    pay1(&t, "p4", "acct:bank", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: credits of account \"acct:b\" (with held credits 9223372036854775807) would "
+             "exceed the 64-bit range");
+    account("acct:b")->held_credits = 0;
+    ck_assert_book_is(before, 4);
+    /* Up to the edge exactly. */
+    pay1(&t, "p5", "acct:neg", "acct:b", 40, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    pay1(&t, "p6", "acct:bank", "acct:top", 40, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(account("acct:neg")->debits, INT64_MAX - 60);
+    ck_assert_int_eq(account("acct:top")->credits, INT64_MAX - 60);
+}
+END_TEST
+
 /* ---- section 15: the entries of transfers ---------------------------------- */
 
 START_TEST(test_entries_of_transfers)
@@ -2705,6 +2755,7 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_frozen_without_a_floor_is_still_frozen);
     tcase_add_test(tc, test_closed_on_either_side);
     tcase_add_test(tc, test_int64_edges_of_floors_and_ceilings);
+    tcase_add_test(tc, test_amount_overflow_counts_held_amounts);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("transfer entries");

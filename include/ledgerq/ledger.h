@@ -237,7 +237,8 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
  * insufficient_funds (available balance against the floor),
  * exceeds_max_balance (balance plus held credits against the ceiling),
  * amount_overflow (the debited account's debits, then the credited
- * account's credits).  An account.open is rejected with account_exists;
+ * account's credits, each with its held amounts: every pending hold must
+ * stay capturable).  An account.open is rejected with account_exists;
  * an account.update with, in order, account_not_found, account_closed,
  * account_not_empty and account_has_holds (closing), and
  * balance_outside_limits (new limits).
