@@ -1,9 +1,9 @@
 /*
- * ledger: the outcome rules of docs/protocol.md sections 5, 12, 13 and 15,
+ * ledger: the outcome rules of docs/protocol.md sections 5, 12 to 15,
  * decided in memory.  This file holds the book (accounts, holds and history
  * entries), the undo log of one command, the dispatch on its type and the
  * batch loop (idempotency); the rules of each type are in
- * ledger_transfer.c and ledger_account.c.
+ * ledger_transfer.c, ledger_hold.c and ledger_account.c.
  *
  * Nothing here does I/O.  The db module loads a batch's accounts into a book
  * and the stored outcomes into the items, lq_ledger_decide() decides, and the
@@ -437,6 +437,15 @@ int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t det
     case LQ_CMD_ACCOUNT_UPDATE:
         r = lq_ledger_apply_account_update(book, c, &undo, detail, detail_len);
         break;
+    case LQ_CMD_HOLD:
+        r = lq_ledger_apply_hold(book, c, &undo, detail, detail_len);
+        break;
+    case LQ_CMD_CAPTURE:
+        r = lq_ledger_apply_capture(book, c, &undo, detail, detail_len);
+        break;
+    case LQ_CMD_VOID:
+        r = lq_ledger_apply_void(book, c, &undo, detail, detail_len);
+        break;
     default:
         snprintf(detail, detail_len, "command has unknown type %d", (int)c->type);
         r = LQ_ERR_INTERNAL;
@@ -543,6 +552,20 @@ static void id_table_put(id_table *t, const lq_item *items, size_t i)
     }
 }
 
+/*
+ * What an applied command's outcome tells beyond its status: for a capture
+ * of a single-leg hold, the amount it posted (docs/protocol.md section 12).
+ */
+static int64_t applied_amount(const lq_book *book, const lq_command *c)
+{
+    const lq_hold *h;
+
+    if (c->type != LQ_CMD_CAPTURE)
+        return 0;
+    h = lq_book_find_hold(book, c->hold);
+    return h && h->n_legs == 1 ? h->captured : 0;
+}
+
 static void set_conflict(lq_item *item, const char *now)
 {
     item->outcome.result = LQ_ERR_IDEMPOTENCY_CONFLICT;
@@ -602,6 +625,8 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
         item->outcome.result = lq_ledger_apply(book, item->command, item->outcome.detail,
                                                sizeof(item->outcome.detail));
         item->outcome.duplicate = false;
+        if (item->outcome.result == LQ_OK)
+            item->outcome.amount = applied_amount(book, item->command);
         snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "%s", now);
         /*
          * Only business outcomes are stored; LQ_ERR_INTERNAL (a command no

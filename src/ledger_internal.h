@@ -1,8 +1,9 @@
 /*
  * What the files of the ledger module share: the undo log that ledger.c
  * keeps for each command, the history entries it appends, the floor and
- * ceiling tests, and the rules of each command type (ledger_transfer.c,
- * ledger_account.c), which lq_ledger_apply() dispatches to.
+ * ceiling tests, the leg checks of transfers and holds, and the rules of
+ * each command type (ledger_transfer.c, ledger_hold.c, ledger_account.c),
+ * which lq_ledger_apply() dispatches to.
  */
 #ifndef LEDGERQ_LEDGER_INTERNAL_H
 #define LEDGERQ_LEDGER_INTERNAL_H
@@ -135,5 +136,11 @@ int lq_ledger_apply_account_open(lq_book *book, const lq_command *c, lq_undo *un
                                  size_t detail_len);
 int lq_ledger_apply_account_update(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
                                    size_t detail_len);
+int lq_ledger_apply_hold(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                         size_t detail_len);
+int lq_ledger_apply_capture(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                            size_t detail_len);
+int lq_ledger_apply_void(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                         size_t detail_len);
 
 #endif
