@@ -718,7 +718,7 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
         if (n_expired > 0)
             steps[n_steps++] = (lq_db_step){
                 "could not record expiries",
-                "INSERT INTO hold_expiry_events (hold_id, batch_id, released_at, published_at)"
+                "INSERT INTO ops_hold_expiry_events (hold_id, batch_id, released_at, published_at)"
                 " SELECT id, $4::bigint, now(), now()"
                 " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, resolved_by)"
                 " WHERE status = 'expired'",

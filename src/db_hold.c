@@ -15,7 +15,7 @@
 
 /* Expiries whose events the broker confirmed (their batch is recorded): nothing is owed. */
 static const char *const FORGET_CONFIRMED =
-    "DELETE FROM hold_expiry_events x USING ops_confirmed_batches b"
+    "DELETE FROM ops_hold_expiry_events x USING ops_confirmed_batches b"
     " WHERE b.batch_id = x.batch_id";
 
 /*
@@ -24,9 +24,9 @@ static const char *const FORGET_CONFIRMED =
  * connection.  Taken over, under this sweep's batch number.
  */
 static const char *const TAKE_OVER =
-    "UPDATE hold_expiry_events x SET batch_id = currval('payments_batch_id_seq'),"
+    "UPDATE ops_hold_expiry_events x SET batch_id = currval('payments_batch_id_seq'),"
     " published_at = now()"
-    " WHERE x.hold_id IN (SELECT hold_id FROM hold_expiry_events"
+    " WHERE x.hold_id IN (SELECT hold_id FROM ops_hold_expiry_events"
     " WHERE published_at < now() - $2::int * interval '1 second'"
     " ORDER BY published_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
     " RETURNING x.hold_id, " SQL_UTC("x.released_at");
