@@ -296,9 +296,8 @@ static int publish_resolution(bench *b, long i, const char *exchange)
         n = snprintf(body, sizeof(body), "{\"type\":\"void\",\"id\":\"%s\",\"hold\":\"%sh%ld\"}",
                      id, b->prefix, i);
     else if (i % 2 == 0)
-        n = snprintf(body, sizeof(body),
-                     "{\"type\":\"capture\",\"id\":\"%s\",\"hold\":\"%sh%ld\"}", id,
-                     b->prefix, i);
+        n = snprintf(body, sizeof(body), "{\"type\":\"capture\",\"id\":\"%s\",\"hold\":\"%sh%ld\"}",
+                     id, b->prefix, i);
     else /* a partial capture: what shipped */
         n = snprintf(body, sizeof(body),
                      "{\"type\":\"capture\",\"id\":\"%s\",\"hold\":\"%sh%ld\","
@@ -470,8 +469,8 @@ static void report_holds(const bench *b, bool json, bool complete)
         }
         return;
     }
-    printf("mode:        holds: %ld holds over %ld accounts, %zu messages\n", b->count,
-           b->accounts, b->n_messages);
+    printf("mode:        holds: %ld holds over %ld accounts, %zu messages\n", b->count, b->accounts,
+           b->n_messages);
     printf("events:      %zu of %zu%s\n", b->n_hold_events, b->n_expected,
            complete ? "" : " (timed out)");
     printf("throughput:  %.0f holds resolved/s over %.3f s\n", pairs, seconds);
