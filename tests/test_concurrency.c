@@ -880,11 +880,13 @@ START_TEST(holds_resolve_once_under_three_workers)
     size_t next = 0, seen = 0, n_end = 0, applied_holds = 0;
     size_t by_fate[FATE_PENDING + 1] = {0}, races_won = 0, races_lost = 0, lost_before = 0;
     size_t n_sql = 0;
+    static int row_of[N_HOLDS]; /* each hold's row in the holds table, + 1; 0: none */
     int64_t deadline, closest_win_us = INT64_MIN, closest_loss_us = INT64_MAX;
     PGresult *res;
     lqt_output out;
 
     memset(&run, 0, sizeof(run));
+    memset(row_of, 0, sizeof(row_of));
     run.ns = lqt_ns_create();
     run.events = lqt_listen(run.ns);
     run.latency_ms = 50;
@@ -967,6 +969,13 @@ START_TEST(holds_resolve_once_under_three_workers)
     /* Each hold's fate, as its events and the ledger tell it. */
     res = PQexec(run.ns->db, "SELECT id, status FROM holds");
     ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    for (int row = 0; row < PQntuples(res); row++) {
+        int k = -1;
+        ck_assert_msg(sscanf(PQgetvalue(res, row, 0), "hold-%d", &k) == 1 && k >= 0 &&
+                          k < N_HOLDS && row_of[k] == 0,
+                      "the holds table holds %s", PQgetvalue(res, row, 0));
+        row_of[k] = row + 1;
+    }
     for (int i = 0; i < N_HOLDS; i++) {
         hold *h = &run.holds[i];
         const lqt_event *e = event_of(&run, h->event), *f = event_of(&run, h->follow_event),
@@ -979,12 +988,9 @@ START_TEST(holds_resolve_once_under_three_workers)
         expect_hold_event(&run, h);
         by_fate[h->fate]++;
         applied_holds += applied;
-        for (int row = 0; row < PQntuples(res); row++) {
-            if (strcmp(PQgetvalue(res, row, 0), h->id) == 0) {
-                status = PQgetvalue(res, row, 1);
-                n_sql++;
-                break;
-            }
+        if (row_of[i] > 0) {
+            status = PQgetvalue(res, row_of[i] - 1, 1);
+            n_sql++;
         }
         ck_assert_msg((status != NULL) == applied, "%s: %s, and %s in the holds table", what,
                       e->status, status ? status : "not");
