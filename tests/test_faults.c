@@ -914,9 +914,9 @@ START_TEST(test_holds_expiring)
         duplicates += (size_t)h->n_expired_events - 1;
         ck_assert_msg(h->released_us >= h->expires_us, "%s: released at %s, before its expiry time",
                       h->id, h->released_at);
-        if (h->expires_us >= alarm_us - RELEASED_WITHIN_US &&
-            h->expires_us <= restart_us + RELEASED_WITHIN_US) {
-            late++; /* no worker could publish then: excused */
+        if (h->expires_us >= alarm_us - RELEASED_WITHIN_US && h->expires_us <= restart_us) {
+            /* The sweeps stopped, blocked, or no worker ran: excused. */
+            late++;
             continue;
         }
         ck_assert_msg(h->released_us <= h->expires_us + RELEASED_WITHIN_US,
