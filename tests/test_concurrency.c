@@ -1079,7 +1079,7 @@ START_TEST(holds_resolve_once_under_three_workers)
     lqt_step("races: %zu won (the latest %" PRId64 " ms before the expiry), %zu lost (%zu of them "
              "applied before the expiry time, after the sweep took the hold; %zu after the sweep "
              "had begun releasing it; the earliest %" PRId64 " ms from the expiry)",
-             races_won, closest_win_us / 1000, races_lost, lost_before, lost_released,
+             races_won, -closest_win_us / 1000, races_lost, lost_before, lost_released,
              closest_loss_us / 1000);
     /* Both outcomes happened: the captures and voids did race the sweeps. */
     ck_assert_uint_gt(races_won, 0);
