@@ -930,8 +930,8 @@ START_TEST(test_dead_letters)
     static const bad_command bad[] = {
         {"dl-hold", "payment.x",
          "{'type':'hold','id':'dl-hold','debit':'bank','credit':'alice','amount':1,"
-         "'currency':'EUR'}",
-         "type: unknown command type \"hold\""},
+         "'currency':'EUR','timeout_s':0}",
+         "timeout_s: must be a JSON integer from 1 to 31536000"},
         {"dl-capital", "payment.x",
          "{'type':'Transfer','id':'dl-capital','debit':'bank','credit':'alice','amount':1,"
          "'currency':'EUR'}",
