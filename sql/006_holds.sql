@@ -1,12 +1,12 @@
 -- ledgerq schema, version 6: holds, captures and voids.
 -- oldest release: 0.1.0
 --
--- Expand only.  Workers of releases 0.1.0 and 0.2.0 keep running against
--- this schema until they are replaced: they never place a hold, and what
--- they store (transfers, account commands) passes every constraint below.
--- Until they are gone they decide transfers without counting held amounts
--- (docs/upgrades.md: the features of a release are used once the rollout
--- is over).
+-- Expand only.  Workers of release 0.1.0 keep running against this schema
+-- until they are replaced: they never place a hold, and what they store
+-- (transfers) passes every constraint below.  Until they are gone they
+-- dead-letter holds, captures and voids and decide transfers without
+-- counting held amounts (docs/upgrades.md: the features of a release are
+-- used once the rollout is over).
 
 -- ------------------------------------------------------------ commands
 
@@ -72,7 +72,7 @@ CREATE INDEX holds_pending_expiry ON holds (expires_at)
 -- ops_confirmed_batches has its batch; one left over (its worker died
 -- before the confirm) is published again by any worker.  Small: only the
 -- last second's expiries, and those a crash left.
-CREATE TABLE hold_expiry_events (
+CREATE TABLE ops_hold_expiry_events (
     hold_id      text        PRIMARY KEY,
     batch_id     bigint      NOT NULL,
     released_at  timestamptz NOT NULL,

@@ -218,6 +218,12 @@ static const audit_check audit_checks[] = {
      "             OR min(p.type) <> CASE h.status WHEN 'captured' THEN 'capture'"
      "                                             ELSE 'void' END))"
      " ORDER BY h.id LIMIT 1000"},
+    /* An applied capture or void resolved an applied hold (hold_not_found otherwise). */
+    {"resolution_names_a_hold",
+     "SELECT format('%s %s: applied, but hold %s was never applied', p.type, p.id, p.hold)"
+     " FROM payments p LEFT JOIN holds h ON h.id = p.hold"
+     " WHERE p.type IN ('capture', 'void') AND p.status = 'applied' AND h.id IS NULL"
+     " ORDER BY p.id LIMIT 1000"},
     /*
      * A capture posts its hold's legs: each in full, or a single leg's
      * amount at most.

@@ -134,10 +134,10 @@ int lq_db_read_accounts(const PGresult *res, lq_book *book)
  * read_holds()); only applied holds have a row in holds.
  */
 #define LOCK_HOLDS                                                                                 \
-    "SELECT h.id, h.status, h.expires_at IS NOT NULL AND h.expires_at <= now(), e.n,"             \
-    " e.l ->> 'debit', e.l ->> 'credit', (e.l ->> 'amount')::bigint, e.l ->> 'currency'"          \
+    "SELECT h.id, h.status, h.expires_at IS NOT NULL AND h.expires_at <= now(), e.n,"              \
+    " e.l ->> 'debit', e.l ->> 'credit', (e.l ->> 'amount')::bigint, e.l ->> 'currency'"           \
     " FROM holds h JOIN payments p ON p.id = h.id"                                                 \
-    " CROSS JOIN LATERAL jsonb_array_elements(p.legs) WITH ORDINALITY AS e(l, n)"                 \
+    " CROSS JOIN LATERAL jsonb_array_elements(p.legs) WITH ORDINALITY AS e(l, n)"                  \
     " WHERE h.id = ANY($1::text[]) ORDER BY h.id COLLATE \"C\", e.n FOR UPDATE OF h"
 
 /* Fill the items' stored outcomes from the look-up's rows. */
@@ -212,16 +212,22 @@ int lq_db_record_confirmations(lq_db *db, const lq_confirmations *c)
  * a single-leg hold posted (the event's "amount"), else 0.
  */
 static const char *const LOOKUP =
-    "SELECT c.ord, p.status, p.reason, coalesce(p.detail, ''), " SQL_UTC("p.processed_at") ","
-    " p.fingerprint = sha256(convert_to(c.canon, 'UTF8')),"
-    " p.batch_id IS NULL"
-    " OR EXISTS (SELECT 1 FROM ops_confirmed_batches b WHERE b.batch_id = p.batch_id)"
-    " OR EXISTS (SELECT 1 FROM ops_confirmed_payments o WHERE o.payment_id = p.id),"
-    " p.batch_id,"
-    " CASE WHEN p.type = 'capture' AND p.status = 'applied' AND jsonb_array_length(p.legs) = 1"
-    " THEN (p.legs -> 0 ->> 'amount')::bigint ELSE 0 END"
-    " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(id, canon, ord)"
-    " CROSS JOIN LATERAL (SELECT * FROM payments WHERE payments.id = c.id LIMIT 1) AS p";
+    "SELECT c.ord, p.status, p.reason, coalesce(p.detail, ''), " SQL_UTC(
+        "p.processed_at") ","
+                          " p.fingerprint = sha256(convert_to(c.canon, 'UTF8')),"
+                          " p.batch_id IS NULL"
+                          " OR EXISTS (SELECT 1 FROM ops_confirmed_batches b WHERE b.batch_id = "
+                          "p.batch_id)"
+                          " OR EXISTS (SELECT 1 FROM ops_confirmed_payments o WHERE o.payment_id = "
+                          "p.id),"
+                          " p.batch_id,"
+                          " CASE WHEN p.type = 'capture' AND p.status = 'applied' AND "
+                          "jsonb_array_length(p.legs) = 1"
+                          " THEN (p.legs -> 0 ->> 'amount')::bigint ELSE 0 END"
+                          " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(id, canon, "
+                          "ord)"
+                          " CROSS JOIN LATERAL (SELECT * FROM payments WHERE payments.id = c.id "
+                          "LIMIT 1) AS p";
 
 int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations *c, lq_book *book,
                      char ret_now[LQ_TIMESTAMP_MAX], int64_t *ret_batch_id)
@@ -285,7 +291,8 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations
          * are locked as the sorted output is produced.
          */
         if (n_holds > 0) {
-            steps[k++] = (lq_db_step){"could not lock holds", LOCK_HOLDS, 1, &lock_params[1], &held};
+            steps[k++] =
+                (lq_db_step){"could not lock holds", LOCK_HOLDS, 1, &lock_params[1], &held};
             steps[k++] = (lq_db_step){"could not lock accounts", LQ_DB_LOCK_ACCOUNTS_AND_HOLDS, 2,
                                       lock_params, &locked};
         } else {
@@ -691,13 +698,13 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
                 ENT_N, ent_params, NULL};
         /* A hold expires timeout_s after it was applied (now(): its processed_at). */
         if (n_placed > 0)
-            steps[n_steps++] = (lq_db_step){
-                "could not place holds",
-                "INSERT INTO holds (id, created_at, expires_at)"
-                " SELECT id, now(), CASE WHEN timeout_s > 0"
-                " THEN now() + timeout_s * interval '1 second' END"
-                " FROM unnest($1::text[], $2::bigint[]) AS h(id, timeout_s)",
-                PLACED_N, placed_params, NULL};
+            steps[n_steps++] =
+                (lq_db_step){"could not place holds",
+                             "INSERT INTO holds (id, created_at, expires_at)"
+                             " SELECT id, now(), CASE WHEN timeout_s > 0"
+                             " THEN now() + timeout_s * interval '1 second' END"
+                             " FROM unnest($1::text[], $2::bigint[]) AS h(id, timeout_s)",
+                             PLACED_N, placed_params, NULL};
         /* After the placing: a hold placed and resolved by one batch is updated once inserted. */
         if (n_resolved > 0)
             steps[n_steps++] = (lq_db_step){
@@ -711,7 +718,7 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
         if (n_expired > 0)
             steps[n_steps++] = (lq_db_step){
                 "could not record expiries",
-                "INSERT INTO hold_expiry_events (hold_id, batch_id, released_at, published_at)"
+                "INSERT INTO ops_hold_expiry_events (hold_id, batch_id, released_at, published_at)"
                 " SELECT id, $4::bigint, now(), now()"
                 " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, resolved_by)"
                 " WHERE status = 'expired'",

@@ -15,7 +15,7 @@
 
 /* Expiries whose events the broker confirmed (their batch is recorded): nothing is owed. */
 static const char *const FORGET_CONFIRMED =
-    "DELETE FROM hold_expiry_events x USING ops_confirmed_batches b"
+    "DELETE FROM ops_hold_expiry_events x USING ops_confirmed_batches b"
     " WHERE b.batch_id = x.batch_id";
 
 /*
@@ -24,9 +24,9 @@ static const char *const FORGET_CONFIRMED =
  * connection.  Taken over, under this sweep's batch number.
  */
 static const char *const TAKE_OVER =
-    "UPDATE hold_expiry_events x SET batch_id = currval('payments_batch_id_seq'),"
+    "UPDATE ops_hold_expiry_events x SET batch_id = currval('payments_batch_id_seq'),"
     " published_at = now()"
-    " WHERE x.hold_id IN (SELECT hold_id FROM hold_expiry_events"
+    " WHERE x.hold_id IN (SELECT hold_id FROM ops_hold_expiry_events"
     " WHERE published_at < now() - $2::int * interval '1 second'"
     " ORDER BY published_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
     " RETURNING x.hold_id, " SQL_UTC("x.released_at");
@@ -100,8 +100,7 @@ static int release(lq_db *db, lq_book *book, int64_t batch_id)
     return r;
 }
 
-int lq_db_expire_holds(lq_db *db, lq_book *book, size_t limit, int republish_s,
-                       lq_expiries *out)
+int lq_db_expire_holds(lq_db *db, lq_book *book, size_t limit, int republish_s, lq_expiries *out)
 {
     char limit_text[24], republish_text[24];
     const char *params[2] = {limit_text, republish_text};

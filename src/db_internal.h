@@ -113,17 +113,18 @@ void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *creat
  * planner would rather hash a whole table per batch (the account totals
  * update): keep it to nested loops for this transaction.
  */
-#define LQ_DB_BATCH_NOW \
-    "SELECT " SQL_UTC("now()") ", nextval('payments_batch_id_seq'),"   \
-    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"   \
-    " set_config('ledgerq.writes_history', 'on', true)"
+#define LQ_DB_BATCH_NOW                                                                            \
+    "SELECT " SQL_UTC("now()") ", nextval('payments_batch_id_seq'),"                               \
+                               " set_config('enable_hashjoin', 'off', true), "                     \
+                               "set_config('enable_mergejoin', 'off', true),"                      \
+                               " set_config('ledgerq.writes_history', 'on', true)"
 
 /*
  * The accounts named by $1 (text[]) and by the legs of the holds named by
  * $2 (text[]), locked in id order.  The ids are gathered into one array
  * first: the look-up stays a few index probes.
  */
-#define LQ_DB_LOCK_ACCOUNTS_AND_HOLDS                                                                    \
+#define LQ_DB_LOCK_ACCOUNTS_AND_HOLDS                                                              \
     "SELECT " LQ_DB_ACCOUNT_COLUMNS " FROM accounts WHERE id = ANY(ARRAY("                         \
     "SELECT unnest($1::text[]) UNION SELECT x FROM payments p"                                     \
     " CROSS JOIN LATERAL jsonb_array_elements(p.legs) AS e(l)"                                     \

@@ -275,15 +275,17 @@ int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret)
     int r;
 
     memset(&rec, 0, sizeof(rec));
-    r = lq_db_run(db, "could not read the payment",
-                  "SELECT id, status, reason, detail, " SQL_UTC(
-                      "processed_at") ", reference, metadata::text, type,"
-                                      " coalesce(account, ''), change::text,"
-                                      " coalesce(hold, ''), coalesce(h.status, ''),"
-                                      " coalesce(" SQL_UTC("h.expires_at") ", '')"
-                                      " FROM payments LEFT JOIN holds h USING (id)"
-                                      " WHERE id = $1",
-                  1, &id, &res);
+    r = lq_db_run(
+        db, "could not read the payment",
+        "SELECT id, status, reason, detail, " SQL_UTC(
+            "processed_at") ", reference, metadata::text, type,"
+                            " coalesce(account, ''), change::text,"
+                            " coalesce(hold, ''), coalesce(h.status, ''),"
+                            " coalesce(" SQL_UTC(
+                                "h.expires_at") ", '')"
+                                                " FROM payments LEFT JOIN holds h USING (id)"
+                                                " WHERE id = $1",
+        1, &id, &res);
     if (r != LQ_OK)
         goto out;
     if (PQntuples(res) == 0) {

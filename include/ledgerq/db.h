@@ -259,8 +259,8 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
 
 /* A hold released at its expiry, whose hold.expired event is to be published. */
 typedef struct lq_expiry {
-    char id[LQ_ID_MAX + 1];                 /* the hold's id */
-    char released_at[LQ_TIMESTAMP_MAX];     /* the event's processed_at */
+    char id[LQ_ID_MAX + 1];             /* the hold's id */
+    char released_at[LQ_TIMESTAMP_MAX]; /* the event's processed_at */
 } lq_expiry;
 
 /* The expiries of one sweep, to publish under batch_id. */
@@ -286,7 +286,6 @@ void lq_expiries_release(lq_expiries *e);
  * every event to publish, in that order, under one new batch number.
  * Returns LQ_OK (out->n may be 0) or a database failure, rolled back.
  */
-int lq_db_expire_holds(lq_db *db, lq_book *book, size_t limit, int republish_s,
-                       lq_expiries *out);
+int lq_db_expire_holds(lq_db *db, lq_book *book, size_t limit, int republish_s, lq_expiries *out);
 
 #endif

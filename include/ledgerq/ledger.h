@@ -1,17 +1,18 @@
 /*
- * The outcome rules of docs/protocol.md sections 5 and 13, without a
+ * The outcome rules of docs/protocol.md sections 5, 13 and 14, without a
  * database.
  *
  * A batch of commands (in delivery order) is decided against a book: the
- * accounts its commands name, as loaded (and locked) from the database.
- * Deciding is pure: it updates the book in memory (totals, settings, new
- * accounts), appends the history entries each change makes
- * (docs/protocol.md section 15), and fills each item's outcome; the db
- * module then writes what was decided.
+ * accounts and holds its commands name, as loaded (and locked) from the
+ * database.  Deciding is pure: it updates the book in memory (totals, held
+ * amounts, settings, new accounts, placed and resolved holds), appends the
+ * history entries each change makes (docs/protocol.md section 15), and
+ * fills each item's outcome; the db module then writes what was decided.
  *
  * ledger.c holds the book, the batch loop (idempotency) and the undo log;
- * ledger_transfer.c the leg checks of transfers; ledger_account.c the rules
- * of account.open and account.update.
+ * ledger_transfer.c the leg checks of transfers (and holds);
+ * ledger_hold.c the rules of hold, capture, void and expiry;
+ * ledger_account.c the rules of account.open and account.update.
  */
 #ifndef LEDGERQ_LEDGER_H
 #define LEDGERQ_LEDGER_H
@@ -56,16 +57,22 @@ int64_t lq_account_available(const lq_account *a);
  * One entry of an account's history (docs/protocol.md section 15), as a
  * decision makes it.  The db module stores it with the time of the store.
  * An applied transfer makes two a leg, in leg order: the debited account's
- * (amount < 0) then the credited account's; account.open and
- * account.update one each (amount 0).
+ * (amount < 0) then the credited account's; a hold, a capture, a void and
+ * an expiry likewise (a capture's amounts are what it posted, the others'
+ * 0); account.open and account.update one each (amount 0).
  */
 typedef struct lq_entry {
     char account[LQ_ACCOUNT_ID_MAX + 1];
-    int64_t seq;         /* 1, 2, 3, ... per account, without gaps */
-    const char *command; /* borrowed: the id of the command that made it (valid while it lives) */
-    const char *type;    /* static: "transfer", "account.open", "account.update", ... */
-    int leg;             /* the leg's number, from 1; 0 for account entries */
-    int64_t amount;      /* the signed change to the balance: credit > 0, debit < 0 */
+    int64_t seq; /* 1, 2, 3, ... per account, without gaps */
+    /*
+     * Borrowed: the id of the command that made it (valid while that
+     * command lives); for an expiry, the hold's id in the book (valid until
+     * the book's holds change: the next hold added, applied or cleared).
+     */
+    const char *command;
+    const char *type; /* static: "transfer", "hold", "capture", "account.open", ... */
+    int leg;          /* the leg's number, from 1; 0 for account entries */
+    int64_t amount;   /* the signed change to the balance: credit > 0, debit < 0 */
     int64_t balance, held_debits, held_credits; /* just after it */
     /* Owned: the JSON object of the fields an account.update set (and its reason); else NULL. */
     char *change;
@@ -95,14 +102,15 @@ typedef struct lq_hold {
     lq_hold_status status;
     /* As loaded: its expiry time is not after the batch's now (the database's clock). */
     bool past_expiry;
-    size_t n_legs; /* 1 .. LQ_LEGS_MAX */
-    lq_leg *legs;  /* owned: the legs it holds, as the hold command gave them */
+    size_t n_legs;     /* 1 .. LQ_LEGS_MAX */
+    lq_leg *legs;      /* owned: the legs it holds, as the hold command gave them */
     int64_t timeout_s; /* placed by the batch: the command's timeout_s (0: never expires) */
     /* Set by the decision that resolved it (in a book, not stored as such): */
     const char *resolved_by; /* borrowed: the capture's or void's id; NULL for an expiry */
-    int64_t captured;        /* captured: the sum it posted over its legs */
-    bool placed;             /* the batch placed it: the db module inserts it */
-    bool changed;            /* the batch resolved it: the db module updates it */
+    /* Captured: the sum it posted over its legs (INT64_MAX if that sum leaves the range). */
+    int64_t captured;
+    bool placed;  /* the batch placed it: the db module inserts it */
+    bool changed; /* the batch resolved it: the db module updates it */
 } lq_hold;
 
 /*
@@ -134,9 +142,10 @@ lq_account *lq_book_find(const lq_book *book, const char *id);
 
 /*
  * Add a copy of h to the book, keeping the holds sorted; the book takes
- * h->legs (on success only).  Returns LQ_OK, LQ_ERR_EXISTS when a hold
- * with that id is already there, or LQ_ERR_NOMEM.  Pointers to the book's
- * holds are invalid afterwards.
+ * h->legs (on success only; it frees them with free()).  Returns LQ_OK,
+ * LQ_ERR_EXISTS when a hold with that id is already there, or
+ * LQ_ERR_NOMEM.  Pointers to the book's holds (and expiry entries'
+ * commands) are invalid afterwards.
  */
 int lq_book_add_hold(lq_book *book, const lq_hold *h);
 
@@ -220,9 +229,10 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
 
 /*
  * Decide one command against the book by the rules of its type
- * (docs/protocol.md sections 5 and 13).  Returns LQ_OK, having applied it
- * to the book (totals, settings, an opened account, each marked changed
- * or opened) and appended its history entries (seq continuing each
+ * (docs/protocol.md sections 5, 13 and 14).  Returns LQ_OK, having applied
+ * it to the book (totals, held amounts, settings, an opened account, each
+ * marked changed or opened; a hold placed or resolved, marked placed or
+ * changed) and appended its history entries (seq continuing each
  * account's entries counter); or a rejection code (or LQ_ERR_INTERNAL for
  * a command its parser would not have made), having written one line to
  * detail (detail_len bytes; NULL or 0: no detail) that names what failed
@@ -236,7 +246,8 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
  * insufficient_funds (available balance against the floor),
  * exceeds_max_balance (balance plus held credits against the ceiling),
  * amount_overflow (the debited account's debits, then the credited
- * account's credits).  An account.open is rejected with account_exists;
+ * account's credits, each with its held amounts: every pending hold must
+ * stay capturable).  An account.open is rejected with account_exists;
  * an account.update with, in order, account_not_found, account_closed,
  * account_not_empty and account_has_holds (closing), and
  * balance_outside_limits (new limits).
@@ -245,25 +256,33 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
  * totals); applied, it posts nothing: each leg adds to the debited
  * account's held debits and the credited account's held credits, with a
  * "hold" entry (amount 0) on each, and the hold joins the book, placed and
- * pending.  A capture or void is rejected with, in order, hold_not_found,
- * hold_already_captured, hold_already_voided, hold_expired (expired, or
- * past its expiry), and for a capture exceeds_hold_amount (single leg) or
- * partial_capture_not_supported (several legs, an amount given).  Applied,
- * it releases every held amount of the hold; a capture also posts its
- * legs (a single leg: the amount asked, or all of it), each leg making a
- * "capture" entry on both accounts with the amount posted; a void makes a
- * "void" entry (amount 0) per leg on both accounts.
+ * pending, with the command's timeout_s and a copy of its legs.  A capture
+ * or void is rejected with, in order, hold_not_found, hold_already_captured,
+ * hold_already_voided, hold_expired (expired, or past its expiry), and for
+ * a capture exceeds_hold_amount (single leg) or
+ * partial_capture_not_supported (several legs, an amount given); frozen
+ * accounts do not stop them.  Applied, it releases every held amount of
+ * the hold; a capture also posts its legs (a single leg: the amount asked,
+ * or all of it), each leg making a "capture" entry on both accounts with
+ * the amount posted; a void makes a "void" entry (amount 0) per leg on
+ * both accounts.  The entries' held values show the release of the whole
+ * hold.  The hold becomes captured or voided and changed, resolved_by the
+ * command's id (borrowed), captured the sum posted.  A hold whose accounts
+ * are not all in the book, or whose release or capture the totals cannot
+ * take, is LQ_ERR_INTERNAL.
  */
 int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t detail_len);
 
 /*
  * Release the pending hold id of the book at its expiry (docs/protocol.md
  * section 14): the held amounts of its legs go back, each account its
- * legs name gets an "expiry" entry per leg (command: the hold's id, amount
- * 0), and the hold becomes expired and changed.  Its accounts must be in
- * the book.  Returns LQ_OK; LQ_ERR_NOT_FOUND (no such hold in the book),
- * LQ_ERR_INTERNAL (it is not pending, an account is missing, or a held
- * amount would go below 0) or LQ_ERR_NOMEM, having changed nothing.
+ * legs name gets an "expiry" entry per leg (amount 0; command: the hold's
+ * id in the book, see lq_entry), and the hold becomes expired and changed
+ * (resolved_by NULL).  Its accounts must be in the book; whether it is
+ * past its expiry is the caller's business.  Returns LQ_OK;
+ * LQ_ERR_NOT_FOUND (no such hold in the book), LQ_ERR_INTERNAL (it is not
+ * pending, an account is missing, or a held amount would go below 0) or
+ * LQ_ERR_NOMEM, having changed nothing.
  */
 int lq_ledger_expire(lq_book *book, const char *id);
 

@@ -1,12 +1,13 @@
 /*
  * Commands: parse and validate a message body into a plain C struct
- * (docs/protocol.md sections 4, 12 and 13).  The only module that includes
- * cJSON.h.
+ * (docs/protocol.md sections 4, 12, 13 and 14).  The only module that
+ * includes cJSON.h.
  *
  * message.c holds the strict JSON reader and the envelope (size, content
  * type, the "type" field that picks a command family); each family's field
- * rules live together: message_transfer.c (transfers), message_account.c
- * (account.open, account.update, and the lines of `account import`).
+ * rules live together: message_transfer.c (transfers), message_hold.c
+ * (hold, capture, void), message_account.c (account.open, account.update,
+ * and the lines of `account import`).
  */
 #ifndef LEDGERQ_MESSAGE_H
 #define LEDGERQ_MESSAGE_H
@@ -31,7 +32,7 @@ typedef struct lq_leg {
     char currency[4];
 } lq_leg;
 
-#define LQ_REASON_MAX 256 /* longest account.update reason, bytes */
+#define LQ_REASON_MAX  256      /* longest account.update reason, bytes */
 #define LQ_TIMEOUT_MAX 31536000 /* longest hold timeout_s: 365 days */
 
 /* What a command is: its "type" (docs/protocol.md section 12). */
@@ -155,7 +156,7 @@ int lq_message_check_envelope(const char *content_type, size_t content_type_len,
 /*
  * Parse and validate body (len bytes, not NUL-terminated) as a command: its
  * "type" (absent: a transfer) picks the rules (docs/protocol.md sections 4,
- * 12 and 13); an unknown type, or a field the type does not define, is
+ * 12, 13 and 14); an unknown type, or a field the type does not define, is
  * invalid.
  *
  * On success returns LQ_OK and stores a new command in *ret (caller frees
