@@ -928,10 +928,16 @@ typedef struct bad_command {
 START_TEST(test_dead_letters)
 {
     static const bad_command bad[] = {
+        {"dl-refund", "payment.x",
+         "{'type':'refund','id':'dl-refund','debit':'bank','credit':'alice','amount':1,"
+         "'currency':'EUR'}",
+         "type: unknown command type \"refund\""},
         {"dl-hold", "payment.x",
          "{'type':'hold','id':'dl-hold','debit':'bank','credit':'alice','amount':1,"
          "'currency':'EUR','timeout_s':0}",
          "timeout_s: must be a JSON integer from 1 to 31536000"},
+        {"dl-void", "payment.x", "{'type':'void','id':'dl-void','hold':'h-1','amount':1}",
+         "amount: unknown field"},
         {"dl-capital", "payment.x",
          "{'type':'Transfer','id':'dl-capital','debit':'bank','credit':'alice','amount':1,"
          "'currency':'EUR'}",
