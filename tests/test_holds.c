@@ -747,7 +747,10 @@ START_TEST(test_expiry)
                       "%s expires at %s, released at %s", id, expires, e->processed_at);
     }
 
-    /* Everything held is back; an expiry entry per leg on each account, under the hold's id. */
+    /*
+     * Everything held is back; an expiry entry per leg on each account,
+     * under the hold's id, showing the whole hold released (section 15).
+     */
     expect_account("alice", 1000, 0, 0);
     expect_account("shop", 0, 0, 0);
     expect_account("fees", 0, 0, 0);
@@ -757,7 +760,7 @@ START_TEST(test_expiry)
     en = ENTRY("alice", 6, "h-1", "expiry", 1, 0, 1000, 150, 0);
     ck_assert_msg(strcmp(en.at, h1_expires) >= 0, "h-1 expires at %s, its expiry entry is at %s",
                   h1_expires, en.at);
-    ENTRY("alice", 7, "h-m", "expiry", 1, 0, 1000, 50, 0);
+    ENTRY("alice", 7, "h-m", "expiry", 1, 0, 1000, 0, 0);
     ENTRY("alice", 8, "h-m", "expiry", 2, 0, 1000, 0, 0);
     ENTRY("shop", 4, "h-1", "expiry", 1, 0, 0, 0, 100);
     ENTRY("shop", 5, "h-m", "expiry", 1, 0, 0, 0, 0);
