@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
 #include "session.h"
@@ -139,6 +140,38 @@ static void expect_account(const char *id, int64_t balance, int64_t held_debits,
                   id, a.balance, a.held_debits, a.held_credits, a.available, balance, held_debits,
                   held_credits, a.raw);
     ck_assert_int_eq(a.available, balance - held_debits);
+}
+
+/*
+ * `account show ID --at TIME --json` (section 15): the values of the entry
+ * whose at is at, as of that time.
+ */
+static void expect_account_at(const char *id, const char *at, int64_t balance, int64_t held_debits,
+                              int64_t held_credits)
+{
+    static const char *const keys[] = {"id",          "currency",     "at",        "balance",
+                                       "held_debits", "held_credits", "available", NULL};
+    lqt_output o;
+    cJSON *j;
+    char what[200];
+
+    snprintf(what, sizeof(what), "`account show %s --at %s --json`", id, at);
+    lqt_run(ns, &o, "account", "show", id, "--at", at, "--json");
+    ck_assert_msg(o.status == 0, "%s exited %d: %s", what, o.status, o.err);
+    ck_assert_msg(lqt_one_line(o.out), "%s: %s", what, o.out);
+    j = cJSON_Parse(o.out);
+    ck_assert_msg(cJSON_IsObject(j), "%s: %s", what, o.out);
+    lqt_check_keys(j, what, keys);
+    ck_assert_msg(
+        strcmp(cJSON_GetObjectItem(j, "at")->valuestring, at) == 0 &&
+            cJSON_GetObjectItem(j, "balance")->valuedouble == (double)balance &&
+            cJSON_GetObjectItem(j, "held_debits")->valuedouble == (double)held_debits &&
+            cJSON_GetObjectItem(j, "held_credits")->valuedouble == (double)held_credits &&
+            cJSON_GetObjectItem(j, "available")->valuedouble == (double)(balance - held_debits),
+        "%s: %s, expected balance %" PRId64 ", held debits %" PRId64 ", held credits %" PRId64,
+        what, o.out, balance, held_debits, held_credits);
+    cJSON_Delete(j);
+    lqt_output_release(&o);
 }
 
 /* Entry seq of account: command, type, leg, amount, and the balance and held amounts after it. */
@@ -269,6 +302,8 @@ START_TEST(test_hold_applied)
                   "h-2 applied at %s expires at %s, not 60 s later", e->processed_at, p.expires_at);
     expect_leg(&p, 0, "alice", "shop", 100);
     expect_leg(&p, 1, "alice", "fees", 50);
+    /* As of the first hold's entry: what it held then. */
+    expect_account_at("alice", en.at, 1000, 300, 0);
 
     /* The available balance is the balance minus the held debits: transfers see it too. */
     LQT_TRANSFER_REJECTED(lqt_transfer(&s, "t-over", "alice", "bank", 551, "EUR"), "t-over",
@@ -530,9 +565,24 @@ START_TEST(test_capture_single_leg)
     expect_resolution_shown("c-2", "capture", "h-other", NULL, 1, &p);
     expect_leg(&p, 0, "alice", "shop", 50);
 
-    /* A capture of exactly the amount held. */
+    /* A capture of exactly the amount held; a reply_to queue gets a copy of its event. */
     hold_ok(&s, "h-3", "bank", "shop", 70, NULL);
-    expect_capture(capture(&s, "c-3", "h-3", 70), "c-3", "h-3", NULL, NULL, 70, false);
+    {
+        lqt_listener *replies = lqt_listen_queue(ns);
+        const lqt_event *reply;
+
+        lqt_publish(ns, &(lqt_msg){.body = "{\"type\":\"capture\",\"id\":\"c-3\","
+                                           "\"hold\":\"h-3\",\"amount\":70}",
+                                   .reply_to = lqt_listener_queue(replies)});
+        lqt_wait_events(s.events, ++s.awaited);
+        lqt_wait_events(replies, 1);
+        e = lqt_event_at(s.events, s.awaited - 1);
+        expect_capture(e, "c-3", "h-3", NULL, NULL, 70, false);
+        reply = lqt_event_at(replies, 0);
+        ck_assert_msg(reply->has_correlation_id && strcmp(reply->correlation_id, "c-3") == 0,
+                      "the reply's correlation_id: %s", reply->correlation_id);
+        ck_assert_str_eq(reply->body, e->body);
+    }
     expect_account("shop", 240, 0, 0);
     expect_resolution_shown("c-3", "capture", "h-3", NULL, 1, &p);
     expect_leg(&p, 0, "bank", "shop", 70);
@@ -1066,6 +1116,132 @@ START_TEST(test_frozen_capture)
     expect_account("alice", 400, 0, 0);
     expect_account("shop", 150, 0, 0);
 
+    /* A hold crediting a frozen account expires as any other. */
+    hold_ok(&s, "h-exp", "bank", "alice", 5, ",'timeout_s':1");
+    expect_account("alice", 400, 0, 5);
+    lqt_wait_events(s.events, ++s.awaited);
+    lqt_expect_event(lqt_event_at(s.events, s.awaited - 1), "h-exp", "hold", "expired", NULL, NULL,
+                     false);
+    ENTRY("alice", 11, "h-exp", "expiry", 1, 0, 400, 0, 0);
+    expect_account("alice", 400, 0, 0);
+
+    lqt_session_finish(&s, 3);
+}
+END_TEST
+
+/* ------------------------------------------------------------ one batch */
+
+START_TEST(test_one_batch)
+{
+    static const char *const alice_commands[] = {"fund-alice", "h-1", "c-1", "t-2",
+                                                 "h-2",        "v-2", NULL};
+    static const char *const shop_commands[] = {"h-1", "c-1", "h-2", "v-2", "h-3", NULL};
+    const char *const env[] = {"LEDGERQ_BATCH_WAIT_MS=1000", NULL};
+    lqt_session s = {.ns = ns};
+    lqt_payment p;
+    lqt_history h;
+    const lqt_event *first;
+
+    lqt_run_ok(ns, "account", "open", "bank", "--currency", "EUR", "--allow-negative");
+    lqt_run_ok(ns, "account", "open", "alice", "--currency", "EUR");
+    lqt_run_ok(ns, "account", "open", "shop", "--currency", "EUR");
+
+    /*
+     * Every command in one batch (queued before the worker starts, which
+     * waits for more): a hold and what resolves it decided in order, each
+     * against what the earlier ones did, a hold placed and resolved by the
+     * same transaction.
+     */
+    lqt_queue(ns, NULL,
+              "{'id':'fund-alice','debit':'bank','credit':'alice','amount':100,"
+              "'currency':'EUR'}");
+    lqt_queue(ns, NULL,
+              "{'type':'hold','id':'h-1','debit':'alice','credit':'shop','amount':80,"
+              "'currency':'EUR'}");
+    lqt_queue(ns, NULL,
+              "{'id':'t-1','debit':'alice','credit':'bank','amount':30,"
+              "'currency':'EUR'}");
+    lqt_queue(ns, NULL, "{'type':'capture','id':'c-1','hold':'h-1','amount':50}");
+    lqt_queue(ns, NULL, "{'type':'void','id':'v-1','hold':'h-1'}");
+    lqt_queue(ns, NULL,
+              "{'id':'t-2','debit':'alice','credit':'bank','amount':40,"
+              "'currency':'EUR'}");
+    lqt_queue(ns, NULL,
+              "{'type':'hold','id':'r-h','debit':'alice','credit':'nobody','amount':1,"
+              "'currency':'EUR'}");
+    lqt_queue(ns, NULL, "{'type':'capture','id':'c-r','hold':'r-h'}");
+    lqt_queue(ns, NULL,
+              "{'type':'hold','id':'h-2','debit':'alice','credit':'shop','amount':10,"
+              "'currency':'EUR','timeout_s':3600}");
+    lqt_queue(ns, NULL, "{'type':'void','id':'v-2','hold':'h-2'}");
+    lqt_queue(ns, NULL,
+              "{'type':'hold','id':'h-3','debit':'bank','credit':'shop','amount':5,"
+              "'currency':'EUR'}");
+    lqt_queue(ns, NULL, "{'type':'capture','id':'c-1','hold':'h-1','amount':50}");
+    lqt_confirm(ns);
+    s.events = lqt_listen(ns);
+    s.worker = lqt_worker_start(ns, env);
+    s.awaited = 12;
+    lqt_wait_events(s.events, s.awaited);
+
+    first = lqt_event_of(&s, "fund-alice", 0);
+    LQT_APPLIED(first, "fund-alice", "transfer");
+    LQT_APPLIED(lqt_event_of(&s, "h-1", 0), "h-1", "hold");
+    LQT_TRANSFER_REJECTED(
+        lqt_event_of(&s, "t-1", 0), "t-1", "insufficient_funds",
+        "leg 1: account \"alice\" has balance 100 (available 20), cannot be debited 30");
+    expect_capture(lqt_event_of(&s, "c-1", 0), "c-1", "h-1", NULL, NULL, 50, false);
+    expect_void(lqt_event_of(&s, "v-1", 0), "v-1", "h-1", "hold_already_captured", CAPTURED("h-1"),
+                false);
+    LQT_APPLIED(lqt_event_of(&s, "t-2", 0), "t-2", "transfer");
+    HOLD_REJECTED(lqt_event_of(&s, "r-h", 0), "r-h", "account_not_found",
+                  "leg 1: account \"nobody\" does not exist");
+    expect_capture(lqt_event_of(&s, "c-r", 0), "c-r", "r-h", "hold_not_found", NOT_FOUND("r-h"), -1,
+                   false);
+    LQT_APPLIED(lqt_event_of(&s, "h-2", 0), "h-2", "hold");
+    expect_void(lqt_event_of(&s, "v-2", 0), "v-2", "h-2", NULL, NULL, false);
+    LQT_APPLIED(lqt_event_of(&s, "h-3", 0), "h-3", "hold");
+    expect_capture(lqt_event_of(&s, "c-1", 1), "c-1", "h-1", NULL, NULL, 50, true);
+    /* One batch: one transaction, one processed_at. */
+    for (size_t i = 0; i < lqt_event_count(s.events); i++) {
+        const lqt_event *e = lqt_event_at(s.events, i);
+        ck_assert_msg(strcmp(e->processed_at, first->processed_at) == 0, "not one batch: %s",
+                      e->body);
+    }
+
+    expect_account("alice", 10, 0, 0);
+    expect_account("shop", 50, 0, 5);
+    expect_account("bank", -60, 5, 0);
+    expect_hold_shown("h-1", NULL, "captured", 1, &p);
+    expect_hold_shown("h-2", NULL, "voided", 1, &p);
+    ck_assert_msg(seconds_between(p.processed_at, p.expires_at) == 3600, "h-2: %s", p.raw);
+    expect_hold_shown("h-3", NULL, "pending", 1, &p);
+    expect_hold_shown("r-h", "account_not_found", NULL, 1, &p);
+    expect_resolution_shown("c-1", "capture", "h-1", NULL, 1, &p);
+    expect_leg(&p, 0, "alice", "shop", 50);
+    expect_resolution_shown("v-1", "void", "h-1", "hold_already_captured", 0, &p);
+
+    /* The histories: the applied commands in the order decided, nothing of the rejected ones. */
+    lqt_history_all(ns, "alice", &h);
+    for (size_t n = 0; alice_commands[n] || n + 1 < h.n; n++)
+        ck_assert_msg(n + 1 < h.n && alice_commands[n] != NULL &&
+                          strcmp(h.entries[n + 1].command, alice_commands[n]) == 0,
+                      "alice's entry %zu is %s, expected %s", n + 2,
+                      n + 1 < h.n ? h.entries[n + 1].command : "(none)",
+                      alice_commands[n] ? alice_commands[n] : "(none)");
+    lqt_history_release(&h);
+    lqt_history_all(ns, "shop", &h);
+    for (size_t n = 0; shop_commands[n] || n + 1 < h.n; n++)
+        ck_assert_msg(n + 1 < h.n && shop_commands[n] != NULL &&
+                          strcmp(h.entries[n + 1].command, shop_commands[n]) == 0,
+                      "shop's entry %zu is %s, expected %s", n + 2,
+                      n + 1 < h.n ? h.entries[n + 1].command : "(none)",
+                      shop_commands[n] ? shop_commands[n] : "(none)");
+    lqt_history_release(&h);
+    ENTRY("alice", 4, "c-1", "capture", 1, -50, 50, 0, 0);
+    ENTRY("shop", 3, "c-1", "capture", 1, 50, 50, 0, 0);
+    ENTRY("shop", 6, "h-3", "hold", 1, 0, 50, 0, 5);
+
     lqt_session_finish(&s, 3);
 }
 END_TEST
@@ -1172,6 +1348,7 @@ int main(void)
         LQT_CASE("close_with_holds", test_close_with_holds),
         LQT_CASE("duplicates", test_duplicates),
         LQT_CASE("frozen_capture", test_frozen_capture),
+        LQT_CASE("one_batch", test_one_batch),
         LQT_CASE("dead_letters", test_dead_letters),
     };
 
