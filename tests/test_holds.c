@@ -846,14 +846,83 @@ END_TEST
 
 /* ------------------------------------------------------------ a capture past the expiry */
 
+/*
+ * Take hold's row lock (pending) in a transaction of the test's own: the
+ * sweep skips the hold meanwhile, a capture or void of it waits.  Which of
+ * them comes first is then the test's to decide.
+ */
+static PGconn *lock_hold(const char *hold_id)
+{
+    PGconn *locker = PQconnectdb(ns->db_url);
+    PGresult *res;
+
+    ck_assert_msg(PQstatus(locker) == CONNECTION_OK, "could not connect: %s",
+                  PQerrorMessage(locker));
+    res = PQexec(locker, "BEGIN");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    res = PQexecParams(locker, "SELECT status FROM holds WHERE id = $1 FOR UPDATE", 1, NULL,
+                       &hold_id, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                      strcmp(PQgetvalue(res, 0, 0), "pending") == 0,
+                  "could not lock hold %s while pending: %s", hold_id, PQerrorMessage(locker));
+    PQclear(res);
+    return locker;
+}
+
+/* Commit the locker's transaction (lock_hold()) and close it. */
+static void unlock_hold(PGconn *locker)
+{
+    PGresult *res = PQexec(locker, "COMMIT");
+
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(locker);
+}
+
+/* Wait (at most LQT_WAIT_S) until the database's clock is past hold's expiry time. */
+static void wait_past_expiry(const char *hold_id)
+{
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
+
+    for (;;) {
+        char *past =
+            lqt_sql_value(ns, "SELECT now() > expires_at FROM holds WHERE id = $1", hold_id);
+        bool done = past && strcmp(past, "t") == 0;
+        free(past);
+        if (done)
+            return;
+        ck_assert_msg(lqt_now_ms() < deadline, "%s never reached its expiry time", hold_id);
+        lqt_sleep_ms(100);
+    }
+}
+
+/* Wait (at most LQT_WAIT_S) until a session of the namespace's database waits for a lock. */
+static void wait_lock_waiter(void)
+{
+    int64_t deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
+
+    for (;;) {
+        char *waiting = lqt_sql_value(ns,
+                                      "SELECT count(*) FROM pg_stat_activity"
+                                      " WHERE datname = current_database()"
+                                      " AND wait_event_type = 'Lock'",
+                                      NULL);
+        bool done = waiting && strcmp(waiting, "0") != 0;
+        free(waiting);
+        if (done)
+            return;
+        ck_assert_msg(lqt_now_ms() < deadline, "no command ever waited for a hold's lock");
+        lqt_sleep_ms(50);
+    }
+}
+
 START_TEST(test_capture_past_expiry)
 {
     lqt_session s;
     lqt_payment p;
     PGconn *locker;
-    PGresult *res;
     const lqt_event *e;
-    int64_t deadline;
 
     lqt_session_start(&s, ns);
     OPEN_ACCOUNTS(&s, "alice", "shop");
@@ -867,46 +936,12 @@ START_TEST(test_capture_past_expiry)
      * skips and the capture waits for) from before its expiry until the
      * capture, sent after the expiry, waits for it.
      */
-    locker = PQconnectdb(ns->db_url);
-    ck_assert_msg(PQstatus(locker) == CONNECTION_OK, "could not connect: %s",
-                  PQerrorMessage(locker));
-    res = PQexec(locker, "BEGIN");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    res = PQexec(locker, "SELECT status FROM holds WHERE id = 'h-1' FOR UPDATE");
-    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-                      strcmp(PQgetvalue(res, 0, 0), "pending") == 0,
-                  "could not lock hold h-1 while pending: %s", PQerrorMessage(locker));
-    PQclear(res);
-    deadline = lqt_now_ms() + LQT_WAIT_S * 1000;
-    for (;;) {
-        char *past = lqt_sql_value(ns, "SELECT now() > expires_at FROM holds WHERE id = $1", "h-1");
-        bool done = past && strcmp(past, "t") == 0;
-        free(past);
-        if (done)
-            break;
-        ck_assert_msg(lqt_now_ms() < deadline, "h-1 never reached its expiry time");
-        lqt_sleep_ms(100);
-    }
+    locker = lock_hold("h-1");
+    wait_past_expiry("h-1");
     lqt_publish(ns, &(lqt_msg){.body = "{\"type\":\"capture\",\"id\":\"c-late\",\"hold\":\"h-1\","
                                        "\"amount\":10}"});
-    for (;;) {
-        char *waiting = lqt_sql_value(ns,
-                                      "SELECT count(*) FROM pg_stat_activity"
-                                      " WHERE datname = current_database()"
-                                      " AND wait_event_type = 'Lock'",
-                                      NULL);
-        bool done = waiting && strcmp(waiting, "0") != 0;
-        free(waiting);
-        if (done)
-            break;
-        ck_assert_msg(lqt_now_ms() < deadline, "the capture never waited for the hold's lock");
-        lqt_sleep_ms(50);
-    }
-    res = PQexec(locker, "COMMIT");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    PQfinish(locker);
+    wait_lock_waiter();
+    unlock_hold(locker);
 
     /* The capture is rejected; then the sweep releases the hold, with its event. */
     s.awaited += 2;
@@ -923,6 +958,89 @@ START_TEST(test_capture_past_expiry)
     expect_hold_shown("h-1", NULL, "expired", 1, &p);
     expect_capture(capture(&s, "c-after", "h-1", -1), "c-after", "h-1", "hold_expired",
                    EXPIRED("h-1"), -1, false);
+
+    lqt_session_finish(&s, 3);
+}
+END_TEST
+
+/* ------------------------------------------------------------ a capture racing the expiry */
+
+START_TEST(test_capture_wins_race)
+{
+    lqt_session s;
+    lqt_payment p;
+    PGconn *locker;
+    const lqt_event *e;
+    char expires_at[64];
+
+    lqt_session_start(&s, ns);
+    OPEN_ACCOUNTS(&s, "alice", "shop");
+    lqt_transfer_ok(&s, "fund-alice", "bank", "alice", 100);
+    hold_ok(&s, "h-1", "alice", "shop", 60, ",'timeout_s':3");
+
+    /*
+     * A capture applied before the expiry time, whose transaction commits
+     * after it: the capture wins (its processed_at is before the expiry),
+     * and the sweep, which skips the locked hold, never releases it.
+     */
+    locker = lock_hold("h-1");
+    lqt_publish(ns, &(lqt_msg){.body = "{\"type\":\"capture\",\"id\":\"c-1\",\"hold\":\"h-1\","
+                                       "\"amount\":10}"});
+    wait_lock_waiter();
+    wait_past_expiry("h-1");
+    /* Sweeps run meanwhile (about once a second), and find nothing they may take. */
+    lqt_sleep_ms(1500);
+    unlock_hold(locker);
+
+    lqt_wait_events(s.events, ++s.awaited);
+    e = lqt_event_of(&s, "c-1", 0);
+    expect_capture(e, "c-1", "h-1", NULL, NULL, 10, false);
+    lqt_payment_ok(ns, "h-1", &p);
+    snprintf(expires_at, sizeof(expires_at), "%s", p.expires_at);
+    ck_assert_msg(strcmp(e->processed_at, expires_at) < 0,
+                  "the capture was processed at %s, its hold expires at %s", e->processed_at,
+                  expires_at);
+    expect_hold_shown("h-1", NULL, "captured", 1, &p);
+    expect_account("alice", 90, 0, 0);
+    expect_account("shop", 10, 0, 0);
+    ENTRY("alice", 4, "c-1", "capture", 1, -10, 90, 0, 0);
+    /* No expiry after all: no event, no entry. */
+    lqt_sleep_ms(2500);
+    ck_assert_uint_eq(lqt_event_count_id(s.events, "h-1"), 1);
+    ck_assert_uint_eq(lqt_n_entries(ns, "alice"), 4);
+
+    lqt_session_finish(&s, 3);
+}
+END_TEST
+
+/* ------------------------------------------------------------ expiry while no worker runs */
+
+START_TEST(test_expiry_after_restart)
+{
+    lqt_session s;
+    lqt_payment p;
+
+    lqt_session_start(&s, ns);
+    OPEN_ACCOUNTS(&s, "alice", "shop");
+    lqt_transfer_ok(&s, "fund-alice", "bank", "alice", 100);
+    hold_ok(&s, "h-1", "alice", "shop", 60, ",'timeout_s':2");
+
+    /* Nothing is released while no worker runs; the next one to start releases it. */
+    ck_assert_int_eq(lqt_worker_stop(s.worker), 0);
+    s.worker = NULL;
+    wait_past_expiry("h-1");
+    lqt_sleep_ms(1000);
+    expect_account("alice", 100, 60, 0);
+    expect_hold_shown("h-1", NULL, "pending", 1, &p);
+    ck_assert_uint_eq(lqt_event_count(s.events), s.awaited);
+
+    s.worker = lqt_worker_start(ns, NULL);
+    lqt_wait_events(s.events, ++s.awaited);
+    lqt_expect_event(lqt_event_at(s.events, s.awaited - 1), "h-1", "hold", "expired", NULL, NULL,
+                     false);
+    expect_account("alice", 100, 0, 0);
+    expect_hold_shown("h-1", NULL, "expired", 1, &p);
+    ENTRY("alice", 4, "h-1", "expiry", 1, 0, 100, 0, 0);
 
     lqt_session_finish(&s, 3);
 }
@@ -1345,6 +1463,8 @@ int main(void)
         LQT_CASE("transfer_after_void", test_transfer_after_void),
         LQT_CASE("expiry", test_expiry),
         LQT_CASE("capture_past_expiry", test_capture_past_expiry),
+        LQT_CASE("capture_wins_race", test_capture_wins_race),
+        LQT_CASE("expiry_after_restart", test_expiry_after_restart),
         LQT_CASE("close_with_holds", test_close_with_holds),
         LQT_CASE("duplicates", test_duplicates),
         LQT_CASE("frozen_capture", test_frozen_capture),
