@@ -260,13 +260,18 @@ typedef struct lqt_leg {
 
 /*
  * `ledgerq payment show ID --json`, checked for the shape of docs/protocol.md
- * sections 6 and 12: "type" always; an account command's "account" and
- * "change" (an object) too.
+ * sections 6, 12 and 14: "type" always; an account command's "account" and
+ * "change" (an object) too; a hold's "hold_status" and "expires_at"; a
+ * capture's or void's "hold".
  */
 typedef struct lqt_payment {
     char type[32];
     char account[128]; /* "" for a transfer */
     char change[1024]; /* the change object's compact JSON; "" for a transfer */
+    /* A hold: pending, captured, voided or expired; "" (null) for a rejected hold. */
+    char hold_status[16];
+    char expires_at[64]; /* a hold's, RFC 3339 UTC; "" for null (it never expires) */
+    char hold[256];      /* a capture's or void's hold; "" for the other types */
     char status[16];
     bool reason_null;
     char reason[64];
@@ -397,6 +402,16 @@ typedef struct lqt_event {
     char detail[512];
     bool duplicate;
     char processed_at[64];
+    /* A capture's or void's event: the hold it names (docs/protocol.md section 12). */
+    bool has_hold;
+    char hold[256];
+    /*
+     * A capture's event: the amount it posted on a single-leg hold (exact,
+     * read from the text), or null; amount_null is also true for every
+     * other type, whose events have no "amount".
+     */
+    bool amount_null;
+    int64_t amount;
 } lqt_event;
 
 /*
