@@ -277,7 +277,7 @@ int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret)
     memset(&rec, 0, sizeof(rec));
     r = lq_db_run(
         db, "could not read the payment",
-        "SELECT id, status, reason, detail, " SQL_UTC(
+        "SELECT id, payments.status, reason, detail, " SQL_UTC(
             "processed_at") ", reference, metadata::text, type,"
                             " coalesce(account, ''), change::text,"
                             " coalesce(hold, ''), coalesce(h.status, ''),"

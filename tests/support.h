@@ -268,10 +268,10 @@ typedef struct lqt_payment {
     char type[32];
     char account[128]; /* "" for a transfer */
     char change[1024]; /* the change object's compact JSON; "" for a transfer */
-    /* A hold's: pending, captured, voided or expired; "" when null (rejected) or not a hold. */
+    /* A hold: pending, captured, voided or expired; "" (null) for a rejected hold. */
     char hold_status[16];
-    char expires_at[64]; /* a hold's, RFC 3339; "" when null (never) or not a hold */
-    char hold[160];      /* a capture's or void's hold; "" for other types */
+    char expires_at[64]; /* a hold's, RFC 3339 UTC; "" for null (it never expires) */
+    char hold[256];      /* a capture's or void's hold; "" for the other types */
     char status[16];
     bool reason_null;
     char reason[64];
@@ -402,11 +402,13 @@ typedef struct lqt_event {
     char detail[512];
     bool duplicate;
     char processed_at[64];
-    /* A capture's or a void's "hold" (docs/protocol.md section 12); "" for other types. */
-    char hold[160];
+    /* A capture's or void's event: the hold it names (docs/protocol.md section 12). */
+    bool has_hold;
+    char hold[256];
     /*
-     * A capture's "amount": what it posted on a single-leg hold when
-     * applied; amount_null when null, and for every other type.
+     * A capture's event: the amount it posted on a single-leg hold (exact,
+     * read from the text), or null; amount_null is also true for every
+     * other type, whose events have no "amount".
      */
     bool amount_null;
     int64_t amount;
