@@ -430,7 +430,6 @@ static void report_holds(const bench *b, bool json, bool complete)
 
     if (json) {
         lq_json j;
-        char *text;
         lq_json_init(&j);
         lq_json_object_begin(&j);
         lq_json_key(&j, "mode");
@@ -462,11 +461,7 @@ static void report_holds(const bench *b, bool json, bool complete)
         }
         json_number(&j, "cpu_s", "%.3f", cpu_seconds());
         lq_json_object_end(&j);
-        text = lq_json_steal(&j);
-        if (text) {
-            puts(text);
-            free(text);
-        }
+        (void)lq_cli_print_json(&j);
         return;
     }
     printf("mode:        holds: %ld holds over %ld accounts, %zu messages\n", b->count, b->accounts,
@@ -491,7 +486,6 @@ static void report(const bench *b, bool json, bool complete)
 
     if (json) {
         lq_json j;
-        char *text;
         lq_json_init(&j);
         lq_json_object_begin(&j);
         lq_json_key(&j, "mode");
@@ -530,11 +524,7 @@ static void report(const bench *b, bool json, bool complete)
             lq_json_object_end(&j);
         }
         lq_json_object_end(&j);
-        text = lq_json_steal(&j);
-        if (text) {
-            puts(text);
-            free(text);
-        }
+        (void)lq_cli_print_json(&j);
         return;
     }
     printf("mode:        %s, %s accounts (%ld), %zu messages (%zu duplicates)\n",

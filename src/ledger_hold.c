@@ -17,7 +17,6 @@
 #include "ledgerq/ledger.h"
 #include "ledger_internal.h"
 
-#define ENTRY_HOLD    "hold"
 #define ENTRY_CAPTURE "capture"
 #define ENTRY_VOID    "void"
 #define ENTRY_EXPIRY  "expiry"
@@ -28,9 +27,6 @@ int lq_ledger_apply_hold(lq_book *book, const lq_command *c, lq_undo *undo, char
     lq_hold h;
     int r;
 
-    r = lq_ledger_check_legs_shape(c, detail, detail_len);
-    if (r != LQ_OK)
-        return r;
     if (c->timeout_s < 0 || c->timeout_s > LQ_TIMEOUT_MAX) {
         snprintf(detail, detail_len, "hold has timeout_s %" PRId64 ", not 0 to %d", c->timeout_s,
                  LQ_TIMEOUT_MAX);
@@ -41,36 +37,10 @@ int lq_ledger_apply_hold(lq_book *book, const lq_command *c, lq_undo *undo, char
         snprintf(detail, detail_len, "hold \"%s\" is in the book already", c->id);
         return LQ_ERR_INTERNAL;
     }
-    r = lq_ledger_reserve_entries(book, 2 * c->n_legs);
+    /* As a transfer's legs, held instead of posted. */
+    r = lq_ledger_take_legs(book, c, true, undo, detail, detail_len);
     if (r != LQ_OK)
         return r;
-
-    /* As a transfer's: each leg sees what earlier legs held, the undo log puts the book back. */
-    for (size_t i = 0; i < c->n_legs; i++) {
-        const lq_leg *leg = &c->legs[i];
-        lq_account *debit;
-        lq_account *credit;
-
-        r = lq_ledger_check_leg(book, leg, i + 1, &debit, &credit, detail, detail_len);
-        if (r != LQ_OK)
-            return r;
-        r = lq_ledger_undo_save(undo, debit);
-        if (r == LQ_OK)
-            r = lq_ledger_undo_save(undo, credit);
-        if (r != LQ_OK)
-            return r;
-        /* lq_ledger_check_leg() proved that totals plus held amounts plus the amount fit. */
-        debit->held_debits += leg->amount;
-        credit->held_credits += leg->amount;
-        debit->changed = true;
-        credit->changed = true;
-        r = lq_ledger_append_entry(book, debit, c->id, ENTRY_HOLD, (int)(i + 1), 0, NULL);
-        if (r == LQ_OK)
-            r = lq_ledger_append_entry(book, credit, c->id, ENTRY_HOLD, (int)(i + 1), 0, NULL);
-        if (r != LQ_OK)
-            return r;
-    }
-
     memset(&h, 0, sizeof(h));
     snprintf(h.id, sizeof(h.id), "%s", c->id);
     h.status = LQ_HOLD_PENDING;

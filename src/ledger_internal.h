@@ -130,6 +130,17 @@ int lq_ledger_check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_acc
  * add) before changing it; on failure lq_ledger_apply() rolls back, so
  * they may return half way.  detail is never NULL.
  */
+/*
+ * Check c's legs in order (lq_ledger_check_leg()), each against the book as
+ * the earlier legs left it, and take each into the book: posted (a
+ * transfer: the totals, an entry of the signed amount on each account) or
+ * held (hold: the held amounts, an entry of amount 0 on each).  Saves each
+ * account in undo before changing it; may return half way (the caller rolls
+ * back).  Returns LQ_OK or what lq_ledger_check_leg() rejected.
+ */
+int lq_ledger_take_legs(lq_book *book, const lq_command *c, bool hold, lq_undo *undo, char *detail,
+                        size_t detail_len);
+
 int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
                              size_t detail_len);
 int lq_ledger_apply_account_open(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,

@@ -154,9 +154,10 @@ int lq_ledger_check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_acc
     return LQ_OK;
 }
 
-int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
-                             size_t detail_len)
+int lq_ledger_take_legs(lq_book *book, const lq_command *c, bool hold, lq_undo *undo, char *detail,
+                        size_t detail_len)
 {
+    const char *type = hold ? "hold" : ENTRY_TYPE;
     int r;
 
     r = lq_ledger_check_legs_shape(c, detail, detail_len);
@@ -168,7 +169,7 @@ int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, 
         return r;
 
     /*
-     * The legs are posted to the book as they are checked, so that a later
+     * The legs are taken into the book as they are checked, so that a later
      * leg sees what earlier legs did, even when several legs touch the same
      * account; the caller's undo log puts the book back when a leg fails.
      */
@@ -185,18 +186,29 @@ int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, 
             r = lq_ledger_undo_save(undo, credit);
         if (r != LQ_OK)
             return r;
-        /* lq_ledger_check_leg() proved that neither sum overflows. */
-        debit->debits += leg->amount;
-        credit->credits += leg->amount;
+        /* lq_ledger_check_leg() proved that no sum overflows, held amounts included. */
+        if (hold) {
+            debit->held_debits += leg->amount;
+            credit->held_credits += leg->amount;
+        } else {
+            debit->debits += leg->amount;
+            credit->credits += leg->amount;
+        }
         debit->changed = true;
         credit->changed = true;
-        r = lq_ledger_append_entry(book, debit, c->id, ENTRY_TYPE, (int)(i + 1), -leg->amount,
+        r = lq_ledger_append_entry(book, debit, c->id, type, (int)(i + 1), hold ? 0 : -leg->amount,
                                    NULL);
         if (r == LQ_OK)
-            r = lq_ledger_append_entry(book, credit, c->id, ENTRY_TYPE, (int)(i + 1), leg->amount,
-                                       NULL);
+            r = lq_ledger_append_entry(book, credit, c->id, type, (int)(i + 1),
+                                       hold ? 0 : leg->amount, NULL);
         if (r != LQ_OK)
             return r;
     }
     return LQ_OK;
+}
+
+int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                             size_t detail_len)
+{
+    return lq_ledger_take_legs(book, c, false, undo, detail, detail_len);
 }
