@@ -938,6 +938,27 @@ START_TEST(test_dead_letters)
          "timeout_s: must be a JSON integer from 1 to 31536000"},
         {"dl-void", "payment.x", "{'type':'void','id':'dl-void','hold':'h-1','amount':1}",
          "amount: unknown field"},
+        {"dl-timeout-string", "payment.x",
+         "{'type':'hold','id':'dl-timeout-string','debit':'alice','credit':'bob','amount':1,"
+         "'currency':'EUR','timeout_s':'60'}",
+         "timeout_s: must be a JSON integer from 1 to 31536000"},
+        {"dl-timeout-big", "payment.x",
+         "{'type':'hold','id':'dl-timeout-big','debit':'alice','credit':'bob','amount':1,"
+         "'currency':'EUR','timeout_s':31536001}",
+         "timeout_s: must be a JSON integer from 1 to 31536000"},
+        {"dl-timeout-exp", "payment.x",
+         "{'type':'hold','id':'dl-timeout-exp','debit':'alice','credit':'bob','amount':1,"
+         "'currency':'EUR','timeout_s':1e3}",
+         "timeout_s: must be a JSON integer from 1 to 31536000"},
+        {"dl-capture-zero", "payment.x",
+         "{'type':'capture','id':'dl-capture-zero','hold':'h-1','amount':0}",
+         "amount: must be a positive whole number"},
+        {"dl-capture-nohold", "payment.x", "{'type':'capture','id':'dl-capture-nohold'}",
+         "hold: is required"},
+        {"dl-transfer-timeout", "payment.x",
+         "{'id':'dl-transfer-timeout','debit':'alice','credit':'bob','amount':1,"
+         "'currency':'EUR','timeout_s':60}",
+         "timeout_s: unknown field"},
         {"dl-capital", "payment.x",
          "{'type':'Transfer','id':'dl-capital','debit':'bank','credit':'alice','amount':1,"
          "'currency':'EUR'}",

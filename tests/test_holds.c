@@ -1364,90 +1364,6 @@ START_TEST(test_one_batch)
 }
 END_TEST
 
-/* ------------------------------------------------------------ dead letters */
-
-START_TEST(test_dead_letters)
-{
-    static const struct {
-        const char *id;   /* its message_id */
-        const char *body; /* ' for " */
-        const char *detail;
-    } bad[] = {
-        {"dl-timeout-0",
-         "{'type':'hold','id':'dl-timeout-0','debit':'alice','credit':'shop','amount':1,"
-         "'currency':'EUR','timeout_s':0}",
-         "timeout_s: must be a JSON integer from 1 to 31536000"},
-        {"dl-timeout-string",
-         "{'type':'hold','id':'dl-timeout-string','debit':'alice','credit':'shop','amount':1,"
-         "'currency':'EUR','timeout_s':'60'}",
-         "timeout_s: must be a JSON integer from 1 to 31536000"},
-        {"dl-timeout-big",
-         "{'type':'hold','id':'dl-timeout-big','debit':'alice','credit':'shop','amount':1,"
-         "'currency':'EUR','timeout_s':31536001}",
-         "timeout_s: must be a JSON integer from 1 to 31536000"},
-        {"dl-timeout-exp",
-         "{'type':'hold','id':'dl-timeout-exp','debit':'alice','credit':'shop','amount':1,"
-         "'currency':'EUR','timeout_s':1e3}",
-         "timeout_s: must be a JSON integer from 1 to 31536000"},
-        {"dl-void-amount", "{'type':'void','id':'dl-void-amount','hold':'h-1','amount':1}",
-         "amount: unknown field"},
-        {"dl-capture-zero", "{'type':'capture','id':'dl-capture-zero','hold':'h-1','amount':0}",
-         "amount: must be a positive whole number"},
-        {"dl-capture-nohold", "{'type':'capture','id':'dl-capture-nohold'}", "hold: is required"},
-        {"dl-transfer-timeout",
-         "{'id':'dl-transfer-timeout','debit':'alice','credit':'shop','amount':1,"
-         "'currency':'EUR','timeout_s':60}",
-         "timeout_s: unknown field"},
-    };
-    const size_t n_bad = sizeof(bad) / sizeof(bad[0]);
-    lqt_session s;
-    lq_delivery **dead;
-
-    lqt_session_start(&s, ns);
-    OPEN_ACCOUNTS(&s, "alice", "shop");
-    lqt_transfer_ok(&s, "fund-alice", "bank", "alice", 10);
-    hold_ok(&s, "h-1", "alice", "shop", 5, NULL);
-
-    for (size_t i = 0; i < n_bad; i++) {
-        char body[1024];
-        snprintf(body, sizeof(body), "%s", bad[i].body);
-        for (char *c = body; *c; c++) {
-            if (*c == '\'')
-                *c = '"';
-        }
-        lqt_send(ns, &(lqt_msg){.body = body, .message_id = bad[i].id});
-    }
-    lqt_confirm(ns);
-    /* A sentinel behind them: once its event came, they were all handled. */
-    lqt_transfer_ok(&s, "sentinel", "bank", "alice", 1);
-
-    dead = lqt_get_n(ns, ns->dlq, n_bad, true);
-    for (size_t i = 0; i < n_bad; i++) {
-        const lq_delivery *d = NULL;
-        const char *v;
-        for (size_t k = 0; k < n_bad && d == NULL; k++) {
-            if (dead[k]->message_id && strcmp(dead[k]->message_id, bad[i].id) == 0)
-                d = dead[k];
-        }
-        ck_assert_msg(d != NULL, "%s is not in the dead-letter queue", bad[i].id);
-        v = lqt_header(d, "x-ledgerq-error");
-        ck_assert_msg(v && strcmp(v, "invalid_payment") == 0, "%s: x-ledgerq-error \"%s\"",
-                      bad[i].id, v ? v : "(absent)");
-        v = lqt_header(d, "x-ledgerq-error-detail");
-        ck_assert_msg(v && strcmp(v, bad[i].detail) == 0,
-                      "%s: x-ledgerq-error-detail \"%s\", expected \"%s\"", bad[i].id,
-                      v ? v : "(absent)", bad[i].detail);
-        ck_assert_uint_eq(lqt_event_count_id(s.events, bad[i].id), 0);
-    }
-    lqt_deliveries_free(dead, n_bad);
-    /* Nothing of them happened: h-1 is still held whole. */
-    expect_account("alice", 11, 5, 0);
-    expect_account("shop", 0, 0, 5);
-
-    lqt_session_finish(&s, 3);
-}
-END_TEST
-
 /* ------------------------------------------------------------ the suite */
 
 int main(void)
@@ -1469,7 +1385,6 @@ int main(void)
         LQT_CASE("duplicates", test_duplicates),
         LQT_CASE("frozen_capture", test_frozen_capture),
         LQT_CASE("one_batch", test_one_batch),
-        LQT_CASE("dead_letters", test_dead_letters),
     };
 
     return LQT_MAIN(suite, cases);
