@@ -44,6 +44,26 @@ static int print_payment_json(const lq_payment_record *rec)
         lq_json_key(&j, "change");
         lq_json_raw(&j, rec->change);
     }
+    /*
+     * A hold: where it stands (null for a rejected hold, which holds
+     * nothing); a capture or void: its hold (docs/protocol.md section 14).
+     */
+    if (strcmp(rec->type, "hold") == 0) {
+        lq_json_key(&j, "hold_status");
+        if (rec->hold_status[0])
+            lq_json_string(&j, rec->hold_status);
+        else
+            lq_json_null(&j);
+        lq_json_key(&j, "expires_at");
+        if (rec->expires_at[0])
+            lq_json_string(&j, rec->expires_at);
+        else
+            lq_json_null(&j);
+    }
+    if (rec->hold[0]) {
+        lq_json_key(&j, "hold");
+        lq_json_string(&j, rec->hold);
+    }
     lq_json_key(&j, "legs");
     lq_json_array_begin(&j);
     for (size_t i = 0; i < rec->n_legs; i++) {
@@ -81,6 +101,12 @@ static void print_payment_text(const lq_payment_record *rec)
         printf("reference:    %s\n", rec->reference);
     if (rec->metadata)
         printf("metadata:     %s\n", rec->metadata);
+    if (strcmp(rec->type, "hold") == 0 && rec->outcome.result == LQ_OK) {
+        printf("hold_status:  %s\n", rec->hold_status);
+        printf("expires_at:   %s\n", rec->expires_at[0] ? rec->expires_at : "never");
+    }
+    if (rec->hold[0])
+        printf("hold:         %s\n", rec->hold);
     if (rec->change) {
         printf("account:      %s\n", rec->account);
         printf("change:       %s\n", rec->change);

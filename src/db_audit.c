@@ -170,9 +170,81 @@ static const audit_check audit_checks[] = {
      * entries once.  On 2,000,000 transfers it takes some 17 seconds, most of
      * them reading the legs out of their JSON.
      */
+    /*
+     * Section 14: holds.  The held amounts are the sums over the pending
+     * holds' legs (the legs read once, grouped with the accounts in one
+     * pass, as above).
+     */
+    {"held_matches_holds",
+     "WITH l AS MATERIALIZED (SELECT e.l ->> 'debit' AS debit, e.l ->> 'credit' AS credit,"
+     "                               (e.l ->> 'amount')::numeric AS amount"
+     "                          FROM holds h JOIN payments p ON p.id = h.id"
+     "                         CROSS JOIN LATERAL jsonb_array_elements(p.legs) AS e(l)"
+     "                         WHERE h.status = 'pending')"
+     " SELECT format('account %s: held debits %s, held credits %s, but its pending holds'"
+     "               || ' hold %s and %s', a.id, a.held_debits, a.held_credits,"
+     "               coalesce(d.total, 0), coalesce(c.total, 0))"
+     " FROM accounts a"
+     " LEFT JOIN (SELECT debit AS id, sum(amount) AS total FROM l GROUP BY debit) d"
+     "   ON d.id = a.id"
+     " LEFT JOIN (SELECT credit AS id, sum(amount) AS total FROM l GROUP BY credit) c"
+     "   ON c.id = a.id"
+     " WHERE a.held_debits <> coalesce(d.total, 0) OR a.held_credits <> coalesce(c.total, 0)"
+     " ORDER BY a.id LIMIT 1000"},
+    /* Every applied hold is in holds, and nothing else is. */
+    {"holds_are_applied_holds",
+     "SELECT CASE WHEN h.id IS NULL THEN format('hold %s: applied, but not in holds', p.id)"
+     "       ELSE format('hold %s: in holds, but no applied hold has that id', h.id) END"
+     " FROM (SELECT id FROM payments WHERE type = 'hold' AND status = 'applied') p"
+     " FULL JOIN holds h ON h.id = p.id"
+     " WHERE p.id IS NULL OR h.id IS NULL ORDER BY coalesce(p.id, h.id) LIMIT 1000"},
+    /*
+     * Resolved at most once: at most one applied capture or void names a
+     * hold, and it is the one its status and resolved_by name; a pending or
+     * expired hold has none.
+     */
+    {"hold_resolved_once",
+     "SELECT format('hold %s (%s, resolved by %s): applied captures and voids %s', h.id,"
+     "              h.status, coalesce(h.resolved_by, 'none'),"
+     "              coalesce(string_agg(p.type || ' ' || p.id, ', ' ORDER BY p.id), 'none'))"
+     " FROM holds h"
+     " LEFT JOIN payments p ON p.hold = h.id AND p.status = 'applied'"
+     "   AND p.type IN ('capture', 'void')"
+     " GROUP BY h.id, h.status, h.resolved_by"
+     " HAVING count(p.id) > 1"
+     "    OR (h.status IN ('pending', 'expired') AND count(p.id) <> 0)"
+     "    OR (h.status IN ('captured', 'voided')"
+     "        AND (count(p.id) <> 1 OR min(p.id) IS DISTINCT FROM h.resolved_by"
+     "             OR min(p.type) <> CASE h.status WHEN 'captured' THEN 'capture'"
+     "                                             ELSE 'void' END))"
+     " ORDER BY h.id LIMIT 1000"},
+    /* An applied capture or void resolved an applied hold (hold_not_found otherwise). */
+    {"resolution_names_a_hold",
+     "SELECT format('%s %s: applied, but hold %s was never applied', p.type, p.id, p.hold)"
+     " FROM payments p LEFT JOIN holds h ON h.id = p.hold"
+     " WHERE p.type IN ('capture', 'void') AND p.status = 'applied' AND h.id IS NULL"
+     " ORDER BY p.id LIMIT 1000"},
+    /*
+     * A capture posts its hold's legs: each in full, or a single leg's
+     * amount at most.
+     */
+    {"capture_within_hold",
+     "SELECT format('capture %s of hold %s: posted %s, the hold held %s', c.id, c.hold,"
+     "              c.legs, h.legs)"
+     " FROM payments c JOIN payments h ON h.id = c.hold"
+     " WHERE c.type = 'capture' AND c.status = 'applied'"
+     "   AND NOT (jsonb_array_length(c.legs) = jsonb_array_length(h.legs)"
+     "            AND CASE WHEN jsonb_array_length(h.legs) = 1"
+     "                     THEN c.legs -> 0 ->> 'debit' = h.legs -> 0 ->> 'debit'"
+     "                      AND c.legs -> 0 ->> 'credit' = h.legs -> 0 ->> 'credit'"
+     "                      AND c.legs -> 0 ->> 'currency' = h.legs -> 0 ->> 'currency'"
+     "                      AND (c.legs -> 0 ->> 'amount')::numeric"
+     "                          BETWEEN 1 AND (h.legs -> 0 ->> 'amount')::numeric"
+     "                     ELSE c.legs = h.legs END)"
+     " ORDER BY c.id LIMIT 1000"},
     {"history_matches_legs",
      "WITH p AS MATERIALIZED (SELECT payment_id, leg, debit, credit, amount FROM postings)"
-     " SELECT format('transfer %s leg %s, account %s: the leg posts %s, the history has %s',"
+     " SELECT format('%s leg %s, account %s: the leg posts %s, the history has %s',"
      "               command_id, leg, account_id,"
      "               CASE count(*) FILTER (WHERE seq IS NULL)"
      "                 WHEN 0 THEN 'nothing'"
@@ -192,7 +264,7 @@ static const audit_check audit_checks[] = {
      "       SELECT credit, payment_id, leg, amount, NULL FROM p"
      "       UNION ALL"
      "       SELECT account_id, command_id, leg, amount, seq FROM account_entries"
-     "        WHERE type = 'transfer') AS x"
+     "        WHERE type IN ('transfer', 'capture')) AS x"
      " GROUP BY command_id, leg, account_id"
      " HAVING count(*) FILTER (WHERE seq IS NULL) <> count(seq)"
      "     OR sum(amount) FILTER (WHERE seq IS NULL)"

@@ -41,7 +41,7 @@ static int account_ids(const lq_item *items, size_t n, lq_db_array *ids)
             names[n_names++] = c->legs[l].debit;
             names[n_names++] = c->legs[l].credit;
         }
-        if (c->type != LQ_CMD_TRANSFER)
+        if (c->type == LQ_CMD_ACCOUNT_OPEN || c->type == LQ_CMD_ACCOUNT_UPDATE)
             names[n_names++] = c->change.account;
     }
     qsort(names, n_names, sizeof(*names), compare_strings);
@@ -52,6 +52,93 @@ static int account_ids(const lq_item *items, size_t n, lq_db_array *ids)
     free(names);
     return LQ_OK;
 }
+
+/* Every hold the items' captures and voids name, each once, sorted, as an array literal in ids. */
+static int hold_ids(const lq_item *items, size_t n, lq_db_array *ids, size_t *ret_n)
+{
+    const char **names = malloc((n ? n : 1) * sizeof(*names));
+    size_t n_names = 0;
+
+    *ret_n = 0;
+    if (names == NULL)
+        return LQ_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const lq_command *c = items[i].command;
+        if (c->type == LQ_CMD_CAPTURE || c->type == LQ_CMD_VOID)
+            names[n_names++] = c->hold;
+    }
+    qsort(names, n_names, sizeof(*names), compare_strings);
+    for (size_t i = 0; i < n_names; i++) {
+        if (i == 0 || strcmp(names[i], names[i - 1]) != 0) {
+            lq_db_array_text(ids, names[i]);
+            (*ret_n)++;
+        }
+    }
+    free(names);
+    return LQ_OK;
+}
+
+int lq_db_read_holds(const PGresult *res, lq_book *book)
+{
+    int rows = PQntuples(res);
+
+    for (int row = 0; row < rows;) {
+        lq_hold h;
+        int first = row;
+        int r;
+
+        memset(&h, 0, sizeof(h));
+        lq_db_copy(h.id, sizeof(h.id), res, row, 0);
+        if (!lq_hold_status_parse(PQgetvalue(res, row, 1), &h.status))
+            return LQ_ERR_INTERNAL;
+        h.past_expiry = lq_db_bool(res, row, 2);
+        while (row < rows && strcmp(PQgetvalue(res, row, 0), h.id) == 0)
+            row++;
+        h.n_legs = (size_t)(row - first);
+        if (h.n_legs > LQ_LEGS_MAX)
+            return LQ_ERR_INTERNAL;
+        h.legs = calloc(h.n_legs, sizeof(*h.legs));
+        if (h.legs == NULL)
+            return LQ_ERR_NOMEM;
+        for (size_t l = 0; l < h.n_legs; l++) {
+            lq_leg *leg = &h.legs[l];
+            lq_db_copy(leg->debit, sizeof(leg->debit), res, first + (int)l, 4);
+            lq_db_copy(leg->credit, sizeof(leg->credit), res, first + (int)l, 5);
+            leg->amount = lq_db_int64(res, first + (int)l, 6);
+            lq_db_copy(leg->currency, sizeof(leg->currency), res, first + (int)l, 7);
+        }
+        r = lq_book_add_hold(book, &h);
+        if (r != LQ_OK) {
+            free(h.legs);
+            return r;
+        }
+    }
+    return LQ_OK;
+}
+
+int lq_db_read_accounts(const PGresult *res, lq_book *book)
+{
+    for (int row = 0; row < PQntuples(res); row++) {
+        lq_account a;
+        int r;
+        lq_db_read_account(res, row, &a, NULL);
+        r = lq_book_add(book, &a);
+        if (r != LQ_OK)
+            return r;
+    }
+    return LQ_OK;
+}
+
+/*
+ * The holds named by $1 (text[]), locked in id order, a row per leg (see
+ * read_holds()); only applied holds have a row in holds.
+ */
+#define LOCK_HOLDS                                                                                 \
+    "SELECT h.id, h.status, h.expires_at IS NOT NULL AND h.expires_at <= now(), e.n,"              \
+    " e.l ->> 'debit', e.l ->> 'credit', (e.l ->> 'amount')::bigint, e.l ->> 'currency'"           \
+    " FROM holds h JOIN payments p ON p.id = h.id"                                                 \
+    " CROSS JOIN LATERAL jsonb_array_elements(p.legs) WITH ORDINALITY AS e(l, n)"                  \
+    " WHERE h.id = ANY($1::text[]) ORDER BY h.id COLLATE \"C\", e.n FOR UPDATE OF h"
 
 /* Fill the items' stored outcomes from the look-up's rows. */
 static int read_stored(const PGresult *res, lq_item *items, size_t n)
@@ -73,6 +160,7 @@ static int read_stored(const PGresult *res, lq_item *items, size_t n)
         lq_db_copy(it->stored_outcome.detail, sizeof(it->stored_outcome.detail), res, row, 3);
         lq_db_copy(it->stored_outcome.processed_at, sizeof(it->stored_outcome.processed_at), res,
                    row, 4);
+        it->stored_outcome.amount = lq_db_int64(res, row, 8);
     }
     return LQ_OK;
 }
@@ -114,21 +202,48 @@ int lq_db_record_confirmations(lq_db *db, const lq_confirmations *c)
     return r;
 }
 
-enum { LOAD_BEGIN, LOAD_CONFIRMED, LOAD_NOW, LOAD_LOOKUP, LOAD_LOCK, LOAD_N };
+/*
+ * The look-up of stored outcomes: one index probe per id.  A lateral
+ * subquery with LIMIT is never flattened into a join, which the planner
+ * could otherwise run as a hash join over the whole (ever growing)
+ * payments table.  A stored outcome's first event counts as confirmed when
+ * its batch or the payment itself is recorded so, or when it has no batch
+ * (stored by release 0.1.0).  The last column is what an applied capture of
+ * a single-leg hold posted (the event's "amount"), else 0.
+ */
+static const char *const LOOKUP =
+    "SELECT c.ord, p.status, p.reason, coalesce(p.detail, ''), " SQL_UTC(
+        "p.processed_at") ","
+                          " p.fingerprint = sha256(convert_to(c.canon, 'UTF8')),"
+                          " p.batch_id IS NULL"
+                          " OR EXISTS (SELECT 1 FROM ops_confirmed_batches b WHERE b.batch_id = "
+                          "p.batch_id)"
+                          " OR EXISTS (SELECT 1 FROM ops_confirmed_payments o WHERE o.payment_id = "
+                          "p.id),"
+                          " p.batch_id,"
+                          " CASE WHEN p.type = 'capture' AND p.status = 'applied' AND "
+                          "jsonb_array_length(p.legs) = 1"
+                          " THEN (p.legs -> 0 ->> 'amount')::bigint ELSE 0 END"
+                          " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(id, canon, "
+                          "ord)"
+                          " CROSS JOIN LATERAL (SELECT * FROM payments WHERE payments.id = c.id "
+                          "LIMIT 1) AS p";
 
 int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations *c, lq_book *book,
                      char ret_now[LQ_TIMESTAMP_MAX], int64_t *ret_batch_id)
 {
-    lq_db_array ids, canons, accounts, confirmed[2];
-    const char *params[2], *account_param, *confirmed_params[2] = {NULL, NULL};
-    PGresult *now = NULL, *found = NULL, *locked = NULL;
+    lq_db_array ids, canons, accounts, holds, confirmed[2];
+    const char *params[2], *lock_params[2], *confirmed_params[2] = {NULL, NULL};
+    PGresult *now = NULL, *found = NULL, *held = NULL, *locked = NULL;
     bool record = c && !lq_confirmations_empty(c);
+    size_t n_holds = 0;
     int r;
 
     lq_book_clear(book);
     lq_db_array_init(&ids);
     lq_db_array_init(&canons);
     lq_db_array_init(&accounts);
+    lq_db_array_init(&holds);
     lq_db_array_init(&confirmed[0]);
     lq_db_array_init(&confirmed[1]);
     for (size_t i = 0; i < n; i++) {
@@ -140,105 +255,73 @@ int lq_db_batch_load(lq_db *db, lq_item *items, size_t n, const lq_confirmations
         lq_db_array_text(&canons, items[i].command->canonical);
     }
     r = account_ids(items, n, &accounts);
+    if (r == LQ_OK)
+        r = hold_ids(items, n, &holds, &n_holds);
     if (r == LQ_OK && record)
         r = confirmation_params(c, confirmed, confirmed_params);
     if (r != LQ_OK)
         goto out;
     params[0] = lq_db_array_finish(&ids);
     params[1] = lq_db_array_finish(&canons);
-    account_param = lq_db_array_finish(&accounts);
-    if (!params[0] || !params[1] || !account_param) {
+    lock_params[0] = lq_db_array_finish(&accounts);
+    lock_params[1] = lq_db_array_finish(&holds);
+    if (!params[0] || !params[1] || !lock_params[0] || !lock_params[1]) {
         r = LQ_ERR_NOMEM;
         goto out;
     }
     {
-        lq_db_step steps[LOAD_N] = {
-            [LOAD_BEGIN] = {"could not begin a batch", "BEGIN", 0, NULL, NULL},
-            /*
-             * Before the look-up, which then counts them: a redelivery in
-             * this very batch of a command whose event was just confirmed
-             * is a duplicate.
-             */
-            [LOAD_CONFIRMED] = {"could not record confirmed events", RECORD_CONFIRMATIONS, 2,
-                                confirmed_params, NULL},
-            /*
-             * now() is the transaction's start: the processed_at of every
-             * new outcome; the batch number labels them.  The batch's joins
-             * all go through primary keys, a few hundred probes whatever
-             * the tables' sizes; with small tables the planner would rather
-             * hash a whole table per batch (the account totals update):
-             * keep it to nested loops for this transaction.
-             */
-            [LOAD_NOW] = {"could not read the time",
-                          "SELECT " SQL_UTC("now()") ", nextval('payments_batch_id_seq'),"
-                                                     " set_config('enable_hashjoin', 'off', true),"
-                                                     " set_config('enable_mergejoin', 'off', true),"
-                                                     " set_config('ledgerq.writes_history', 'on',"
-                                                     " true)",
-                          0, NULL, &now},
-            /*
-             * One index probe per id: a lateral subquery with LIMIT is
-             * never flattened into a join, which the planner could
-             * otherwise run as a hash join over the whole (ever growing)
-             * payments table.  A stored outcome's first event counts as
-             * confirmed when its batch or the payment itself is recorded
-             * so, or when it has no batch (stored by release 0.1.0).
-             */
-            [LOAD_LOOKUP] = {"could not look up payment ids",
-                             "SELECT c.ord, p.status, p.reason, coalesce(p.detail, ''), " SQL_UTC(
-                                 "p.processed_at") ","
-                                                   " p.fingerprint = sha256(convert_to(c.canon, "
-                                                   "'UTF8')),"
-                                                   " p.batch_id IS NULL"
-                                                   " OR EXISTS (SELECT 1 FROM ops_confirmed_batches"
-                                                   " b WHERE b.batch_id = p.batch_id)"
-                                                   " OR EXISTS (SELECT 1 FROM"
-                                                   " ops_confirmed_payments o"
-                                                   " WHERE o.payment_id = p.id),"
-                                                   " p.batch_id"
-                                                   " FROM unnest($1::text[], $2::text[])"
-                                                   " WITH ORDINALITY AS c(id, canon, ord)"
-                                                   " CROSS JOIN LATERAL (SELECT * FROM payments"
-                                                   " WHERE payments.id = c.id LIMIT 1) AS p",
-                             2, params, &found},
-            /*
-             * Every worker locks in the same (C collation) order, so two
-             * batches never wait for each other in a cycle.  Rows are
-             * locked as the sorted output is produced.
-             */
-            [LOAD_LOCK] = {"could not lock accounts",
-                           "SELECT " LQ_DB_ACCOUNT_COLUMNS " FROM accounts"
-                           " WHERE id = ANY($1::text[]) ORDER BY id COLLATE \"C\" FOR UPDATE",
-                           1, &account_param, &locked},
-        };
-        /* One round trip; without confirmations to record, one statement fewer. */
-        if (record) {
-            r = lq_db_pipeline(db, steps, LOAD_N);
+        lq_db_step steps[6];
+        size_t k = 0;
+
+        steps[k++] = (lq_db_step){"could not begin a batch", "BEGIN", 0, NULL, NULL};
+        /*
+         * Before the look-up, which then counts them: a redelivery in this
+         * very batch of a command whose event was just confirmed is a
+         * duplicate.  Without confirmations to record, one statement fewer.
+         */
+        if (record)
+            steps[k++] = (lq_db_step){"could not record confirmed events", RECORD_CONFIRMATIONS, 2,
+                                      confirmed_params, NULL};
+        steps[k++] = (lq_db_step){"could not read the time", LQ_DB_BATCH_NOW, 0, NULL, &now};
+        steps[k++] = (lq_db_step){"could not look up payment ids", LOOKUP, 2, params, &found};
+        /*
+         * Every worker locks holds before accounts, each in the same (C
+         * collation) order, so two batches never wait for each other in a
+         * cycle; the expiry sweep skips the holds it would wait for.  Rows
+         * are locked as the sorted output is produced.
+         */
+        if (n_holds > 0) {
+            steps[k++] =
+                (lq_db_step){"could not lock holds", LOCK_HOLDS, 1, &lock_params[1], &held};
+            steps[k++] = (lq_db_step){"could not lock accounts", LQ_DB_LOCK_ACCOUNTS_AND_HOLDS, 2,
+                                      lock_params, &locked};
         } else {
-            steps[LOAD_CONFIRMED] = steps[LOAD_BEGIN];
-            r = lq_db_pipeline(db, steps + LOAD_CONFIRMED, LOAD_N - LOAD_CONFIRMED);
+            steps[k++] = (lq_db_step){"could not lock accounts",
+                                      "SELECT " LQ_DB_ACCOUNT_COLUMNS " FROM accounts"
+                                      " WHERE id = ANY($1::text[])"
+                                      " ORDER BY id COLLATE \"C\" FOR UPDATE",
+                                      1, lock_params, &locked};
         }
+        /* One round trip. */
+        r = lq_db_pipeline(db, steps, k);
     }
     if (r != LQ_OK)
         goto out;
     lq_db_copy(ret_now, LQ_TIMESTAMP_MAX, now, 0, 0);
     *ret_batch_id = lq_db_int64(now, 0, 1);
     r = read_stored(found, items, n);
-    if (r != LQ_OK)
-        goto out;
-    for (int row = 0; row < PQntuples(locked); row++) {
-        lq_account a;
-        lq_db_read_account(locked, row, &a, NULL);
-        r = lq_book_add(book, &a);
-        if (r != LQ_OK)
-            goto out;
-    }
+    if (r == LQ_OK)
+        r = lq_db_read_accounts(locked, book);
+    if (r == LQ_OK && held)
+        r = lq_db_read_holds(held, book);
 out:
     PQclear(locked);
+    PQclear(held);
     PQclear(found);
     PQclear(now);
     lq_db_array_release(&confirmed[1]);
     lq_db_array_release(&confirmed[0]);
+    lq_db_array_release(&holds);
     lq_db_array_release(&accounts);
     lq_db_array_release(&canons);
     lq_db_array_release(&ids);
@@ -252,23 +335,42 @@ void lq_db_batch_abort(lq_db *db)
     lq_db_rollback(db);
 }
 
-/* The requested legs as the JSON stored in payments.legs ([] for account commands). */
-static char *legs_json(const lq_command *c)
+static bool is_account_command(const lq_command *c)
 {
+    return c->type == LQ_CMD_ACCOUNT_OPEN || c->type == LQ_CMD_ACCOUNT_UPDATE;
+}
+
+/*
+ * The legs stored in payments.legs: those a transfer or hold asked for;
+ * those an applied capture posted (its hold's legs, a single one with the
+ * amount captured); none for the others.
+ */
+static char *legs_json(const lq_item *it, const lq_book *book)
+{
+    const lq_command *c = it->command;
+    const lq_leg *legs = c->legs;
+    size_t n_legs = c->n_legs;
+    int64_t single = 0;
     lq_json w;
 
+    if (c->type == LQ_CMD_CAPTURE) {
+        const lq_hold *h = it->outcome.result == LQ_OK ? lq_book_find_hold(book, c->hold) : NULL;
+        legs = h ? h->legs : NULL;
+        n_legs = h ? h->n_legs : 0;
+        single = h && h->n_legs == 1 ? h->captured : 0;
+    }
     lq_json_init(&w);
     lq_json_array_begin(&w);
-    for (size_t l = 0; l < c->n_legs; l++) {
+    for (size_t l = 0; l < n_legs; l++) {
         lq_json_object_begin(&w);
         lq_json_key(&w, "debit");
-        lq_json_string(&w, c->legs[l].debit);
+        lq_json_string(&w, legs[l].debit);
         lq_json_key(&w, "credit");
-        lq_json_string(&w, c->legs[l].credit);
+        lq_json_string(&w, legs[l].credit);
         lq_json_key(&w, "amount");
-        lq_json_int(&w, c->legs[l].amount);
+        lq_json_int(&w, single ? single : legs[l].amount);
         lq_json_key(&w, "currency");
-        lq_json_string(&w, c->legs[l].currency);
+        lq_json_string(&w, legs[l].currency);
         lq_json_object_end(&w);
     }
     lq_json_array_end(&w);
@@ -285,7 +387,7 @@ static char *change_json(const lq_command *c)
     const lq_account_change *ch = &c->change;
     lq_json w;
 
-    if (c->type == LQ_CMD_TRANSFER)
+    if (!is_account_command(c))
         return NULL;
     lq_json_init(&w);
     lq_json_object_begin(&w);
@@ -356,18 +458,20 @@ enum {
     PAY_TYPE,
     PAY_ACCOUNT,
     PAY_CHANGE,
+    PAY_HOLD,
     PAY_N
 };
 
 /* Add the stored outcome of it to the payments statement's arrays. */
-static int add_outcome(lq_db_array *pay, const lq_item *it)
+static int add_outcome(lq_db_array *pay, const lq_item *it, const lq_book *book)
 {
     const lq_command *c = it->command;
     bool applied = it->outcome.result == LQ_OK;
-    char *legs = legs_json(c), *change = change_json(c);
+    bool resolves = c->type == LQ_CMD_CAPTURE || c->type == LQ_CMD_VOID;
+    char *legs = legs_json(it, book), *change = change_json(c);
     int r = LQ_OK;
 
-    if (legs == NULL || (change == NULL && c->type != LQ_CMD_TRANSFER)) {
+    if (legs == NULL || (change == NULL && is_account_command(c))) {
         r = LQ_ERR_NOMEM;
         goto out;
     }
@@ -380,8 +484,9 @@ static int add_outcome(lq_db_array *pay, const lq_item *it)
     lq_db_array_text(&pay[PAY_REF], c->reference);
     lq_db_array_text(&pay[PAY_META], c->metadata);
     lq_db_array_text(&pay[PAY_TYPE], lq_command_type_name(c->type));
-    lq_db_array_text(&pay[PAY_ACCOUNT], c->type == LQ_CMD_TRANSFER ? NULL : c->change.account);
+    lq_db_array_text(&pay[PAY_ACCOUNT], is_account_command(c) ? c->change.account : NULL);
     lq_db_array_text(&pay[PAY_CHANGE], change);
+    lq_db_array_text(&pay[PAY_HOLD], resolves ? c->hold : NULL);
 out:
     free(legs);
     free(change);
@@ -460,24 +565,53 @@ static void add_entry(lq_db_array *ent, const lq_entry *e)
     " AS u(id, currency, status, allow_negative, overdraft_limit, max_balance, debits, credits,"   \
     " held_debits, held_credits, entries)"
 
+/* The holds a batch placed (id, timeout_s) and resolved (id, status, resolved_by). */
+enum { PLACED_ID, PLACED_TIMEOUT, PLACED_N };
+enum { RESOLVED_ID, RESOLVED_STATUS, RESOLVED_BY, RESOLVED_N };
+
+/* Add the book's placed and resolved holds to their statements' arrays; count them. */
+static void add_holds(const lq_book *book, lq_db_array *placed, lq_db_array *resolved,
+                      size_t *ret_placed, size_t *ret_resolved, size_t *ret_expired)
+{
+    for (size_t i = 0; i < book->n_holds; i++) {
+        const lq_hold *h = &book->holds[i];
+        if (h->placed) {
+            lq_db_array_text(&placed[PLACED_ID], h->id);
+            lq_db_array_int(&placed[PLACED_TIMEOUT], h->timeout_s);
+            (*ret_placed)++;
+        }
+        if (h->changed) {
+            lq_db_array_text(&resolved[RESOLVED_ID], h->id);
+            lq_db_array_text(&resolved[RESOLVED_STATUS], lq_hold_status_name(h->status));
+            lq_db_array_text(&resolved[RESOLVED_BY], h->resolved_by);
+            (*ret_resolved)++;
+            *ret_expired += h->status == LQ_HOLD_EXPIRED;
+        }
+    }
+}
+
 int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book,
                       int64_t batch_id)
 {
-    lq_db_array pay[PAY_N], opened[ACC_N], changed[ACC_N], ent[ENT_N];
+    lq_db_array pay[PAY_N], opened[ACC_N], changed[ACC_N], ent[ENT_N], placed[PLACED_N],
+        resolved[RESOLVED_N];
     const char *pay_params[PAY_N + 1], *opened_params[ACC_N], *changed_params[ACC_N],
-        *ent_params[ENT_N];
+        *ent_params[ENT_N], *placed_params[PLACED_N], *resolved_params[RESOLVED_N + 1];
     char batch[24];
-    size_t n_pay = 0, n_opened = 0, n_changed = 0;
+    size_t n_pay = 0, n_opened = 0, n_changed = 0, n_placed = 0, n_resolved = 0, n_expired = 0;
     int r = LQ_OK;
 
     init_arrays(pay, PAY_N);
     init_arrays(opened, ACC_N);
     init_arrays(changed, ACC_N);
     init_arrays(ent, ENT_N);
+    init_arrays(placed, PLACED_N);
+    init_arrays(resolved, RESOLVED_N);
+    add_holds(book, placed, resolved, &n_placed, &n_resolved, &n_expired);
     for (size_t i = 0; i < n && r == LQ_OK; i++) {
         if (!items[i].insert)
             continue;
-        r = add_outcome(pay, &items[i]);
+        r = add_outcome(pay, &items[i], book);
         n_pay++;
     }
     if (r != LQ_OK)
@@ -501,27 +635,33 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
         r = finish_arrays(changed, ACC_N, changed_params);
     if (r == LQ_OK)
         r = finish_arrays(ent, ENT_N, ent_params);
+    if (r == LQ_OK)
+        r = finish_arrays(placed, PLACED_N, placed_params);
+    if (r == LQ_OK)
+        r = finish_arrays(resolved, RESOLVED_N, resolved_params);
     if (r != LQ_OK)
         goto out;
     snprintf(batch, sizeof(batch), "%" PRId64, batch_id);
     pay_params[PAY_N] = batch;
+    resolved_params[RESOLVED_N] = batch;
 
     {
-        lq_db_step steps[5];
+        lq_db_step steps[9];
         size_t n_steps = 0;
 
         if (n_pay > 0)
             steps[n_steps++] = (lq_db_step){
                 "could not store outcomes",
                 "INSERT INTO payments (id, fingerprint, status, reason, detail, legs, reference,"
-                " metadata, type, account, change, processed_at, batch_id)"
+                " metadata, type, account, change, hold, processed_at, batch_id)"
                 " SELECT id, sha256(convert_to(canon, 'UTF8')), status, reason, detail,"
-                " legs::jsonb, reference, metadata::jsonb, type, account, change::jsonb, now(),"
-                " $12::bigint"
+                " legs::jsonb, reference, metadata::jsonb, type, account, change::jsonb, hold,"
+                " now(), $13::bigint"
                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
+                " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+                " $12::text[])"
                 " AS t(id, canon, status, reason, detail, legs, reference, metadata, type,"
-                " account, change)",
+                " account, change, hold)",
                 PAY_N + 1, pay_params, NULL};
         if (n_opened > 0)
             steps[n_steps++] = (lq_db_step){
@@ -556,6 +696,33 @@ int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *
                 " AS e(account_id, seq, command_id, type, leg, amount, balance, held_debits,"
                 " held_credits, change)",
                 ENT_N, ent_params, NULL};
+        /* A hold expires timeout_s after it was applied (now(): its processed_at). */
+        if (n_placed > 0)
+            steps[n_steps++] =
+                (lq_db_step){"could not place holds",
+                             "INSERT INTO holds (id, created_at, expires_at)"
+                             " SELECT id, now(), CASE WHEN timeout_s > 0"
+                             " THEN now() + timeout_s * interval '1 second' END"
+                             " FROM unnest($1::text[], $2::bigint[]) AS h(id, timeout_s)",
+                             PLACED_N, placed_params, NULL};
+        /* After the placing: a hold placed and resolved by one batch is updated once inserted. */
+        if (n_resolved > 0)
+            steps[n_steps++] = (lq_db_step){
+                "could not resolve holds",
+                "UPDATE holds AS h SET status = u.status, resolved_by = u.resolved_by,"
+                " resolved_at = now()"
+                " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, resolved_by)"
+                " WHERE h.id = u.id",
+                RESOLVED_N, resolved_params, NULL};
+        /* The events an expiry owes, until the broker is seen to confirm them. */
+        if (n_expired > 0)
+            steps[n_steps++] = (lq_db_step){
+                "could not record expiries",
+                "INSERT INTO ops_hold_expiry_events (hold_id, batch_id, released_at, published_at)"
+                " SELECT id, $4::bigint, now(), now()"
+                " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, status, resolved_by)"
+                " WHERE status = 'expired'",
+                RESOLVED_N + 1, resolved_params, NULL};
         steps[n_steps++] = (lq_db_step){"could not commit the batch", "COMMIT", 0, NULL, NULL};
         /* One round trip: a failure skips the rest, COMMIT included. */
         r = lq_db_pipeline(db, steps, n_steps);
@@ -565,6 +732,8 @@ out:
     release_arrays(opened, ACC_N);
     release_arrays(changed, ACC_N);
     release_arrays(ent, ENT_N);
+    release_arrays(placed, PLACED_N);
+    release_arrays(resolved, RESOLVED_N);
     if (r != LQ_OK)
         lq_db_rollback(db);
     return r;

@@ -105,4 +105,41 @@ void lq_db_array_release(lq_db_array *a);
 /* Read an account row (LQ_DB_ACCOUNT_COLUMNS); created_at may be NULL. */
 void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *created_at);
 
+/*
+ * now() is the transaction's start: the processed_at of every new outcome,
+ * and the time against which holds' expiries are judged; the batch number
+ * labels the outcomes.  The batch's joins all go through primary keys, a
+ * few hundred probes whatever the tables' sizes; with small tables the
+ * planner would rather hash a whole table per batch (the account totals
+ * update): keep it to nested loops for this transaction.
+ */
+#define LQ_DB_BATCH_NOW                                                                            \
+    "SELECT " SQL_UTC("now()") ", nextval('payments_batch_id_seq'),"                               \
+                               " set_config('enable_hashjoin', 'off', true), "                     \
+                               "set_config('enable_mergejoin', 'off', true),"                      \
+                               " set_config('ledgerq.writes_history', 'on', true)"
+
+/*
+ * The accounts named by $1 (text[]) and by the legs of the holds named by
+ * $2 (text[]), locked in id order.  The ids are gathered into one array
+ * first: the look-up stays a few index probes.
+ */
+#define LQ_DB_LOCK_ACCOUNTS_AND_HOLDS                                                              \
+    "SELECT " LQ_DB_ACCOUNT_COLUMNS " FROM accounts WHERE id = ANY(ARRAY("                         \
+    "SELECT unnest($1::text[]) UNION SELECT x FROM payments p"                                     \
+    " CROSS JOIN LATERAL jsonb_array_elements(p.legs) AS e(l)"                                     \
+    " CROSS JOIN LATERAL (VALUES (e.l ->> 'debit'), (e.l ->> 'credit')) AS v(x)"                   \
+    " WHERE p.id = ANY($2::text[]) AND p.type = 'hold'))"                                          \
+    " ORDER BY id COLLATE \"C\" FOR UPDATE"
+
+/*
+ * Add the holds of res to book: rows of (id, status, past expiry, leg
+ * number, debit, credit, amount, currency), a row per leg, each hold's
+ * rows together and in leg order.
+ */
+int lq_db_read_holds(const PGresult *res, lq_book *book);
+
+/* Load the account rows of res (LQ_DB_ACCOUNT_COLUMNS) into book. */
+int lq_db_read_accounts(const PGresult *res, lq_book *book);
+
 #endif

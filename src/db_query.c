@@ -275,12 +275,17 @@ int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret)
     int r;
 
     memset(&rec, 0, sizeof(rec));
-    r = lq_db_run(db, "could not read the payment",
-                  "SELECT id, status, reason, detail, " SQL_UTC(
-                      "processed_at") ", reference, metadata::text, type,"
-                                      " coalesce(account, ''), change::text"
-                                      " FROM payments WHERE id = $1",
-                  1, &id, &res);
+    r = lq_db_run(
+        db, "could not read the payment",
+        "SELECT id, payments.status, reason, detail, " SQL_UTC(
+            "processed_at") ", reference, metadata::text, type,"
+                            " coalesce(account, ''), change::text,"
+                            " coalesce(hold, ''), coalesce(h.status, ''),"
+                            " coalesce(" SQL_UTC(
+                                "h.expires_at") ", '')"
+                                                " FROM payments LEFT JOIN holds h USING (id)"
+                                                " WHERE id = $1",
+        1, &id, &res);
     if (r != LQ_OK)
         goto out;
     if (PQntuples(res) == 0) {
@@ -298,6 +303,9 @@ int lq_db_payment_get(lq_db *db, const char *id, lq_payment_record *ret)
     rec.metadata = lq_db_strdup(res, 0, 6);
     lq_db_copy(rec.type, sizeof(rec.type), res, 0, 7);
     lq_db_copy(rec.account, sizeof(rec.account), res, 0, 8);
+    lq_db_copy(rec.hold, sizeof(rec.hold), res, 0, 10);
+    lq_db_copy(rec.hold_status, sizeof(rec.hold_status), res, 0, 11);
+    lq_db_copy(rec.expires_at, sizeof(rec.expires_at), res, 0, 12);
     if (!PQgetisnull(res, 0, 9) && (rec.change = compact_json(PQgetvalue(res, 0, 9))) == NULL) {
         r = LQ_ERR_NOMEM;
         goto out;

@@ -1,15 +1,16 @@
 /*
- * ledger: the outcome rules of docs/protocol.md sections 5, 12, 13 and 15,
- * decided in memory.  This file holds the book (accounts and history
+ * ledger: the outcome rules of docs/protocol.md sections 5, 12 to 15,
+ * decided in memory.  This file holds the book (accounts, holds and history
  * entries), the undo log of one command, the dispatch on its type and the
  * batch loop (idempotency); the rules of each type are in
- * ledger_transfer.c and ledger_account.c.
+ * ledger_transfer.c, ledger_hold.c and ledger_account.c.
  *
  * Nothing here does I/O.  The db module loads a batch's accounts into a book
  * and the stored outcomes into the items, lq_ledger_decide() decides, and the
  * db module writes what changed.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,37 @@
 #include "ledger_internal.h"
 
 #define BOOK_INITIAL_CAP    64
+#define HOLDS_INITIAL_CAP   16
 #define ENTRIES_INITIAL_CAP 128
+
+static const char *const hold_status_names[] = {
+    [LQ_HOLD_PENDING] = "pending",
+    [LQ_HOLD_CAPTURED] = "captured",
+    [LQ_HOLD_VOIDED] = "voided",
+    [LQ_HOLD_EXPIRED] = "expired",
+};
+
+#define N_HOLD_STATUSES (sizeof(hold_status_names) / sizeof(hold_status_names[0]))
+
+const char *lq_hold_status_name(lq_hold_status s)
+{
+    if ((unsigned)s >= N_HOLD_STATUSES)
+        return "unknown";
+    return hold_status_names[s];
+}
+
+bool lq_hold_status_parse(const char *name, lq_hold_status *ret)
+{
+    if (!name)
+        return false;
+    for (size_t i = 0; i < N_HOLD_STATUSES; i++) {
+        if (strcmp(name, hold_status_names[i]) == 0) {
+            *ret = (lq_hold_status)i;
+            return true;
+        }
+    }
+    return false;
+}
 
 int64_t lq_account_balance(const lq_account *a)
 {
@@ -38,17 +69,20 @@ int64_t lq_account_available(const lq_account *a)
 }
 
 /*
- * The position of id in the book: the index of the account with that id
+ * The position of id among the n elements of size bytes at base, sorted by
+ * the string at id_offset in each: the index of the element with that id
  * when *ret_found, else where it would be inserted to keep the order.
+ * Accounts and holds share it.
  */
-static size_t book_search(const lq_book *book, const char *id, bool *ret_found)
+static size_t search_id(const void *base, size_t n, size_t size, size_t id_offset, const char *id,
+                        bool *ret_found)
 {
     size_t lo = 0;
-    size_t hi = book->n;
+    size_t hi = n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(book->accounts[mid].id, id);
+        int c = strcmp((const char *)base + mid * size + id_offset, id);
 
         if (c == 0) {
             *ret_found = true;
@@ -61,6 +95,18 @@ static size_t book_search(const lq_book *book, const char *id, bool *ret_found)
     }
     *ret_found = false;
     return lo;
+}
+
+static size_t book_search(const lq_book *book, const char *id, bool *ret_found)
+{
+    return search_id(book->accounts, book->n, sizeof(*book->accounts), offsetof(lq_account, id), id,
+                     ret_found);
+}
+
+static size_t hold_search(const lq_book *book, const char *id, bool *ret_found)
+{
+    return search_id(book->holds, book->n_holds, sizeof(*book->holds), offsetof(lq_hold, id), id,
+                     ret_found);
 }
 
 /*
@@ -136,6 +182,61 @@ static void book_remove(lq_book *book, const char *id)
     book->n--;
 }
 
+int lq_book_add_hold(lq_book *book, const lq_hold *h)
+{
+    void *holds = book->holds;
+    bool found;
+    size_t pos;
+    int r;
+
+    pos = hold_search(book, h->id, &found);
+    if (found)
+        return LQ_ERR_EXISTS;
+    r = grow(&holds, &book->cap_holds, book->n_holds + 1, sizeof(*book->holds), HOLDS_INITIAL_CAP);
+    book->holds = holds;
+    if (r != LQ_OK)
+        return r;
+    memmove(&book->holds[pos + 1], &book->holds[pos],
+            (book->n_holds - pos) * sizeof(book->holds[0]));
+    book->holds[pos] = *h;
+    /* The search relies on ids being strings: never trust the caller's buffer. */
+    book->holds[pos].id[LQ_ID_MAX] = '\0';
+    book->n_holds++;
+    return LQ_OK;
+}
+
+lq_hold *lq_book_find_hold(const lq_book *book, const char *id)
+{
+    bool found;
+    size_t pos = hold_search(book, id, &found);
+
+    return found ? &book->holds[pos] : NULL;
+}
+
+/* Take the hold id out of the book and free its legs (a rollback of the command that added it). */
+static void book_remove_hold(lq_book *book, const char *id)
+{
+    bool found;
+    size_t pos = hold_search(book, id, &found);
+
+    if (!found)
+        return;
+    free(book->holds[pos].legs);
+    memmove(&book->holds[pos], &book->holds[pos + 1],
+            (book->n_holds - pos - 1) * sizeof(book->holds[0]));
+    book->n_holds--;
+}
+
+/* Forget every hold, freeing its legs. */
+static void holds_clear(lq_book *book)
+{
+    while (book->n_holds > 0) {
+        book->n_holds--;
+        free(book->holds[book->n_holds].legs);
+        book->holds[book->n_holds].legs = NULL;
+    }
+}
+
 /* Drop the entries from index keep on, freeing what they own. */
 static void entries_truncate(lq_book *book, size_t keep)
 {
@@ -149,6 +250,7 @@ static void entries_truncate(lq_book *book, size_t keep)
 void lq_book_clear(lq_book *book)
 {
     entries_truncate(book, 0);
+    holds_clear(book);
     book->n = 0;
 }
 
@@ -157,7 +259,9 @@ void lq_book_release(lq_book *book)
     if (!book)
         return;
     entries_truncate(book, 0);
+    holds_clear(book);
     free(book->entries);
+    free(book->holds);
     free(book->accounts);
     memset(book, 0, sizeof(*book));
 }
@@ -235,13 +339,16 @@ bool lq_ledger_above_ceiling(int64_t balance, int64_t held_credits, int64_t cred
 
 /* ---- the undo log of one command ----------------------------------------- */
 
-static void undo_begin(lq_undo *undo, lq_book *book)
+void lq_ledger_undo_begin(lq_undo *undo, lq_book *book)
 {
     undo->book = book;
     undo->n_entries = book->n_entries;
     undo->n_saved = 0;
     undo->added = false;
     undo->added_id[0] = '\0';
+    undo->hold_saved = false;
+    undo->hold_added = false;
+    undo->hold_added_id[0] = '\0';
 }
 
 int lq_ledger_undo_save(lq_undo *undo, const lq_account *a)
@@ -263,8 +370,22 @@ void lq_ledger_undo_added(lq_undo *undo, const char *id)
     snprintf(undo->added_id, sizeof(undo->added_id), "%s", id);
 }
 
-/* Put the book back as it was at undo_begin(). */
-static void undo_rollback(lq_undo *undo)
+int lq_ledger_undo_save_hold(lq_undo *undo, const lq_hold *h)
+{
+    if (undo->hold_saved)
+        return strcmp(undo->saved_hold.id, h->id) == 0 ? LQ_OK : LQ_ERR_INTERNAL;
+    undo->saved_hold = *h;
+    undo->hold_saved = true;
+    return LQ_OK;
+}
+
+void lq_ledger_undo_added_hold(lq_undo *undo, const char *id)
+{
+    undo->hold_added = true;
+    snprintf(undo->hold_added_id, sizeof(undo->hold_added_id), "%s", id);
+}
+
+void lq_ledger_undo_rollback(lq_undo *undo)
 {
     lq_book *book = undo->book;
 
@@ -277,8 +398,19 @@ static void undo_rollback(lq_undo *undo)
     }
     if (undo->added)
         book_remove(book, undo->added_id);
+    if (undo->hold_saved) {
+        lq_hold *h = lq_book_find_hold(book, undo->saved_hold.id);
+
+        /* The copy shares the legs with the book's hold: the legs never change. */
+        if (h)
+            *h = undo->saved_hold;
+    }
+    if (undo->hold_added)
+        book_remove_hold(book, undo->hold_added_id);
     undo->n_saved = 0;
     undo->added = false;
+    undo->hold_saved = false;
+    undo->hold_added = false;
 }
 
 int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t detail_len)
@@ -293,7 +425,7 @@ int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t det
         detail_len = sizeof(scratch);
     }
     detail[0] = '\0';
-    undo_begin(&undo, book);
+    lq_ledger_undo_begin(&undo, book);
 
     switch (c->type) {
     case LQ_CMD_TRANSFER:
@@ -305,13 +437,22 @@ int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t det
     case LQ_CMD_ACCOUNT_UPDATE:
         r = lq_ledger_apply_account_update(book, c, &undo, detail, detail_len);
         break;
+    case LQ_CMD_HOLD:
+        r = lq_ledger_apply_hold(book, c, &undo, detail, detail_len);
+        break;
+    case LQ_CMD_CAPTURE:
+        r = lq_ledger_apply_capture(book, c, &undo, detail, detail_len);
+        break;
+    case LQ_CMD_VOID:
+        r = lq_ledger_apply_void(book, c, &undo, detail, detail_len);
+        break;
     default:
         snprintf(detail, detail_len, "command has unknown type %d", (int)c->type);
         r = LQ_ERR_INTERNAL;
         break;
     }
     if (r != LQ_OK)
-        undo_rollback(&undo);
+        lq_ledger_undo_rollback(&undo);
     if (r == LQ_ERR_NOMEM && detail[0] == '\0')
         snprintf(detail, detail_len, "out of memory");
     return r;
@@ -411,6 +552,20 @@ static void id_table_put(id_table *t, const lq_item *items, size_t i)
     }
 }
 
+/*
+ * What an applied command's outcome tells beyond its status: for a capture
+ * of a single-leg hold, the amount it posted (docs/protocol.md section 12).
+ */
+static int64_t applied_amount(const lq_book *book, const lq_command *c)
+{
+    const lq_hold *h;
+
+    if (c->type != LQ_CMD_CAPTURE)
+        return 0;
+    h = lq_book_find_hold(book, c->hold);
+    return h && h->n_legs == 1 ? h->captured : 0;
+}
+
 static void set_conflict(lq_item *item, const char *now)
 {
     item->outcome.result = LQ_ERR_IDEMPOTENCY_CONFLICT;
@@ -470,6 +625,8 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now)
         item->outcome.result = lq_ledger_apply(book, item->command, item->outcome.detail,
                                                sizeof(item->outcome.detail));
         item->outcome.duplicate = false;
+        if (item->outcome.result == LQ_OK)
+            item->outcome.amount = applied_amount(book, item->command);
         snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "%s", now);
         /*
          * Only business outcomes are stored; LQ_ERR_INTERNAL (a command no

@@ -3,7 +3,8 @@
  * order, each checked against the book as the earlier legs left it, and
  * the history entries of the legs it posts (section 15).
  *
- * The order of the leg checks is written here, once: check_leg().
+ * The order of the leg checks is written here, once: lq_ledger_check_leg(),
+ * which holds (ledger_hold.c) share.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,12 +17,12 @@
 #define ENTRY_TYPE "transfer"
 
 /*
- * What lq_command_parse() guarantees (docs/protocol.md section 4).  A
- * transfer built any other way that breaks it is a bug of the caller, not a
- * business outcome: it would break the database's constraints and the
- * arithmetic below, so it is refused before anything is touched.
+ * A transfer or hold built any other way than lq_command_parse() does is a
+ * bug of the caller, not a business outcome: it would break the database's
+ * constraints and the arithmetic below, so it is refused before anything is
+ * touched.
  */
-static int check_shape(const lq_command *c, char *detail, size_t detail_len)
+int lq_ledger_check_legs_shape(const lq_command *c, char *detail, size_t detail_len)
 {
     if (c->n_legs < 1 || c->n_legs > LQ_LEGS_MAX || !c->legs) {
         snprintf(detail, detail_len, "payment has %zu legs, not 1 to %d", c->n_legs, LQ_LEGS_MAX);
@@ -75,16 +76,33 @@ static void ceiling_detail(const lq_account *a, const lq_leg *leg, size_t n, cha
 }
 
 /*
- * Check one leg (number n, from 1) against the book as earlier legs left
- * it, in the order of docs/protocol.md section 13.  On LQ_OK stores the two
- * accounts in *ret_debit and *ret_credit; otherwise writes detail.
+ * Whether total plus held plus amount (all >= 0) would leave the 64-bit
+ * range: the total a capture of every pending hold would reach.
  */
-static int check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_account **ret_debit,
-                     lq_account **ret_credit, char *detail, size_t detail_len)
+static bool total_overflows(int64_t total, int64_t held, int64_t amount)
+{
+    int64_t sum;
+
+    return __builtin_add_overflow(total, held, &sum) || __builtin_add_overflow(sum, amount, &sum);
+}
+
+/* amount_overflow: which total of which account, and the held amount that counted. */
+static void overflow_detail(const lq_account *a, size_t n, const char *total, int64_t held,
+                            char *detail, size_t detail_len)
+{
+    char with[64] = "";
+
+    if (held != 0)
+        snprintf(with, sizeof(with), " (with held %s %" PRId64 ")", total, held);
+    snprintf(detail, detail_len, "leg %zu: %s of account \"%s\"%s would exceed the 64-bit range", n,
+             total, a->id, with);
+}
+
+int lq_ledger_check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_account **ret_debit,
+                        lq_account **ret_credit, char *detail, size_t detail_len)
 {
     lq_account *debit = lq_book_find(book, leg->debit);
     lq_account *credit = lq_book_find(book, leg->credit);
-    int64_t sum;
 
     if (!debit || !credit) {
         snprintf(detail, detail_len, "leg %zu: account \"%s\" does not exist", n,
@@ -119,14 +137,16 @@ static int check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_accoun
         ceiling_detail(credit, leg, n, detail, detail_len);
         return LQ_ERR_EXCEEDS_MAX_BALANCE;
     }
-    if (__builtin_add_overflow(debit->debits, leg->amount, &sum)) {
-        snprintf(detail, detail_len,
-                 "leg %zu: debits of account \"%s\" would exceed the 64-bit range", n, debit->id);
+    /*
+     * Held amounts count: every pending hold may still be captured in full,
+     * and that capture must never fail (docs/protocol.md section 14).
+     */
+    if (total_overflows(debit->debits, debit->held_debits, leg->amount)) {
+        overflow_detail(debit, n, "debits", debit->held_debits, detail, detail_len);
         return LQ_ERR_AMOUNT_OVERFLOW;
     }
-    if (__builtin_add_overflow(credit->credits, leg->amount, &sum)) {
-        snprintf(detail, detail_len,
-                 "leg %zu: credits of account \"%s\" would exceed the 64-bit range", n, credit->id);
+    if (total_overflows(credit->credits, credit->held_credits, leg->amount)) {
+        overflow_detail(credit, n, "credits", credit->held_credits, detail, detail_len);
         return LQ_ERR_AMOUNT_OVERFLOW;
     }
     *ret_debit = debit;
@@ -134,12 +154,13 @@ static int check_leg(const lq_book *book, const lq_leg *leg, size_t n, lq_accoun
     return LQ_OK;
 }
 
-int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
-                             size_t detail_len)
+int lq_ledger_take_legs(lq_book *book, const lq_command *c, bool hold, lq_undo *undo, char *detail,
+                        size_t detail_len)
 {
+    const char *type = hold ? "hold" : ENTRY_TYPE;
     int r;
 
-    r = check_shape(c, detail, detail_len);
+    r = lq_ledger_check_legs_shape(c, detail, detail_len);
     if (r != LQ_OK)
         return r;
     /* Two entries a leg, reserved at once: nothing fails half way for memory. */
@@ -148,7 +169,7 @@ int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, 
         return r;
 
     /*
-     * The legs are posted to the book as they are checked, so that a later
+     * The legs are taken into the book as they are checked, so that a later
      * leg sees what earlier legs did, even when several legs touch the same
      * account; the caller's undo log puts the book back when a leg fails.
      */
@@ -157,7 +178,7 @@ int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, 
         lq_account *debit;
         lq_account *credit;
 
-        r = check_leg(book, leg, i + 1, &debit, &credit, detail, detail_len);
+        r = lq_ledger_check_leg(book, leg, i + 1, &debit, &credit, detail, detail_len);
         if (r != LQ_OK)
             return r;
         r = lq_ledger_undo_save(undo, debit);
@@ -165,18 +186,29 @@ int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, 
             r = lq_ledger_undo_save(undo, credit);
         if (r != LQ_OK)
             return r;
-        /* check_leg() proved that neither sum overflows. */
-        debit->debits += leg->amount;
-        credit->credits += leg->amount;
+        /* lq_ledger_check_leg() proved that no sum overflows, held amounts included. */
+        if (hold) {
+            debit->held_debits += leg->amount;
+            credit->held_credits += leg->amount;
+        } else {
+            debit->debits += leg->amount;
+            credit->credits += leg->amount;
+        }
         debit->changed = true;
         credit->changed = true;
-        r = lq_ledger_append_entry(book, debit, c->id, ENTRY_TYPE, (int)(i + 1), -leg->amount,
+        r = lq_ledger_append_entry(book, debit, c->id, type, (int)(i + 1), hold ? 0 : -leg->amount,
                                    NULL);
         if (r == LQ_OK)
-            r = lq_ledger_append_entry(book, credit, c->id, ENTRY_TYPE, (int)(i + 1), leg->amount,
-                                       NULL);
+            r = lq_ledger_append_entry(book, credit, c->id, type, (int)(i + 1),
+                                       hold ? 0 : leg->amount, NULL);
         if (r != LQ_OK)
             return r;
     }
     return LQ_OK;
+}
+
+int lq_ledger_apply_transfer(lq_book *book, const lq_command *c, lq_undo *undo, char *detail,
+                             size_t detail_len)
+{
+    return lq_ledger_take_legs(book, c, false, undo, detail, detail_len);
 }

@@ -1,7 +1,8 @@
 /*
  * Commands: the strict JSON reader and the envelope (docs/protocol.md
  * sections 4.1, 4.2 and 12), and the helpers that take one field.  The
- * rules of each family live in message_transfer.c and message_account.c.
+ * rules of each family live in message_transfer.c, message_hold.c and
+ * message_account.c.
  *
  * cJSON builds the tree, but it is lenient where the protocol is not: it
  * accepts "01", "1.", raw control characters in strings and control bytes
@@ -750,6 +751,38 @@ int lq_message_take_limit(lq_reader *rd, const cJSON *item, const char *name, in
     return take_whole(rd, item, "", name, &limit_words, out);
 }
 
+/*
+ * Unlike an amount, a count of seconds has no other spelling: the protocol
+ * asks for a JSON integer, so 60.0, 6e1 and "60" are refused rather than
+ * read for their value.
+ */
+int lq_message_take_integer(lq_reader *rd, const cJSON *item, const char *name, int64_t min,
+                            int64_t max, int64_t *out)
+{
+    if (cJSON_IsNumber(item)) {
+        const char *lit = NULL;
+        size_t lit_len = 0;
+        bool digits = true, overflow = false;
+        int64_t v = 0;
+        int r = number_literal(rd, item, &lit, &lit_len);
+
+        if (r != LQ_OK)
+            return r;
+        for (size_t i = 0; i < lit_len && digits; i++) {
+            digits = is_digit(lit[i]);
+            if (digits && !overflow)
+                overflow = __builtin_mul_overflow(v, 10, &v) ||
+                           __builtin_add_overflow(v, lit[i] - '0', &v);
+        }
+        if (digits && !overflow && v >= min && v <= max) {
+            *out = v;
+            return LQ_OK;
+        }
+    }
+    return lq_message_invalid(rd, "%s: must be a JSON integer from %" PRId64 " to %" PRId64, name,
+                              min, max);
+}
+
 int lq_message_take_currency(lq_reader *rd, const cJSON *item, const char *prefix, char out[4])
 {
     const char *s;
@@ -804,10 +837,33 @@ int lq_message_take_metadata(lq_reader *rd, const cJSON *item, char **out)
                               LQ_METADATA_MAX);
 }
 
+size_t lq_message_add(char *s, size_t cap, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (n >= cap)
+        return n;
+    va_start(ap, fmt);
+    k = vsnprintf(s + n, cap - n, fmt, ap);
+    va_end(ap);
+    return k < 0 ? cap : n + (size_t)k;
+}
+
+size_t lq_message_add_text(char *s, size_t cap, size_t n, const char *text)
+{
+    if (text == NULL)
+        return lq_message_add(s, cap, n, "|-");
+    return lq_message_add(s, cap, n, "|r%zu:%s", strlen(text), text);
+}
+
 static const char *const type_names[] = {
     [LQ_CMD_TRANSFER] = "transfer",
     [LQ_CMD_ACCOUNT_OPEN] = "account.open",
     [LQ_CMD_ACCOUNT_UPDATE] = "account.update",
+    [LQ_CMD_HOLD] = "hold",
+    [LQ_CMD_CAPTURE] = "capture",
+    [LQ_CMD_VOID] = "void",
 };
 #define TYPE_COUNT (sizeof(type_names) / sizeof(type_names[0]))
 
@@ -824,6 +880,12 @@ const char *lq_command_family(lq_command_type t)
     case LQ_CMD_ACCOUNT_OPEN:
     case LQ_CMD_ACCOUNT_UPDATE:
         return "account";
+    case LQ_CMD_HOLD:
+        return "hold";
+    case LQ_CMD_CAPTURE:
+        return "capture";
+    case LQ_CMD_VOID:
+        return "void";
     }
     return "unknown";
 }
@@ -897,6 +959,11 @@ int lq_command_parse(const char *body, size_t len, lq_command **ret, char *detai
     case LQ_CMD_ACCOUNT_UPDATE:
         r = lq_message_take_account(&rd, c);
         break;
+    case LQ_CMD_HOLD:
+    case LQ_CMD_CAPTURE:
+    case LQ_CMD_VOID:
+        r = lq_message_take_hold(&rd, c);
+        break;
     }
     if (r != LQ_OK)
         goto out;
@@ -924,6 +991,11 @@ int lq_command_canonicalize(lq_command *c)
     case LQ_CMD_ACCOUNT_OPEN:
     case LQ_CMD_ACCOUNT_UPDATE:
         r = lq_message_account_canonical(c, &s);
+        break;
+    case LQ_CMD_HOLD:
+    case LQ_CMD_CAPTURE:
+    case LQ_CMD_VOID:
+        r = lq_message_hold_canonical(c, &s);
         break;
     }
     if (r != LQ_OK)

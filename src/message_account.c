@@ -7,7 +7,6 @@
  * to minus the limit; 0 when neither is given); its ceiling is max_balance.
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,70 +208,38 @@ int lq_message_take_account(lq_reader *rd, lq_command *c)
     return c->type == LQ_CMD_ACCOUNT_OPEN ? take_open(rd, c) : take_update(rd, c);
 }
 
-/*
- * An account.open, by what the account will be: a field left out is its
- * default, so leaving out allow_negative and writing false are the same
- * command, and so are no overdraft_limit and 0:
- *   "v1|account.open|<account>|<currency>|allow_negative=<true|false>
- *    |overdraft_limit=<n>|max_balance=<n|none>"
- * An account.update, by what it changes ("-": left as it is):
- *   "v1|account.update|<account>|status=<status|->|allow_negative=<true|false|->
- *    |overdraft_limit=<n|->|max_balance=<n|none|->|r<bytes>:<reason>" or "...|-"
- *    without a reason
- * Account ids never hold '|' and the reason, which may, is last and
- * length-prefixed: the text is unambiguous.  The type's name in the second
- * field tells it from a transfer's text, whose second field is a number.
- */
-/* Write into s (cap bytes) after n; returns the new length, cap or more when it did not fit. */
-static size_t add(char *s, size_t cap, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static size_t add(char *s, size_t cap, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    int k;
-
-    if (n >= cap)
-        return n;
-    va_start(ap, fmt);
-    k = vsnprintf(s + n, cap - n, fmt, ap);
-    va_end(ap);
-    return k < 0 ? cap : n + (size_t)k;
-}
-
 static size_t add_open(char *s, size_t cap, const lq_account_change *a)
 {
-    size_t n =
-        add(s, cap, 0, "v1|account.open|%s|%s|allow_negative=%s|overdraft_limit=%" PRId64,
-            a->account, a->currency, a->allow_negative ? "true" : "false", a->overdraft_limit);
+    size_t n = lq_message_add(
+        s, cap, 0, "v1|account.open|%s|%s|allow_negative=%s|overdraft_limit=%" PRId64, a->account,
+        a->currency, a->allow_negative ? "true" : "false", a->overdraft_limit);
 
     if (a->max_balance == 0)
-        return add(s, cap, n, "|max_balance=none");
-    return add(s, cap, n, "|max_balance=%" PRId64, a->max_balance);
+        return lq_message_add(s, cap, n, "|max_balance=none");
+    return lq_message_add(s, cap, n, "|max_balance=%" PRId64, a->max_balance);
 }
 
 static size_t add_update(char *s, size_t cap, const lq_account_change *a)
 {
-    size_t n = add(s, cap, 0, "v1|account.update|%s", a->account);
+    size_t n = lq_message_add(s, cap, 0, "v1|account.update|%s", a->account);
 
-    n = add(s, cap, n, "|status=%s", a->set_status ? lq_account_status_name(a->status) : "-");
+    n = lq_message_add(s, cap, n, "|status=%s",
+                       a->set_status ? lq_account_status_name(a->status) : "-");
     if (!a->set_allow_negative)
-        n = add(s, cap, n, "|allow_negative=-");
+        n = lq_message_add(s, cap, n, "|allow_negative=-");
     else
-        n = add(s, cap, n, "|allow_negative=%s", a->allow_negative ? "true" : "false");
+        n = lq_message_add(s, cap, n, "|allow_negative=%s", a->allow_negative ? "true" : "false");
     if (!a->set_overdraft_limit)
-        n = add(s, cap, n, "|overdraft_limit=-");
+        n = lq_message_add(s, cap, n, "|overdraft_limit=-");
     else
-        n = add(s, cap, n, "|overdraft_limit=%" PRId64, a->overdraft_limit);
+        n = lq_message_add(s, cap, n, "|overdraft_limit=%" PRId64, a->overdraft_limit);
     if (!a->set_max_balance)
-        n = add(s, cap, n, "|max_balance=-");
+        n = lq_message_add(s, cap, n, "|max_balance=-");
     else if (a->max_balance == 0)
-        n = add(s, cap, n, "|max_balance=none");
+        n = lq_message_add(s, cap, n, "|max_balance=none");
     else
-        n = add(s, cap, n, "|max_balance=%" PRId64, a->max_balance);
-    if (a->reason == NULL)
-        return add(s, cap, n, "|-");
-    return add(s, cap, n, "|r%zu:%s", strlen(a->reason), a->reason);
+        n = lq_message_add(s, cap, n, "|max_balance=%" PRId64, a->max_balance);
+    return lq_message_add_text(s, cap, n, a->reason);
 }
 
 /*

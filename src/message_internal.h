@@ -7,7 +7,10 @@
  *   message.c           the reader (UTF-8, tokens, exact number literals),
  *                       the envelope, the "type" that picks a family, the
  *                       field helpers below, peek and pretty
- *   message_transfer.c  the transfer: its fields, legs and canonical text
+ *   message_transfer.c  the transfer: its fields, legs and canonical text;
+ *                       the legs are shared with the hold
+ *   message_hold.c      hold, capture and void: their fields and canonical
+ *                       text
  *   message_account.c   account.open, account.update and `account import`
  *                       lines: their fields and canonical text
  *
@@ -107,6 +110,13 @@ int lq_message_take_amount(lq_reader *rd, const cJSON *item, const char *prefix,
  */
 int lq_message_take_limit(lq_reader *rd, const cJSON *item, const char *name, int64_t *out);
 
+/*
+ * A JSON integer literal (digits only: no sign, fraction or exponent) from
+ * min to max, min at least 0; item must not be NULL.
+ */
+int lq_message_take_integer(lq_reader *rd, const cJSON *item, const char *name, int64_t min,
+                            int64_t max, int64_t *out);
+
 /* Three upper-case letters; item NULL: "is required". */
 int lq_message_take_currency(lq_reader *rd, const cJSON *item, const char *prefix, char out[4]);
 
@@ -129,6 +139,20 @@ int lq_message_take_metadata(lq_reader *rd, const cJSON *item, char **out);
 /* Whether s is 1 .. max characters of A-Z a-z 0-9 . _ : - */
 bool lq_message_ident_valid(const char *s, size_t max);
 
+/* A leg's members, in the order they are checked. */
+enum { LQ_LEG_DEBIT, LQ_LEG_CREDIT, LQ_LEG_AMOUNT, LQ_LEG_CURRENCY, LQ_LEG_COUNT };
+
+/*
+ * The legs of a transfer or a hold, in either form of docs/protocol.md
+ * section 4.3: single[] holds the top-level debit, credit, amount and
+ * currency items (LQ_LEG_* order, NULL when absent), legs the "legs" item
+ * (NULL when absent).  Checks the form, then each leg in order (debit,
+ * credit, debit different from credit, amount, currency).  Fills c->legs
+ * and c->n_legs; c owns c->legs even when this fails.
+ */
+int lq_message_take_legs(lq_reader *rd, const cJSON *const single[LQ_LEG_COUNT], const cJSON *legs,
+                         lq_command *c);
+
 /*
  * The families.  Each takes the fields of c->type from rd's object (its
  * "type", if any, already checked) into c, or says which rule the body
@@ -136,6 +160,7 @@ bool lq_message_ident_valid(const char *s, size_t max);
  */
 int lq_message_take_transfer(lq_reader *rd, lq_command *c);
 int lq_message_take_account(lq_reader *rd, lq_command *c); /* account.open, account.update */
+int lq_message_take_hold(lq_reader *rd, lq_command *c);    /* hold, capture, void */
 
 /*
  * The canonical text of a command of the family from its fields, into *ret
@@ -143,5 +168,24 @@ int lq_message_take_account(lq_reader *rd, lq_command *c); /* account.open, acco
  */
 int lq_message_transfer_canonical(const lq_command *c, char **ret);
 int lq_message_account_canonical(const lq_command *c, char **ret);
+int lq_message_hold_canonical(const lq_command *c, char **ret); /* hold, capture, void */
+
+/*
+ * Canonical texts are written with these into s (cap bytes) after its
+ * first n bytes; each returns the new length, cap or more once the text no
+ * longer fits (and then writes nothing more), so a caller checks only at
+ * the end.
+ */
+size_t lq_message_add(char *s, size_t cap, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* "|r<bytes>:<text>", or "|-" when text is NULL: last in a text, so text may hold anything. */
+size_t lq_message_add_text(char *s, size_t cap, size_t n, const char *text);
+
+/* "|<n_legs>|<debit>,<credit>,<amount>,<currency>|..." for each of c's legs. */
+size_t lq_message_add_legs(char *s, size_t cap, size_t n, const lq_command *c);
+
+/* Most bytes lq_message_add_legs() writes for one leg. */
+#define LQ_LEG_TEXT_MAX (2 * LQ_ACCOUNT_ID_MAX + 28)
 
 #endif

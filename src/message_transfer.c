@@ -3,6 +3,9 @@
  * its fields, its two forms (one leg, or "legs") and its canonical text.  Checked in the order of
  * section 4.4: unknown or repeated names, id, the form, each leg (debit, credit, debit different
  * from credit, amount, currency), reference, metadata.
+ *
+ * A hold (message_hold.c) has a transfer's legs: it reads and writes them
+ * with lq_message_take_legs() and lq_message_add_legs() from here.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,12 +32,12 @@ enum {
 };
 
 static const char *const leg_fields[] = {"debit", "credit", "amount", "currency"};
-enum { LEG_DEBIT, LEG_CREDIT, LEG_AMOUNT, LEG_CURRENCY, LEG_COUNT };
+_Static_assert(sizeof(leg_fields) / sizeof(leg_fields[0]) == LQ_LEG_COUNT, "one name per member");
 
-/* The single-leg form hands &found[TOP_DEBIT] to take_leg() as a leg's members. */
-_Static_assert(TOP_CREDIT - TOP_DEBIT == LEG_CREDIT - LEG_DEBIT &&
-                   TOP_AMOUNT - TOP_DEBIT == LEG_AMOUNT - LEG_DEBIT &&
-                   TOP_CURRENCY - TOP_DEBIT == LEG_CURRENCY - LEG_DEBIT,
+/* The single-leg form hands &found[TOP_DEBIT] to lq_message_take_legs() as a leg's members. */
+_Static_assert(TOP_CREDIT - TOP_DEBIT == LQ_LEG_CREDIT - LQ_LEG_DEBIT &&
+                   TOP_AMOUNT - TOP_DEBIT == LQ_LEG_AMOUNT - LQ_LEG_DEBIT &&
+                   TOP_CURRENCY - TOP_DEBIT == LQ_LEG_CURRENCY - LQ_LEG_DEBIT,
                "top-level leg fields in leg order");
 
 /* One leg from its four members, checked in the order debit, credit, amount, currency. */
@@ -42,21 +45,22 @@ static int take_leg(lq_reader *rd, const cJSON *const *f, const char *prefix, lq
 {
     int r;
 
-    r = lq_message_take_ident(rd, f[LEG_DEBIT], prefix, "debit", LQ_ACCOUNT_ID_MAX, leg->debit);
+    r = lq_message_take_ident(rd, f[LQ_LEG_DEBIT], prefix, "debit", LQ_ACCOUNT_ID_MAX, leg->debit);
     if (r != LQ_OK)
         return r;
-    r = lq_message_take_ident(rd, f[LEG_CREDIT], prefix, "credit", LQ_ACCOUNT_ID_MAX, leg->credit);
+    r = lq_message_take_ident(rd, f[LQ_LEG_CREDIT], prefix, "credit", LQ_ACCOUNT_ID_MAX,
+                              leg->credit);
     if (r != LQ_OK)
         return r;
     if (strcmp(leg->debit, leg->credit) == 0)
         return lq_message_invalid(rd, "%sdebit: must differ from credit", prefix);
-    r = lq_message_take_amount(rd, f[LEG_AMOUNT], prefix, "amount", &leg->amount);
+    r = lq_message_take_amount(rd, f[LQ_LEG_AMOUNT], prefix, "amount", &leg->amount);
     if (r != LQ_OK)
         return r;
-    return lq_message_take_currency(rd, f[LEG_CURRENCY], prefix, leg->currency);
+    return lq_message_take_currency(rd, f[LQ_LEG_CURRENCY], prefix, leg->currency);
 }
 
-static int take_legs(lq_reader *rd, const cJSON *legs, lq_command *c)
+static int take_legs_array(lq_reader *rd, const cJSON *legs, lq_command *c)
 {
     const cJSON *leg;
     size_t n = 0, i = 0;
@@ -72,14 +76,14 @@ static int take_legs(lq_reader *rd, const cJSON *legs, lq_command *c)
         return LQ_ERR_NOMEM;
     c->n_legs = n;
     for (leg = legs->child; leg != NULL; leg = leg->next, i++) {
-        const cJSON *f[LEG_COUNT];
+        const cJSON *f[LQ_LEG_COUNT];
         char prefix[32];
         int r;
 
         snprintf(prefix, sizeof(prefix), "legs[%zu].", i);
         if (!cJSON_IsObject(leg))
             return lq_message_invalid(rd, "legs[%zu]: must be an object", i);
-        r = lq_message_collect_fields(rd, leg, prefix, leg_fields, LEG_COUNT, f);
+        r = lq_message_collect_fields(rd, leg, prefix, leg_fields, LQ_LEG_COUNT, f);
         if (r != LQ_OK)
             return r;
         r = take_leg(rd, f, prefix, &c->legs[i]);
@@ -89,10 +93,30 @@ static int take_legs(lq_reader *rd, const cJSON *legs, lq_command *c)
     return LQ_OK;
 }
 
+int lq_message_take_legs(lq_reader *rd, const cJSON *const single[LQ_LEG_COUNT], const cJSON *legs,
+                         lq_command *c)
+{
+    bool is_single = single[LQ_LEG_DEBIT] != NULL || single[LQ_LEG_CREDIT] != NULL ||
+                     single[LQ_LEG_AMOUNT] != NULL || single[LQ_LEG_CURRENCY] != NULL;
+
+    if (legs != NULL && is_single)
+        return lq_message_invalid(
+            rd, "legs: cannot be combined with debit, credit, amount or currency");
+    if (legs != NULL)
+        return take_legs_array(rd, legs, c);
+    if (!is_single)
+        return lq_message_invalid(rd,
+                                  "body: must have debit, credit, amount and currency, or legs");
+    c->legs = calloc(1, sizeof(*c->legs));
+    if (c->legs == NULL)
+        return LQ_ERR_NOMEM;
+    c->n_legs = 1;
+    return take_leg(rd, single, "", c->legs);
+}
+
 int lq_message_take_transfer(lq_reader *rd, lq_command *c)
 {
     const cJSON *f[TOP_COUNT];
-    bool single;
     int r;
 
     r = lq_message_collect_fields(rd, rd->root, "", top_fields, TOP_COUNT, f);
@@ -101,30 +125,25 @@ int lq_message_take_transfer(lq_reader *rd, lq_command *c)
     r = lq_message_take_ident(rd, f[TOP_ID], "", "id", LQ_ID_MAX, c->id);
     if (r != LQ_OK)
         return r;
-
-    single = f[TOP_DEBIT] != NULL || f[TOP_CREDIT] != NULL || f[TOP_AMOUNT] != NULL ||
-             f[TOP_CURRENCY] != NULL;
-    if (f[TOP_LEGS] != NULL && single)
-        return lq_message_invalid(
-            rd, "legs: cannot be combined with debit, credit, amount or currency");
-    if (f[TOP_LEGS] != NULL) {
-        r = take_legs(rd, f[TOP_LEGS], c);
-    } else if (single) {
-        c->legs = calloc(1, sizeof(*c->legs));
-        if (c->legs == NULL)
-            return LQ_ERR_NOMEM;
-        c->n_legs = 1;
-        r = take_leg(rd, &f[TOP_DEBIT], "", c->legs);
-    } else {
-        r = lq_message_invalid(rd, "body: must have debit, credit, amount and currency, or legs");
-    }
+    r = lq_message_take_legs(rd, &f[TOP_DEBIT], f[TOP_LEGS], c);
     if (r != LQ_OK)
         return r;
-
     r = lq_message_take_text(rd, f[TOP_REFERENCE], "reference", LQ_REFERENCE_MAX, &c->reference);
     if (r != LQ_OK)
         return r;
     return lq_message_take_metadata(rd, f[TOP_METADATA], &c->metadata);
+}
+
+size_t lq_message_add_legs(char *s, size_t cap, size_t n, const lq_command *c)
+{
+    n = lq_message_add(s, cap, n, "|%zu", c->n_legs);
+    for (size_t i = 0; i < c->n_legs; i++) {
+        const lq_leg *l = &c->legs[i];
+
+        n = lq_message_add(s, cap, n, "|%s,%s,%" PRId64 ",%s", l->debit, l->credit, l->amount,
+                           l->currency);
+    }
+    return n;
 }
 
 /*
@@ -138,24 +157,15 @@ int lq_message_take_transfer(lq_reader *rd, lq_command *c)
  */
 int lq_message_transfer_canonical(const lq_command *c, char **ret)
 {
-    size_t ref_len = c->reference != NULL ? strlen(c->reference) : 0;
-    size_t cap = 32 + c->n_legs * (2 * LQ_ACCOUNT_ID_MAX + 20 + 3 + 5) + ref_len;
+    size_t cap = 64 + c->n_legs * LQ_LEG_TEXT_MAX + (c->reference ? strlen(c->reference) : 0);
     size_t n;
     char *s = malloc(cap);
 
     if (s == NULL)
         return LQ_ERR_NOMEM;
-    n = (size_t)snprintf(s, cap, "v1|%zu", c->n_legs);
-    for (size_t i = 0; i < c->n_legs && n < cap; i++) {
-        const lq_leg *l = &c->legs[i];
-
-        n += (size_t)snprintf(s + n, cap - n, "|%s,%s,%" PRId64 ",%s", l->debit, l->credit,
-                              l->amount, l->currency);
-    }
-    if (n < cap && c->reference != NULL)
-        n += (size_t)snprintf(s + n, cap - n, "|r%zu:%s", ref_len, c->reference);
-    else if (n < cap)
-        n += (size_t)snprintf(s + n, cap - n, "|-");
+    n = lq_message_add(s, cap, 0, "v1");
+    n = lq_message_add_legs(s, cap, n, c);
+    n = lq_message_add_text(s, cap, n, c->reference);
     if (n >= cap) {
         free(s);
         return LQ_ERR_INTERNAL;

@@ -58,6 +58,15 @@
  * the next batch goes to the database meanwhile.
  */
 #define PIPELINE_MAX 4
+/*
+ * The expiry sweep (docs/protocol.md section 14): about once a second, at
+ * most SWEEP_MAX holds at a time (at once again while it finds that many);
+ * an expiry event not seen confirmed is published again after
+ * REPUBLISH_S seconds, longer than a live worker waits for a confirm.
+ */
+#define SWEEP_INTERVAL_MS 1000
+#define SWEEP_MAX         500
+#define REPUBLISH_S       (2 * CONFIRM_TIMEOUT_MS / 1000)
 /* From this x-delivery-count on, a message is applied alone. */
 #define SUSPECT_DELIVERIES 2
 /* Deadlocks and concurrent first inserts resolve on a retry; past this, something else is wrong. */
@@ -122,6 +131,8 @@ typedef struct worker {
     lq_metrics *metrics;
     bool amqp_connected_before, db_connected_before; /* to count reconnects */
     int64_t depth_checked_ms;
+    int64_t swept_ms; /* when the last expiry sweep ran */
+    lq_expiries expiries;
     int backoff_ms;
 } worker;
 
@@ -665,7 +676,7 @@ static int apply_batch(worker *w)
     return LQ_OK;
 }
 
-/* The result event of docs/protocol.md section 6; caller frees. */
+/* The result event of docs/protocol.md sections 6, 12 and 14; caller frees. */
 static char *result_event(const lq_command *c, const lq_outcome *o)
 {
     lq_json j;
@@ -678,6 +689,17 @@ static char *result_event(const lq_command *c, const lq_outcome *o)
     lq_json_key(&j, "type");
     lq_json_string(&j, lq_command_type_name(c->type));
     lq_outcome_json(&j, o);
+    if (c->type == LQ_CMD_CAPTURE || c->type == LQ_CMD_VOID) {
+        lq_json_key(&j, "hold");
+        lq_json_string(&j, c->hold);
+    }
+    if (c->type == LQ_CMD_CAPTURE) {
+        lq_json_key(&j, "amount");
+        if (o->result == LQ_OK && o->amount > 0)
+            lq_json_int(&j, o->amount);
+        else
+            lq_json_null(&j);
+    }
     lq_json_key(&j, "duplicate");
     lq_json_bool(&j, o->duplicate);
     lq_json_key(&j, "processed_at");
@@ -785,6 +807,8 @@ static int ack_answered(worker *w, const answered *a)
         const answered *later = &w->ring[(w->ring_first + k) % PIPELINE_MAX];
         below = later->min_tag < below ? later->min_tag : below;
     }
+    if (a->n == 0)
+        return LQ_OK; /* an expiry sweep's events: nothing was delivered */
     if (a->max_tag < below)
         return lq_amqp_ack(w->amqp, a->max_tag, true);
     for (size_t i = 0; i < a->n && r == LQ_OK; i++)
@@ -861,10 +885,11 @@ static int settle_all(worker *w)
 }
 
 /*
- * Publish every event and dead-letter of the batch, and queue it for its
- * ack (settle()): the confirms are not awaited here.
+ * The next slot of the ring, emptied, once the broker does not block
+ * publishing and the ring has room (waiting for its oldest batch's
+ * confirms when full).
  */
-static int answer_batch(worker *w)
+static int next_answered(worker *w, answered **ret)
 {
     answered *a;
     int r;
@@ -891,6 +916,21 @@ static int answer_batch(worker *w)
     lq_confirmations_clear(&a->conf);
     a->min_tag = UINT64_MAX;
     a->max_tag = 0;
+    *ret = a;
+    return LQ_OK;
+}
+
+/*
+ * Publish every event and dead-letter of the batch, and queue it for its
+ * ack (settle()): the confirms are not awaited here.
+ */
+static int answer_batch(worker *w)
+{
+    answered *a;
+    int r = next_answered(w, &a);
+
+    if (r != LQ_OK)
+        return r;
     for (size_t i = 0; i < w->n; i++) {
         const entry *e = &w->entries[i];
         uint64_t tag = e->delivery->tag;
@@ -919,6 +959,67 @@ static int answer_batch(worker *w)
     a->waiting_since_ms = lq_clock_ms();
     /* Best effort, as in note_published(). */
     (void)lq_confirmations_move(&a->conf, &w->batch_conf);
+    w->ring_n++;
+    return LQ_OK;
+}
+
+/* The hold.expired event of docs/protocol.md section 14; caller frees. */
+static char *expiry_event(const lq_expiry *x)
+{
+    lq_json j;
+
+    lq_json_init(&j);
+    lq_json_object_begin(&j);
+    lq_json_key(&j, "id");
+    lq_json_string(&j, x->id);
+    lq_json_key(&j, "type");
+    lq_json_string(&j, "hold");
+    lq_json_key(&j, "status");
+    lq_json_string(&j, "expired");
+    lq_json_key(&j, "reason");
+    lq_json_null(&j);
+    lq_json_key(&j, "detail");
+    lq_json_null(&j);
+    lq_json_key(&j, "duplicate");
+    lq_json_bool(&j, false);
+    lq_json_key(&j, "processed_at");
+    lq_json_string(&j, x->released_at);
+    lq_json_object_end(&j);
+    return lq_json_steal(&j);
+}
+
+/*
+ * Publish the sweep's expiry events and queue them in the ring like a
+ * batch without deliveries: once confirmed, their batch number is recorded
+ * (ops_confirmed_batches) and the expiries owe nothing more.
+ */
+static int answer_expiries(worker *w)
+{
+    answered *a;
+    int r = next_answered(w, &a);
+
+    for (size_t i = 0; i < w->expiries.n && r == LQ_OK; i++) {
+        const lq_expiry *x = &w->expiries.list[i];
+        char *body = expiry_event(x);
+        lq_publish pub = {
+            .exchange = w->cfg->results_exchange,
+            .routing_key = "hold.expired",
+            .content_type = "application/json",
+            .correlation_id = x->id,
+        };
+        if (body == NULL)
+            return LQ_ERR_NOMEM;
+        pub.body = body;
+        pub.body_len = strlen(body);
+        r = lq_amqp_publish(w->amqp, &pub, NULL);
+        free(body);
+    }
+    if (r != LQ_OK)
+        return r;
+    a->last_seq = lq_amqp_last_seq(w->amqp);
+    a->waiting_since_ms = lq_clock_ms();
+    /* Best effort, as in note_published(): unrecorded, the events go out again later. */
+    (void)lq_confirmations_add_batch(&a->conf, w->expiries.batch_id);
     w->ring_n++;
     return LQ_OK;
 }
@@ -1055,6 +1156,38 @@ static bool take_step(worker *w)
     return true;
 }
 
+/*
+ * Release the holds past their expiry and publish their events, about once
+ * a second (at once again while a sweep finds as many as it may take).
+ * What fails is tried again at the next sweep, by this worker or another.
+ */
+static void sweep(worker *w)
+{
+    int64_t now = lq_clock_ms();
+    int r;
+
+    if (w->amqp == NULL || w->db == NULL || now - w->swept_ms < SWEEP_INTERVAL_MS)
+        return;
+    w->swept_ms = now;
+    r = lq_db_expire_holds(w->db, &w->book, SWEEP_MAX, REPUBLISH_S, &w->expiries);
+    if (r != LQ_OK) {
+        lq_warn("could not release expired holds: %s", lq_db_error(w->db));
+        if (r == LQ_ERR_DB_UNAVAILABLE)
+            drop_db(w, lq_db_error(w->db));
+        return;
+    }
+    if (w->expiries.n == 0)
+        return;
+    lq_debug("%zu hold expiries to announce", w->expiries.n);
+    if (w->expiries.n >= SWEEP_MAX)
+        w->swept_ms = 0;
+    r = answer_expiries(w);
+    if (r == LQ_OK)
+        r = settle(w, false);
+    if (r != LQ_OK)
+        give_up_unacked(w, r);
+}
+
 /* Refresh the queue-depth gauge about once a second (a passive declare). */
 static void refresh_depth(worker *w)
 {
@@ -1119,6 +1252,7 @@ int lq_worker_run(const lq_config *cfg)
             drop_db(&w, lq_db_error(w.db));
         if (w.amqp == NULL || w.db == NULL)
             continue;
+        sweep(&w);
         take_step(&w);
     }
 
@@ -1157,6 +1291,7 @@ out:
     w.db = lq_db_close(w.db);
     lq_metrics_free(w.metrics);
     lq_book_release(&w.book);
+    lq_expiries_release(&w.expiries);
     lq_confirmations_release(&w.batch_conf);
     lq_confirmations_release(&w.confirmed);
     free(w.held);

@@ -175,6 +175,27 @@ bool lqt_parse_utc(const char *s, time_t *ret)
     return true;
 }
 
+bool lqt_parse_utc_us(const char *s, int64_t *ret_us)
+{
+    const char *dot = strchr(s, '.');
+    time_t t;
+    int64_t us = 0, scale = 100000;
+
+    if (!lqt_parse_utc(s, &t))
+        return false;
+    for (const char *p = dot ? dot + 1 : ""; *p >= '0' && *p <= '9'; p++, scale /= 10)
+        us += (*p - '0') * scale;
+    *ret_us = (int64_t)t * 1000000 + us;
+    return true;
+}
+
+int64_t lqt_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ------------------------------------------------------------ connections */
 
 /*
@@ -995,6 +1016,11 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
     static const char *const account_keys[] = {"id",           "type",    "status", "reason",
                                                "detail",       "account", "change", "legs",
                                                "processed_at", NULL};
+    static const char *const hold_keys[] = {"id",           "type",        "status",     "reason",
+                                            "detail",       "hold_status", "expires_at", "legs",
+                                            "processed_at", NULL};
+    static const char *const resolution_keys[] = {
+        "id", "type", "status", "reason", "detail", "hold", "legs", "processed_at", NULL};
     static const char *const leg_keys[] = {"debit", "credit", "amount", "currency", NULL};
     lqt_output o;
     cJSON *j;
@@ -1027,6 +1053,23 @@ int lqt_payment_show(lqt_ns *ns, const char *id, lqt_payment *ret, char *err_lin
         ck_assert_msg(text != NULL, "out of memory");
         snprintf(ret->change, sizeof(ret->change), "%s", text);
         free(text);
+    } else if (strcmp(ret->type, "hold") == 0) {
+        bool null_status;
+        lqt_check_keys(j, what, hold_keys);
+        null_status =
+            json_nullable(j, "hold_status", what, ret->hold_status, sizeof(ret->hold_status));
+        ck_assert_msg(null_status || strcmp(ret->hold_status, "pending") == 0 ||
+                          strcmp(ret->hold_status, "captured") == 0 ||
+                          strcmp(ret->hold_status, "voided") == 0 ||
+                          strcmp(ret->hold_status, "expired") == 0,
+                      "%s: hold_status \"%s\" is none of pending, captured, voided, expired", what,
+                      ret->hold_status);
+        if (!json_nullable(j, "expires_at", what, ret->expires_at, sizeof(ret->expires_at)))
+            ck_assert_msg(lqt_parse_utc(ret->expires_at, &t),
+                          "%s: expires_at \"%s\" is not RFC 3339 UTC", what, ret->expires_at);
+    } else if (strcmp(ret->type, "capture") == 0 || strcmp(ret->type, "void") == 0) {
+        lqt_check_keys(j, what, resolution_keys);
+        snprintf(ret->hold, sizeof(ret->hold), "%s", json_string(j, "hold", what));
     } else {
         lqt_check_keys(j, what, keys);
     }
@@ -1232,9 +1275,17 @@ void lqt_expect_history_consistent(lqt_ns *ns, const char *id, const lqt_history
         ck_assert_msg(i == 0 || strcmp(h->entries[i - 1].at, e->at) <= 0,
                       "account %s entry %" PRId64 ": at %s is before entry %" PRId64 "'s %s", id,
                       e->seq, e->at, e->seq - 1, h->entries[i - 1].at);
-        ck_assert_msg(strcmp(e->type, "transfer") != 0 || e->amount != 0,
-                      "account %s entry %" PRId64 ": a transfer entry of amount 0", id, e->seq);
-        ck_assert_msg(strcmp(e->type, "transfer") == 0 || e->amount == 0,
+        /* Transfers and captures post; holds, voids, expiries and account entries do not. */
+        ck_assert_msg(strcmp(e->type, "transfer") == 0 || strcmp(e->type, "capture") == 0 ||
+                          strcmp(e->type, "hold") == 0 || strcmp(e->type, "void") == 0 ||
+                          strcmp(e->type, "expiry") == 0 || strcmp(e->type, "account.open") == 0 ||
+                          strcmp(e->type, "account.update") == 0,
+                      "account %s entry %" PRId64 ": unknown type \"%s\"", id, e->seq, e->type);
+        ck_assert_msg((strcmp(e->type, "transfer") != 0 && strcmp(e->type, "capture") != 0) ||
+                          e->amount != 0,
+                      "account %s entry %" PRId64 ": a %s entry of amount 0", id, e->seq, e->type);
+        ck_assert_msg(strcmp(e->type, "transfer") == 0 || strcmp(e->type, "capture") == 0 ||
+                          e->amount == 0,
                       "account %s entry %" PRId64 ": an %s entry of amount %" PRId64, id, e->seq,
                       e->type, e->amount);
     }
@@ -1660,11 +1711,17 @@ const char *lqt_listener_queue(const lqt_listener *l)
     return l->queue;
 }
 
-/* Parse and check one result event (docs/protocol.md section 6). */
+/* Parse and check one result event (docs/protocol.md sections 6, 12 and 14). */
 static void parse_event(lqt_event *e)
 {
     static const char *const keys[] = {"id",     "type",      "status",       "reason",
                                        "detail", "duplicate", "processed_at", NULL};
+    /* A void names its hold; a capture also tells the amount it posted. */
+    static const char *const void_keys[] = {"id",   "type",      "status",       "reason", "detail",
+                                            "hold", "duplicate", "processed_at", NULL};
+    static const char *const capture_keys[] = {"id",           "type", "status", "reason",
+                                               "detail",       "hold", "amount", "duplicate",
+                                               "processed_at", NULL};
     /* Release 0.1.0's events, from before command types: the upgrade tests see them. */
     static const char *const untyped_keys[] = {"id",        "status",       "reason", "detail",
                                                "duplicate", "processed_at", NULL};
@@ -1675,11 +1732,29 @@ static void parse_event(lqt_event *e)
 
     ck_assert_msg(cJSON_IsObject(j), "a result event is not a JSON object: %s", e->body);
     e->type[0] = '\0';
+    e->has_hold = false;
+    e->hold[0] = '\0';
+    e->amount_null = true;
+    e->amount = 0;
     if (cJSON_GetObjectItemCaseSensitive(j, "type") != NULL) {
-        lqt_check_keys(j, what, keys);
         snprintf(e->type, sizeof(e->type), "%s", json_string(j, "type", what));
+        if (strcmp(e->type, "capture") == 0)
+            lqt_check_keys(j, what, capture_keys);
+        else if (strcmp(e->type, "void") == 0)
+            lqt_check_keys(j, what, void_keys);
+        else
+            lqt_check_keys(j, what, keys);
     } else {
         lqt_check_keys(j, what, untyped_keys);
+    }
+    if (cJSON_GetObjectItemCaseSensitive(j, "hold") != NULL) {
+        e->has_hold = true;
+        snprintf(e->hold, sizeof(e->hold), "%s", json_string(j, "hold", what));
+    }
+    if (cJSON_GetObjectItemCaseSensitive(j, "amount") != NULL) {
+        e->amount_null = cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "amount"));
+        ck_assert_msg(e->amount_null || raw_int(e->body, "amount", &e->amount),
+                      "a capture event's amount is neither an integer nor null: %s", e->body);
     }
     snprintf(e->id, sizeof(e->id), "%s", json_string(j, "id", what));
     snprintf(e->status, sizeof(e->status), "%s", json_string(j, "status", what));

@@ -260,13 +260,18 @@ typedef struct lqt_leg {
 
 /*
  * `ledgerq payment show ID --json`, checked for the shape of docs/protocol.md
- * sections 6 and 12: "type" always; an account command's "account" and
- * "change" (an object) too.
+ * sections 6, 12 and 14: "type" always; an account command's "account" and
+ * "change" (an object) too; a hold's "hold_status" and "expires_at"; a
+ * capture's or void's "hold".
  */
 typedef struct lqt_payment {
     char type[32];
     char account[128]; /* "" for a transfer */
     char change[1024]; /* the change object's compact JSON; "" for a transfer */
+    /* A hold: pending, captured, voided or expired; "" (null) for a rejected hold. */
+    char hold_status[16];
+    char expires_at[64]; /* a hold's, RFC 3339 UTC; "" for null (it never expires) */
+    char hold[256];      /* a capture's or void's hold; "" for the other types */
     char status[16];
     bool reason_null;
     char reason[64];
@@ -397,6 +402,16 @@ typedef struct lqt_event {
     char detail[512];
     bool duplicate;
     char processed_at[64];
+    /* A capture's or void's event: the hold it names (docs/protocol.md section 12). */
+    bool has_hold;
+    char hold[256];
+    /*
+     * A capture's event: the amount it posted on a single-leg hold (exact,
+     * read from the text), or null; amount_null is also true for every
+     * other type, whose events have no "amount".
+     */
+    bool amount_null;
+    int64_t amount;
 } lqt_event;
 
 /*
@@ -667,6 +682,15 @@ bool lqt_one_line(const char *s);
 
 /* Parse an RFC 3339 UTC time ("...Z"); false when it is not one. */
 bool lqt_parse_utc(const char *s, time_t *ret);
+
+/*
+ * Parse an RFC 3339 UTC time as lqt_parse_utc() does, keeping its fraction:
+ * microseconds since the epoch (digits past the sixth ignored).
+ */
+bool lqt_parse_utc_us(const char *s, int64_t *ret_us);
+
+/* The wall clock (CLOCK_REALTIME, the clock the database's times compare with) in microseconds. */
+int64_t lqt_wall_us(void);
 
 /* A NUL-terminated copy of n bytes of s (caller frees); fails the test when out of memory. */
 char *lqt_strndup(const char *s, size_t n);

@@ -1015,7 +1015,7 @@ START_TEST(test_audit_history)
             " balance 0 plus amount 349 is 349\n",
             "violation: history_sums_to_balance: account bob: balance 500, but its entries'"
             " amounts sum to 499\n",
-            "violation: history_matches_legs: transfer alice-bob leg 1, account bob: the leg"
+            "violation: history_matches_legs: alice-bob leg 1, account bob: the leg"
             " posts 350, the history has entry 2 of amount 349\n",
             NULL});
     lqt_sql(ns, "UPDATE account_entries SET amount = 350 WHERE account_id = 'bob' AND seq = 2");
@@ -1047,7 +1047,7 @@ START_TEST(test_audit_history)
             " held credits 0, but its last entry 2 has 350, 0, 0\n",
             "violation: history_sums_to_balance: account bob: balance 500, but its entries'"
             " amounts sum to 350\n",
-            "violation: history_matches_legs: transfer fill-bob leg 1, account bob: the leg posts"
+            "violation: history_matches_legs: fill-bob leg 1, account bob: the leg posts"
             " 150, the history has no entry\n",
             NULL});
     lqt_sql(ns, "INSERT INTO account_entries SELECT * FROM lqt_saved; DROP TABLE lqt_saved");
@@ -1058,9 +1058,9 @@ START_TEST(test_audit_history)
     expect_audit_finds(
         "an entry on the wrong leg",
         (const char *const[]){
-            "violation: history_matches_legs: transfer fill-bob leg 1, account bob: the leg posts"
+            "violation: history_matches_legs: fill-bob leg 1, account bob: the leg posts"
             " 150, the history has no entry\n",
-            "violation: history_matches_legs: transfer fill-bob leg 2, account bob: the leg posts"
+            "violation: history_matches_legs: fill-bob leg 2, account bob: the leg posts"
             " nothing, the history has entry 3 of amount 150\n",
             NULL});
     lqt_sql(ns, "UPDATE account_entries SET leg = 1 WHERE account_id = 'bob' AND seq = 3");

@@ -151,8 +151,10 @@ static void open_limited(const char *id, const char *currency, int64_t balance, 
 typedef struct book_snapshot {
     size_t n;
     size_t n_entries;
+    size_t n_holds;
     lq_account *accounts;
     lq_entry *entries; /* shallow: the change texts are the book's */
+    lq_hold *holds;    /* shallow: the legs are the book's */
 } book_snapshot;
 
 static book_snapshot *snapshot(void)
@@ -164,12 +166,17 @@ static book_snapshot *snapshot(void)
     copy->n_entries = book.n_entries;
     copy->accounts = malloc(book.n * sizeof(*copy->accounts) + 1);
     copy->entries = malloc(book.n_entries * sizeof(*copy->entries) + 1);
+    copy->n_holds = book.n_holds;
+    copy->holds = malloc(book.n_holds * sizeof(*copy->holds) + 1);
     ck_assert_ptr_nonnull(copy->accounts);
     ck_assert_ptr_nonnull(copy->entries);
+    ck_assert_ptr_nonnull(copy->holds);
     if (book.n)
         memcpy(copy->accounts, book.accounts, book.n * sizeof(*copy->accounts));
     if (book.n_entries)
         memcpy(copy->entries, book.entries, book.n_entries * sizeof(*copy->entries));
+    if (book.n_holds)
+        memcpy(copy->holds, book.holds, book.n_holds * sizeof(*copy->holds));
     return copy;
 }
 
@@ -213,8 +220,25 @@ static void ck_assert_book_is(book_snapshot *before, size_t n)
         ck_assert_int_eq(a->held_credits, b->held_credits);
         ck_assert_ptr_eq(a->change, b->change);
     }
+    ck_assert_uint_eq(book.n_holds, before->n_holds);
+    for (size_t i = 0; i < before->n_holds; i++) {
+        const lq_hold *a = &book.holds[i];
+        const lq_hold *b = &before->holds[i];
+
+        ck_assert_str_eq(a->id, b->id);
+        ck_assert_int_eq(a->status, b->status);
+        ck_assert_int_eq(a->past_expiry, b->past_expiry);
+        ck_assert_uint_eq(a->n_legs, b->n_legs);
+        ck_assert_ptr_eq(a->legs, b->legs);
+        ck_assert_int_eq(a->timeout_s, b->timeout_s);
+        ck_assert_ptr_eq(a->resolved_by, b->resolved_by);
+        ck_assert_int_eq(a->captured, b->captured);
+        ck_assert_int_eq(a->placed, b->placed);
+        ck_assert_int_eq(a->changed, b->changed);
+    }
     free(before->accounts);
     free(before->entries);
+    free(before->holds);
     free(before);
 }
 
@@ -420,6 +444,144 @@ START_TEST(test_book_clear_keeps_allocation)
     ck_assert_ptr_null(lq_book_find(&book, "acct:a"));
     open_funded("acct:a", "EUR", 5); /* reusable, no EXISTS from before the clear */
     ck_assert_int_eq(account("acct:a")->credits, 5);
+}
+END_TEST
+
+/* ---- section 14: the book's holds ------------------------------------------ */
+
+/*
+ * Add a hold to the book as the db module loads it: status as given, legs
+ * copied from t's (the book owns the copy).  It touches no account.
+ */
+static void add_hold(const char *id, lq_hold_status status, bool past_expiry, const test_payment *t)
+{
+    lq_hold h;
+
+    memset(&h, 0, sizeof(h));
+    snprintf(h.id, sizeof(h.id), "%s", id);
+    h.status = status;
+    h.past_expiry = past_expiry;
+    h.n_legs = t->p.n_legs;
+    h.legs = malloc(t->p.n_legs * sizeof(*h.legs) + 1);
+    ck_assert_ptr_nonnull(h.legs);
+    memcpy(h.legs, t->p.legs, t->p.n_legs * sizeof(*h.legs));
+    ck_assert_int_eq(lq_book_add_hold(&book, &h), LQ_OK);
+}
+
+static lq_hold *hold(const char *id)
+{
+    lq_hold *h = lq_book_find_hold(&book, id);
+
+    ck_assert_msg(h != NULL, "hold %s is not in the book", id);
+    return h;
+}
+
+START_TEST(test_hold_status_names)
+{
+    lq_hold_status s = LQ_HOLD_CAPTURED;
+
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_PENDING), "pending");
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_CAPTURED), "captured");
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_VOIDED), "voided");
+    ck_assert_str_eq(lq_hold_status_name(LQ_HOLD_EXPIRED), "expired");
+    ck_assert_str_eq(lq_hold_status_name((lq_hold_status)4), "unknown");
+    ck_assert_str_eq(lq_hold_status_name((lq_hold_status)-1), "unknown");
+    ck_assert(lq_hold_status_parse("pending", &s));
+    ck_assert_int_eq(s, LQ_HOLD_PENDING);
+    ck_assert(lq_hold_status_parse("voided", &s));
+    ck_assert_int_eq(s, LQ_HOLD_VOIDED);
+    ck_assert(lq_hold_status_parse("expired", &s));
+    ck_assert_int_eq(s, LQ_HOLD_EXPIRED);
+    ck_assert(lq_hold_status_parse("captured", &s));
+    ck_assert_int_eq(s, LQ_HOLD_CAPTURED);
+    /* Exactly the name; *ret untouched otherwise. */
+    ck_assert(!lq_hold_status_parse(NULL, &s));
+    ck_assert(!lq_hold_status_parse("", &s));
+    ck_assert(!lq_hold_status_parse("Pending", &s));
+    ck_assert(!lq_hold_status_parse("pending ", &s));
+    ck_assert(!lq_hold_status_parse("unknown", &s));
+    ck_assert_int_eq(s, LQ_HOLD_CAPTURED);
+}
+END_TEST
+
+START_TEST(test_book_holds_sorted_and_found)
+{
+    test_payment t;
+    lq_hold again;
+
+    pay1(&t, "x", "acct:a", "acct:b", 10, "EUR");
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h1")); /* empty book */
+    add_hold("h2", LQ_HOLD_PENDING, false, &t);
+    add_hold("h3", LQ_HOLD_VOIDED, false, &t);
+    add_hold("h1", LQ_HOLD_CAPTURED, true, &t);
+    ck_assert_uint_eq(book.n_holds, 3);
+    ck_assert_str_eq(book.holds[0].id, "h1");
+    ck_assert_str_eq(book.holds[1].id, "h2");
+    ck_assert_str_eq(book.holds[2].id, "h3");
+    ck_assert_int_eq(hold("h1")->status, LQ_HOLD_CAPTURED);
+    ck_assert(hold("h1")->past_expiry);
+    ck_assert_int_eq(hold("h3")->status, LQ_HOLD_VOIDED);
+    ck_assert_int_eq(hold("h2")->legs[0].amount, 10);
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h0"));
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h20"));
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h4"));
+    /* Accounts and holds are apart: no account "h1", no hold "acct:a". */
+    ck_assert_ptr_null(lq_book_find(&book, "h1"));
+
+    /* A second hold with an id: refused, and the caller keeps its legs. */
+    memset(&again, 0, sizeof(again));
+    snprintf(again.id, sizeof(again.id), "h2");
+    again.n_legs = 1;
+    again.legs = t.legs;
+    ck_assert_int_eq(lq_book_add_hold(&book, &again), LQ_ERR_EXISTS);
+    ck_assert_uint_eq(book.n_holds, 3);
+    ck_assert_ptr_ne(hold("h2")->legs, t.legs);
+}
+END_TEST
+
+START_TEST(test_book_holds_grow_past_initial_capacity)
+{
+    enum { N = 500 };
+    test_payment t;
+    char id[32];
+
+    pay1(&t, "x", "acct:a", "acct:b", 10, "EUR");
+    /* Descending: every add goes first, moving all the others. */
+    for (int i = N - 1; i >= 0; i--) {
+        snprintf(id, sizeof(id), "h%03d", i);
+        add_hold(id, LQ_HOLD_PENDING, false, &t);
+    }
+    ck_assert_uint_eq(book.n_holds, N);
+    ck_assert_uint_ge(book.cap_holds, N);
+    for (size_t i = 1; i < N; i++)
+        ck_assert_int_lt(strcmp(book.holds[i - 1].id, book.holds[i].id), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "h%03d", i);
+        ck_assert_str_eq(hold(id)->id, id);
+    }
+}
+END_TEST
+
+START_TEST(test_book_clear_and_release_free_holds)
+{
+    test_payment t;
+    size_t cap;
+
+    pay1(&t, "x", "acct:a", "acct:b", 10, "EUR");
+    add_hold("h1", LQ_HOLD_PENDING, false, &t);
+    add_hold("h2", LQ_HOLD_PENDING, false, &t);
+    cap = book.cap_holds;
+    /* The legs are freed (the sanitizers' leak check sees it), the array is kept. */
+    lq_book_clear(&book);
+    ck_assert_uint_eq(book.n_holds, 0);
+    ck_assert_uint_eq(book.cap_holds, cap);
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h1"));
+    add_hold("h1", LQ_HOLD_PENDING, false, &t); /* reusable */
+    ck_assert_uint_eq(book.n_holds, 1);
+    lq_book_release(&book);
+    ck_assert_ptr_null(book.holds);
+    ck_assert_uint_eq(book.n_holds, 0);
+    ck_assert_uint_eq(book.cap_holds, 0);
 }
 END_TEST
 
@@ -1332,6 +1494,56 @@ START_TEST(test_int64_edges_of_floors_and_ceilings)
 }
 END_TEST
 
+/*
+ * amount_overflow counts held amounts: a pending hold may still be captured
+ * in full, so a transfer must leave room for it (section 14).
+ */
+START_TEST(test_amount_overflow_counts_held_amounts)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_account("acct:neg", "EUR", true, INT64_MAX - 100, 0);
+    open_account("acct:top", "EUR", false, 0, INT64_MAX - 100);
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:neg")->held_debits = 60;
+    account("acct:top")->held_credits = 60;
+    before = snapshot();
+    /* Debits plus the amount fit, debits plus held debits plus the amount do not. */
+    pay1(&t, "p1", "acct:neg", "acct:b", 41, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:neg\" (with held debits 60) would exceed the "
+             "64-bit range");
+    pay1(&t, "p2", "acct:bank", "acct:top", 41, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: credits of account \"acct:top\" (with held credits 60) would exceed the "
+             "64-bit range");
+    /* Held debits that large leave no available balance: insufficient_funds comes first. */
+    account("acct:b")->held_debits = INT64_MAX;
+    pay1(&t, "p3", "acct:b", "acct:bank", 1, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:b\" has balance 0 (available -9223372036854775807), cannot be "
+             "debited 1");
+    /* Held credits that alone are at the end of the range. */
+    account("acct:b")->held_debits = 0;
+    account("acct:b")->held_credits = INT64_MAX;
+    pay1(&t, "p4", "acct:bank", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: credits of account \"acct:b\" (with held credits 9223372036854775807) would "
+             "exceed the 64-bit range");
+    account("acct:b")->held_credits = 0;
+    ck_assert_book_is(before, 4);
+    /* Up to the edge exactly. */
+    pay1(&t, "p5", "acct:neg", "acct:b", 40, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    pay1(&t, "p6", "acct:bank", "acct:top", 40, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(account("acct:neg")->debits, INT64_MAX - 60);
+    ck_assert_int_eq(account("acct:top")->credits, INT64_MAX - 60);
+}
+END_TEST
+
 /* ---- section 15: the entries of transfers ---------------------------------- */
 
 START_TEST(test_entries_of_transfers)
@@ -1993,6 +2205,7 @@ static void item_init(lq_item *item, const test_payment *t)
     item->outcome.duplicate = true;
     snprintf(item->outcome.detail, sizeof(item->outcome.detail), "stale");
     snprintf(item->outcome.processed_at, sizeof(item->outcome.processed_at), "stale");
+    item->outcome.amount = 12345;
 }
 
 /*
@@ -2469,6 +2682,1084 @@ START_TEST(test_decide_empty_batch)
 }
 END_TEST
 
+/* ---- section 14: hold, capture, void, expiry --------------------------------- */
+
+/* A hold with no legs yet (pay_leg() adds them), expiring timeout_s after it is applied (0: never).
+ */
+static void cmd_hold(test_payment *t, const char *id, int64_t timeout_s)
+{
+    char piece[48];
+
+    pay_init(t, id);
+    t->p.type = LQ_CMD_HOLD;
+    t->p.timeout_s = timeout_s;
+    snprintf(piece, sizeof(piece), "hold:%" PRId64, timeout_s);
+    canon_add(t, piece);
+}
+
+/* A one-leg hold in EUR that never expires. */
+static void hold1(test_payment *t, const char *id, const char *debit, const char *credit,
+                  int64_t amount)
+{
+    cmd_hold(t, id, 0);
+    pay_leg(t, debit, credit, amount, "EUR");
+}
+
+/* A capture of hold_id, of amount (0: none given, the full held amount). */
+static void cmd_capture(test_payment *t, const char *id, const char *hold_id, int64_t amount)
+{
+    char piece[LQ_ID_MAX + 48];
+
+    pay_init(t, id);
+    t->p.type = LQ_CMD_CAPTURE;
+    snprintf(t->p.hold, sizeof(t->p.hold), "%s", hold_id);
+    t->p.amount = amount;
+    snprintf(piece, sizeof(piece), "capture:%s:%" PRId64, hold_id, amount);
+    canon_add(t, piece);
+}
+
+static void cmd_void(test_payment *t, const char *id, const char *hold_id)
+{
+    char piece[LQ_ID_MAX + 16];
+
+    pay_init(t, id);
+    t->p.type = LQ_CMD_VOID;
+    snprintf(t->p.hold, sizeof(t->p.hold), "%s", hold_id);
+    snprintf(piece, sizeof(piece), "void:%s", hold_id);
+    canon_add(t, piece);
+}
+
+/* An account's held amounts and its available balance. */
+#define ck_assert_held(id, want_held_debits, want_held_credits, want_available)                    \
+    do {                                                                                           \
+        const lq_account *h_ = account(id);                                                        \
+        ck_assert_int_eq(h_->held_debits, (want_held_debits));                                     \
+        ck_assert_int_eq(h_->held_credits, (want_held_credits));                                   \
+        ck_assert_int_eq(lq_account_available(h_), (want_available));                              \
+    } while (0)
+
+/* The held values of the i-th entry. */
+#define ck_assert_entry_held(i, want_held_debits, want_held_credits)                               \
+    do {                                                                                           \
+        ck_assert_uint_lt((i), book.n_entries);                                                    \
+        ck_assert_int_eq(book.entries[(i)].held_debits, (want_held_debits));                       \
+        ck_assert_int_eq(book.entries[(i)].held_credits, (want_held_credits));                     \
+    } while (0)
+
+/* How a decision left a hold. */
+#define ck_assert_hold(id, want_status, want_placed, want_changed, want_captured)                  \
+    do {                                                                                           \
+        const lq_hold *k_ = hold(id);                                                              \
+        ck_assert_int_eq(k_->status, (want_status));                                               \
+        ck_assert_int_eq(k_->placed, (want_placed));                                               \
+        ck_assert_int_eq(k_->changed, (want_changed));                                             \
+        ck_assert_int_eq(k_->captured, (want_captured));                                           \
+    } while (0)
+
+START_TEST(test_hold_applied_reserves_and_posts_nothing)
+{
+    test_payment t, t2, t3;
+    const lq_hold *h;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 5);
+    account("acct:a")->entries = 4;
+    cmd_hold(&t, "h1", 3600);
+    pay_leg(&t, "acct:a", "acct:b", 300, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    /* Nothing posted: the totals stay, the held amounts grow. */
+    ck_assert_account("acct:a", 0, 1000, true);
+    ck_assert_account("acct:b", 0, 0, true);
+    ck_assert_account("acct:c", 0, 5, false);
+    ck_assert_held("acct:a", 300, 0, 700);
+    ck_assert_held("acct:b", 0, 300, 0);
+    /* A "hold" entry on each account, the debited one first, amount 0. */
+    ck_assert_uint_eq(book.n_entries, 2);
+    ck_assert_entry(0, "acct:a", 5, "h1", "hold", 1, 0, 1000);
+    ck_assert_entry_held(0, 300, 0);
+    ck_assert_entry(1, "acct:b", 1, "h1", "hold", 1, 0, 0);
+    ck_assert_entry_held(1, 0, 300);
+    ck_assert_ptr_eq(book.entries[0].command, t.p.id);
+    /* The hold joins the book: placed, pending, with a copy of its legs. */
+    h = hold("h1");
+    ck_assert_hold("h1", LQ_HOLD_PENDING, true, false, 0);
+    ck_assert(!h->past_expiry);
+    ck_assert_int_eq(h->timeout_s, 3600);
+    ck_assert_ptr_null(h->resolved_by);
+    ck_assert_uint_eq(h->n_legs, 1);
+    ck_assert_ptr_ne(h->legs, t.legs);
+    ck_assert_str_eq(h->legs[0].debit, "acct:a");
+    ck_assert_str_eq(h->legs[0].credit, "acct:b");
+    ck_assert_int_eq(h->legs[0].amount, 300);
+    ck_assert_str_eq(h->legs[0].currency, "EUR");
+
+    /* The rest of the available balance, exactly; then nothing more. */
+    hold1(&t2, "h2", "acct:a", "acct:b", 700);
+    ck_apply(&t2, LQ_OK, "");
+    ck_assert_held("acct:a", 1000, 0, 0);
+    ck_assert_held("acct:b", 0, 1000, 0);
+    ck_assert_int_eq(hold("h2")->timeout_s, 0);
+    ck_assert_entry(2, "acct:a", 6, "h2", "hold", 1, 0, 1000);
+    ck_assert_entry_held(2, 1000, 0);
+    hold1(&t3, "h3", "acct:a", "acct:b", 1);
+    ck_apply(&t3, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 1000 (available 0), cannot be debited 1");
+    ck_assert_uint_eq(book.n_holds, 2);
+    ck_assert_uint_eq(book.n_entries, 4);
+}
+END_TEST
+
+START_TEST(test_hold_rejected_for_each_leg_reason)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:closed", "EUR", 0);
+    account("acct:closed")->status = LQ_STATUS_CLOSED;
+    open_funded("acct:usd", "USD", 0);
+    open_funded("acct:frozen", "EUR", 1000);
+    account("acct:frozen")->status = LQ_STATUS_FROZEN;
+    open_limited("acct:capped", "EUR", 0, 0, 100);
+    open_account("acct:neg", "EUR", true, INT64_MAX - 10, 0);
+    account("acct:a")->held_debits = 400;
+    account("acct:capped")->held_credits = 60;
+    before = snapshot();
+    hold1(&t, "h1", "acct:a", "acct:x", 10);
+    ck_apply(&t, LQ_ERR_ACCOUNT_NOT_FOUND, "leg 1: account \"acct:x\" does not exist");
+    hold1(&t, "h2", "acct:a", "acct:closed", 10);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:closed\" is closed");
+    hold1(&t, "h3", "acct:a", "acct:usd", 10);
+    ck_apply(&t, LQ_ERR_CURRENCY_MISMATCH,
+             "leg 1: currency EUR differs from account \"acct:usd\" (USD)");
+    hold1(&t, "h4", "acct:frozen", "acct:b", 10);
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 1: account \"acct:frozen\" is frozen");
+    /* On the available balance: 1000 - 400. */
+    hold1(&t, "h5", "acct:a", "acct:b", 601);
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 1000 (available 600), cannot be debited 601");
+    /* Held credits count against the ceiling. */
+    hold1(&t, "h6", "acct:a", "acct:capped", 41);
+    ck_apply(
+        &t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+        "leg 1: account \"acct:capped\" has balance 0 (held credits 60), cannot be credited 41 "
+        "(max balance 100)");
+    hold1(&t, "h7", "acct:neg", "acct:b", 11);
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:neg\" would exceed the 64-bit range");
+    /* The order of section 13: closed before currency, frozen before insufficient funds. */
+    hold1(&t, "h8", "acct:usd", "acct:closed", 10);
+    ck_apply(&t, LQ_ERR_ACCOUNT_CLOSED, "leg 1: account \"acct:closed\" is closed");
+    hold1(&t, "h9", "acct:frozen", "acct:b", 5000);
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 1: account \"acct:frozen\" is frozen");
+    ck_assert_book_is(before, 7);
+    ck_assert_uint_eq(book.n_holds, 0);
+    /* Each just within its limit. */
+    hold1(&t, "h10", "acct:a", "acct:frozen", 560); /* a frozen account may be credited */
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h11", "acct:a", "acct:capped", 40);
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h12", "acct:neg", "acct:b", 10);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_held("acct:a", 1000, 0, 0);
+    ck_assert_held("acct:capped", 0, 100, 0);
+    ck_assert_held("acct:neg", 10, 0, -INT64_MAX);
+    ck_assert_uint_eq(book.n_holds, 3);
+}
+END_TEST
+
+/* A capture must never overflow: a hold leaves room for its capture in the totals. */
+START_TEST(test_hold_amount_overflow_counts_held_totals)
+{
+    test_payment t;
+
+    open_account("acct:neg", "EUR", true, INT64_MAX - 100, 0);
+    open_account("acct:top", "EUR", false, 0, INT64_MAX - 100);
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_funded("acct:b", "EUR", 0);
+    hold1(&t, "h1", "acct:neg", "acct:b", 60);
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h2", "acct:neg", "acct:b", 41);
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: debits of account \"acct:neg\" (with held debits 60) would exceed the "
+             "64-bit range");
+    hold1(&t, "h3", "acct:bank", "acct:top", 60);
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h4", "acct:bank", "acct:top", 41);
+    ck_apply(&t, LQ_ERR_AMOUNT_OVERFLOW,
+             "leg 1: credits of account \"acct:top\" (with held credits 60) would exceed the "
+             "64-bit range");
+    hold1(&t, "h5", "acct:neg", "acct:b", 40);
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h6", "acct:bank", "acct:top", 40);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_held("acct:neg", 100, 0, -INT64_MAX);
+    ck_assert_held("acct:top", 0, 100, INT64_MAX - 100);
+    /* Every hold can be captured: the totals reach the end of the range exactly. */
+    cmd_capture(&t, "c1", "h1", 0);
+    ck_apply(&t, LQ_OK, "");
+    cmd_capture(&t, "c3", "h3", 0);
+    ck_apply(&t, LQ_OK, "");
+    cmd_capture(&t, "c5", "h5", 0);
+    ck_apply(&t, LQ_OK, "");
+    cmd_capture(&t, "c6", "h6", 0);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:neg", INT64_MAX, 0, true);
+    ck_assert_account("acct:top", 0, INT64_MAX, true);
+    ck_assert_held("acct:neg", 0, 0, -INT64_MAX);
+    ck_assert_held("acct:top", 0, 0, INT64_MAX);
+}
+END_TEST
+
+START_TEST(test_multi_leg_hold_later_legs_see_earlier_holds)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    before = snapshot();
+    cmd_hold(&t, "h1", 0);
+    pay_leg(&t, "acct:a", "acct:b", 600, "EUR");
+    pay_leg(&t, "acct:a", "acct:c", 500, "EUR");
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 2: account \"acct:a\" has balance 1000 (available 400), cannot be debited 500");
+    ck_assert_book_is(before, 3);
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h1"));
+
+    cmd_hold(&t, "h2", 0);
+    pay_leg(&t, "acct:a", "acct:b", 600, "EUR");
+    pay_leg(&t, "acct:a", "acct:c", 400, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_held("acct:a", 1000, 0, 0);
+    ck_assert_held("acct:b", 0, 600, 0);
+    ck_assert_held("acct:c", 0, 400, 0);
+    ck_assert_uint_eq(book.n_entries, 4);
+    ck_assert_entry(0, "acct:a", 1, "h2", "hold", 1, 0, 1000);
+    ck_assert_entry_held(0, 600, 0);
+    ck_assert_entry(1, "acct:b", 1, "h2", "hold", 1, 0, 0);
+    ck_assert_entry_held(1, 0, 600);
+    ck_assert_entry(2, "acct:a", 2, "h2", "hold", 2, 0, 1000);
+    ck_assert_entry_held(2, 1000, 0);
+    ck_assert_entry(3, "acct:c", 1, "h2", "hold", 2, 0, 0);
+    ck_assert_entry_held(3, 0, 400);
+    ck_assert_uint_eq(hold("h2")->n_legs, 2);
+    ck_assert_int_eq(hold("h2")->legs[1].amount, 400);
+}
+END_TEST
+
+/* The undo log: a hold rejected at its third leg leaves no trace, among earlier holds and entries.
+ */
+START_TEST(test_rejected_hold_leaves_book_and_entries_untouched)
+{
+    test_payment h1, p1, h2, h3;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 1000);
+    open_limited("acct:c", "EUR", 0, 0, 500);
+    hold1(&h1, "h1", "acct:a", "acct:b", 100);
+    ck_apply(&h1, LQ_OK, "");
+    pay1(&p1, "p1", "acct:a", "acct:c", 200, "EUR");
+    ck_apply(&p1, LQ_OK, "");
+    before = snapshot();
+    cmd_hold(&h2, "h2", 60);
+    pay_leg(&h2, "acct:a", "acct:b", 100, "EUR");
+    pay_leg(&h2, "acct:a", "acct:c", 200, "EUR");
+    pay_leg(&h2, "acct:b", "acct:c", 101, "EUR"); /* c: 200 + 200 held + 101 > 500 */
+    ck_apply(&h2, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 3: account \"acct:c\" has balance 200 (held credits 200), cannot be credited 101 "
+             "(max balance 500)");
+    ck_assert_book_is(before, 3);
+    ck_assert_ptr_null(lq_book_find_hold(&book, "h2"));
+    ck_assert_hold("h1", LQ_HOLD_PENDING, true, false, 0);
+    /* The seqs go on from where they were. */
+    hold1(&h3, "h3", "acct:a", "acct:c", 10);
+    ck_apply(&h3, LQ_OK, "");
+    ck_assert_entry(4, "acct:a", 3, "h3", "hold", 1, 0, 800);
+    ck_assert_entry_held(4, 110, 0);
+    ck_assert_entry(5, "acct:c", 2, "h3", "hold", 1, 0, 200);
+    ck_assert_entry_held(5, 0, 10);
+}
+END_TEST
+
+START_TEST(test_transfer_refused_because_of_a_hold_accepted_after_void)
+{
+    test_payment h, p1, v, p2;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:shop", "EUR", 0);
+    hold1(&h, "h1", "acct:a", "acct:shop", 800);
+    ck_apply(&h, LQ_OK, "");
+    pay1(&p1, "p1", "acct:a", "acct:b", 300, "EUR");
+    ck_apply(&p1, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 1000 (available 200), cannot be debited 300");
+    cmd_void(&v, "v1", "h1");
+    ck_apply(&v, LQ_OK, "");
+    ck_assert_held("acct:a", 0, 0, 1000);
+    ck_assert_held("acct:shop", 0, 0, 0);
+    pay1(&p2, "p2", "acct:a", "acct:b", 300, "EUR");
+    ck_apply(&p2, LQ_OK, "");
+    ck_assert_account("acct:a", 300, 1000, true);
+    ck_assert_account("acct:shop", 0, 0, true);
+    ck_assert_held("acct:a", 0, 0, 700);
+}
+END_TEST
+
+START_TEST(test_holds_count_against_the_ceiling)
+{
+    test_payment t;
+
+    open_account("acct:bank", "EUR", true, 0, 0);
+    open_limited("acct:b", "EUR", 500, 0, 1000);
+    hold1(&t, "h1", "acct:bank", "acct:b", 400);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_held("acct:b", 0, 400, 500);
+    hold1(&t, "h2", "acct:bank", "acct:b", 101);
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:b\" has balance 500 (held credits 400), cannot be credited 101 "
+             "(max balance 1000)");
+    pay1(&t, "p1", "acct:bank", "acct:b", 101, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:b\" has balance 500 (held credits 400), cannot be credited 101 "
+             "(max balance 1000)");
+    /* Up to the ceiling exactly, held credits included. */
+    hold1(&t, "h3", "acct:bank", "acct:b", 100);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_held("acct:b", 0, 500, 500);
+    /* A capture needs no room: the hold made it. */
+    cmd_capture(&t, "c1", "h1", 0);
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 900);
+    ck_assert_held("acct:b", 0, 100, 900);
+    pay1(&t, "p2", "acct:bank", "acct:b", 1, "EUR");
+    ck_apply(&t, LQ_ERR_EXCEEDS_MAX_BALANCE,
+             "leg 1: account \"acct:b\" has balance 900 (held credits 100), cannot be credited 1 "
+             "(max balance 1000)");
+    /* A void gives the room back. */
+    cmd_void(&t, "v3", "h3");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_held("acct:b", 0, 0, 900);
+    pay1(&t, "p3", "acct:bank", "acct:b", 100, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_balance("acct:b", 1000);
+}
+END_TEST
+
+START_TEST(test_capture_in_full_of_a_single_leg_hold)
+{
+    test_payment h, c;
+    const lq_hold *k;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->entries = 2;
+    hold1(&h, "h1", "acct:a", "acct:b", 300);
+    ck_apply(&h, LQ_OK, "");
+    cmd_capture(&c, "c1", "h1", 0);
+    ck_apply(&c, LQ_OK, "");
+    ck_assert_account("acct:a", 300, 1000, true);
+    ck_assert_account("acct:b", 0, 300, true);
+    ck_assert_held("acct:a", 0, 0, 700);
+    ck_assert_held("acct:b", 0, 0, 300);
+    /* A "capture" entry on each account: the amount posted, the held amounts released. */
+    ck_assert_uint_eq(book.n_entries, 4);
+    ck_assert_entry(2, "acct:a", 4, "c1", "capture", 1, -300, 700);
+    ck_assert_entry_held(2, 0, 0);
+    ck_assert_entry(3, "acct:b", 2, "c1", "capture", 1, 300, 300);
+    ck_assert_entry_held(3, 0, 0);
+    ck_assert_ptr_eq(book.entries[2].command, c.p.id);
+    /* Placed and resolved in this book: both marks. */
+    ck_assert_hold("h1", LQ_HOLD_CAPTURED, true, true, 300);
+    k = hold("h1");
+    ck_assert_ptr_eq(k->resolved_by, c.p.id);
+}
+END_TEST
+
+START_TEST(test_partial_capture_releases_the_rest)
+{
+    test_payment h, c, p, c2;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    hold1(&h, "h1", "acct:a", "acct:b", 1000);
+    ck_apply(&h, LQ_OK, "");
+    ck_assert_held("acct:a", 1000, 0, 0);
+    cmd_capture(&c, "c1", "h1", 600);
+    ck_apply(&c, LQ_OK, "");
+    ck_assert_account("acct:a", 600, 1000, true);
+    ck_assert_account("acct:b", 0, 600, true);
+    ck_assert_held("acct:a", 0, 0, 400);
+    ck_assert_held("acct:b", 0, 0, 600);
+    ck_assert_entry(2, "acct:a", 2, "c1", "capture", 1, -600, 400);
+    ck_assert_entry_held(2, 0, 0);
+    ck_assert_entry(3, "acct:b", 2, "c1", "capture", 1, 600, 600);
+    ck_assert_entry_held(3, 0, 0);
+    ck_assert_hold("h1", LQ_HOLD_CAPTURED, true, true, 600);
+    /* The rest is free to move. */
+    pay1(&p, "p1", "acct:a", "acct:b", 400, "EUR");
+    ck_apply(&p, LQ_OK, "");
+    /* Captured once and for all: not the remainder either. */
+    before = snapshot();
+    cmd_capture(&c2, "c2", "h1", 400);
+    ck_apply(&c2, LQ_ERR_HOLD_ALREADY_CAPTURED, "hold \"h1\" was already captured");
+    ck_assert_book_is(before, 2);
+}
+END_TEST
+
+START_TEST(test_capture_of_exactly_the_held_amount_then_one_more)
+{
+    test_payment h, c;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 5000);
+    open_funded("acct:b", "EUR", 0);
+    hold1(&h, "h1", "acct:a", "acct:b", 1000);
+    ck_apply(&h, LQ_OK, "");
+    before = snapshot();
+    cmd_capture(&c, "c1", "h1", 1001);
+    ck_apply(&c, LQ_ERR_EXCEEDS_HOLD_AMOUNT, "capture of 1001 exceeds hold \"h1\" of 1000");
+    cmd_capture(&c, "c2", "h1", INT64_MAX);
+    ck_apply(&c, LQ_ERR_EXCEEDS_HOLD_AMOUNT,
+             "capture of 9223372036854775807 exceeds hold \"h1\" of 1000");
+    ck_assert_book_is(before, 2);
+    cmd_capture(&c, "c3", "h1", 1000);
+    ck_apply(&c, LQ_OK, "");
+    ck_assert_hold("h1", LQ_HOLD_CAPTURED, true, true, 1000);
+    ck_assert_account("acct:a", 1000, 5000, true);
+    ck_assert_held("acct:a", 0, 0, 4000);
+}
+END_TEST
+
+/*
+ * Every leg posted in full; each entry's held values already show the
+ * release of the whole hold (section 15), even where a later leg names the
+ * same account.
+ */
+START_TEST(test_multi_leg_hold_captured_in_full)
+{
+    test_payment h, c;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    open_funded("acct:d", "EUR", 100);
+    cmd_hold(&h, "h1", 0);
+    pay_leg(&h, "acct:a", "acct:b", 100, "EUR");
+    pay_leg(&h, "acct:a", "acct:c", 50, "EUR");
+    pay_leg(&h, "acct:d", "acct:b", 25, "EUR");
+    ck_apply(&h, LQ_OK, "");
+    ck_assert_held("acct:a", 150, 0, 850);
+    ck_assert_held("acct:b", 0, 125, 0);
+    ck_assert_held("acct:c", 0, 50, 0);
+    ck_assert_held("acct:d", 25, 0, 75);
+    ck_assert_uint_eq(book.n_entries, 6);
+    ck_assert_entry(5, "acct:b", 2, "h1", "hold", 3, 0, 0);
+    ck_assert_entry_held(5, 0, 125);
+
+    cmd_capture(&c, "c1", "h1", 0);
+    ck_apply(&c, LQ_OK, "");
+    ck_assert_account("acct:a", 150, 1000, true);
+    ck_assert_account("acct:b", 0, 125, true);
+    ck_assert_account("acct:c", 0, 50, true);
+    ck_assert_account("acct:d", 25, 100, true);
+    ck_assert_held("acct:a", 0, 0, 850);
+    ck_assert_held("acct:b", 0, 0, 125);
+    ck_assert_held("acct:c", 0, 0, 50);
+    ck_assert_held("acct:d", 0, 0, 75);
+    ck_assert_uint_eq(book.n_entries, 12);
+    ck_assert_entry(6, "acct:a", 3, "c1", "capture", 1, -100, 900);
+    ck_assert_entry_held(6, 0, 0);
+    ck_assert_entry(7, "acct:b", 3, "c1", "capture", 1, 100, 100);
+    ck_assert_entry_held(7, 0, 0);
+    ck_assert_entry(8, "acct:a", 4, "c1", "capture", 2, -50, 850);
+    ck_assert_entry_held(8, 0, 0);
+    ck_assert_entry(9, "acct:c", 2, "c1", "capture", 2, 50, 50);
+    ck_assert_entry_held(9, 0, 0);
+    ck_assert_entry(10, "acct:d", 2, "c1", "capture", 3, -25, 75);
+    ck_assert_entry_held(10, 0, 0);
+    ck_assert_entry(11, "acct:b", 4, "c1", "capture", 3, 25, 125);
+    ck_assert_entry_held(11, 0, 0);
+    ck_assert_hold("h1", LQ_HOLD_CAPTURED, true, true, 175);
+}
+END_TEST
+
+START_TEST(test_partial_capture_of_several_legs_is_not_supported)
+{
+    test_payment h, c;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    cmd_hold(&h, "h1", 0);
+    pay_leg(&h, "acct:a", "acct:b", 100, "EUR");
+    pay_leg(&h, "acct:a", "acct:c", 50, "EUR");
+    ck_apply(&h, LQ_OK, "");
+    before = snapshot();
+    cmd_capture(&c, "c1", "h1", 100);
+    ck_apply(&c, LQ_ERR_PARTIAL_CAPTURE_NOT_SUPPORTED,
+             "capture of 100 names an amount, hold \"h1\" of 2 legs is captured in full only");
+    /* Any amount at all, the whole sum or more than it included. */
+    cmd_capture(&c, "c2", "h1", 150);
+    ck_apply(&c, LQ_ERR_PARTIAL_CAPTURE_NOT_SUPPORTED,
+             "capture of 150 names an amount, hold \"h1\" of 2 legs is captured in full only");
+    cmd_capture(&c, "c3", "h1", 1000);
+    ck_apply(&c, LQ_ERR_PARTIAL_CAPTURE_NOT_SUPPORTED,
+             "capture of 1000 names an amount, hold \"h1\" of 2 legs is captured in full only");
+    ck_assert_book_is(before, 3);
+    cmd_capture(&c, "c4", "h1", 0);
+    ck_apply(&c, LQ_OK, "");
+    ck_assert_hold("h1", LQ_HOLD_CAPTURED, true, true, 150);
+}
+END_TEST
+
+/*
+ * Every reason of a capture and a void, each where the earlier ones do not
+ * apply, then where several do: the first in the order of section 14 wins.
+ */
+START_TEST(test_capture_and_void_rejections_in_order)
+{
+    static const struct {
+        const char *hold;
+        int result;
+        const char *detail;
+    } cases[] = {
+        {"nope", LQ_ERR_HOLD_NOT_FOUND, "hold \"nope\" does not exist"},
+        {"p1", LQ_ERR_HOLD_NOT_FOUND, "hold \"p1\" does not exist"},       /* a transfer */
+        {"h-rej", LQ_ERR_HOLD_NOT_FOUND, "hold \"h-rej\" does not exist"}, /* rejected */
+        {"h-cap", LQ_ERR_HOLD_ALREADY_CAPTURED, "hold \"h-cap\" was already captured"},
+        {"h-cap-past", LQ_ERR_HOLD_ALREADY_CAPTURED, "hold \"h-cap-past\" was already captured"},
+        {"h-void", LQ_ERR_HOLD_ALREADY_VOIDED, "hold \"h-void\" was already voided"},
+        {"h-void-past", LQ_ERR_HOLD_ALREADY_VOIDED, "hold \"h-void-past\" was already voided"},
+        {"h-exp", LQ_ERR_HOLD_EXPIRED, "hold \"h-exp\" expired"},
+        {"h-past", LQ_ERR_HOLD_EXPIRED, "hold \"h-past\" is past its expiry"},
+    };
+    test_payment t, legs, two;
+    book_snapshot *before;
+    char id[32];
+
+    open_funded("acct:a", "EUR", 10000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    pay1(&t, "p1", "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h-rej", "acct:a", "acct:b", 100000);
+    ck_apply(&t, LQ_ERR_INSUFFICIENT_FUNDS,
+             "leg 1: account \"acct:a\" has balance 9990, cannot be debited 100000");
+    hold1(&t, "h-cap", "acct:a", "acct:b", 100);
+    ck_apply(&t, LQ_OK, "");
+    cmd_capture(&t, "c-cap", "h-cap", 0);
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h-void", "acct:a", "acct:b", 100);
+    ck_apply(&t, LQ_OK, "");
+    cmd_void(&t, "v-void", "h-void");
+    ck_apply(&t, LQ_OK, "");
+    /* As the db module loads them: resolved long ago, or pending with the held amounts. */
+    pay1(&legs, "x", "acct:a", "acct:b", 100, "EUR");
+    add_hold("h-cap-past", LQ_HOLD_CAPTURED, true, &legs);
+    add_hold("h-void-past", LQ_HOLD_VOIDED, true, &legs);
+    add_hold("h-exp", LQ_HOLD_EXPIRED, true, &legs);
+    add_hold("h-past", LQ_HOLD_PENDING, true, &legs);
+    pay_init(&two, "x");
+    pay_leg(&two, "acct:a", "acct:b", 100, "EUR");
+    pay_leg(&two, "acct:a", "acct:c", 100, "EUR");
+    add_hold("h-past2", LQ_HOLD_PENDING, true, &two);
+    account("acct:a")->held_debits = 300;
+    account("acct:b")->held_credits = 200;
+    account("acct:c")->held_credits = 100;
+
+    before = snapshot();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(id, sizeof(id), "c%zu", i);
+        cmd_capture(&t, id, cases[i].hold, 0);
+        ck_apply(&t, cases[i].result, cases[i].detail);
+        snprintf(id, sizeof(id), "v%zu", i);
+        cmd_void(&t, id, cases[i].hold);
+        ck_apply(&t, cases[i].result, cases[i].detail);
+    }
+    /* Resolved or expired before exceeds_hold_amount and partial_capture_not_supported. */
+    cmd_capture(&t, "c-a", "h-cap", 1000000);
+    ck_apply(&t, LQ_ERR_HOLD_ALREADY_CAPTURED, "hold \"h-cap\" was already captured");
+    cmd_capture(&t, "c-b", "h-void", 1000000);
+    ck_apply(&t, LQ_ERR_HOLD_ALREADY_VOIDED, "hold \"h-void\" was already voided");
+    cmd_capture(&t, "c-c", "h-past", 1000000);
+    ck_apply(&t, LQ_ERR_HOLD_EXPIRED, "hold \"h-past\" is past its expiry");
+    cmd_capture(&t, "c-d", "h-past2", 5);
+    ck_apply(&t, LQ_ERR_HOLD_EXPIRED, "hold \"h-past2\" is past its expiry");
+    ck_assert_book_is(before, 3);
+}
+END_TEST
+
+START_TEST(test_void_releases_and_posts_nothing)
+{
+    test_payment h, v;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    cmd_hold(&h, "h1", 60);
+    pay_leg(&h, "acct:a", "acct:b", 300, "EUR");
+    pay_leg(&h, "acct:a", "acct:c", 200, "EUR");
+    ck_apply(&h, LQ_OK, "");
+    ck_assert_held("acct:a", 500, 0, 500);
+    cmd_void(&v, "v1", "h1");
+    ck_apply(&v, LQ_OK, "");
+    ck_assert_account("acct:a", 0, 1000, true);
+    ck_assert_account("acct:b", 0, 0, true);
+    ck_assert_account("acct:c", 0, 0, true);
+    ck_assert_held("acct:a", 0, 0, 1000);
+    ck_assert_held("acct:b", 0, 0, 0);
+    ck_assert_held("acct:c", 0, 0, 0);
+    /* A "void" entry (amount 0) per leg on each account, the whole hold released. */
+    ck_assert_uint_eq(book.n_entries, 8);
+    ck_assert_entry(4, "acct:a", 3, "v1", "void", 1, 0, 1000);
+    ck_assert_entry_held(4, 0, 0);
+    ck_assert_entry(5, "acct:b", 2, "v1", "void", 1, 0, 0);
+    ck_assert_entry_held(5, 0, 0);
+    ck_assert_entry(6, "acct:a", 4, "v1", "void", 2, 0, 1000);
+    ck_assert_entry_held(6, 0, 0);
+    ck_assert_entry(7, "acct:c", 2, "v1", "void", 2, 0, 0);
+    ck_assert_entry_held(7, 0, 0);
+    ck_assert_ptr_eq(book.entries[4].command, v.p.id);
+    ck_assert_hold("h1", LQ_HOLD_VOIDED, true, true, 0);
+    ck_assert_ptr_eq(hold("h1")->resolved_by, v.p.id);
+    /* Voided once and for all. */
+    cmd_capture(&v, "c1", "h1", 0);
+    ck_apply(&v, LQ_ERR_HOLD_ALREADY_VOIDED, "hold \"h1\" was already voided");
+}
+END_TEST
+
+START_TEST(test_frozen_accounts_do_not_stop_capture_or_void)
+{
+    test_payment t;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    hold1(&t, "h1", "acct:a", "acct:b", 300);
+    ck_apply(&t, LQ_OK, "");
+    hold1(&t, "h2", "acct:a", "acct:b", 200);
+    ck_apply(&t, LQ_OK, "");
+    cmd_update(&t, "u1", "acct:a");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply(&t, LQ_OK, "");
+    cmd_update(&t, "u2", "acct:b");
+    set_status(&t, LQ_STATUS_FROZEN);
+    ck_apply(&t, LQ_OK, "");
+    /* The money was reserved before the freeze: it leaves all the same. */
+    cmd_capture(&t, "c1", "h1", 0);
+    ck_apply(&t, LQ_OK, "");
+    cmd_void(&t, "v2", "h2");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_account("acct:a", 300, 1000, true);
+    ck_assert_account("acct:b", 0, 300, true);
+    ck_assert_held("acct:a", 0, 0, 700);
+    ck_assert_held("acct:b", 0, 0, 300);
+    /* A new hold from the frozen account is refused. */
+    hold1(&t, "h3", "acct:a", "acct:b", 1);
+    ck_apply(&t, LQ_ERR_ACCOUNT_FROZEN, "leg 1: account \"acct:a\" is frozen");
+}
+END_TEST
+
+START_TEST(test_capture_and_void_after_expiry)
+{
+    test_payment t;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    cmd_hold(&t, "h1", 60);
+    pay_leg(&t, "acct:a", "acct:b", 300, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    cmd_hold(&t, "h2", 60);
+    pay_leg(&t, "acct:a", "acct:b", 200, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(lq_ledger_expire(&book, "h1"), LQ_OK);
+    /* h2's time has come too, but the sweep has not released it yet. */
+    hold("h2")->past_expiry = true;
+    before = snapshot();
+    cmd_capture(&t, "c1", "h1", 0);
+    ck_apply(&t, LQ_ERR_HOLD_EXPIRED, "hold \"h1\" expired");
+    cmd_void(&t, "v1", "h1");
+    ck_apply(&t, LQ_ERR_HOLD_EXPIRED, "hold \"h1\" expired");
+    cmd_capture(&t, "c2", "h2", 100);
+    ck_apply(&t, LQ_ERR_HOLD_EXPIRED, "hold \"h2\" is past its expiry");
+    cmd_void(&t, "v2", "h2");
+    ck_apply(&t, LQ_ERR_HOLD_EXPIRED, "hold \"h2\" is past its expiry");
+    ck_assert_book_is(before, 2);
+    ck_assert_held("acct:a", 200, 0, 800);
+}
+END_TEST
+
+START_TEST(test_capture_of_a_loaded_hold)
+{
+    test_payment legs, c;
+
+    /* As the db module loads it: the hold, and its amounts held on the accounts. */
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 250;
+    account("acct:a")->entries = 7;
+    account("acct:b")->held_credits = 250;
+    account("acct:b")->entries = 3;
+    pay1(&legs, "x", "acct:a", "acct:b", 250, "EUR");
+    add_hold("h1", LQ_HOLD_PENDING, false, &legs);
+    cmd_capture(&c, "c1", "h1", 100);
+    ck_apply(&c, LQ_OK, "");
+    ck_assert_hold("h1", LQ_HOLD_CAPTURED, false, true, 100);
+    ck_assert_account("acct:a", 100, 1000, true);
+    ck_assert_held("acct:a", 0, 0, 900);
+    ck_assert_held("acct:b", 0, 0, 100);
+    ck_assert_entry(0, "acct:a", 8, "c1", "capture", 1, -100, 900);
+    ck_assert_entry(1, "acct:b", 4, "c1", "capture", 1, 100, 100);
+}
+END_TEST
+
+/*
+ * The undo log restores a hold a failed command changed: a book that
+ * disagrees with its hold is an internal error, and nothing of it stays.
+ */
+START_TEST(test_failed_capture_restores_the_hold)
+{
+    test_payment h, t, legs;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    cmd_hold(&h, "h1", 0);
+    pay_leg(&h, "acct:a", "acct:b", 100, "EUR");
+    pay_leg(&h, "acct:a", "acct:c", 50, "EUR");
+    ck_apply(&h, LQ_OK, "");
+    /* c's held credits are not what the hold says: leg 1 is released before leg 2 fails. */
+    account("acct:c")->held_credits = 10;
+    before = snapshot();
+    cmd_capture(&t, "c1", "h1", 0);
+    ck_apply(&t, LQ_ERR_INTERNAL,
+             "hold \"h1\" leg 2: account \"acct:c\" has held debits 0 and held credits 10, cannot "
+             "release 50");
+    cmd_void(&t, "v1", "h1");
+    ck_apply(&t, LQ_ERR_INTERNAL,
+             "hold \"h1\" leg 2: account \"acct:c\" has held debits 0 and held credits 10, cannot "
+             "release 50");
+    ck_assert_int_eq(lq_ledger_expire(&book, "h1"), LQ_ERR_INTERNAL);
+    ck_assert_book_is(before, 3);
+    ck_assert_hold("h1", LQ_HOLD_PENDING, true, false, 0);
+    ck_assert_ptr_null(hold("h1")->resolved_by);
+
+    /* A hold whose account is not in the book. */
+    pay_init(&legs, "x");
+    pay_leg(&legs, "acct:a", "acct:b", 5, "EUR");
+    pay_leg(&legs, "acct:a", "acct:gone", 5, "EUR");
+    add_hold("h2", LQ_HOLD_PENDING, false, &legs);
+    account("acct:a")->held_debits += 10;
+    account("acct:b")->held_credits += 5;
+    before = snapshot();
+    cmd_capture(&t, "c2", "h2", 0);
+    ck_apply(&t, LQ_ERR_INTERNAL, "hold \"h2\" leg 2: account \"acct:gone\" is not in the book");
+    ck_assert_int_eq(lq_ledger_expire(&book, "h2"), LQ_ERR_INTERNAL);
+    ck_assert_book_is(before, 3);
+
+    /* A capture whose posting would overflow: the hold-time check would never have let it be. */
+    open_account("acct:neg", "EUR", true, INT64_MAX, 0);
+    account("acct:neg")->held_debits = 10;
+    account("acct:b")->held_credits += 10;
+    pay1(&legs, "x", "acct:neg", "acct:b", 10, "EUR");
+    add_hold("h3", LQ_HOLD_PENDING, false, &legs);
+    before = snapshot();
+    cmd_capture(&t, "c3", "h3", 0);
+    ck_apply(&t, LQ_ERR_INTERNAL,
+             "hold \"h3\" leg 1: debits 9223372036854775807 of account \"acct:neg\" cannot take a "
+             "capture of 10");
+    ck_assert_book_is(before, 4);
+    ck_assert_hold("h3", LQ_HOLD_PENDING, false, false, 0);
+}
+END_TEST
+
+START_TEST(test_malformed_hold_commands_are_internal_errors)
+{
+    test_payment t, legs;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    hold1(&t, "h1", "acct:a", "acct:b", 10);
+    ck_apply(&t, LQ_OK, "");
+    pay1(&legs, "x", "acct:a", "acct:b", 10, "EUR");
+    add_hold("h-odd", (lq_hold_status)9, false, &legs);
+    before = snapshot();
+    cmd_hold(&t, "h2", -1);
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_INTERNAL, "hold has timeout_s -1, not 0 to 31536000");
+    cmd_hold(&t, "h3", LQ_TIMEOUT_MAX + 1);
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_ERR_INTERNAL, "hold has timeout_s 31536001, not 0 to 31536000");
+    cmd_hold(&t, "h4", 0);
+    ck_apply(&t, LQ_ERR_INTERNAL, "payment has 0 legs, not 1 to 64");
+    cmd_hold(&t, "h5", 0);
+    pay_leg(&t, "acct:a", "acct:a", 10, "EUR");
+    ck_apply(&t, LQ_ERR_INTERNAL, "leg 1: debits and credits the same account \"acct:a\"");
+    /* An id already applied is stored: lq_ledger_decide() never applies it again. */
+    hold1(&t, "h1", "acct:a", "acct:b", 10);
+    ck_apply(&t, LQ_ERR_INTERNAL, "hold \"h1\" is in the book already");
+    cmd_capture(&t, "c1", "h1", -1);
+    ck_apply(&t, LQ_ERR_INTERNAL, "capture has amount -1, not positive or absent");
+    cmd_void(&t, "v1", "h1");
+    t.p.amount = 5;
+    ck_apply(&t, LQ_ERR_INTERNAL, "void has amount 5, a void has none");
+    cmd_capture(&t, "c2", "", 0);
+    ck_apply(&t, LQ_ERR_INTERNAL, "capture names no hold");
+    cmd_void(&t, "v2", "");
+    ck_apply(&t, LQ_ERR_INTERNAL, "void names no hold");
+    cmd_capture(&t, "c3", "h-odd", 0);
+    ck_apply(&t, LQ_ERR_INTERNAL, "hold \"h-odd\" has unknown status 9");
+    ck_assert_book_is(before, 2);
+    /* The longest timeout is fine. */
+    cmd_hold(&t, "h6", LQ_TIMEOUT_MAX);
+    pay_leg(&t, "acct:a", "acct:b", 10, "EUR");
+    ck_apply(&t, LQ_OK, "");
+    ck_assert_int_eq(hold("h6")->timeout_s, LQ_TIMEOUT_MAX);
+}
+END_TEST
+
+START_TEST(test_expire_releases_with_expiry_entries)
+{
+    test_payment h;
+    const lq_hold *k;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    open_funded("acct:c", "EUR", 0);
+    cmd_hold(&h, "h1", 60);
+    pay_leg(&h, "acct:a", "acct:b", 100, "EUR");
+    pay_leg(&h, "acct:a", "acct:c", 50, "EUR");
+    ck_apply(&h, LQ_OK, "");
+    ck_assert_int_eq(lq_ledger_expire(&book, "h1"), LQ_OK);
+    ck_assert_account("acct:a", 0, 1000, true);
+    ck_assert_account("acct:b", 0, 0, true);
+    ck_assert_held("acct:a", 0, 0, 1000);
+    ck_assert_held("acct:b", 0, 0, 0);
+    ck_assert_held("acct:c", 0, 0, 0);
+    k = hold("h1");
+    ck_assert_hold("h1", LQ_HOLD_EXPIRED, true, true, 0);
+    ck_assert_ptr_null(k->resolved_by);
+    ck_assert_uint_eq(book.n_entries, 8);
+    ck_assert_entry(4, "acct:a", 3, "h1", "expiry", 1, 0, 1000);
+    ck_assert_entry_held(4, 0, 0);
+    ck_assert_entry(5, "acct:b", 2, "h1", "expiry", 1, 0, 0);
+    ck_assert_entry_held(5, 0, 0);
+    ck_assert_entry(6, "acct:a", 4, "h1", "expiry", 2, 0, 1000);
+    ck_assert_entry_held(6, 0, 0);
+    ck_assert_entry(7, "acct:c", 2, "h1", "expiry", 2, 0, 0);
+    ck_assert_entry_held(7, 0, 0);
+    /* The command of an expiry entry is the hold's id in the book, not a command's. */
+    ck_assert_ptr_eq(book.entries[4].command, k->id);
+    ck_assert_ptr_eq(book.entries[7].command, k->id);
+    /* Released once. */
+    ck_assert_int_eq(lq_ledger_expire(&book, "h1"), LQ_ERR_INTERNAL);
+    ck_assert_uint_eq(book.n_entries, 8);
+}
+END_TEST
+
+START_TEST(test_expire_of_loaded_holds)
+{
+    test_payment legs;
+    book_snapshot *before;
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    account("acct:a")->held_debits = 70;
+    account("acct:a")->entries = 5;
+    account("acct:b")->held_credits = 70;
+    account("acct:b")->entries = 9;
+    pay1(&legs, "x", "acct:a", "acct:b", 70, "EUR");
+    add_hold("h-cap", LQ_HOLD_CAPTURED, true, &legs);
+    add_hold("h-void", LQ_HOLD_VOIDED, true, &legs);
+    add_hold("h-exp", LQ_HOLD_EXPIRED, true, &legs);
+    add_hold("h1", LQ_HOLD_PENDING, true, &legs);
+    before = snapshot();
+    ck_assert_int_eq(lq_ledger_expire(&book, NULL), LQ_ERR_NOT_FOUND);
+    ck_assert_int_eq(lq_ledger_expire(&book, "nope"), LQ_ERR_NOT_FOUND);
+    ck_assert_int_eq(lq_ledger_expire(&book, "h-cap"), LQ_ERR_INTERNAL);
+    ck_assert_int_eq(lq_ledger_expire(&book, "h-void"), LQ_ERR_INTERNAL);
+    ck_assert_int_eq(lq_ledger_expire(&book, "h-exp"), LQ_ERR_INTERNAL);
+    ck_assert_book_is(before, 2);
+    ck_assert_int_eq(lq_ledger_expire(&book, "h1"), LQ_OK);
+    ck_assert_hold("h1", LQ_HOLD_EXPIRED, false, true, 0);
+    ck_assert_held("acct:a", 0, 0, 1000);
+    ck_assert_held("acct:b", 0, 0, 0);
+    ck_assert_account("acct:a", 0, 1000, true);
+    ck_assert_uint_eq(book.n_entries, 2);
+    ck_assert_entry(0, "acct:a", 6, "h1", "expiry", 1, 0, 1000);
+    ck_assert_entry(1, "acct:b", 10, "h1", "expiry", 1, 0, 0);
+    /* The others are as they were. */
+    ck_assert_hold("h-cap", LQ_HOLD_CAPTURED, false, false, 0);
+    ck_assert_hold("h-exp", LQ_HOLD_EXPIRED, false, false, 0);
+}
+END_TEST
+
+/* ---- section 14: holds in a batch ---------------------------------------------- */
+
+START_TEST(test_decide_hold_and_capture_in_one_batch)
+{
+    test_payment h, c1, c2, v, p;
+    lq_item items[5];
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    hold1(&h, "h1", "acct:a", "acct:b", 500);
+    cmd_capture(&c1, "c1", "h1", 200);
+    cmd_capture(&c2, "c2", "h1", 0);
+    cmd_void(&v, "v1", "h1");
+    pay1(&p, "p1", "acct:a", "acct:b", 800, "EUR"); /* the 300 not captured are back */
+    item_init(&items[0], &h);
+    item_init(&items[1], &c1);
+    item_init(&items[2], &c2);
+    item_init(&items[3], &v);
+    item_init(&items[4], &p);
+    lq_ledger_decide(items, 5, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[1], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[2], LQ_ERR_HOLD_ALREADY_CAPTURED, false, true,
+                      "hold \"h1\" was already captured", NOW);
+    ck_assert_outcome(&items[3], LQ_ERR_HOLD_ALREADY_CAPTURED, false, true,
+                      "hold \"h1\" was already captured", NOW);
+    ck_assert_outcome(&items[4], LQ_OK, false, true, "", NOW);
+    /* Only the applied capture of a single-leg hold carries an amount. */
+    ck_assert_int_eq(items[0].outcome.amount, 0);
+    ck_assert_int_eq(items[1].outcome.amount, 200);
+    ck_assert_int_eq(items[2].outcome.amount, 0);
+    ck_assert_int_eq(items[3].outcome.amount, 0);
+    ck_assert_int_eq(items[4].outcome.amount, 0);
+    /* Placed and resolved in the batch: the db module inserts it captured. */
+    ck_assert_hold("h1", LQ_HOLD_CAPTURED, true, true, 200);
+    ck_assert_ptr_eq(hold("h1")->resolved_by, c1.p.id);
+    ck_assert_account("acct:a", 1000, 1000, true);
+    ck_assert_account("acct:b", 0, 1000, true);
+    ck_assert_held("acct:a", 0, 0, 0);
+    ck_assert_uint_eq(book.n_entries, 6);
+}
+END_TEST
+
+START_TEST(test_decide_capture_amounts)
+{
+    test_payment h1, h2, h3, c1, c2, c3, v3;
+    lq_item items[7];
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    hold1(&h1, "h1", "acct:a", "acct:b", 300);
+    cmd_hold(&h2, "h2", 0);
+    pay_leg(&h2, "acct:a", "acct:b", 100, "EUR");
+    pay_leg(&h2, "acct:a", "acct:b", 50, "EUR");
+    hold1(&h3, "h3", "acct:a", "acct:b", 10);
+    cmd_capture(&c1, "c1", "h1", 0);  /* no amount: all of it */
+    cmd_capture(&c2, "c2", "h2", 0);  /* several legs: null */
+    cmd_capture(&c3, "c3", "h9", 10); /* rejected: null */
+    cmd_void(&v3, "v3", "h3");
+    item_init(&items[0], &h1);
+    item_init(&items[1], &h2);
+    item_init(&items[2], &h3);
+    item_init(&items[3], &c1);
+    item_init(&items[4], &c2);
+    item_init(&items[5], &c3);
+    item_init(&items[6], &v3);
+    lq_ledger_decide(items, 7, &book, NOW);
+    ck_assert_outcome(&items[3], LQ_OK, false, true, "", NOW);
+    ck_assert_int_eq(items[3].outcome.amount, 300);
+    ck_assert_outcome(&items[4], LQ_OK, false, true, "", NOW);
+    ck_assert_int_eq(items[4].outcome.amount, 0);
+    ck_assert_hold("h2", LQ_HOLD_CAPTURED, true, true, 150);
+    ck_assert_outcome(&items[5], LQ_ERR_HOLD_NOT_FOUND, false, true, "hold \"h9\" does not exist",
+                      NOW);
+    ck_assert_int_eq(items[5].outcome.amount, 0);
+    ck_assert_outcome(&items[6], LQ_OK, false, true, "", NOW);
+    ck_assert_int_eq(items[6].outcome.amount, 0);
+    ck_assert_account("acct:a", 450, 1000, true);
+}
+END_TEST
+
+/* A capture published before its hold's result arrived gets a final hold_not_found (section 12). */
+START_TEST(test_decide_capture_before_its_hold_or_of_a_rejected_one)
+{
+    test_payment c1, h1, h2, c2;
+    lq_item items[4];
+
+    open_funded("acct:a", "EUR", 100);
+    open_funded("acct:b", "EUR", 0);
+    cmd_capture(&c1, "c1", "h1", 0);
+    hold1(&h1, "h1", "acct:a", "acct:b", 60);
+    hold1(&h2, "h2", "acct:a", "acct:b", 60); /* 40 left */
+    cmd_capture(&c2, "c2", "h2", 0);
+    item_init(&items[0], &c1);
+    item_init(&items[1], &h1);
+    item_init(&items[2], &h2);
+    item_init(&items[3], &c2);
+    lq_ledger_decide(items, 4, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_ERR_HOLD_NOT_FOUND, false, true, "hold \"h1\" does not exist",
+                      NOW);
+    ck_assert_outcome(&items[1], LQ_OK, false, true, "", NOW);
+    ck_assert_outcome(&items[2], LQ_ERR_INSUFFICIENT_FUNDS, false, true,
+                      "leg 1: account \"acct:a\" has balance 100 (available 40), cannot be "
+                      "debited 60",
+                      NOW);
+    ck_assert_outcome(&items[3], LQ_ERR_HOLD_NOT_FOUND, false, true, "hold \"h2\" does not exist",
+                      NOW);
+    ck_assert_hold("h1", LQ_HOLD_PENDING, true, false, 0);
+    ck_assert_uint_eq(book.n_holds, 1);
+    ck_assert_held("acct:a", 60, 0, 40);
+}
+END_TEST
+
+START_TEST(test_decide_duplicates_get_the_stored_amount)
+{
+    test_payment h2, c1, c1_unconfirmed, c2, c2_again, c2_other;
+    lq_item items[6];
+
+    open_funded("acct:a", "EUR", 1000);
+    open_funded("acct:b", "EUR", 0);
+    /* c1 was applied in an earlier batch, posting 700. */
+    cmd_capture(&c1, "c1", "h1", 700);
+    item_init(&items[0], &c1);
+    item_stored(&items[0], true, LQ_OK, "", EARLIER);
+    items[0].stored_outcome.amount = 700;
+    /* And again, its first event never confirmed: the first outcome again, amount included. */
+    cmd_capture(&c1_unconfirmed, "c1", "h1", 700);
+    item_init(&items[1], &c1_unconfirmed);
+    item_stored(&items[1], true, LQ_OK, "", EARLIER);
+    items[1].stored_outcome.amount = 700;
+    items[1].stored_published = false;
+    hold1(&h2, "h2", "acct:a", "acct:b", 400);
+    item_init(&items[2], &h2);
+    cmd_capture(&c2, "c2", "h2", 250);
+    item_init(&items[3], &c2);
+    cmd_capture(&c2_again, "c2", "h2", 250);
+    item_init(&items[4], &c2_again);
+    cmd_capture(&c2_other, "c2", "h2", 1);
+    item_init(&items[5], &c2_other);
+    lq_ledger_decide(items, 6, &book, NOW);
+    ck_assert_outcome(&items[0], LQ_OK, true, false, "", EARLIER);
+    ck_assert_int_eq(items[0].outcome.amount, 700);
+    ck_assert_outcome(&items[1], LQ_OK, false, false, "", EARLIER);
+    ck_assert_int_eq(items[1].outcome.amount, 700);
+    ck_assert_outcome(&items[3], LQ_OK, false, true, "", NOW);
+    ck_assert_int_eq(items[3].outcome.amount, 250);
+    ck_assert_outcome(&items[4], LQ_OK, true, false, "", NOW);
+    ck_assert_int_eq(items[4].outcome.amount, 250);
+    ck_assert_outcome(&items[5], LQ_ERR_IDEMPOTENCY_CONFLICT, false, false,
+                      "id was first used with other content", NOW);
+    ck_assert_int_eq(items[5].outcome.amount, 0);
+    /* Captured once. */
+    ck_assert_account("acct:a", 250, 1000, true);
+    ck_assert_uint_eq(book.n_entries, 4);
+}
+END_TEST
+
 static Suite *ledger_suite(void)
 {
     Suite *s = suite_create("ledger");
@@ -2484,6 +3775,14 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_book_clear_keeps_allocation);
     tcase_add_test(tc, test_available_is_balance_minus_held_debits);
     tcase_add_test(tc, test_book_clear_and_release_free_entries);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("book holds");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_hold_status_names);
+    tcase_add_test(tc, test_book_holds_sorted_and_found);
+    tcase_add_test(tc, test_book_holds_grow_past_initial_capacity);
+    tcase_add_test(tc, test_book_clear_and_release_free_holds);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("outcomes");
@@ -2535,6 +3834,7 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_frozen_without_a_floor_is_still_frozen);
     tcase_add_test(tc, test_closed_on_either_side);
     tcase_add_test(tc, test_int64_edges_of_floors_and_ceilings);
+    tcase_add_test(tc, test_amount_overflow_counts_held_amounts);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("transfer entries");
@@ -2599,6 +3899,47 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_decide_freeze_and_unfreeze_in_one_batch);
     tcase_add_test(tc, test_decide_same_id_across_types_is_conflict);
     tcase_add_test(tc, test_decide_internal_error_is_not_stored);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("holds");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_hold_applied_reserves_and_posts_nothing);
+    tcase_add_test(tc, test_hold_rejected_for_each_leg_reason);
+    tcase_add_test(tc, test_hold_amount_overflow_counts_held_totals);
+    tcase_add_test(tc, test_multi_leg_hold_later_legs_see_earlier_holds);
+    tcase_add_test(tc, test_rejected_hold_leaves_book_and_entries_untouched);
+    tcase_add_test(tc, test_transfer_refused_because_of_a_hold_accepted_after_void);
+    tcase_add_test(tc, test_holds_count_against_the_ceiling);
+    tcase_add_test(tc, test_malformed_hold_commands_are_internal_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("capture and void");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_capture_in_full_of_a_single_leg_hold);
+    tcase_add_test(tc, test_partial_capture_releases_the_rest);
+    tcase_add_test(tc, test_capture_of_exactly_the_held_amount_then_one_more);
+    tcase_add_test(tc, test_multi_leg_hold_captured_in_full);
+    tcase_add_test(tc, test_partial_capture_of_several_legs_is_not_supported);
+    tcase_add_test(tc, test_capture_and_void_rejections_in_order);
+    tcase_add_test(tc, test_void_releases_and_posts_nothing);
+    tcase_add_test(tc, test_frozen_accounts_do_not_stop_capture_or_void);
+    tcase_add_test(tc, test_capture_and_void_after_expiry);
+    tcase_add_test(tc, test_capture_of_a_loaded_hold);
+    tcase_add_test(tc, test_failed_capture_restores_the_hold);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("expiry");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_expire_releases_with_expiry_entries);
+    tcase_add_test(tc, test_expire_of_loaded_holds);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("holds in a batch");
+    tcase_add_checked_fixture(tc, book_setup, book_teardown);
+    tcase_add_test(tc, test_decide_hold_and_capture_in_one_batch);
+    tcase_add_test(tc, test_decide_capture_amounts);
+    tcase_add_test(tc, test_decide_capture_before_its_hold_or_of_a_rejected_one);
+    tcase_add_test(tc, test_decide_duplicates_get_the_stored_amount);
     suite_add_tcase(s, tc);
 
     return s;

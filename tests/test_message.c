@@ -1672,9 +1672,13 @@ START_TEST(type_names)
         {LQ_CMD_TRANSFER, "transfer", "payment"},
         {LQ_CMD_ACCOUNT_OPEN, "account.open", "account"},
         {LQ_CMD_ACCOUNT_UPDATE, "account.update", "account"},
+        {LQ_CMD_HOLD, "hold", "hold"},
+        {LQ_CMD_CAPTURE, "capture", "capture"},
+        {LQ_CMD_VOID, "void", "void"},
     };
-    static const char *const not_types[] = {"Transfer", "",        "hold",          "capture",
-                                            "void",     "account", "account.close", "transfer "};
+    static const char *const not_types[] = {"Transfer", "",          "Hold",          "hold ",
+                                            "captured", "account",   "account.close", "transfer ",
+                                            "payment",  "authorize", "refund"};
     lq_command_type t = LQ_CMD_ACCOUNT_UPDATE;
 
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
@@ -1688,6 +1692,8 @@ START_TEST(type_names)
         ck_assert_msg(!lq_command_type_parse(not_types[i], &t), "%s", not_types[i]);
     ck_assert(!lq_command_type_parse(NULL, &t));
     ck_assert_int_eq(t, LQ_CMD_ACCOUNT_OPEN);
+    ck_assert_str_eq(lq_command_type_name((lq_command_type)99), "unknown");
+    ck_assert_str_eq(lq_command_family((lq_command_type)99), "unknown");
 }
 END_TEST
 
@@ -1744,13 +1750,14 @@ START_TEST(unknown_types_are_invalid)
     lq_command *p = UNTOUCHED;
     char detail[LQ_DETAIL_MAX];
 
-    /* later command types are unknown until they are built */
-    expect_invalid(PAY(",\"type\":\"hold\""), "type: unknown command type \"hold\"");
-    expect_invalid("{\"type\":\"capture\",\"id\":\"c\",\"hold\":\"h\"}",
-                   "type: unknown command type \"capture\"");
-    expect_invalid("{\"type\":\"void\"}", "type: unknown command type \"void\"");
+    /* types no release has */
+    expect_invalid(PAY(",\"type\":\"refund\""), "type: unknown command type \"refund\"");
+    expect_invalid("{\"type\":\"authorize\"}", "type: unknown command type \"authorize\"");
     /* names are exact */
     expect_invalid(PAY(",\"type\":\"Transfer\""), "type: unknown command type \"Transfer\"");
+    expect_invalid(PAY(",\"type\":\"Hold\""), "type: unknown command type \"Hold\"");
+    expect_invalid("{\"type\":\"capture \",\"id\":\"c\",\"hold\":\"h\"}",
+                   "type: unknown command type \"capture \"");
     expect_invalid(PAY(",\"type\":\"\""), "type: unknown command type \"\"");
     expect_invalid(OPEN_HEAD ",\"type\":\"account.close\"}", "type: appears twice");
     expect_invalid("{\"type\":\"account.close\",\"id\":\"x\",\"account\":\"a\"}",
@@ -1791,12 +1798,16 @@ END_TEST
 START_TEST(type_is_read_before_the_other_fields)
 {
     /* the type decides which fields are known, so it is checked first */
-    expect_invalid("{\"foo\":1,\"type\":\"hold\"}", "type: unknown command type \"hold\"");
+    expect_invalid("{\"foo\":1,\"type\":\"refund\"}", "type: unknown command type \"refund\"");
     expect_invalid("{\"id\":\"a\",\"id\":\"b\",\"type\":7}", "type: must be a string");
     /* then the type's own rules, in their order */
     expect_invalid("{\"foo\":1,\"type\":\"account.open\"}", "foo: unknown field");
     expect_invalid("{\"type\":\"account.open\"}", "id: is required");
     expect_invalid("{\"type\":\"transfer\"}", "id: is required");
+    expect_invalid("{\"foo\":1,\"type\":\"hold\"}", "foo: unknown field");
+    expect_invalid("{\"type\":\"hold\"}", "id: is required");
+    expect_invalid("{\"type\":\"capture\"}", "id: is required");
+    expect_invalid("{\"type\":\"void\"}", "id: is required");
 }
 END_TEST
 
@@ -1840,9 +1851,11 @@ START_TEST(peek_id_finds_the_id_of_every_type)
     ck_assert_str_eq(id, "u-1");
     ck_assert(peek(PAY(",\"type\":\"transfer\""), id));
     ck_assert_str_eq(id, "p-1");
-    /* also of types not known (yet): they are dead-lettered under their id */
-    ck_assert(peek("{\"type\":\"hold\",\"id\":\"h-1\"}", id));
-    ck_assert_str_eq(id, "h-1");
+    ck_assert(peek("{\"type\":\"void\",\"id\":\"v-1\",\"hold\":\"h-1\"}", id));
+    ck_assert_str_eq(id, "v-1");
+    /* also of types not known: they are dead-lettered under their id */
+    ck_assert(peek("{\"type\":\"refund\",\"id\":\"r-1\"}", id));
+    ck_assert_str_eq(id, "r-1");
 }
 END_TEST
 
@@ -2463,6 +2476,526 @@ START_TEST(account_change_release_accepts_an_empty_change)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* hold, capture, void (docs/protocol.md section 14) */
+
+#define HOLD_HEAD "{\"type\":\"hold\",\"id\":\"h-1\","
+/* A valid single-leg hold, with more fields spliced in at the end. */
+#define HOLD(extra)  HOLD_HEAD PAY_LEG extra "}"
+#define CAPTURE_HEAD "{\"type\":\"capture\",\"id\":\"c-1\",\"hold\":\"h-1\""
+/* A valid capture of the full held amount, with more fields spliced in at the end. */
+#define CAPTURE(extra) CAPTURE_HEAD extra "}"
+#define VOID_HEAD      "{\"type\":\"void\",\"id\":\"v-1\",\"hold\":\"h-1\""
+/* A valid void, with more fields spliced in at the end. */
+#define VOID(extra) VOID_HEAD extra "}"
+
+START_TEST(hold_single_form_is_parsed)
+{
+    lq_command *c = parse_ok(HOLD(",\"timeout_s\":600,\"reference\":\"order-42\","
+                                  "\"metadata\":{\"channel\":\"web\"}"));
+
+    ck_assert_int_eq(c->type, LQ_CMD_HOLD);
+    ck_assert_str_eq(c->id, "h-1");
+    ck_assert_uint_eq(c->n_legs, 1);
+    ck_assert_str_eq(c->legs[0].debit, "acct:a");
+    ck_assert_str_eq(c->legs[0].credit, "acct:b");
+    ck_assert_int_eq(c->legs[0].amount, 100);
+    ck_assert_str_eq(c->legs[0].currency, "EUR");
+    ck_assert_int_eq(c->timeout_s, 600);
+    ck_assert_str_eq(c->reference, "order-42");
+    ck_assert_str_eq(c->metadata, "{\"channel\":\"web\"}");
+    /* the fields of the other types stay zero */
+    ck_assert_str_eq(c->hold, "");
+    ck_assert_int_eq(c->amount, 0);
+    ck_assert_str_eq(c->change.account, "");
+    lq_command_free(c);
+
+    /* no timeout_s: it never expires */
+    c = parse_ok(HOLD(""));
+    ck_assert_int_eq(c->timeout_s, 0);
+    ck_assert_ptr_null(c->reference);
+    ck_assert_ptr_null(c->metadata);
+    lq_command_free(c);
+}
+END_TEST
+
+START_TEST(hold_legs_form_is_parsed)
+{
+    lq_command *c = parse_ok(
+        "{\"type\":\"hold\",\"id\":\"h-2\",\"timeout_s\":1,\"legs\":["
+        "{\"debit\":\"acct:alice\",\"credit\":\"acct:shop\",\"amount\":900,\"currency\":\"EUR\"},"
+        "{\"debit\":\"acct:alice\",\"credit\":\"acct:fees\",\"amount\":\"100\","
+        "\"currency\":\"EUR\"}]}");
+
+    ck_assert_int_eq(c->type, LQ_CMD_HOLD);
+    ck_assert_uint_eq(c->n_legs, 2);
+    ck_assert_str_eq(c->legs[0].credit, "acct:shop");
+    ck_assert_int_eq(c->legs[0].amount, 900);
+    ck_assert_str_eq(c->legs[1].credit, "acct:fees");
+    ck_assert_int_eq(c->legs[1].amount, 100);
+    ck_assert_int_eq(c->timeout_s, 1);
+    lq_command_free(c);
+}
+END_TEST
+
+/* timeout_s: a JSON integer literal, 1 .. 31536000, nothing else */
+static const struct {
+    const char *json;
+    int err;
+    int64_t value;
+} timeouts[] = {
+    {"1", LQ_OK, 1},
+    {"60", LQ_OK, 60},
+    {"31536000", LQ_OK, 31536000},
+    {"0", LQ_ERR_INVALID_PAYMENT, 0},
+    {"31536001", LQ_ERR_INVALID_PAYMENT, 0},
+    {"99999999999999999999999", LQ_ERR_INVALID_PAYMENT, 0},
+    {"-1", LQ_ERR_INVALID_PAYMENT, 0},
+    {"-0", LQ_ERR_INVALID_PAYMENT, 0},
+    /* whole values spelled otherwise are not integer literals */
+    {"1.0", LQ_ERR_INVALID_PAYMENT, 0},
+    {"60.0", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1e3", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1E3", LQ_ERR_INVALID_PAYMENT, 0},
+    {"6e+1", LQ_ERR_INVALID_PAYMENT, 0},
+    {"1.5", LQ_ERR_INVALID_PAYMENT, 0},
+    {"0.5", LQ_ERR_INVALID_PAYMENT, 0},
+    /* other types */
+    {"\"60\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"\"\"", LQ_ERR_INVALID_PAYMENT, 0},
+    {"null", LQ_ERR_INVALID_PAYMENT, 0},
+    {"true", LQ_ERR_INVALID_PAYMENT, 0},
+    {"false", LQ_ERR_INVALID_PAYMENT, 0},
+    {"[60]", LQ_ERR_INVALID_PAYMENT, 0},
+    {"{}", LQ_ERR_INVALID_PAYMENT, 0},
+    /* not JSON */
+    {"060", LQ_ERR_MALFORMED_JSON, 0},
+    {"+60", LQ_ERR_MALFORMED_JSON, 0},
+};
+
+START_TEST(hold_timeout_s_rules)
+{
+    const char *json = timeouts[_i].json;
+    char *single = body_printf(HOLD(",\"timeout_s\":%s"), json);
+    /* numbers before it, in the legs and in metadata, do not stand in for it */
+    char *legs = body_printf("{\"metadata\":{\"n\":[0,1.5]},\"type\":\"hold\",\"id\":\"h\","
+                             "\"legs\":[{" PAY_LEG "}],\"timeout_s\":%s}",
+                             json);
+
+    if (timeouts[_i].err == LQ_OK) {
+        lq_command *c = parse_ok(single);
+
+        ck_assert_int_eq(c->timeout_s, timeouts[_i].value);
+        lq_command_free(c);
+        c = parse_ok(legs);
+        ck_assert_int_eq(c->timeout_s, timeouts[_i].value);
+        ck_assert_int_eq(c->legs[0].amount, 100);
+        lq_command_free(c);
+    } else if (timeouts[_i].err == LQ_ERR_INVALID_PAYMENT) {
+        lq_command *c = UNTOUCHED;
+        char detail[LQ_DETAIL_MAX] = "";
+
+        ck_assert_int_eq(parse_s(single, &c, detail), LQ_ERR_INVALID_PAYMENT);
+        ck_assert_str_eq(detail, "timeout_s: must be a JSON integer from 1 to 31536000");
+        ck_assert_ptr_eq(c, UNTOUCHED);
+        expect_invalid(legs, "timeout_s: must be a JSON integer from 1 to 31536000");
+    } else {
+        expect_malformed(single);
+        expect_malformed(legs);
+    }
+    free(legs);
+    free(single);
+}
+END_TEST
+
+START_TEST(hold_legs_follow_the_transfer_rules)
+{
+    /* the form */
+    expect_invalid("{\"type\":\"hold\",\"id\":\"h\"}",
+                   "body: must have debit, credit, amount and currency, or legs");
+    expect_invalid("{\"type\":\"hold\",\"id\":\"h\",\"timeout_s\":60}",
+                   "body: must have debit, credit, amount and currency, or legs");
+    expect_invalid(HOLD(",\"legs\":[{" PAY_LEG "}]"),
+                   "legs: cannot be combined with debit, credit, amount or currency");
+    expect_invalid("{\"type\":\"hold\",\"id\":\"h\",\"legs\":[]}", "legs: must have 1 to 64 legs");
+    expect_invalid("{\"type\":\"hold\",\"id\":\"h\",\"legs\":{}}",
+                   "legs: must be an array of 1 to 64 legs");
+    expect_invalid("{\"type\":\"hold\",\"id\":\"h\",\"legs\":[{" PAY_LEG "},7]}",
+                   "legs[1]: must be an object");
+    /* each leg, in order */
+    expect_invalid(HOLD_HEAD "\"credit\":\"b\",\"amount\":1,\"currency\":\"EUR\"}",
+                   "debit: is required");
+    expect_invalid(HOLD_HEAD "\"debit\":\"a\",\"credit\":\"a\",\"amount\":1,\"currency\":\"EUR\"}",
+                   "debit: must differ from credit");
+    expect_invalid(HOLD_HEAD "\"debit\":\"a\",\"credit\":\"b\",\"amount\":0,\"currency\":\"EUR\"}",
+                   "amount: must be a positive whole number");
+    expect_invalid(HOLD_HEAD "\"debit\":\"a\",\"credit\":\"b\",\"amount\":1,\"currency\":\"eur\"}",
+                   "currency: must be three upper-case letters");
+    expect_invalid("{\"type\":\"hold\",\"id\":\"h\",\"legs\":[{" PAY_LEG "},{\"debit\":\"a\","
+                   "\"credit\":\"b\",\"amount\":1.5,\"currency\":\"EUR\"}]}",
+                   "legs[1].amount: must be a positive whole number");
+    expect_invalid("{\"type\":\"hold\",\"id\":\"h\",\"legs\":[{" PAY_LEG ",\"timeout_s\":60}]}",
+                   "legs[0].timeout_s: unknown field");
+    /* amounts, however spelled, as a transfer's */
+    {
+        lq_command *c =
+            parse_ok(HOLD_HEAD "\"debit\":\"a\",\"credit\":\"b\","
+                               "\"amount\":\"9223372036854775807\",\"currency\":\"EUR\"}");
+
+        ck_assert_int_eq(c->legs[0].amount, INT64_MAX);
+        lq_command_free(c);
+        c = parse_ok(HOLD_HEAD
+                     "\"debit\":\"a\",\"credit\":\"b\",\"amount\":1e3,\"currency\":\"EUR\"}");
+        ck_assert_int_eq(c->legs[0].amount, 1000);
+        lq_command_free(c);
+    }
+}
+END_TEST
+
+START_TEST(hold_fields_are_checked_in_order)
+{
+    /* unknown or repeated names first, in document order */
+    expect_invalid("{\"type\":\"hold\",\"foo\":1,\"id\":7}", "foo: unknown field");
+    expect_invalid(HOLD(",\"timeout_s\":1,\"timeout_s\":2"), "timeout_s: appears twice");
+    /* then id, the legs, timeout_s, reference, metadata */
+    expect_invalid("{\"type\":\"hold\",\"timeout_s\":0," PAY_LEG "}", "id: is required");
+    expect_invalid(HOLD_HEAD "\"debit\":\"a\",\"credit\":\"a\",\"amount\":1,\"currency\":\"EUR\","
+                             "\"timeout_s\":0}",
+                   "debit: must differ from credit");
+    expect_invalid(HOLD(",\"reference\":7,\"timeout_s\":0"), "timeout_s: must be");
+    expect_invalid(HOLD(",\"metadata\":7,\"reference\":7"), "reference: must be");
+    expect_invalid(HOLD(",\"metadata\":7"), "metadata: must be a JSON object");
+}
+END_TEST
+
+START_TEST(hold_reference_and_metadata_rules)
+{
+    char *r256 = repeat('r', 256), *r257 = repeat('r', 257);
+    const char *const heads[] = {HOLD(""), CAPTURE(""), VOID("")};
+
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        /* the body without its closing brace, then more fields */
+        int n = (int)strlen(heads[i]) - 1;
+        char *body;
+        lq_command *c;
+
+        body = body_printf("%.*s,\"reference\":\"%s\"}", n, heads[i], r256);
+        c = parse_ok(body);
+        ck_assert_str_eq(c->reference, r256);
+        lq_command_free(c);
+        free(body);
+        body = body_printf("%.*s,\"reference\":\"%s\"}", n, heads[i], r257);
+        expect_invalid(body, "reference: must be a string of at most 256 bytes");
+        free(body);
+        body = body_printf("%.*s,\"reference\":null}", n, heads[i]);
+        expect_invalid(body, "reference: must be a string of at most 256 bytes");
+        free(body);
+        body =
+            body_printf("%.*s,\"reference\":\"\",\"metadata\":{\"k\": [1, \"v\"]}}", n, heads[i]);
+        c = parse_ok(body);
+        ck_assert_str_eq(c->reference, "");
+        ck_assert_str_eq(c->metadata, "{\"k\":[1,\"v\"]}");
+        lq_command_free(c);
+        free(body);
+        body = body_printf("%.*s,\"metadata\":[]}", n, heads[i]);
+        expect_invalid(body, "metadata: must be a JSON object of at most 4096 bytes");
+        free(body);
+    }
+    free(r257);
+    free(r256);
+}
+END_TEST
+
+START_TEST(capture_is_parsed)
+{
+    lq_command *c = parse_ok("{\"type\": \"capture\", \"id\": \"cap-1\", \"hold\": \"auth-1\", "
+                             "\"amount\": 900, \"reference\": \"ship-1\", \"metadata\": {}}");
+
+    ck_assert_int_eq(c->type, LQ_CMD_CAPTURE);
+    ck_assert_str_eq(c->id, "cap-1");
+    ck_assert_str_eq(c->hold, "auth-1");
+    ck_assert_int_eq(c->amount, 900);
+    ck_assert_str_eq(c->reference, "ship-1");
+    ck_assert_str_eq(c->metadata, "{}");
+    ck_assert_uint_eq(c->n_legs, 0);
+    ck_assert_ptr_null(c->legs);
+    ck_assert_int_eq(c->timeout_s, 0);
+    lq_command_free(c);
+
+    /* no amount: the full held amount */
+    c = parse_ok(CAPTURE(""));
+    ck_assert_int_eq(c->type, LQ_CMD_CAPTURE);
+    ck_assert_str_eq(c->hold, "h-1");
+    ck_assert_int_eq(c->amount, 0);
+    ck_assert_ptr_null(c->reference);
+    ck_assert_ptr_null(c->metadata);
+    lq_command_free(c);
+}
+END_TEST
+
+START_TEST(capture_amount_rules)
+{
+    /* the amounts of a transfer's legs, same spellings, same edges */
+    const char *json = amounts[_i].json;
+    char *body = body_printf(CAPTURE(",\"amount\":%s"), json);
+
+    if (amounts[_i].err == LQ_OK) {
+        lq_command *c = parse_ok(body);
+
+        ck_assert_msg(c->amount == amounts[_i].value, "amount %s: got %lld", json,
+                      (long long)c->amount);
+        lq_command_free(c);
+    } else if (amounts[_i].err == LQ_ERR_INVALID_PAYMENT) {
+        expect_invalid(body, "amount: ");
+    } else {
+        expect_malformed(body);
+    }
+    free(body);
+}
+END_TEST
+
+START_TEST(capture_amount_details)
+{
+    expect_invalid(CAPTURE(",\"amount\":0"), "amount: must be a positive whole number");
+    expect_invalid(CAPTURE(",\"amount\":1.5"), "amount: must be a positive whole number");
+    expect_invalid(CAPTURE(",\"amount\":null"), "amount: must be a positive whole number");
+    expect_invalid(CAPTURE(",\"amount\":9007199254740992"),
+                   "amount: a JSON number must be at most 9007199254740991; write larger "
+                   "amounts as a string");
+    expect_invalid(CAPTURE(",\"amount\":\"9223372036854775808\""),
+                   "amount: must be at most 9223372036854775807");
+}
+END_TEST
+
+START_TEST(void_is_parsed)
+{
+    lq_command *c = parse_ok("{\"type\": \"void\", \"id\": \"void-1\", \"hold\": \"auth-1\"}");
+
+    ck_assert_int_eq(c->type, LQ_CMD_VOID);
+    ck_assert_str_eq(c->id, "void-1");
+    ck_assert_str_eq(c->hold, "auth-1");
+    ck_assert_int_eq(c->amount, 0);
+    ck_assert_ptr_null(c->reference);
+    ck_assert_ptr_null(c->metadata);
+    ck_assert_ptr_null(c->legs);
+    lq_command_free(c);
+    c = parse_ok(VOID(",\"reference\":\"customer cancelled\",\"metadata\":{\"by\":\"ops\"}"));
+    ck_assert_str_eq(c->reference, "customer cancelled");
+    ck_assert_str_eq(c->metadata, "{\"by\":\"ops\"}");
+    lq_command_free(c);
+}
+END_TEST
+
+START_TEST(hold_field_of_capture_and_void)
+{
+    /* the hold is named by its command id: the id's rules */
+    static const char *const heads[] = {"{\"type\":\"capture\",\"id\":\"c\"",
+                                        "{\"type\":\"void\",\"id\":\"v\""};
+    static const char *const bad[] = {"\"\"", "\"a b\"", "\"a|b\"", "\"caf\xc3\xa9\"",
+                                      "42",   "null",    "true",    "[\"h-1\"]",
+                                      "{}",   "\"a/b\""};
+    char *h128 = repeat('h', 128), *h129 = repeat('h', 129);
+
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        char *body;
+        lq_command *c;
+
+        body = body_printf("%s}", heads[i]);
+        expect_invalid(body, "hold: is required");
+        free(body);
+        body = body_printf("%s,\"hold\":\"%s\"}", heads[i], h128);
+        c = parse_ok(body);
+        ck_assert_str_eq(c->hold, h128);
+        lq_command_free(c);
+        free(body);
+        body = body_printf("%s,\"hold\":\"AZaz09._:-\"}", heads[i]);
+        c = parse_ok(body);
+        ck_assert_str_eq(c->hold, "AZaz09._:-");
+        lq_command_free(c);
+        free(body);
+        body = body_printf("%s,\"hold\":\"%s\"}", heads[i], h129);
+        expect_invalid(body, "hold: must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+        free(body);
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            body = body_printf("%s,\"hold\":%s}", heads[i], bad[k]);
+            expect_invalid(body, "hold: must be 1-128 characters of A-Z a-z 0-9 . _ : -");
+            free(body);
+        }
+    }
+    free(h129);
+    free(h128);
+}
+END_TEST
+
+START_TEST(capture_and_void_fields_are_checked_in_order)
+{
+    /* unknown or repeated names first, in document order */
+    expect_invalid("{\"type\":\"capture\",\"legs\":[],\"id\":7}", "legs: unknown field");
+    expect_invalid(CAPTURE(",\"amount\":1,\"amount\":2"), "amount: appears twice");
+    expect_invalid(VOID(",\"hold\":\"h-2\""), "hold: appears twice");
+    /* then id, hold, amount, reference, metadata */
+    expect_invalid("{\"type\":\"capture\",\"hold\":7,\"amount\":0}", "id: is required");
+    expect_invalid("{\"type\":\"capture\",\"id\":\"c\",\"amount\":0}", "hold: is required");
+    expect_invalid(CAPTURE(",\"reference\":7,\"amount\":0"), "amount: must be");
+    expect_invalid(CAPTURE(",\"metadata\":7,\"reference\":7"), "reference: must be");
+    expect_invalid(CAPTURE(",\"metadata\":7"), "metadata: must be");
+    expect_invalid("{\"type\":\"void\",\"hold\":\"\",\"reference\":7}", "id: is required");
+    expect_invalid("{\"type\":\"void\",\"id\":\"v\",\"reference\":7}", "hold: is required");
+    expect_invalid(VOID(",\"metadata\":7,\"reference\":7"), "reference: must be");
+}
+END_TEST
+
+START_TEST(fields_the_hold_types_do_not_define_are_unknown)
+{
+    /* a void has no amount; a capture has no legs and no timeout */
+    expect_invalid(VOID(",\"amount\":100"), "amount: unknown field");
+    expect_invalid(CAPTURE(",\"timeout_s\":60"), "timeout_s: unknown field");
+    expect_invalid(VOID(",\"timeout_s\":60"), "timeout_s: unknown field");
+    expect_invalid(CAPTURE(",\"legs\":[{" PAY_LEG "}]"), "legs: unknown field");
+    expect_invalid(CAPTURE(",\"debit\":\"acct:a\""), "debit: unknown field");
+    expect_invalid(CAPTURE(",\"currency\":\"EUR\""), "currency: unknown field");
+    expect_invalid(VOID(",\"credit\":\"acct:b\""), "credit: unknown field");
+    expect_invalid(VOID(",\"legs\":[]"), "legs: unknown field");
+    /* a transfer has no timeout and names no hold */
+    expect_invalid(PAY(",\"timeout_s\":60"), "timeout_s: unknown field");
+    expect_invalid(PAY(",\"type\":\"transfer\",\"timeout_s\":60"), "timeout_s: unknown field");
+    expect_invalid(PAY(",\"hold\":\"h-1\""), "hold: unknown field");
+    /* a hold names no other hold */
+    expect_invalid(HOLD(",\"hold\":\"h-0\""), "hold: unknown field");
+    /* the account commands' fields, and theirs on the account commands */
+    expect_invalid(HOLD(",\"account\":\"acct:a\""), "account: unknown field");
+    expect_invalid(CAPTURE(",\"reason\":\"r\""), "reason: unknown field");
+    expect_invalid(VOID(",\"status\":\"frozen\""), "status: unknown field");
+    expect_invalid(OPEN(",\"hold\":\"h-1\""), "hold: unknown field");
+    expect_invalid(OPEN(",\"timeout_s\":60"), "timeout_s: unknown field");
+    /* names are exact */
+    expect_invalid(HOLD(",\"Timeout_s\":60"), "Timeout_s: unknown field");
+    expect_invalid(CAPTURE(",\"Amount\":1"), "Amount: unknown field");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* canonical content of the hold types */
+
+START_TEST(canonical_text_of_hold_commands)
+{
+    static const struct {
+        const char *body, *canonical;
+    } cases[] = {
+        {HOLD(""), "v1|hold|1|acct:a,acct:b,100,EUR|timeout_s=-|-"},
+        {HOLD(",\"timeout_s\":31536000,\"reference\":\"x|y\",\"metadata\":{\"k\":1}"),
+         "v1|hold|1|acct:a,acct:b,100,EUR|timeout_s=31536000|r3:x|y"},
+        {"{\"type\":\"hold\",\"id\":\"h\",\"legs\":[{" LEG_AB(
+             "1e3") "},{\"debit\":\"c\","
+                    "\"credit\":\"d\",\"amount\":\"7\",\"currency\":\"USD\"}],\"timeout_s\":60,"
+                    "\"reference\":\"\"}",
+         "v1|hold|2|a,b,1000,EUR|c,d,7,USD|timeout_s=60|r0:"},
+        {CAPTURE(""), "v1|capture|h-1|amount=-|-"},
+        {CAPTURE(",\"amount\":\"9223372036854775807\",\"reference\":\"r\""),
+         "v1|capture|h-1|amount=9223372036854775807|r1:r"},
+        {VOID(""), "v1|void|h-1|-"},
+        {VOID(",\"reference\":\"caf\\u00e9\",\"metadata\":{}"), "v1|void|h-1|r5:caf\xc3\xa9"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *c = canonical(cases[i].body);
+
+        ck_assert_str_eq(c, cases[i].canonical);
+        free(c);
+    }
+}
+END_TEST
+
+START_TEST(canonical_of_hold_commands_is_by_value)
+{
+    /* a hold's legs as a transfer's: either form, any spelling of an amount */
+    expect_same(HOLD(",\"timeout_s\":60"),
+                "{\"type\":\"hold\",\"id\":\"h-1\",\"timeout_s\":60,\"legs\":[{" PAY_LEG "}]}");
+    expect_same(HOLD(""), HOLD_HEAD "\"debit\":\"acct:a\",\"credit\":\"acct:b\",\"amount\":\"100\","
+                                    "\"currency\":\"EUR\"}");
+    expect_same(HOLD(""), HOLD_HEAD "\"debit\":\"acct:a\",\"credit\":\"acct:b\",\"amount\":1e2,"
+                                    "\"currency\":\"EUR\"}");
+    expect_same(CAPTURE(",\"amount\":100"), CAPTURE(",\"amount\":\"100\""));
+    expect_same(CAPTURE(",\"amount\":100"), CAPTURE(",\"amount\":1.00e2"));
+    /* metadata is not content; member order and whitespace are spelling */
+    expect_same(HOLD(",\"timeout_s\":60"), HOLD(",\"timeout_s\":60,\"metadata\":{\"a\":1}"));
+    expect_same(CAPTURE(""), CAPTURE(",\"metadata\":{\"a\":1}"));
+    expect_same(VOID(""), VOID(",\"metadata\":{\"a\":1}"));
+    expect_same(CAPTURE(",\"amount\":5,\"reference\":\"r\""),
+                "{ \"reference\" : \"r\", \"amount\" : 5, \"hold\" : \"h-1\", \"id\" : \"c-1\", "
+                "\"type\" : \"capture\" }");
+}
+END_TEST
+
+START_TEST(canonical_of_hold_commands_tells_content_apart)
+{
+    /* the type is content: a hold is not a transfer of the same legs */
+    expect_different(HOLD(""), PAY(""));
+    expect_different("{\"type\":\"hold\",\"id\":\"p-1\"," PAY_LEG "}", PAY(""));
+    expect_different(
+        "{\"type\":\"hold\",\"id\":\"p\",\"legs\":[{" LEG_AB("1") "},{" LEG_AB("2") "}]}",
+        "{\"id\":\"p\",\"legs\":[{" LEG_AB("1") "},{" LEG_AB("2") "}]}");
+    /* and a capture is not a void of the same hold */
+    expect_different(CAPTURE(""), VOID(""));
+    expect_different("{\"type\":\"capture\",\"id\":\"x\",\"hold\":\"h\"}",
+                     "{\"type\":\"void\",\"id\":\"x\",\"hold\":\"h\"}");
+    /* timeout_s: absent, given and another value differ */
+    expect_different(HOLD(""), HOLD(",\"timeout_s\":60"));
+    expect_different(HOLD(",\"timeout_s\":60"), HOLD(",\"timeout_s\":61"));
+    /* the legs */
+    expect_different(HOLD(""), HOLD_HEAD "\"debit\":\"acct:a\",\"credit\":\"acct:b\","
+                                         "\"amount\":101,\"currency\":\"EUR\"}");
+    expect_different(HOLD(""), HOLD_HEAD "\"debit\":\"acct:b\",\"credit\":\"acct:a\","
+                                         "\"amount\":100,\"currency\":\"EUR\"}");
+    /* a capture's amount: absent is not any amount given, and amounts differ */
+    expect_different(CAPTURE(""), CAPTURE(",\"amount\":100"));
+    expect_different(CAPTURE(",\"amount\":100"), CAPTURE(",\"amount\":101"));
+    /* the hold they name */
+    expect_different(CAPTURE(""), "{\"type\":\"capture\",\"id\":\"c-1\",\"hold\":\"h-2\"}");
+    expect_different(VOID(""), "{\"type\":\"void\",\"id\":\"v-1\",\"hold\":\"h-2\"}");
+    /* the reference: absent, empty and another text differ; one that looks like fields too */
+    expect_different(VOID(""), VOID(",\"reference\":\"\""));
+    expect_different(CAPTURE(",\"reference\":\"a\""), CAPTURE(",\"reference\":\"b\""));
+    expect_different(HOLD(",\"reference\":\"x\""), HOLD(",\"reference\":\"y\""));
+    expect_different(CAPTURE(",\"reference\":\"|-\""), CAPTURE(""));
+    expect_different(HOLD(",\"reference\":\"|timeout_s=60|-\""), HOLD(",\"timeout_s\":60"));
+}
+END_TEST
+
+START_TEST(canonicalize_gives_a_built_hold_command_the_parsed_text)
+{
+    lq_command *c;
+
+    c = built(LQ_CMD_HOLD, "");
+    c->legs = calloc(1, sizeof(*c->legs));
+    ck_assert_ptr_nonnull(c->legs);
+    c->n_legs = 1;
+    snprintf(c->legs[0].debit, sizeof(c->legs[0].debit), "acct:a");
+    snprintf(c->legs[0].credit, sizeof(c->legs[0].credit), "acct:b");
+    snprintf(c->legs[0].currency, sizeof(c->legs[0].currency), "EUR");
+    c->legs[0].amount = 100;
+    expect_built_same(c, "{\"type\":\"hold\",\"id\":\"cli-1\"," PAY_LEG "}");
+    c->timeout_s = 30;
+    c->reference = strdup("r");
+    ck_assert_ptr_nonnull(c->reference);
+    expect_built_same(c, "{\"type\":\"hold\",\"id\":\"cli-1\"," PAY_LEG
+                         ",\"timeout_s\":30,\"reference\":\"r\"}");
+    lq_command_free(c);
+
+    c = built(LQ_CMD_CAPTURE, "");
+    snprintf(c->hold, sizeof(c->hold), "h-1");
+    expect_built_same(c, "{\"type\":\"capture\",\"id\":\"cli-1\",\"hold\":\"h-1\"}");
+    c->amount = 250;
+    expect_built_same(c, "{\"type\":\"capture\",\"id\":\"cli-1\",\"hold\":\"h-1\",\"amount\":250}");
+    lq_command_free(c);
+
+    c = built(LQ_CMD_VOID, "");
+    snprintf(c->hold, sizeof(c->hold), "h-1");
+    expect_built_same(c, "{\"type\":\"void\",\"id\":\"cli-1\",\"hold\":\"h-1\"}");
+    lq_command_free(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *message_suite(void)
 {
@@ -2579,6 +3112,26 @@ static Suite *message_suite(void)
     tcase_add_test(tc, canonical_of_account_commands_tells_content_apart);
     tcase_add_test(tc, canonical_of_a_transfer_is_never_an_account_commands);
     tcase_add_test(tc, canonicalize_gives_a_built_command_the_parsed_text);
+    tcase_add_test(tc, canonical_text_of_hold_commands);
+    tcase_add_test(tc, canonical_of_hold_commands_is_by_value);
+    tcase_add_test(tc, canonical_of_hold_commands_tells_content_apart);
+    tcase_add_test(tc, canonicalize_gives_a_built_hold_command_the_parsed_text);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("hold_commands");
+    tcase_add_test(tc, hold_single_form_is_parsed);
+    tcase_add_test(tc, hold_legs_form_is_parsed);
+    tcase_add_loop_test(tc, hold_timeout_s_rules, 0, sizeof(timeouts) / sizeof(timeouts[0]));
+    tcase_add_test(tc, hold_legs_follow_the_transfer_rules);
+    tcase_add_test(tc, hold_fields_are_checked_in_order);
+    tcase_add_test(tc, hold_reference_and_metadata_rules);
+    tcase_add_test(tc, capture_is_parsed);
+    tcase_add_loop_test(tc, capture_amount_rules, 0, sizeof(amounts) / sizeof(amounts[0]));
+    tcase_add_test(tc, capture_amount_details);
+    tcase_add_test(tc, void_is_parsed);
+    tcase_add_test(tc, hold_field_of_capture_and_void);
+    tcase_add_test(tc, capture_and_void_fields_are_checked_in_order);
+    tcase_add_test(tc, fields_the_hold_types_do_not_define_are_unknown);
     suite_add_tcase(s, tc);
 
     return s;

@@ -12,7 +12,9 @@
 #   2. drain of 100,000 preloaded payments over 10,000 accounts, 1 and 2 workers;
 #   3. the same with every payment debiting one hot account;
 #   4. latency percentiles at a steady 2,000 payments/s, 1 worker;
-#   5. worker peak resident memory (VmHWM).
+#   5. worker peak resident memory (VmHWM);
+#   6. holds (this release only): authorize-and-capture pairs at full speed, 1 worker,
+#      with a share of voids and expiries (ledgerq bench --holds).
 # Measurements 2 to 5 are taken for both releases, side by side on the same stack,
 # in LEDGERQ_BENCH_ROUNDS rounds (default 2). Each release runs against a database
 # of its own that its own `ledgerq migrate` created, and its own workers; the load
@@ -55,6 +57,8 @@ RATE_SECONDS=30
 PROFILE_PAYMENTS=30000
 # Entries of the account whose history pages are timed.
 HISTORY_ENTRIES=1000000
+# Holds placed, each then captured, voided or left to expire (ledgerq bench --holds).
+HOLDS=20000
 # The budget: the drain of this release loses at most this many percent against
 # the previous release's (issue 10 set 3 for the confirm tracking; issue 11 sets 15
 # for the account history, both against the release before them).
@@ -62,7 +66,7 @@ BUDGET_PERCENT="${LEDGERQ_BENCH_BUDGET_PERCENT:-15}"
 BUDGET_ISSUE="${LEDGERQ_BENCH_BUDGET_ISSUE:-issue 11}"
 if [ "${1:-}" = "--quick" ]; then
   PAYMENTS=20000 ACCOUNTS=2000 PGBENCH_SECONDS=5 RATE_SECONDS=5 PROFILE_PAYMENTS=4000
-  HISTORY_ENTRIES=100000
+  HISTORY_ENTRIES=100000 HOLDS=4000
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -458,8 +462,22 @@ backfill() {
   "${BIN[cur]}" audit >/dev/null
   echo "back-fill: $BACKFILL_ENTRIES entries in $BACKFILL_S s"
 }
+# Holds: each placed, then (once its event is in) captured, voided or left to expire,
+# through 1 worker of this release.
+holds() {
+  step "holds: $HOLDS authorized, then captured, voided or expired, 1 worker of ${VERSION[cur]}"
+  fresh_ledger cur
+  setup_accounts cur
+  start_workers cur 1
+  sleep 1
+  "$LQ" bench --holds --accounts "$ACCOUNTS" --count "$HOLDS" --json >"$WORK/holds.json"
+  stop_workers
+  "${BIN[cur]}" audit >/dev/null
+  cat "$WORK/holds.json"
+}
 history_pages
 backfill
+holds
 
 # Not a measurement: a separate drain of this release, recorded, after the measured ones.
 enable_pg_stat_statements
@@ -702,6 +720,27 @@ print("|---|---|---|")
 for c in json.load(open(sys.argv[1])):
     tick = chr(96)
     print(f"| {c['case']} | {tick}{c['command']}{tick} | **{c['ms']}** |")
+PY
+)
+
+Holds (docs/protocol.md section 14), this release only: \`ledgerq bench --holds\` places
+$HOLDS holds over $ACCOUNTS accounts at full speed through 1 worker; as each hold's event
+arrives it sends the hold's capture (in full or, for every other one, half of it) or, for 1
+hold in 10, its void; 1 in 20 holds is left to expire (\`timeout_s\` 1). For each kind, the
+time from publishing the command to its result event; for expiries, from the expiry time to
+the \`hold.expired\` event (the sweep runs about once a second).
+
+$(python3 - "$WORK/holds.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"{d['holds']} holds resolved in {d['seconds']} s: **{d['holds_per_s']:.0f} holds/s**, "
+      f"each a hold and its capture, void or expiry ({d['messages']} commands, {d['events']} events).")
+print()
+print("| kind | count | p50 | p99 | max |")
+print("|---|---|---|---|---|")
+for k in ("hold", "capture", "void", "expiry"):
+    v = d[k]
+    print(f"| {k} | {v['count']} | {v['p50_ms']:.1f} ms | {v['p99_ms']:.1f} ms | {v['max_ms']:.1f} ms |")
 PY
 )
 

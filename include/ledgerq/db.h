@@ -172,6 +172,10 @@ typedef struct lq_payment_record {
     char *metadata;  /* owned JSON text, NULL when absent */
     char account[LQ_ACCOUNT_ID_MAX + 1]; /* an account command's account; "" for transfers */
     char *change; /* owned compact JSON of what an account command set; NULL for transfers */
+    char hold[LQ_ID_MAX + 1]; /* a capture's or void's hold; "" for the others */
+    /* A hold applied: where it stands, and when it expires ("" when never); else "" and "". */
+    char hold_status[16];
+    char expires_at[LQ_TIMESTAMP_MAX];
 } lq_payment_record;
 
 /* Read a command's stored outcome.  LQ_ERR_NOT_FOUND when the id is unknown. */
@@ -227,9 +231,12 @@ int lq_db_record_confirmations(lq_db *db, const lq_confirmations *c);
  * First half of a batch, one round trip to the server: begin a
  * transaction, record the confirmations c (may be NULL or empty; they are
  * durable once the batch commits), fill each item's stored outcome (and
- * whether its content matches and its first event was confirmed), lock
- * every existing account that the items name (stored ones too), in id
- * order, and load them into book (cleared first).  ret_now gets the
+ * whether its content matches and its first event was confirmed), lock the
+ * applied holds that the items' captures and voids name, in id order, then
+ * every existing account that the items name (stored ones too) or that
+ * those holds' legs name, in id order, and load them into book (cleared
+ * first): a hold with its legs, its status and whether its expiry time is
+ * not after the transaction's.  ret_now gets the
  * transaction's time and *ret_batch_id the number under which the batch
  * stores its outcomes.  On failure the transaction is rolled back.
  */
@@ -249,5 +256,36 @@ void lq_db_batch_abort(lq_db *db);
  */
 int lq_db_batch_store(lq_db *db, const lq_item *items, size_t n, const lq_book *book,
                       int64_t batch_id);
+
+/* A hold released at its expiry, whose hold.expired event is to be published. */
+typedef struct lq_expiry {
+    char id[LQ_ID_MAX + 1];             /* the hold's id */
+    char released_at[LQ_TIMESTAMP_MAX]; /* the event's processed_at */
+} lq_expiry;
+
+/* The expiries of one sweep, to publish under batch_id. */
+typedef struct lq_expiries {
+    lq_expiry *list; /* owned */
+    size_t n, cap;
+    int64_t batch_id; /* their confirms are recorded under it (ops_confirmed_batches) */
+} lq_expiries;
+
+/* Release the memory.  Accepts a zeroed struct. */
+void lq_expiries_release(lq_expiries *e);
+
+/*
+ * The expiry sweep (docs/protocol.md section 14), a transaction of its
+ * own: forget the expiries whose events were recorded as confirmed; take
+ * up to limit pending holds past their expiry that no other transaction
+ * has locked (FOR UPDATE SKIP LOCKED: workers share the sweep, none
+ * releases a hold another holds), lock their accounts in id order, release
+ * them in book (cleared first) with lq_ledger_expire(), store that and
+ * commit.  Also takes up to limit expiries whose event was published more
+ * than republish_s seconds ago and never recorded as confirmed (their
+ * worker died): they are published again.  Fills out (emptied first) with
+ * every event to publish, in that order, under one new batch number.
+ * Returns LQ_OK (out->n may be 0) or a database failure, rolled back.
+ */
+int lq_db_expire_holds(lq_db *db, lq_book *book, size_t limit, int republish_s, lq_expiries *out);
 
 #endif

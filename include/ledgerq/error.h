@@ -41,6 +41,12 @@ typedef enum lq_error {
     LQ_ERR_ACCOUNT_HAS_HOLDS = -209,      /* closing an account with held amounts */
     LQ_ERR_BALANCE_OUTSIDE_LIMITS = -210, /* new limits the current balance breaks */
     LQ_ERR_EXCEEDS_MAX_BALANCE = -211,    /* a credit past the account's ceiling */
+    LQ_ERR_HOLD_NOT_FOUND = -212,         /* a capture or void names no applied hold */
+    LQ_ERR_HOLD_ALREADY_CAPTURED = -213,
+    LQ_ERR_HOLD_ALREADY_VOIDED = -214,
+    LQ_ERR_HOLD_EXPIRED = -215,                  /* released at its expiry, or past it */
+    LQ_ERR_EXCEEDS_HOLD_AMOUNT = -216,           /* a capture above a single-leg hold's amount */
+    LQ_ERR_PARTIAL_CAPTURE_NOT_SUPPORTED = -217, /* an amount on a hold of several legs */
 
     /* -300 .. -399: transient, retried after a reconnect or a pause */
     LQ_ERR_DB_UNAVAILABLE = -300,   /* the database connection is lost or refused */

@@ -1,17 +1,18 @@
 /*
- * The outcome rules of docs/protocol.md sections 5 and 13, without a
+ * The outcome rules of docs/protocol.md sections 5, 13 and 14, without a
  * database.
  *
  * A batch of commands (in delivery order) is decided against a book: the
- * accounts its commands name, as loaded (and locked) from the database.
- * Deciding is pure: it updates the book in memory (totals, settings, new
- * accounts), appends the history entries each change makes
- * (docs/protocol.md section 15), and fills each item's outcome; the db
- * module then writes what was decided.
+ * accounts and holds its commands name, as loaded (and locked) from the
+ * database.  Deciding is pure: it updates the book in memory (totals, held
+ * amounts, settings, new accounts, placed and resolved holds), appends the
+ * history entries each change makes (docs/protocol.md section 15), and
+ * fills each item's outcome; the db module then writes what was decided.
  *
  * ledger.c holds the book, the batch loop (idempotency) and the undo log;
- * ledger_transfer.c the leg checks of transfers; ledger_account.c the rules
- * of account.open and account.update.
+ * ledger_transfer.c the leg checks of transfers (and holds);
+ * ledger_hold.c the rules of hold, capture, void and expiry;
+ * ledger_account.c the rules of account.open and account.update.
  */
 #ifndef LEDGERQ_LEDGER_H
 #define LEDGERQ_LEDGER_H
@@ -56,30 +57,74 @@ int64_t lq_account_available(const lq_account *a);
  * One entry of an account's history (docs/protocol.md section 15), as a
  * decision makes it.  The db module stores it with the time of the store.
  * An applied transfer makes two a leg, in leg order: the debited account's
- * (amount < 0) then the credited account's; account.open and
- * account.update one each (amount 0).
+ * (amount < 0) then the credited account's; a hold, a capture, a void and
+ * an expiry likewise (a capture's amounts are what it posted, the others'
+ * 0); account.open and account.update one each (amount 0).
  */
 typedef struct lq_entry {
     char account[LQ_ACCOUNT_ID_MAX + 1];
-    int64_t seq;         /* 1, 2, 3, ... per account, without gaps */
-    const char *command; /* borrowed: the id of the command that made it (valid while it lives) */
-    const char *type;    /* static: "transfer", "account.open", "account.update", ... */
-    int leg;             /* the leg's number, from 1; 0 for account entries */
-    int64_t amount;      /* the signed change to the balance: credit > 0, debit < 0 */
+    int64_t seq; /* 1, 2, 3, ... per account, without gaps */
+    /*
+     * Borrowed: the id of the command that made it (valid while that
+     * command lives); for an expiry, the hold's id in the book (valid until
+     * the book's holds change: the next hold added, applied or cleared).
+     */
+    const char *command;
+    const char *type; /* static: "transfer", "hold", "capture", "account.open", ... */
+    int leg;          /* the leg's number, from 1; 0 for account entries */
+    int64_t amount;   /* the signed change to the balance: credit > 0, debit < 0 */
     int64_t balance, held_debits, held_credits; /* just after it */
     /* Owned: the JSON object of the fields an account.update set (and its reason); else NULL. */
     char *change;
 } lq_entry;
 
+/* Where a hold stands (docs/protocol.md section 14): pending, or resolved once and for all. */
+typedef enum lq_hold_status {
+    LQ_HOLD_PENDING = 0,
+    LQ_HOLD_CAPTURED,
+    LQ_HOLD_VOIDED,
+    LQ_HOLD_EXPIRED,
+} lq_hold_status;
+
+/* "pending", "captured", "voided", "expired" ("unknown" for none).  Static storage. */
+const char *lq_hold_status_name(lq_hold_status s);
+
+/* The status named name, exactly; false when name is NULL or none, and then *ret is untouched. */
+bool lq_hold_status_parse(const char *name, lq_hold_status *ret);
+
 /*
- * The accounts a batch touches, sorted by id (strcmp order), and the
- * history entries its decisions made, in the order they were made.
- * Everything is owned by the book.
+ * A hold a batch names: loaded (and locked) from the database for the
+ * captures and voids that name it, placed by a hold command of the batch,
+ * or picked by an expiry sweep.
+ */
+typedef struct lq_hold {
+    char id[LQ_ID_MAX + 1]; /* the hold command's id */
+    lq_hold_status status;
+    /* As loaded: its expiry time is not after the batch's now (the database's clock). */
+    bool past_expiry;
+    size_t n_legs;     /* 1 .. LQ_LEGS_MAX */
+    lq_leg *legs;      /* owned: the legs it holds, as the hold command gave them */
+    int64_t timeout_s; /* placed by the batch: the command's timeout_s (0: never expires) */
+    /* Set by the decision that resolved it (in a book, not stored as such): */
+    const char *resolved_by; /* borrowed: the capture's or void's id; NULL for an expiry */
+    /* Captured: the sum it posted over its legs (INT64_MAX if that sum leaves the range). */
+    int64_t captured;
+    bool placed;  /* the batch placed it: the db module inserts it */
+    bool changed; /* the batch resolved it: the db module updates it */
+} lq_hold;
+
+/*
+ * The accounts a batch touches, sorted by id (strcmp order), the holds it
+ * names, sorted by id too, and the history entries its decisions made, in
+ * the order they were made.  Everything is owned by the book.
  */
 typedef struct lq_book {
     lq_account *accounts;
     size_t n;
     size_t cap;
+    lq_hold *holds;
+    size_t n_holds;
+    size_t cap_holds;
     lq_entry *entries;
     size_t n_entries;
     size_t cap_entries;
@@ -96,8 +141,20 @@ int lq_book_add(lq_book *book, const lq_account *a);
 lq_account *lq_book_find(const lq_book *book, const char *id);
 
 /*
- * Forget all accounts and entries (freeing the entries' change texts),
- * keeping the arrays for reuse.
+ * Add a copy of h to the book, keeping the holds sorted; the book takes
+ * h->legs (on success only; it frees them with free()).  Returns LQ_OK,
+ * LQ_ERR_EXISTS when a hold with that id is already there, or
+ * LQ_ERR_NOMEM.  Pointers to the book's holds (and expiry entries'
+ * commands) are invalid afterwards.
+ */
+int lq_book_add_hold(lq_book *book, const lq_hold *h);
+
+/* The hold with id, or NULL.  The pointer stays valid until the next add. */
+lq_hold *lq_book_find_hold(const lq_book *book, const char *id);
+
+/*
+ * Forget all accounts, holds and entries (freeing the holds' legs and the
+ * entries' change texts), keeping the arrays for reuse.
  */
 void lq_book_clear(lq_book *book);
 
@@ -110,6 +167,8 @@ typedef struct lq_outcome {
     bool duplicate;             /* the id had been processed before (this batch or earlier) */
     char detail[LQ_DETAIL_MAX]; /* one line, empty when none */
     char processed_at[LQ_TIMESTAMP_MAX]; /* RFC 3339 UTC with microseconds */
+    /* An applied capture of a single-leg hold: the amount it posted; else 0 (the event's null). */
+    int64_t amount;
 } lq_outcome;
 
 /*
@@ -159,17 +218,21 @@ typedef struct lq_item {
  *    batch (store nothing, publish nothing) rather than publish it.
  *
  * The book must hold every existing account the batch names (a transfer's
- * legs, an account command's account): an id that is not in the book is an
- * account that does not exist.  now is the RFC 3339 time of this
+ * or a hold's legs, an account command's account), and every hold its
+ * captures and voids name that was applied before, with the accounts of
+ * its legs: an id that is not in the book is an account that does not
+ * exist, or a hold that was never applied.  An applied capture of a
+ * single-leg hold gets the amount it posted in its outcome.  now is the RFC 3339 time of this
  * processing.  Items are filled in place.
  */
 void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
 
 /*
  * Decide one command against the book by the rules of its type
- * (docs/protocol.md sections 5 and 13).  Returns LQ_OK, having applied it
- * to the book (totals, settings, an opened account, each marked changed
- * or opened) and appended its history entries (seq continuing each
+ * (docs/protocol.md sections 5, 13 and 14).  Returns LQ_OK, having applied
+ * it to the book (totals, held amounts, settings, an opened account, each
+ * marked changed or opened; a hold placed or resolved, marked placed or
+ * changed) and appended its history entries (seq continuing each
  * account's entries counter); or a rejection code (or LQ_ERR_INTERNAL for
  * a command its parser would not have made), having written one line to
  * detail (detail_len bytes; NULL or 0: no detail) that names what failed
@@ -183,11 +246,44 @@ void lq_ledger_decide(lq_item *items, size_t n, lq_book *book, const char *now);
  * insufficient_funds (available balance against the floor),
  * exceeds_max_balance (balance plus held credits against the ceiling),
  * amount_overflow (the debited account's debits, then the credited
- * account's credits).  An account.open is rejected with account_exists;
+ * account's credits, each with its held amounts: every pending hold must
+ * stay capturable).  An account.open is rejected with account_exists;
  * an account.update with, in order, account_not_found, account_closed,
  * account_not_empty and account_has_holds (closing), and
  * balance_outside_limits (new limits).
+ *
+ * A hold is checked as a transfer (amount_overflow also covers the held
+ * totals); applied, it posts nothing: each leg adds to the debited
+ * account's held debits and the credited account's held credits, with a
+ * "hold" entry (amount 0) on each, and the hold joins the book, placed and
+ * pending, with the command's timeout_s and a copy of its legs.  A capture
+ * or void is rejected with, in order, hold_not_found, hold_already_captured,
+ * hold_already_voided, hold_expired (expired, or past its expiry), and for
+ * a capture exceeds_hold_amount (single leg) or
+ * partial_capture_not_supported (several legs, an amount given); frozen
+ * accounts do not stop them.  Applied, it releases every held amount of
+ * the hold; a capture also posts its legs (a single leg: the amount asked,
+ * or all of it), each leg making a "capture" entry on both accounts with
+ * the amount posted; a void makes a "void" entry (amount 0) per leg on
+ * both accounts.  The entries' held values show the release of the whole
+ * hold.  The hold becomes captured or voided and changed, resolved_by the
+ * command's id (borrowed), captured the sum posted.  A hold whose accounts
+ * are not all in the book, or whose release or capture the totals cannot
+ * take, is LQ_ERR_INTERNAL.
  */
 int lq_ledger_apply(lq_book *book, const lq_command *c, char *detail, size_t detail_len);
+
+/*
+ * Release the pending hold id of the book at its expiry (docs/protocol.md
+ * section 14): the held amounts of its legs go back, each account its
+ * legs name gets an "expiry" entry per leg (amount 0; command: the hold's
+ * id in the book, see lq_entry), and the hold becomes expired and changed
+ * (resolved_by NULL).  Its accounts must be in the book; whether it is
+ * past its expiry is the caller's business.  Returns LQ_OK;
+ * LQ_ERR_NOT_FOUND (no such hold in the book), LQ_ERR_INTERNAL (it is not
+ * pending, an account is missing, or a held amount would go below 0) or
+ * LQ_ERR_NOMEM, having changed nothing.
+ */
+int lq_ledger_expire(lq_book *book, const char *id);
 
 #endif

@@ -1,12 +1,13 @@
 /*
  * Commands: parse and validate a message body into a plain C struct
- * (docs/protocol.md sections 4, 12 and 13).  The only module that includes
- * cJSON.h.
+ * (docs/protocol.md sections 4, 12, 13 and 14).  The only module that
+ * includes cJSON.h.
  *
  * message.c holds the strict JSON reader and the envelope (size, content
  * type, the "type" field that picks a command family); each family's field
- * rules live together: message_transfer.c (transfers), message_account.c
- * (account.open, account.update, and the lines of `account import`).
+ * rules live together: message_transfer.c (transfers), message_hold.c
+ * (hold, capture, void), message_account.c (account.open, account.update,
+ * and the lines of `account import`).
  */
 #ifndef LEDGERQ_MESSAGE_H
 #define LEDGERQ_MESSAGE_H
@@ -31,22 +32,29 @@ typedef struct lq_leg {
     char currency[4];
 } lq_leg;
 
-#define LQ_REASON_MAX 256 /* longest account.update reason, bytes */
+#define LQ_REASON_MAX  256      /* longest account.update reason, bytes */
+#define LQ_TIMEOUT_MAX 31536000 /* longest hold timeout_s: 365 days */
 
 /* What a command is: its "type" (docs/protocol.md section 12). */
 typedef enum lq_command_type {
     LQ_CMD_TRANSFER = 0, /* "transfer", or no "type" at all */
     LQ_CMD_ACCOUNT_OPEN,
     LQ_CMD_ACCOUNT_UPDATE,
+    LQ_CMD_HOLD,    /* reserve a transfer's legs for a later capture or void (section 14) */
+    LQ_CMD_CAPTURE, /* post all or part of a hold */
+    LQ_CMD_VOID,    /* release a hold */
 } lq_command_type;
 
 /*
- * The wire name of t: "transfer", "account.open", "account.update" ("unknown"
- * for a value that is no type).  Static storage.
+ * The wire name of t: "transfer", "account.open", "account.update", "hold",
+ * "capture", "void" ("unknown" for a value that is no type).  Static storage.
  */
 const char *lq_command_type_name(lq_command_type t);
 
-/* The first word of t's result routing keys: "payment" or "account".  Static storage. */
+/*
+ * The first word of t's result routing keys: "payment" (transfers),
+ * "account", "hold", "capture" or "void".  Static storage.
+ */
 const char *lq_command_family(lq_command_type t);
 
 /*
@@ -95,9 +103,16 @@ typedef struct lq_account_change {
 typedef struct lq_command {
     lq_command_type type;
     char id[LQ_ID_MAX + 1];
-    /* LQ_CMD_TRANSFER */
-    size_t n_legs;   /* 1 .. LQ_LEGS_MAX; the single-leg form gives 1 */
-    lq_leg *legs;    /* owned, n_legs entries */
+    /* LQ_CMD_TRANSFER, LQ_CMD_HOLD */
+    size_t n_legs; /* 1 .. LQ_LEGS_MAX; the single-leg form gives 1 */
+    lq_leg *legs;  /* owned, n_legs entries */
+    /* LQ_CMD_HOLD: 1 .. LQ_TIMEOUT_MAX seconds after it is applied, it expires; 0: never */
+    int64_t timeout_s;
+    /* LQ_CMD_CAPTURE, LQ_CMD_VOID: the id of the hold they resolve */
+    char hold[LQ_ID_MAX + 1];
+    /* LQ_CMD_CAPTURE: 1 .. INT64_MAX, or 0: absent (the full held amount) */
+    int64_t amount;
+    /* Every type but the account ones */
     char *reference; /* owned; NULL when absent */
     /* LQ_CMD_ACCOUNT_OPEN, LQ_CMD_ACCOUNT_UPDATE */
     lq_account_change change;
@@ -141,7 +156,7 @@ int lq_message_check_envelope(const char *content_type, size_t content_type_len,
 /*
  * Parse and validate body (len bytes, not NUL-terminated) as a command: its
  * "type" (absent: a transfer) picks the rules (docs/protocol.md sections 4,
- * 12 and 13); an unknown type, or a field the type does not define, is
+ * 12, 13 and 14); an unknown type, or a field the type does not define, is
  * invalid.
  *
  * On success returns LQ_OK and stores a new command in *ret (caller frees
