@@ -238,6 +238,12 @@ int lq_db_pipeline(lq_db *db, const lq_db_step *steps, size_t n)
     }
     if (!PQpipelineSync(db->conn))
         return pipeline_broken(db);
+    if (db->sent) {
+        /* On its way (what the socket does not take yet goes out while the results are awaited). */
+        if (PQflush(db->conn) < 0)
+            return pipeline_broken(db);
+        db->sent(db->sent_arg);
+    }
     for (; done < n; done++) {
         ExecStatusType st;
         if (!pipeline_result(db, &res) || res == NULL)
@@ -349,13 +355,21 @@ void lq_db_array_text(lq_db_array *a, const char *s)
     lq_json_append(&a->text, "\"", 1);
 }
 
+/* Thousands of these a batch: digits by hand rather than through printf. */
 void lq_db_array_int(lq_db_array *a, int64_t v)
 {
     char num[24];
-    int len = snprintf(num, sizeof(num), "%" PRId64, v);
+    char *end = num + sizeof(num), *p = end;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        *--p = '-';
     array_sep(a);
-    lq_json_append(&a->text, num, (size_t)len);
+    lq_json_append(&a->text, p, (size_t)(end - p));
 }
 
 /* Close the literal; NULL when an allocation failed.  Owned by a. */
@@ -390,6 +404,8 @@ void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *creat
     a->held_debits = lq_db_int64(res, row, 8);
     a->held_credits = lq_db_int64(res, row, 9);
     a->entries = lq_db_int64(res, row, 10);
+    if (PQnfields(res) < 12)
+        return;
     lq_db_copy(a->created_at, sizeof(a->created_at), res, row, 11);
     if (created_at)
         lq_db_copy(created_at, LQ_TIMESTAMP_MAX, res, row, 11);
@@ -469,6 +485,12 @@ bool lq_db_alive(lq_db *db)
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE && !PQconsumeInput(db->conn))
         set_error(db, "the database connection was lost", PQerrorMessage(db->conn));
     return !db->lost && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+void lq_db_set_sent(lq_db *db, lq_db_idle_fn sent, void *arg)
+{
+    db->sent = sent;
+    db->sent_arg = arg;
 }
 
 void lq_db_set_idle(lq_db *db, lq_db_idle_fn idle, void *arg, int interval_ms)

@@ -32,6 +32,8 @@ struct lq_db {
     lq_db_idle_fn idle; /* NULL: blocking calls */
     void *idle_arg;
     int idle_ms;
+    lq_db_idle_fn sent; /* NULL: none */
+    void *sent_arg;
     int silence_ms; /* longest wait for any answer; 0: no bound */
     bool lost;      /* a statement was abandoned: only closing remains */
 };
@@ -97,12 +99,19 @@ void lq_db_array_int(lq_db_array *a, int64_t v);
 const char *lq_db_array_finish(lq_db_array *a);
 void lq_db_array_release(lq_db_array *a);
 
-/* The columns lq_db_read_account() reads, in its order. */
-#define LQ_DB_ACCOUNT_COLUMNS                                                                      \
+/*
+ * The columns lq_db_read_account() reads, in its order.  A batch leaves
+ * out the creation time: formatting it costs more than the rest of the row.
+ */
+#define LQ_DB_BATCH_ACCOUNT_COLUMNS                                                                \
     "id, currency, status, allow_negative, overdraft_limit, coalesce(max_balance, 0), debits, "    \
-    "credits, held_debits, held_credits, entries, " SQL_UTC("created_at")
+    "credits, held_debits, held_credits, entries"
+#define LQ_DB_ACCOUNT_COLUMNS LQ_DB_BATCH_ACCOUNT_COLUMNS ", " SQL_UTC("created_at")
 
-/* Read an account row (LQ_DB_ACCOUNT_COLUMNS); created_at may be NULL. */
+/*
+ * Read an account row (LQ_DB_ACCOUNT_COLUMNS, or LQ_DB_BATCH_ACCOUNT_COLUMNS:
+ * created_at then empty); created_at may be NULL.
+ */
 void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *created_at);
 
 /*
@@ -125,7 +134,7 @@ void lq_db_read_account(const PGresult *res, int row, lq_account *a, char *creat
  * first: the look-up stays a few index probes.
  */
 #define LQ_DB_LOCK_ACCOUNTS_AND_HOLDS                                                              \
-    "SELECT " LQ_DB_ACCOUNT_COLUMNS " FROM accounts WHERE id = ANY(ARRAY("                         \
+    "SELECT " LQ_DB_BATCH_ACCOUNT_COLUMNS " FROM accounts WHERE id = ANY(ARRAY("                   \
     "SELECT unnest($1::text[]) UNION SELECT x FROM payments p"                                     \
     " CROSS JOIN LATERAL jsonb_array_elements(p.legs) AS e(l)"                                     \
     " CROSS JOIN LATERAL (VALUES (e.l ->> 'debit'), (e.l ->> 'credit')) AS v(x)"                   \

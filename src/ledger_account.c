@@ -245,6 +245,7 @@ int lq_ledger_apply_account_update(lq_book *book, const lq_command *c, lq_undo *
         a->status = ch->status;
     apply_limits(a, ch);
     a->changed = true;
+    a->settings_changed = true;
     /* The same status or limits again are applied too: the update is recorded all the same. */
     return lq_ledger_append_entry(book, a, c->id, ENTRY_UPDATE, 0, 0, change);
 }

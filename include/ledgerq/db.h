@@ -51,6 +51,14 @@ typedef void (*lq_db_idle_fn)(void *arg);
 void lq_db_set_idle(lq_db *db, lq_db_idle_fn idle, void *arg, int interval_ms);
 
 /*
+ * Call sent(arg) once each time a pipeline of statements (a batch's load
+ * or store) has been sent, before its results are awaited: the worker does
+ * there what need not wait for them, while the server works.  sent must
+ * not use this connection.  NULL (the default): nothing.
+ */
+void lq_db_set_sent(lq_db *db, lq_db_idle_fn sent, void *arg);
+
+/*
  * Whether the connection still looks usable, without waiting: reads what
  * the server may have sent (a termination notice, a closed socket) and
  * says false once libpq marks the connection bad.  For an idle worker,

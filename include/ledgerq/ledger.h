@@ -40,8 +40,9 @@ typedef struct lq_account {
     int64_t entries;                   /* history entries so far: the seq of the last one */
     char created_at[LQ_TIMESTAMP_MAX]; /* as loaded; "" for an account the batch opens */
     /* In a book (not stored): */
-    bool changed; /* the batch changed it: the db module writes it back */
-    bool opened;  /* the batch opened it: the db module inserts it */
+    bool changed;          /* the batch changed it: the db module writes it back */
+    bool settings_changed; /* its status or limits too (account.update), not only totals */
+    bool opened;           /* the batch opened it: the db module inserts it */
 } lq_account;
 
 /* The balance of a: credits - debits (cannot overflow: both are >= 0). */
