@@ -93,6 +93,16 @@ typedef struct entry {
     int64_t received_us; /* when the delivery was taken from the connection */
 } entry;
 
+/* The deliveries of one batch: gathered, applied, then answered. */
+typedef struct batch {
+    entry *entries;
+    lq_item *items;
+    size_t n;
+    size_t n_redelivered; /* messages of the batch delivered before */
+    /* Its stored batches and first outcomes published again (note_published()). */
+    lq_confirmations conf;
+} batch;
+
 /* A batch whose events and dead-letters are published: acked once all are confirmed. */
 typedef struct answered {
     uint64_t last_seq; /* confirm sequence number of its last publish */
@@ -109,10 +119,16 @@ typedef struct worker {
     const lq_config *cfg;
     lq_amqp *amqp;
     lq_db *db;
-    entry *entries;
-    lq_item *items;
-    size_t n;
-    size_t n_redelivered; /* messages of the batch delivered before */
+    batch batches[2];
+    batch *b; /* the batch being gathered and applied: one of batches */
+    /*
+     * The other one, committed and not answered yet, or NULL.  Its events
+     * go out while the database works on the next batch's look-up
+     * (on_db_sent()), or as soon as nothing else would overlap them; always
+     * before the next batch is answered or its stored outcomes are judged.
+     */
+    batch *unanswered;
+    int unanswered_error; /* LQ_OK, or why answering it failed, for the next batch to see */
     lq_delivery **held;   /* messages taken back often, set aside to apply alone */
     size_t n_held, cap_held;
     bool held_turn;              /* a batch was just done: a held message goes next */
@@ -121,10 +137,10 @@ typedef struct worker {
     uint64_t nacks_seen, returned_seen; /* of the connection, when it was opened */
     bool draining;                      /* after SIGTERM: take what is in hand, wait for nothing */
     lq_book book;
-    /* The current batch's stored batches and first outcomes published again. */
-    lq_confirmations batch_conf;
     /* Confirmed by the broker, recorded in the database with the next batch. */
     lq_confirmations confirmed;
+    /* Taken from confirmed for the batch under way; back there if it fails. */
+    lq_confirmations recording;
     char schema_why[512];   /* why the schema does not fit this release, as last logged */
     char decide_error[512]; /* a command of the last batch that could not be decided */
     int64_t deadline_ms;    /* when stopping: the moment to give up; 0 before */
@@ -178,6 +194,8 @@ static int next_backoff(worker *w)
 
 static void drop_amqp(worker *w, const char *why);
 static int settle(worker *w, bool wait);
+static int finish_unanswered(worker *w);
+static void on_db_sent(void *arg);
 
 /* Deliveries of answered batches, not yet acked. */
 static size_t unacked_answered(const worker *w)
@@ -204,13 +222,25 @@ static void pause_ms(worker *w, int ms)
         int slice = left < PAUSE_SLICE_MS ? (int)left : PAUSE_SLICE_MS;
         /* Waiting on purpose is the loop going round: /healthz stays green. */
         lq_metrics_tick(w->metrics);
-        if (left <= 0 || past_deadline(w) || (stop_requested && w->n == 0 && w->n_held == 0))
+        if (left <= 0 || past_deadline(w) ||
+            (stop_requested && w->b->n == 0 && !w->unanswered && w->n_held == 0))
             return;
         if (w->amqp == NULL)
             usleep((useconds_t)slice * 1000);
         else if (lq_amqp_service(w->amqp, slice) != LQ_OK)
             drop_amqp(w, lq_amqp_error(w->amqp));
     }
+}
+
+static void release_batch(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        lq_delivery_free(b->entries[i].delivery);
+        lq_command_free(b->entries[i].command);
+    }
+    b->n = 0;
+    b->n_redelivered = 0;
+    lq_confirmations_clear(&b->conf);
 }
 
 static void release_held(worker *w)
@@ -226,7 +256,11 @@ static void drop_amqp(worker *w, const char *why)
     lq_metrics_set_connected(w->metrics, LQ_METRICS_AMQP, false);
     lq_metrics_set_consuming(w->metrics, false);
     release_held(w);
-    /* Answered batches not yet acked: the broker redelivers them too. */
+    /* A batch committed but not answered, and answered ones not acked: redelivered too. */
+    if (w->unanswered) {
+        release_batch(w->unanswered);
+        w->unanswered = NULL;
+    }
     w->ring_n = 0;
     if (w->amqp == NULL)
         return;
@@ -331,6 +365,7 @@ static int connect_db(worker *w)
         return r;
     }
     lq_db_set_idle(w->db, on_db_idle, w, DB_IDLE_MS);
+    lq_db_set_sent(w->db, on_db_sent, w);
     r = lq_db_set_timeouts(w->db, DB_STATEMENT_TIMEOUT_MS, DB_LOCK_TIMEOUT_MS);
     if (r != LQ_OK) {
         lq_warn("%s", lq_db_error(w->db));
@@ -377,17 +412,6 @@ static bool ensure_connected(worker *w)
     return false;
 }
 
-static void release_batch(worker *w)
-{
-    for (size_t i = 0; i < w->n; i++) {
-        lq_delivery_free(w->entries[i].delivery);
-        lq_command_free(w->entries[i].command);
-    }
-    w->n = 0;
-    w->n_redelivered = 0;
-    lq_confirmations_clear(&w->batch_conf);
-}
-
 /* Validate one delivery into its entry. */
 static void validate(entry *e)
 {
@@ -404,11 +428,12 @@ static void validate(entry *e)
 /* Add d to the batch as its next entry (there is room). */
 static void add_entry(worker *w, lq_delivery *d, int64_t received_us)
 {
-    memset(&w->entries[w->n], 0, sizeof(w->entries[w->n]));
-    w->entries[w->n].delivery = d;
-    w->entries[w->n].received_us = received_us;
-    validate(&w->entries[w->n]);
-    w->n++;
+    entry *e = &w->b->entries[w->b->n++];
+
+    memset(e, 0, sizeof(*e));
+    e->delivery = d;
+    e->received_us = received_us;
+    validate(e);
 }
 
 /* Set a message that came back too often aside, to apply it alone later.  Takes d. */
@@ -444,18 +469,27 @@ static int gather(worker *w)
     int64_t fill_until = 0;
     int r;
 
-    while (w->n < (size_t)w->cfg->batch_max) {
+    while (w->b->n < (size_t)w->cfg->batch_max) {
         lq_delivery *d = NULL;
         int wait;
-        if (w->n == 0) {
+        if (w->b->n == 0) {
             if (stop_requested && !w->draining)
                 return LQ_OK;
-            /* Held messages wait for nothing but what is at hand already. */
-            wait = w->n_held > 0 ? 0 : w->draining ? 50 : IDLE_POLL_MS;
+            /*
+             * Held messages wait for nothing but what is at hand already;
+             * nor does a batch not yet answered (take_step() answers it).
+             */
+            wait = w->n_held > 0 || w->unanswered ? 0 : w->draining ? 50 : IDLE_POLL_MS;
         } else {
             wait = (int)(fill_until - lq_clock_ms());
             if (wait < 0)
                 wait = 0;
+        }
+        /* Waiting would delay the events of the batch before: they go now. */
+        if (wait > 0 && w->unanswered) {
+            r = finish_unanswered(w);
+            if (r != LQ_OK)
+                return r;
         }
         /* Confirms of answered batches end the wait too, to ack them. */
         r = w->ring_n ? lq_amqp_next_or_confirm(w->amqp, wait, &d)
@@ -477,15 +511,14 @@ static int gather(worker *w)
                 return r;
             continue;
         }
-        w->n_redelivered += d->redelivered || d->delivery_count > 0;
+        w->b->n_redelivered += d->redelivered || d->delivery_count > 0;
         add_entry(w, d, lq_clock_us());
-        if (w->n == 1)
+        if (w->b->n == 1)
             fill_until = lq_clock_ms() + w->cfg->batch_wait_ms;
     }
     return LQ_OK;
 }
 
-/* Keep the database up; retry what can be retried.  Applies items[0..n). */
 /*
  * What the events of items[0..n), just committed under batch_id, will
  * prove once confirmed: that the batch's first outcomes were published, and
@@ -501,10 +534,10 @@ static void note_published(worker *w, const lq_item *items, size_t n, int64_t ba
         const lq_item *it = &items[i];
         stored_new = stored_new || it->insert;
         if (it->stored && it->stored_same && !it->stored_published && !it->outcome.duplicate)
-            (void)lq_confirmations_add_payment(&w->batch_conf, it->command->id);
+            (void)lq_confirmations_add_payment(&w->b->conf, it->command->id);
     }
     if (stored_new)
-        (void)lq_confirmations_add_batch(&w->batch_conf, batch_id);
+        (void)lq_confirmations_add_batch(&w->b->conf, batch_id);
 }
 
 /*
@@ -529,7 +562,9 @@ static bool in_confirmations(const lq_confirmations *c, const lq_item *it)
 static bool in_flight(const worker *w, const lq_item *it)
 {
     /* This batch's own earlier commits too (a batch applied payment by payment). */
-    if (in_confirmations(&w->batch_conf, it))
+    if (in_confirmations(&w->b->conf, it))
+        return true;
+    if (w->unanswered && in_confirmations(&w->unanswered->conf, it))
         return true;
     for (size_t k = 0; k < w->ring_n; k++) {
         if (in_confirmations(&w->ring[(w->ring_first + k) % PIPELINE_MAX].conf, it))
@@ -567,7 +602,8 @@ static int undecided(worker *w, const lq_item *items, size_t n)
     return LQ_OK;
 }
 
-static int apply_items(worker *w, lq_item *items, size_t n)
+/* Keep the database up; retry what can be retried.  Applies items[0..n). */
+static int try_items(worker *w, lq_item *items, size_t n)
 {
     char now[LQ_TIMESTAMP_MAX];
     int64_t batch_id = 0;
@@ -576,6 +612,10 @@ static int apply_items(worker *w, lq_item *items, size_t n)
     w->decide_error[0] = '\0';
     for (;;) {
         if (w->db == NULL) {
+            /* The batch before is committed: its events need no database. */
+            r = finish_unanswered(w);
+            if (r != LQ_OK)
+                return r;
             if (past_deadline(w))
                 return LQ_ERR_TIMEOUT;
             r = connect_db(w);
@@ -590,8 +630,25 @@ static int apply_items(worker *w, lq_item *items, size_t n)
             w->backoff_ms = 0;
         }
         int64_t started = lq_clock_us();
-        r = lq_db_batch_load(w->db, items, n, &w->confirmed, &w->book, now, &batch_id);
+        r = lq_db_batch_load(w->db, items, n, &w->recording, &w->book, now, &batch_id);
+        if (r == LQ_OK && w->unanswered && w->unanswered_error == LQ_OK) {
+            /*
+             * Answering the batch before would have waited for the broker
+             * (on_db_sent()): not while this one holds the accounts' locks.
+             */
+            lq_db_batch_abort(w->db);
+            r = finish_unanswered(w);
+            if (r != LQ_OK)
+                return r;
+            continue;
+        }
         if (r == LQ_OK) {
+            /* The batch before is answered by now (on_db_sent()): in_flight() sees it. */
+            int a = finish_unanswered(w);
+            if (a != LQ_OK) {
+                lq_db_batch_abort(w->db);
+                return a;
+            }
             for (size_t i = 0; i < n; i++) {
                 if (items[i].stored && !items[i].stored_published)
                     items[i].stored_published = in_flight(w, &items[i]);
@@ -604,8 +661,6 @@ static int apply_items(worker *w, lq_item *items, size_t n)
         if (r == LQ_OK) {
             lq_metrics_observe_batch(w->metrics, n);
             lq_metrics_observe_commit_us(w->metrics, lq_clock_us() - started);
-            /* Recorded with the batch (nothing adds to them meanwhile: one thread). */
-            lq_confirmations_clear(&w->confirmed);
             note_published(w, items, n, batch_id);
             return LQ_OK;
         }
@@ -628,32 +683,51 @@ static int apply_items(worker *w, lq_item *items, size_t n)
 }
 
 /*
+ * The confirmed events recorded so far go with this transaction (taken
+ * aside: more may be confirmed while it runs); back for the next one if it
+ * fails.
+ */
+static int apply_items(worker *w, lq_item *items, size_t n)
+{
+    int r;
+
+    (void)lq_confirmations_move(&w->recording, &w->confirmed);
+    r = try_items(w, items, n);
+    if (r == LQ_OK)
+        lq_confirmations_clear(&w->recording);
+    else
+        (void)lq_confirmations_move(&w->confirmed, &w->recording);
+    return r;
+}
+
+/*
  * Apply the valid entries.  When the batch fails for an unexpected reason,
  * apply each payment alone so that one bad payment does not hold up the
  * others; one that keeps failing is marked for the dead-letter queue.
  */
 static int apply_batch(worker *w)
 {
+    batch *b = w->b;
     size_t n_items = 0;
     int r;
 
-    for (size_t i = 0; i < w->n; i++) {
-        entry *e = &w->entries[i];
+    for (size_t i = 0; i < b->n; i++) {
+        entry *e = &b->entries[i];
         e->item = NULL;
         if (e->invalid != LQ_OK)
             continue;
-        memset(&w->items[n_items], 0, sizeof(w->items[n_items]));
-        w->items[n_items].command = e->command;
-        e->item = &w->items[n_items++];
+        memset(&b->items[n_items], 0, sizeof(b->items[n_items]));
+        b->items[n_items].command = e->command;
+        e->item = &b->items[n_items++];
     }
     if (n_items == 0)
         return LQ_OK;
-    r = apply_items(w, w->items, n_items);
+    r = apply_items(w, b->items, n_items);
     if (r == LQ_OK || lq_error_classify(r) != LQ_CLASS_FAILED)
         return r;
 
-    for (size_t i = 0; i < w->n; i++) {
-        entry *e = &w->entries[i];
+    for (size_t i = 0; i < b->n; i++) {
+        entry *e = &b->entries[i];
         if (e->item == NULL)
             continue;
         for (e->attempts = 1; e->attempts <= w->cfg->max_attempts; e->attempts++) {
@@ -799,8 +873,11 @@ static int ack_answered(worker *w, const answered *a)
     uint64_t below = UINT64_MAX; /* the smallest unacked tag outside a */
     int r = LQ_OK;
 
-    for (size_t i = 0; i < w->n; i++)
-        below = w->entries[i].delivery->tag < below ? w->entries[i].delivery->tag : below;
+    for (int k = 0; k < 2; k++) {
+        const batch *b = &w->batches[k];
+        for (size_t i = 0; i < b->n; i++)
+            below = b->entries[i].delivery->tag < below ? b->entries[i].delivery->tag : below;
+    }
     for (size_t i = 0; i < w->n_held; i++)
         below = w->held[i]->tag < below ? w->held[i]->tag : below;
     for (size_t k = 1; k < w->ring_n; k++) {
@@ -924,15 +1001,15 @@ static int next_answered(worker *w, answered **ret)
  * Publish every event and dead-letter of the batch, and queue it for its
  * ack (settle()): the confirms are not awaited here.
  */
-static int answer_batch(worker *w)
+static int answer_batch(worker *w, batch *b)
 {
     answered *a;
     int r = next_answered(w, &a);
 
     if (r != LQ_OK)
         return r;
-    for (size_t i = 0; i < w->n; i++) {
-        const entry *e = &w->entries[i];
+    for (size_t i = 0; i < b->n; i++) {
+        const entry *e = &b->entries[i];
         uint64_t tag = e->delivery->tag;
         if (e->item) {
             const lq_item *it = e->item;
@@ -958,9 +1035,51 @@ static int answer_batch(worker *w)
     a->last_seq = lq_amqp_last_seq(w->amqp);
     a->waiting_since_ms = lq_clock_ms();
     /* Best effort, as in note_published(). */
-    (void)lq_confirmations_move(&a->conf, &w->batch_conf);
+    (void)lq_confirmations_move(&a->conf, &b->conf);
     w->ring_n++;
     return LQ_OK;
+}
+
+/*
+ * Answer the batch committed before (worker.unanswered), if any, and ack
+ * what the broker has confirmed meanwhile.  An error means the connection
+ * must go.
+ */
+static int answer_unanswered(worker *w)
+{
+    batch *u = w->unanswered;
+    int r;
+
+    if (u == NULL || w->amqp == NULL)
+        return LQ_OK;
+    w->unanswered = NULL;
+    r = answer_batch(w, u);
+    release_batch(u);
+    return r == LQ_OK ? settle(w, false) : r;
+}
+
+/* As answer_unanswered(), or how it failed while a statement ran (on_db_sent()). */
+static int finish_unanswered(worker *w)
+{
+    int r = w->unanswered_error;
+
+    w->unanswered_error = LQ_OK;
+    return r != LQ_OK ? r : answer_unanswered(w);
+}
+
+/*
+ * A batch's statements are on their way to the database: the batch before
+ * it is answered while the server works.  A failure waits for the worker
+ * to see it when the statements are done (finish_unanswered()).
+ */
+static void on_db_sent(void *arg)
+{
+    worker *w = arg;
+
+    /* Only what does not wait: a blocked broker or a full ring waits outside the transaction. */
+    if (w->unanswered && w->unanswered_error == LQ_OK && w->amqp && !lq_amqp_blocked(w->amqp) &&
+        w->ring_n < PIPELINE_MAX)
+        w->unanswered_error = answer_unanswered(w);
 }
 
 /* The hold.expired event of docs/protocol.md section 14; caller frees. */
@@ -1028,24 +1147,37 @@ static int answer_expiries(worker *w)
 static void give_up_unacked(worker *w, int r)
 {
     const char *why = w->amqp ? lq_amqp_error(w->amqp) : "";
-    size_t n = w->n + unacked_answered(w);
+    size_t n = w->b->n + (w->unanswered ? w->unanswered->n : 0) + unacked_answered(w);
 
     lq_warn("batch of %zu left unacked: %s%s%s", n, lq_strerror(r), why[0] ? ": " : "", why);
     drop_amqp(w, lq_strerror(r));
 }
 
-static void process_batch(worker *w)
+/*
+ * Apply the batch, then answer it: at once, or with defer, while the next
+ * batch is looked up (worker.unanswered).  The batch before is answered
+ * first in any case.
+ */
+static void process_batch(worker *w, bool defer)
 {
     int r = apply_batch(w);
+    int before = finish_unanswered(w);
 
-    if (r == LQ_OK && w->amqp)
-        r = answer_batch(w);
-    if (r != LQ_OK) {
-        give_up_unacked(w, r);
-        release_batch(w);
+    if (r == LQ_OK)
+        r = before;
+    if (r == LQ_OK && w->amqp && defer) {
+        w->unanswered = w->b;
+        w->b = w->b == &w->batches[0] ? &w->batches[1] : &w->batches[0];
         return;
     }
-    release_batch(w);
+    if (r == LQ_OK && w->amqp)
+        r = answer_batch(w, w->b);
+    if (r != LQ_OK) {
+        give_up_unacked(w, r);
+        release_batch(w->b);
+        return;
+    }
+    release_batch(w->b);
     /* Ack what the broker has confirmed meanwhile. */
     if (w->amqp && (r = settle(w, false)) != LQ_OK)
         give_up_unacked(w, r);
@@ -1079,8 +1211,10 @@ static bool held_before(const lq_delivery *a, const lq_delivery *b)
 static void process_held(worker *w)
 {
     size_t pick = 0;
-    int r = settle_all(w);
+    int r = finish_unanswered(w);
 
+    if (r == LQ_OK && w->amqp)
+        r = settle_all(w);
     if (r != LQ_OK) {
         give_up_unacked(w, r);
         return;
@@ -1094,7 +1228,7 @@ static void process_held(worker *w)
     add_entry(w, w->held[pick], lq_clock_us());
     memmove(&w->held[pick], &w->held[pick + 1], (w->n_held - pick - 1) * sizeof(*w->held));
     w->n_held--;
-    process_batch(w);
+    process_batch(w, false);
     if (w->amqp && (r = settle_all(w)) != LQ_OK)
         give_up_unacked(w, r);
 }
@@ -1137,16 +1271,21 @@ static bool take_step(worker *w)
     r = gather(w);
     if (r != LQ_OK) {
         /* The connection died mid-batch: its deliveries will be redelivered. */
-        release_batch(w);
+        release_batch(w->b);
         drop_amqp(w, lq_amqp_error(w->amqp));
         return true;
     }
-    if (w->n > 0) {
-        if (w->n_redelivered > 0)
+    if (w->b->n > 0) {
+        if (w->b->n_redelivered > 0)
             lq_info("redelivered: %zu of the %zu messages of this batch had been delivered before",
-                    w->n_redelivered, w->n);
-        process_batch(w);
+                    w->b->n_redelivered, w->b->n);
+        process_batch(w, true);
         w->held_turn = true;
+    } else if (w->unanswered || w->unanswered_error != LQ_OK) {
+        /* Nothing new to overlap with: the last batch's events go now. */
+        r = finish_unanswered(w);
+        if (r != LQ_OK)
+            give_up_unacked(w, r);
     } else if (w->n_held > 0) {
         process_held(w);
     } else {
@@ -1169,6 +1308,12 @@ static void sweep(worker *w)
     if (w->amqp == NULL || w->db == NULL || now - w->swept_ms < SWEEP_INTERVAL_MS)
         return;
     w->swept_ms = now;
+    /* The expiries' events go after those of the batch before. */
+    r = finish_unanswered(w);
+    if (r != LQ_OK) {
+        give_up_unacked(w, r);
+        return;
+    }
     r = lq_db_expire_holds(w->db, &w->book, SWEEP_MAX, REPUBLISH_S, &w->expiries);
     if (r != LQ_OK) {
         lq_warn("could not release expired holds: %s", lq_db_error(w->db));
@@ -1198,7 +1343,9 @@ static void refresh_depth(worker *w)
         return;
     w->depth_checked_ms = now;
     if (lq_amqp_queue_depth(w->amqp, w->cfg->queue, &ready) == LQ_OK)
-        lq_metrics_set_queue(w->metrics, ready, w->n + w->n_held + unacked_answered(w));
+        lq_metrics_set_queue(w->metrics, ready,
+                             w->b->n + (w->unanswered ? w->unanswered->n : 0) + w->n_held +
+                                 unacked_answered(w));
     else
         drop_amqp(w, lq_amqp_error(w->amqp));
 }
@@ -1213,10 +1360,14 @@ int lq_worker_run(const lq_config *cfg)
 
     memset(&w, 0, sizeof(w));
     w.cfg = cfg;
-    w.entries = calloc((size_t)cfg->batch_max, sizeof(*w.entries));
-    w.items = calloc((size_t)cfg->batch_max, sizeof(*w.items));
     w.metrics = lq_metrics_new();
-    allocated = w.entries && w.items && w.metrics;
+    allocated = w.metrics != NULL;
+    for (int k = 0; k < 2; k++) {
+        w.batches[k].entries = calloc((size_t)cfg->batch_max, sizeof(*w.batches[k].entries));
+        w.batches[k].items = calloc((size_t)cfg->batch_max, sizeof(*w.batches[k].items));
+        allocated = allocated && w.batches[k].entries && w.batches[k].items;
+    }
+    w.b = &w.batches[0];
     for (int k = 0; k < PIPELINE_MAX; k++) {
         w.ring[k].tags = calloc((size_t)cfg->batch_max, sizeof(*w.ring[k].tags));
         w.ring[k].received_us = calloc((size_t)cfg->batch_max, sizeof(*w.ring[k].received_us));
@@ -1274,7 +1425,9 @@ int lq_worker_run(const lq_config *cfg)
         while (w.amqp && !past_deadline(&w) && take_step(&w))
             ;
     }
-    if (w.amqp && (r = settle_all(&w)) != LQ_OK)
+    if (w.amqp && (r = finish_unanswered(&w)) == LQ_OK)
+        r = settle_all(&w);
+    if (w.amqp && r != LQ_OK)
         give_up_unacked(&w, r);
     record_confirmed(&w);
     if (w.amqp && w.n_held > 0)
@@ -1292,15 +1445,19 @@ out:
     lq_metrics_free(w.metrics);
     lq_book_release(&w.book);
     lq_expiries_release(&w.expiries);
-    lq_confirmations_release(&w.batch_conf);
     lq_confirmations_release(&w.confirmed);
+    lq_confirmations_release(&w.recording);
     free(w.held);
     for (int k = 0; k < PIPELINE_MAX; k++) {
         free(w.ring[k].tags);
         free(w.ring[k].received_us);
         lq_confirmations_release(&w.ring[k].conf);
     }
-    free(w.entries);
-    free(w.items);
+    for (int k = 0; k < 2; k++) {
+        release_batch(&w.batches[k]);
+        lq_confirmations_release(&w.batches[k].conf);
+        free(w.batches[k].entries);
+        free(w.batches[k].items);
+    }
     return r;
 }
