@@ -355,21 +355,10 @@ void lq_db_array_text(lq_db_array *a, const char *s)
     lq_json_append(&a->text, "\"", 1);
 }
 
-/* Thousands of these a batch: digits by hand rather than through printf. */
 void lq_db_array_int(lq_db_array *a, int64_t v)
 {
-    char num[24];
-    char *end = num + sizeof(num), *p = end;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
-    if (v < 0)
-        *--p = '-';
     array_sep(a);
-    lq_json_append(&a->text, p, (size_t)(end - p));
+    lq_json_append_int(&a->text, v);
 }
 
 /* Close the literal; NULL when an allocation failed.  Owned by a. */

@@ -194,11 +194,31 @@ void lq_json_string_len(lq_json *w, const char *s, size_t len)
     w->need_comma = true;
 }
 
+/* v in decimal, ending at end; returns where it starts. */
+static char *decimal(char *end, int64_t v)
+{
+    char *p = end;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
 void lq_json_int(lq_json *w, int64_t v)
 {
-    char text[24];
-    int n = snprintf(text, sizeof(text), "%" PRId64, v);
-    value(w, text, (size_t)n);
+    char text[24], *end = text + sizeof(text), *p = decimal(end, v);
+    value(w, p, (size_t)(end - p));
+}
+
+void lq_json_append_int(lq_json *w, int64_t v)
+{
+    char text[24], *end = text + sizeof(text), *p = decimal(end, v);
+    lq_json_append(w, p, (size_t)(end - p));
 }
 
 void lq_json_uint(lq_json *w, uint64_t v)

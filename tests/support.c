@@ -989,6 +989,37 @@ void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret)
     ck_assert_str_eq(ret->id, id);
 }
 
+void lqt_account_show_at(lqt_ns *ns, const char *id, const char *at, lqt_account_at *ret)
+{
+    static const char *const keys[] = {"id",          "currency",     "at",        "balance",
+                                       "held_debits", "held_credits", "available", NULL};
+    lqt_output o;
+    cJSON *j;
+    char what[200];
+
+    memset(ret, 0, sizeof(*ret));
+    snprintf(what, sizeof(what), "`account show %s --at %s --json`", id, at);
+    lqt_run(ns, &o, "account", "show", id, "--at", at, "--json");
+    ck_assert_msg(o.status == 0, "%s exited %d: %s", what, o.status, o.err);
+    ck_assert_msg(lqt_one_line(o.out), "%s printed more than one line: %s", what, o.out);
+    snprintf(ret->raw, sizeof(ret->raw), "%s", o.out);
+    j = cJSON_Parse(o.out);
+    ck_assert_msg(cJSON_IsObject(j), "%s is not a JSON object: %s", what, o.out);
+    lqt_check_keys(j, what, keys);
+    snprintf(ret->id, sizeof(ret->id), "%s", json_string(j, "id", what));
+    snprintf(ret->currency, sizeof(ret->currency), "%s", json_string(j, "currency", what));
+    snprintf(ret->at, sizeof(ret->at), "%s", json_string(j, "at", what));
+    ck_assert_msg(raw_int(o.out, "balance", &ret->balance) &&
+                      raw_int(o.out, "held_debits", &ret->held_debits) &&
+                      raw_int(o.out, "held_credits", &ret->held_credits) &&
+                      raw_int(o.out, "available", &ret->available),
+                  "%s: balance, held amounts and available must be JSON integers: %s", what, o.out);
+    ck_assert_msg(ret->available == ret->balance - ret->held_debits,
+                  "%s: available is not balance - held_debits: %s", what, o.out);
+    cJSON_Delete(j);
+    lqt_output_release(&o);
+}
+
 int64_t lqt_balance(lqt_ns *ns, const char *id)
 {
     lqt_account a;

@@ -245,6 +245,18 @@ typedef struct lqt_account {
 /* Show an account (must exit 0 and print the documented object). */
 void lqt_account_show(lqt_ns *ns, const char *id, lqt_account *ret);
 
+/* `ledgerq account show ID --at TIME --json` (docs/protocol.md section 15), as printed. */
+typedef struct lqt_account_at {
+    char id[128];
+    char currency[8];
+    char at[64];                                           /* the time asked for */
+    int64_t balance, held_debits, held_credits, available; /* exact: read from the JSON text */
+    char raw[1024];                                        /* the printed line */
+} lqt_account_at;
+
+/* Show an account as of at (must exit 0 and print the documented object, available included). */
+void lqt_account_show_at(lqt_ns *ns, const char *id, const char *at, lqt_account_at *ret);
+
 /* Its balance, via lqt_account_show(). */
 int64_t lqt_balance(lqt_ns *ns, const char *id);
 

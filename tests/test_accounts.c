@@ -1083,30 +1083,16 @@ END_TEST
 /* `account show ID --at TIME --json`: checked strictly; returns its balance. */
 static int64_t balance_at(const char *id, const char *at, const char *expected_at)
 {
-    static const char *const keys[] = {"id",          "currency",     "at",        "balance",
-                                       "held_debits", "held_credits", "available", NULL};
-    lqt_output o;
-    cJSON *j;
-    int64_t balance;
-    char what[200];
+    lqt_account_at a;
 
-    snprintf(what, sizeof(what), "`account show %s --at %s --json`", id, at);
-    lqt_run(ns, &o, "account", "show", id, "--at", at, "--json");
-    ck_assert_msg(o.status == 0, "%s exited %d: %s", what, o.status, o.err);
-    ck_assert_msg(lqt_one_line(o.out), "%s: %s", what, o.out);
-    j = cJSON_Parse(o.out);
-    ck_assert_msg(cJSON_IsObject(j), "%s: %s", what, o.out);
-    lqt_check_keys(j, what, keys);
-    ck_assert_str_eq(cJSON_GetObjectItem(j, "id")->valuestring, id);
-    ck_assert_str_eq(cJSON_GetObjectItem(j, "currency")->valuestring, "EUR");
-    ck_assert_str_eq(cJSON_GetObjectItem(j, "at")->valuestring, expected_at);
-    ck_assert_int_eq(cJSON_GetObjectItem(j, "held_debits")->valueint, 0);
-    ck_assert_int_eq(cJSON_GetObjectItem(j, "held_credits")->valueint, 0);
-    balance = (int64_t)cJSON_GetObjectItem(j, "balance")->valuedouble;
-    ck_assert_int_eq((int64_t)cJSON_GetObjectItem(j, "available")->valuedouble, balance);
-    cJSON_Delete(j);
-    lqt_output_release(&o);
-    return balance;
+    lqt_account_show_at(ns, id, at, &a);
+    ck_assert_str_eq(a.id, id);
+    ck_assert_str_eq(a.currency, "EUR");
+    ck_assert_str_eq(a.at, expected_at);
+    ck_assert_int_eq(a.held_debits, 0);
+    ck_assert_int_eq(a.held_credits, 0);
+    ck_assert_int_eq(a.available, a.balance);
+    return a.balance;
 }
 
 START_TEST(test_show_at)

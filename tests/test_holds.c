@@ -149,29 +149,14 @@ static void expect_account(const char *id, int64_t balance, int64_t held_debits,
 static void expect_account_at(const char *id, const char *at, int64_t balance, int64_t held_debits,
                               int64_t held_credits)
 {
-    static const char *const keys[] = {"id",          "currency",     "at",        "balance",
-                                       "held_debits", "held_credits", "available", NULL};
-    lqt_output o;
-    cJSON *j;
-    char what[200];
+    lqt_account_at a;
 
-    snprintf(what, sizeof(what), "`account show %s --at %s --json`", id, at);
-    lqt_run(ns, &o, "account", "show", id, "--at", at, "--json");
-    ck_assert_msg(o.status == 0, "%s exited %d: %s", what, o.status, o.err);
-    ck_assert_msg(lqt_one_line(o.out), "%s: %s", what, o.out);
-    j = cJSON_Parse(o.out);
-    ck_assert_msg(cJSON_IsObject(j), "%s: %s", what, o.out);
-    lqt_check_keys(j, what, keys);
-    ck_assert_msg(
-        strcmp(cJSON_GetObjectItem(j, "at")->valuestring, at) == 0 &&
-            cJSON_GetObjectItem(j, "balance")->valuedouble == (double)balance &&
-            cJSON_GetObjectItem(j, "held_debits")->valuedouble == (double)held_debits &&
-            cJSON_GetObjectItem(j, "held_credits")->valuedouble == (double)held_credits &&
-            cJSON_GetObjectItem(j, "available")->valuedouble == (double)(balance - held_debits),
-        "%s: %s, expected balance %" PRId64 ", held debits %" PRId64 ", held credits %" PRId64,
-        what, o.out, balance, held_debits, held_credits);
-    cJSON_Delete(j);
-    lqt_output_release(&o);
+    lqt_account_show_at(ns, id, at, &a);
+    ck_assert_msg(strcmp(a.at, at) == 0 && a.balance == balance && a.held_debits == held_debits &&
+                      a.held_credits == held_credits,
+                  "`account show %s --at %s --json`: %s, expected balance %" PRId64
+                  ", held debits %" PRId64 ", held credits %" PRId64,
+                  id, at, a.raw, balance, held_debits, held_credits);
 }
 
 /* Entry seq of account: command, type, leg, amount, and the balance and held amounts after it. */

@@ -61,6 +61,25 @@ START_TEST(test_int_range_exact)
 }
 END_TEST
 
+/* As the array literals of a batch carry totals: outside the structure, nothing between them. */
+START_TEST(test_append_int_exact)
+{
+    lq_json w;
+
+    lq_json_init(&w);
+    lq_json_append_int(&w, INT64_MIN);
+    lq_json_append(&w, ",", 1);
+    lq_json_append_int(&w, INT64_MAX);
+    lq_json_append(&w, ",", 1);
+    lq_json_append_int(&w, 0);
+    lq_json_append(&w, ",", 1);
+    lq_json_append_int(&w, -120);
+    ck_assert(!w.failed);
+    ck_assert_str_eq(w.buf, "-9223372036854775808,9223372036854775807,0,-120");
+    lq_json_release(&w);
+}
+END_TEST
+
 START_TEST(test_uint_range_exact)
 {
     lq_json w;
@@ -394,6 +413,7 @@ int main(void)
 
     TCase *tc = tcase_create("integers");
     tcase_add_test(tc, test_int_range_exact);
+    tcase_add_test(tc, test_append_int_exact);
     tcase_add_test(tc, test_uint_range_exact);
     tcase_add_test(tc, test_balance_object_parses);
     suite_add_tcase(s, tc);

@@ -53,4 +53,7 @@ void lq_json_raw(lq_json *w, const char *json);
 /* Append text outside the JSON structure (for example a newline). */
 void lq_json_append(lq_json *w, const char *s, size_t len);
 
+/* Append v in decimal, outside the JSON structure (without printf: the hot path writes many). */
+void lq_json_append_int(lq_json *w, int64_t v);
+
 #endif
